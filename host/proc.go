@@ -1,0 +1,162 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// ProcState is what the kernel says a thread is doing: enough to tell a
+// waiter sleeping in the lock code from one that is running or gone.
+type ProcState struct {
+	PID, TID int
+	// Comm is the thread's command name (may hold spaces and parentheses).
+	Comm string
+	// State is the stat state letter: R running, S sleeping, D
+	// uninterruptible, T stopped, Z zombie, ...
+	State byte
+	PPID  int
+	// Wchan is the kernel function the thread sleeps in ("" or "0" when
+	// running). Kernels without CONFIG_KALLSYMS show only "0".
+	Wchan string
+	// Syscall is /proc/.../syscall: the syscall number and arguments the
+	// thread is blocked in ("72 0x3 0x7 ..." is fcntl(3, F_SETLKW) on
+	// x86_64), "running", or empty if unreadable.
+	Syscall string
+	// Stack is the kernel stack, innermost first, one "function+off/len"
+	// per line with the "[<0>] " prefix removed.
+	Stack []string
+	// Notes say which of Wchan, Syscall and Stack could not be read and
+	// why (the stack needs root or CAP_SYS_ADMIN).
+	Notes []string
+}
+
+// ReadProcess reads the state of thread tid of process pid. Only a missing
+// or unreadable stat file is an error; wchan, syscall and stack are best
+// effort, with a note when unreadable. tid 0 means the main thread.
+func ReadProcess(pid, tid int) (ProcState, error) {
+	if tid == 0 {
+		tid = pid
+	}
+	ps := ProcState{PID: pid, TID: tid}
+	dir := fmt.Sprintf("/proc/%d/task/%d/", pid, tid)
+	stat, err := os.ReadFile(dir + "stat")
+	if err != nil {
+		return ps, fmt.Errorf("host: process %d thread %d: %w", pid, tid, err)
+	}
+	if err := parseStat(string(stat), &ps); err != nil {
+		return ps, fmt.Errorf("host: %sstat: %w", dir, err)
+	}
+	if b, err := os.ReadFile(dir + "wchan"); err != nil {
+		ps.Notes = append(ps.Notes, fmt.Sprintf("wchan: %v", err))
+	} else {
+		ps.Wchan = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile(dir + "syscall"); err != nil {
+		ps.Notes = append(ps.Notes, fmt.Sprintf("syscall: %v", err))
+	} else {
+		ps.Syscall = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile(dir + "stack"); err != nil {
+		ps.Notes = append(ps.Notes, fmt.Sprintf("stack: %v", err))
+	} else {
+		ps.Stack = parseStack(string(b))
+	}
+	return ps, nil
+}
+
+// ReadThreads reads every thread of process pid. A thread that exits while
+// being read is skipped.
+func ReadThreads(pid int) ([]ProcState, error) {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, fmt.Errorf("host: threads of %d: %w", pid, err)
+	}
+	var out []ProcState
+	for _, e := range entries {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ps, err := ReadProcess(pid, tid)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, ps)
+	}
+	return out, nil
+}
+
+// parseStat parses "pid (comm) S ppid ...". comm is taken up to the last
+// ')' because it may itself contain ") ".
+func parseStat(s string, ps *ProcState) error {
+	open := strings.IndexByte(s, '(')
+	closing := strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return fmt.Errorf("no (comm) in %q", s)
+	}
+	ps.Comm = s[open+1 : closing]
+	rest := strings.Fields(s[closing+1:])
+	if len(rest) < 2 || len(rest[0]) != 1 {
+		return fmt.Errorf("no state and ppid after comm in %q", s)
+	}
+	ps.State = rest[0][0]
+	ppid, err := strconv.Atoi(rest[1])
+	if err != nil {
+		return fmt.Errorf("ppid %q: %w", rest[1], err)
+	}
+	ps.PPID = ppid
+	return nil
+}
+
+// parseStack turns "[<0>] fcntl_setlk+0x1a/0x300\n" lines into
+// "fcntl_setlk+0x1a/0x300".
+func parseStack(s string) []string {
+	var out []string
+	for line := range strings.SplitSeq(strings.TrimSpace(s), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "[<") {
+			if i := strings.Index(line, ">]"); i >= 0 {
+				line = strings.TrimSpace(line[i+2:])
+			}
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// BlockedInLocks reports whether the thread's wchan or stack names the
+// kernel's file locking code: a cheap sign that it waits for a lock.
+func (ps *ProcState) BlockedInLocks() bool {
+	if isLockFunc(ps.Wchan) {
+		return true
+	}
+	for _, f := range ps.Stack {
+		if isLockFunc(f) {
+			return true
+		}
+	}
+	return false
+}
+
+// lockFuncs are substrings of fs/locks.c (and file system lock handler)
+// function names a lock waiter sleeps in.
+var lockFuncs = []string{"lock", "flock", "fcntl_setlk"}
+
+func isLockFunc(f string) bool {
+	name, _, _ := strings.Cut(f, "+")
+	for _, l := range lockFuncs {
+		if strings.Contains(name, l) {
+			return true
+		}
+	}
+	return false
+}

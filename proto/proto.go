@@ -1,0 +1,391 @@
+// Package proto is the wire protocol between the lockprobe controller and its lockers and
+// observers. Both sides import it; it knows nothing of ZeroMQ. A message is one frame: a fixed
+// header (magic, protocol version, kind, sender's sequence number) and a payload. Control
+// payloads are JSON; span payloads are OTLP protobuf (an ExportTraceServiceRequest), so spans
+// travel in the format every collector already reads.
+package proto
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	pb "google.golang.org/protobuf/proto"
+)
+
+// Version is the protocol version; a hello with another version is refused.
+const Version = 1
+
+// magic opens every frame so that a stray connection is recognised at once.
+var magic = [2]byte{'L', 'P'}
+
+// HeaderSize is the size of the fixed frame header.
+const HeaderSize = 2 + 1 + 1 + 8
+
+// MaxPayload bounds a frame's payload; a larger one is rejected rather than allocated.
+const MaxPayload = 64 << 20
+
+// Kind is a message type.
+type Kind uint8
+
+// Message kinds. L→C: locker to controller; C→L: controller to locker.
+const (
+	KindHello    Kind = iota + 1 // L→C: who I am
+	KindWelcome                  // C→L: accepted; trace context and settings
+	KindPing                     // L→C: clock probe
+	KindPong                     // C→L: clock probe answer
+	KindReady                    // L→C: clock measured, ready for commands
+	KindCommands                 // C→L: the queue and the scenario start instant
+	KindAck                      // both: a message was received (by its kind and seq)
+	KindSpans                    // L→C: OTLP spans, partial or final
+	KindIdle                     // L→C: the queue is empty
+	KindSnapReq                  // C→L: report your state now
+	KindSnapshot                 // L→C: state
+	KindStop                     // C→L: release, flush, exit
+	KindBye                      // L→C: last message, with the last sequence number
+	KindBeat                     // C→L: heartbeat (the controller is alive)
+	KindRefuse                   // C→L: hello refused (version, token, id)
+	kindEnd
+)
+
+var kindNames = [...]string{
+	KindHello: "hello", KindWelcome: "welcome", KindPing: "ping", KindPong: "pong",
+	KindReady: "ready", KindCommands: "commands", KindAck: "ack", KindSpans: "spans",
+	KindIdle: "idle", KindSnapReq: "snapreq", KindSnapshot: "snapshot", KindStop: "stop",
+	KindBye: "bye", KindBeat: "beat", KindRefuse: "refuse",
+}
+
+func (k Kind) String() string {
+	if k > 0 && k < kindEnd {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Message is a decoded frame. Exactly one payload field is set, the one Kind names.
+type Message struct {
+	Kind Kind
+	Seq  uint64 // the sender's sequence number, from 1; gaps mean lost messages
+
+	Hello    *Hello
+	Welcome  *Welcome
+	Ping     *Ping
+	Pong     *Pong
+	Ready    *Ready
+	Commands *Commands
+	Ack      *Ack
+	Spans    *coltracepb.ExportTraceServiceRequest
+	Idle     *Idle
+	SnapReq  *SnapReq
+	Snapshot *Snapshot
+	Stop     *Stop
+	Bye      *Bye
+	Beat     *Beat
+	Refuse   *Refuse
+}
+
+// Hello introduces a locker or an observer.
+type Hello struct {
+	Version  int      `json:"version"`
+	LockerID int      `json:"locker_id"`
+	Role     string   `json:"role"` // "locker" | "observer"
+	PID      int      `json:"pid"`
+	Host     string   `json:"host"`
+	Node     string   `json:"node"`
+	Token    string   `json:"token"`
+	Files    []string `json:"files"`
+}
+
+// Welcome accepts a hello.
+type Welcome struct {
+	TraceID      [16]byte      `json:"trace_id"`
+	ParentSpanID [8]byte       `json:"parent_span_id"`
+	Poll         time.Duration `json:"poll"`      // watcher / observer interval
+	Heartbeat    time.Duration `json:"heartbeat"` // the locker exits after 5 missed beats
+	Kind         string        `json:"kind"`      // default lock kind
+	Style        string        `json:"style"`     // default acquire style
+	Tries        int           `json:"tries"`     // default poll tries
+	Interval     time.Duration `json:"interval"`  // default poll interval
+}
+
+// Ping is a clock probe; T1 is the locker's send instant (unix ns, its own clock).
+type Ping struct {
+	T1 int64 `json:"t1"`
+}
+
+// Pong answers a ping with the controller's instant TC.
+type Pong struct {
+	T1 int64 `json:"t1"`
+	TC int64 `json:"tc"`
+}
+
+// Ready says the locker measured its clock and waits for commands.
+type Ready struct {
+	Offset      int64 `json:"offset_ns"` // controller − locker
+	Uncertainty int64 `json:"uncertainty_ns"`
+}
+
+// Peer names another locker so that conflict owners can be mapped on the spot.
+type Peer struct {
+	LockerID int    `json:"locker_id"`
+	Node     string `json:"node"`
+	PID      int    `json:"pid"`
+}
+
+// Commands is a locker's whole queue.
+type Commands struct {
+	Start time.Time `json:"start"` // scenario start, controller clock
+	Queue []Command `json:"queue"`
+	Peers []Peer    `json:"peers"`
+}
+
+// Ack acknowledges the message of the given kind and sequence number.
+type Ack struct {
+	Kind Kind   `json:"kind"`
+	Seq  uint64 `json:"seq"`
+}
+
+// Idle says the queue ran empty.
+type Idle struct {
+	Executed int `json:"executed"`
+}
+
+// SnapReq asks for a snapshot.
+type SnapReq struct {
+	Reason string `json:"reason"`
+}
+
+// Snapshot is a locker's state at one moment.
+type Snapshot struct {
+	At       int64    `json:"at"` // unix ns, controller clock
+	PID      int      `json:"pid"`
+	TID      int      `json:"tid"`
+	State    string   `json:"state"`
+	Wchan    string   `json:"wchan"`
+	Stack    []string `json:"stack"`
+	Inflight string   `json:"inflight"` // the attempt in flight, if any
+	Executed int      `json:"executed"`
+	Holds    int      `json:"holds"`
+}
+
+// Stop asks the locker to release, flush and exit.
+type Stop struct {
+	Reason string `json:"reason"`
+}
+
+// Bye is a locker's last message.
+type Bye struct {
+	LastSeq uint64 `json:"last_seq"`
+}
+
+// Beat is the controller's heartbeat.
+type Beat struct{}
+
+// Refuse says why a hello was refused.
+type Refuse struct {
+	Reason string `json:"reason"`
+}
+
+// Encode renders m as one frame.
+func Encode(m *Message) ([]byte, error) {
+	var payload []byte
+	var err error
+	switch m.Kind {
+	case KindSpans:
+		if m.Spans == nil {
+			return nil, errors.New("encode spans: nil payload")
+		}
+		payload, err = pb.Marshal(m.Spans)
+	default:
+		v := m.payload()
+		if v == nil {
+			return nil, fmt.Errorf("encode %s: nil payload", m.Kind)
+		}
+		payload, err = json.Marshal(v)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", m.Kind, err)
+	}
+	if len(payload) > MaxPayload {
+		return nil, fmt.Errorf("encode %s: payload of %d bytes exceeds %d", m.Kind, len(payload), MaxPayload)
+	}
+	frame := make([]byte, HeaderSize, HeaderSize+len(payload))
+	frame[0], frame[1] = magic[0], magic[1]
+	frame[2] = Version
+	frame[3] = byte(m.Kind)
+	binary.BigEndian.PutUint64(frame[4:], m.Seq)
+	return append(frame, payload...), nil
+}
+
+// payload returns the set payload field of a control message, or nil.
+func (m *Message) payload() any {
+	switch m.Kind {
+	case KindHello:
+		return nilIf(m.Hello)
+	case KindWelcome:
+		return nilIf(m.Welcome)
+	case KindPing:
+		return nilIf(m.Ping)
+	case KindPong:
+		return nilIf(m.Pong)
+	case KindReady:
+		return nilIf(m.Ready)
+	case KindCommands:
+		return nilIf(m.Commands)
+	case KindAck:
+		return nilIf(m.Ack)
+	case KindIdle:
+		return nilIf(m.Idle)
+	case KindSnapReq:
+		return nilIf(m.SnapReq)
+	case KindSnapshot:
+		return nilIf(m.Snapshot)
+	case KindStop:
+		return nilIf(m.Stop)
+	case KindBye:
+		return nilIf(m.Bye)
+	case KindBeat:
+		return nilIf(m.Beat)
+	case KindRefuse:
+		return nilIf(m.Refuse)
+	}
+	return nil
+}
+
+func nilIf[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
+// Decode parses one frame. It rejects a bad magic, another protocol version, an unknown kind,
+// an oversized or malformed payload, and a payload that does not validate.
+func Decode(frame []byte) (*Message, error) {
+	if len(frame) < HeaderSize {
+		return nil, fmt.Errorf("decode: frame of %d bytes is shorter than the %d-byte header", len(frame), HeaderSize)
+	}
+	if frame[0] != magic[0] || frame[1] != magic[1] {
+		return nil, errors.New("decode: bad magic")
+	}
+	if frame[2] != Version {
+		return nil, fmt.Errorf("decode: protocol version %d, want %d", frame[2], Version)
+	}
+	kind := Kind(frame[3])
+	if kind == 0 || kind >= kindEnd {
+		return nil, fmt.Errorf("decode: unknown message kind %d", frame[3])
+	}
+	payload := frame[HeaderSize:]
+	if len(payload) > MaxPayload {
+		return nil, fmt.Errorf("decode %s: payload of %d bytes exceeds %d", kind, len(payload), MaxPayload)
+	}
+	m := &Message{Kind: kind, Seq: binary.BigEndian.Uint64(frame[4:])}
+	var target any
+	switch kind {
+	case KindSpans:
+		m.Spans = &coltracepb.ExportTraceServiceRequest{}
+		if err := pb.Unmarshal(payload, m.Spans); err != nil {
+			return nil, fmt.Errorf("decode spans: %w", err)
+		}
+		return m, validateSpans(m.Spans)
+	case KindHello:
+		m.Hello = &Hello{}
+		target = m.Hello
+	case KindWelcome:
+		m.Welcome = &Welcome{}
+		target = m.Welcome
+	case KindPing:
+		m.Ping = &Ping{}
+		target = m.Ping
+	case KindPong:
+		m.Pong = &Pong{}
+		target = m.Pong
+	case KindReady:
+		m.Ready = &Ready{}
+		target = m.Ready
+	case KindCommands:
+		m.Commands = &Commands{}
+		target = m.Commands
+	case KindAck:
+		m.Ack = &Ack{}
+		target = m.Ack
+	case KindIdle:
+		m.Idle = &Idle{}
+		target = m.Idle
+	case KindSnapReq:
+		m.SnapReq = &SnapReq{}
+		target = m.SnapReq
+	case KindSnapshot:
+		m.Snapshot = &Snapshot{}
+		target = m.Snapshot
+	case KindStop:
+		m.Stop = &Stop{}
+		target = m.Stop
+	case KindBye:
+		m.Bye = &Bye{}
+		target = m.Bye
+	case KindBeat:
+		m.Beat = &Beat{}
+		target = m.Beat
+	case KindRefuse:
+		m.Refuse = &Refuse{}
+		target = m.Refuse
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(target); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", kind, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("decode %s: trailing data after the payload", kind)
+	}
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", kind, err)
+	}
+	return m, nil
+}
+
+func (m *Message) validate() error {
+	switch m.Kind {
+	case KindHello:
+		h := m.Hello
+		if h.Role != "locker" && h.Role != "observer" {
+			return fmt.Errorf("role %q is not locker or observer", h.Role)
+		}
+		if h.PID <= 0 {
+			return fmt.Errorf("pid %d", h.PID)
+		}
+	case KindCommands:
+		for i := range m.Commands.Queue {
+			if err := m.Commands.Queue[i].Validate(); err != nil {
+				return fmt.Errorf("command %d: %w", i, err)
+			}
+		}
+	case KindAck:
+		if m.Ack.Kind == 0 || m.Ack.Kind >= kindEnd {
+			return fmt.Errorf("ack of unknown kind %d", m.Ack.Kind)
+		}
+	}
+	return nil
+}
+
+// validateSpans checks what the controller relies on: ids of the right size.
+func validateSpans(req *coltracepb.ExportTraceServiceRequest) error {
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				if len(s.TraceId) != 16 || len(s.SpanId) != 8 {
+					return fmt.Errorf("decode spans: span %q has a trace id of %d bytes and a span id of %d", s.Name, len(s.TraceId), len(s.SpanId))
+				}
+				if len(s.ParentSpanId) != 0 && len(s.ParentSpanId) != 8 {
+					return fmt.Errorf("decode spans: span %q has a parent id of %d bytes", s.Name, len(s.ParentSpanId))
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+// Package semconv names everything lockprobe writes into a trace: span names, attribute keys, event
+// names and the closed sets of values they take. The locker writes them, the controller adds to them,
+// the analysis and the reports read them; keeping them in one leaf package keeps the three in step.
+package semconv
+
+// Span names.
+const (
+	SpanRun      = "lockprobe.run"      // root span, made by the controller
+	SpanLocker   = "lockprobe.locker"   // one per locker process, child of the root
+	SpanObserver = "lockprobe.observer" // one per observer process, child of the root
+	SpanSnapshot = "lockprobe.snapshot" // the controller's end-of-run snapshot, child of the root
+	SpanAcquire  = "lock.acquire"       // one lock attempt, from the call to its outcome
+	SpanHold     = "lock.hold"          // grant → release
+	SpanGetlk    = "lock.getlk"         // one explicit F_GETLK query (scenario command getlk)
+	SpanCommand  = "lock.command"       // any other command (file, close, sleep, release that held nothing)
+)
+
+// Resource attributes (besides the OTel standard service.name, host.name, process.pid).
+const (
+	ServiceName = "service.name"
+	HostName    = "host.name"
+	ProcessPID  = "process.pid"
+
+	LockerID   = "locker.id"   // int, run-unique 0..N-1; observers use -1-k
+	LockerRole = "locker.role" // "locker" | "observer" | "controller"
+	Node       = "locker.node" // the node the locker stands for: host name, or mount label in multi-mount runs
+
+	FSType        = "fs.type"          // name from statfs magic (ext4, lustre, fuse, ...)
+	FSMagic       = "fs.magic"         // int
+	FSMountType   = "fs.mount.type"    // type from mountinfo, with subtype (fuse.glusterfs)
+	FSMountPoint  = "fs.mount.point"   //
+	FSMountSource = "fs.mount.source"  //
+	FSMountOpts   = "fs.mount.options" // []string: all options
+	FSLockOpts    = "fs.lock.options"  // []string: the options that decide locking
+	OSKernel      = "os.kernel"        // uname release
+	LustreVersion = "lustre.version"   //
+	ToolVersion   = "lockprobe.version"
+)
+
+// Attributes of the root span.
+const (
+	RunCommand    = "lockprobe.command"  // the command line
+	RunScenario   = "lockprobe.scenario" // scenario name or file
+	RunScenarioTx = "lockprobe.scenario.text"
+	RunProcs      = "lockprobe.procs"
+	RunTimeout    = "lockprobe.timeout_ns"
+	RunPoll       = "lockprobe.poll_ns"
+	RunStartNS    = "lockprobe.start_unix_ns" // the scenario's start instant (controller clock)
+	RunEndReason  = "lockprobe.end_reason"    // "done" | "timeout" | "hang" | "interrupted"
+	RunLost       = "lockprobe.messages_lost"
+	Verdict       = "lock.verdict" // class of the verdict, searchable in Jaeger
+	VerdictExit   = "lock.verdict.exit"
+)
+
+// Attributes of lock spans.
+const (
+	LockKind      = "lock.kind"  // Kind values
+	LockMode      = "lock.mode"  // Mode values
+	LockStart     = "lock.start" // int
+	LockLen       = "lock.len"   // int, 0 = to EOF
+	LockStyle     = "lock.style" // Style values
+	LockOutcome   = "lock.outcome"
+	LockErrno     = "lock.errno"      // string, e.g. "EAGAIN"; empty when none
+	LockTries     = "lock.tries"      // int: F_SETLK calls made (poll/try)
+	LockFD        = "lock.fd"         // int: the scenario's descriptor slot
+	LockHoldEnd   = "lock.hold.end"   // HoldEnd values
+	LockCmdLine   = "lock.cmd.line"   // int: scenario line the command came from
+	LockCmdText   = "lock.cmd.text"   // the command as written
+	LockCmdIndex  = "lock.cmd.index"  // int: position in the locker's queue
+	LockScheduled = "lock.scheduled"  // int unix ns: the instant an "@" command was scheduled for
+	LockAcquireID = "lock.acquire.id" // on a hold: span id (hex) of the attempt that granted it
+	FilePath      = "file.path"
+	FileDev       = "file.dev"   // "major:minor"
+	FileInode     = "file.inode" // int
+)
+
+// Span events and their attributes.
+const (
+	EventConflict = "lock.conflict" // the waiter's own F_GETLK answer changed
+	EventTry      = "lock.try"      // one F_SETLK of a poll/try attempt failed
+	EventObserved = "lock.observed" // the observer's F_GETLK answer changed
+	EventClock    = "clock.sync"    // a (re-)measured clock offset
+	EventExit     = "locker.exit"   // the controller saw a locker process end
+	EventState    = "locker.state"  // snapshot: one locker's process state
+	EventProcLock = "proc.lock"     // snapshot: one /proc/locks line of the run's file
+	EventVerdict  = "lock.verdict"  // the verdict, on the root span
+	EventFire     = "lockprobe.fire"
+
+	OwnerPID      = "lock.owner.pid"       // int: l_pid as the file system reported it
+	OwnerMode     = "lock.owner.mode"      // "read" | "write" | "none"
+	OwnerStart    = "lock.owner.start"     // int
+	OwnerLen      = "lock.owner.len"       // int
+	OwnerLockerID = "lock.owner.locker.id" // int, -1 when it maps to no locker
+	OwnerClass    = "lock.owner.class"     // OwnerClass values
+	OwnerSource   = "lock.owner.source"    // "getlk" | "proc-locks" | "fdinfo" | "none"
+	QueryMode     = "lock.query.mode"      // observer: the mode it asked F_GETLK about
+
+	ClockOffset      = "clock.offset_ns"      // int: controller − locker
+	ClockUncertainty = "clock.uncertainty_ns" // int: half the best round trip
+
+	ExitStatus = "process.exit.status" // string, as os.ProcessState says
+	ExitSignal = "process.exit.signal" // string, empty when not signalled
+
+	ProcState  = "process.state" // one letter, as /proc/PID/stat
+	ProcWchan  = "process.wchan"
+	ProcStack  = "process.stack"     // []string
+	ProcTID    = "process.tid"       // int: the thread that makes the lock calls
+	ProcInfl   = "lock.inflight"     // description of the attempt in flight, if any
+	ProcLockID = "proc.lock.id"      // int
+	ProcLockBy = "proc.lock.blocker" // int: id of the line it waits behind, 0 if it holds
+	ProcLockCl = "proc.lock.class"   // POSIX | OFDLCK | FLOCK
+	ProcLockRW = "proc.lock.mode"    // READ | WRITE
+	ProcLockPI = "proc.lock.pid"     // int
+	ProcLockSt = "proc.lock.start"   // int
+	ProcLockEn = "proc.lock.end"     // int, -1 = EOF
+	ProcLockRa = "proc.lock.raw"     // the line as read
+	FireIndex  = "lockprobe.fire.at" // int unix ns: the shared scheduled instant
+	FireSpread = "lockprobe.fire.spread_ns"
+	FireCount  = "lockprobe.fire.count"
+)
+
+// Lock kinds.
+const (
+	KindPOSIX = "posix"
+	KindOFD   = "ofd"
+	KindFlock = "flock"
+)
+
+// Lock modes.
+const (
+	ModeRead  = "read"
+	ModeWrite = "write"
+	ModeNone  = "none"
+)
+
+// Acquire styles.
+const (
+	StyleWait = "wait"
+	StyleTry  = "try"
+	StylePoll = "poll"
+)
+
+// Attempt outcomes.
+const (
+	OutcomeGranted    = "granted"
+	OutcomeWouldBlock = "would-block"
+	OutcomeDeadlock   = "deadlock"
+	OutcomeError      = "error"
+	OutcomeBlocked    = "blocked" // still waiting when the run ended
+	OutcomeWaiting    = "waiting" // on a partial record: the attempt has started, no outcome yet
+)
+
+// How a hold ended.
+const (
+	HoldRelease   = "release"   // explicit unlock
+	HoldReleaseIf = "releaseif" // unlock because it was held
+	HoldClose     = "close"     // a descriptor of the file was closed
+	HoldConverted = "converted" // replaced by a grant of another mode over its range
+	HoldExit      = "exit"      // the process stopped or died while holding
+	HoldRunEnd    = "run-end"   // still held when the run ended
+	HoldOpen      = "open"      // on a partial record: not ended yet
+)
+
+// Conflict owner classes.
+const (
+	OwnerLocker  = "locker"  // maps to a locker of this run
+	OwnerSelf    = "self"    // the waiter itself
+	OwnerForeign = "foreign" // a pid that matches no locker
+	OwnerUnknown = "unknown" // the file system does not say (OFD -1, NFSv4 0, NFSv3 negative svid)
+	OwnerNone    = "none"    // nothing conflicts
+)
