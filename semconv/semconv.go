@@ -70,8 +70,10 @@ const (
 	LockScheduled = "lock.scheduled"  // int unix ns: the instant an "@" command was scheduled for
 	LockAcquireID = "lock.acquire.id" // on a hold: span id (hex) of the attempt that granted it
 	FilePath      = "file.path"
-	FileDev       = "file.dev"   // "major:minor"
-	FileInode     = "file.inode" // int
+	FileLogical   = "file.logical"        // the scenario's name for the file ({file}, {file}.2): one file across mounts
+	LockClosedFD  = "lock.hold.closed_fd" // int: on a hold ended by close, the slot that was closed
+	FileDev       = "file.dev"            // "major:minor"
+	FileInode     = "file.inode"          // int
 )
 
 // Span events and their attributes.
