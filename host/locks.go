@@ -143,7 +143,7 @@ func parseLocks(s string, dst []LockEntry) ([]LockEntry, error) {
 		} else {
 			s = ""
 		}
-		if strings.TrimSpace(line) == "" {
+		if isBlank(line) {
 			continue
 		}
 		e, err := parseLockLine(line)
@@ -195,18 +195,15 @@ func parseLockLine(line string) (LockEntry, error) {
 	var f [8]string
 	n := 0
 	for {
-		rest = strings.TrimLeft(rest, " \t")
-		if rest == "" {
+		var field string
+		field, rest = nextField(rest)
+		if field == "" {
 			break
 		}
 		if n == len(f) {
 			return e, fmt.Errorf("%w: too many fields: %q", errFields, line)
 		}
-		end := strings.IndexAny(rest, " \t")
-		if end < 0 {
-			end = len(rest)
-		}
-		f[n], rest = rest[:end], rest[end:]
+		f[n] = field
 		n++
 	}
 	if n != 7 {
@@ -230,6 +227,25 @@ func parseLockLine(line string) (LockEntry, error) {
 		return e, fmt.Errorf("%w: end %q", errFields, f[6])
 	}
 	return e, nil
+}
+
+// nextField splits the first space- or tab-separated field off s; strings.Fields
+// would allocate a slice per line.
+func nextField(s string) (field, rest string) {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	j := i
+	for j < len(s) && s[j] != ' ' && s[j] != '\t' {
+		j++
+	}
+	return s[i:j], s[j:]
+}
+
+func isBlank(s string) bool {
+	field, _ := nextField(s)
+	return field == ""
 }
 
 // parseDev parses "%02x:%02x:%lu" (major:minor:inode) or "<none>:0".

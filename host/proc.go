@@ -147,9 +147,15 @@ func (ps *ProcState) BlockedInLocks() bool {
 	return false
 }
 
-// lockFuncs are substrings of fs/locks.c (and file system lock handler)
-// function names a lock waiter sleeps in.
-var lockFuncs = []string{"lock", "flock", "fcntl_setlk"}
+// lockFuncs are substrings of the kernel functions a lock waiter sleeps
+// in: fs/locks.c (seen on 6.18: fcntl_setlk for F_SETLKW and F_OFD_SETLKW,
+// locks_lock_inode_wait for flock) and the lock paths of network and FUSE
+// file systems (Lustre ldlm, NFS lockd/v4, FUSE, CIFS, Ceph).
+var lockFuncs = []string{
+	"fcntl_setlk", "lock_inode_wait", "lock_file_wait", "do_sys_flock",
+	"posix_lock", "flock_lock", "ldlm_", "ll_file_flock", "nlmclnt_",
+	"nfs4_proc_lock", "nfs4_retry_setlk", "fuse_setlk", "cifs_lock", "ceph_lock",
+}
 
 func isLockFunc(f string) bool {
 	name, _, _ := strings.Cut(f, "+")
