@@ -16,7 +16,7 @@ type ProcState struct {
 	Comm string
 	// State is the stat state letter: R running, S sleeping, D
 	// uninterruptible, T stopped, Z zombie, ...
-	State byte
+	State string
 	PPID  int
 	// Wchan is the kernel function the thread sleeps in ("" or "0" when
 	// running). Kernels without CONFIG_KALLSYMS show only "0".
@@ -105,7 +105,7 @@ func parseStat(s string, ps *ProcState) error {
 	if len(rest) < 2 || len(rest[0]) != 1 {
 		return fmt.Errorf("no state and ppid after comm in %q", s)
 	}
-	ps.State = rest[0][0]
+	ps.State = rest[0]
 	ppid, err := strconv.Atoi(rest[1])
 	if err != nil {
 		return fmt.Errorf("ppid %q: %w", rest[1], err)

@@ -10,14 +10,14 @@ func TestParseStat(t *testing.T) {
 	tests := []struct {
 		in         string
 		comm       string
-		state      byte
+		state      string
 		ppid       int
 		wantErrStr bool
 	}{
-		{in: "4711 (locker) S 1 4711 4711 0 -1 4194560 103 0", comm: "locker", state: 'S', ppid: 1},
-		{in: "4712 (a) (b) c) D 99 1 2", comm: "a) (b) c", state: 'D', ppid: 99},
-		{in: "4713 (sp ace) R 7 1", comm: "sp ace", state: 'R', ppid: 7},
-		{in: "4714 () Z 8", comm: "", state: 'Z', ppid: 8},
+		{in: "4711 (locker) S 1 4711 4711 0 -1 4194560 103 0", comm: "locker", state: "S", ppid: 1},
+		{in: "4712 (a) (b) c) D 99 1 2", comm: "a) (b) c", state: "D", ppid: 99},
+		{in: "4713 (sp ace) R 7 1", comm: "sp ace", state: "R", ppid: 7},
+		{in: "4714 () Z 8", comm: "", state: "Z", ppid: 8},
 		{in: "4715 locker S 1", wantErrStr: true},
 		{in: "4716 (x) SS 1", wantErrStr: true},
 		{in: "4717 (x) S", wantErrStr: true},
@@ -34,7 +34,7 @@ func TestParseStat(t *testing.T) {
 			continue
 		}
 		if err != nil || ps.Comm != tc.comm || ps.State != tc.state || ps.PPID != tc.ppid {
-			t.Errorf("parseStat(%q) = %q %c %d, %v; want %q %c %d", tc.in, ps.Comm, ps.State, ps.PPID, err, tc.comm, tc.state, tc.ppid)
+			t.Errorf("parseStat(%q) = %q %s %d, %v; want %q %s %d", tc.in, ps.Comm, ps.State, ps.PPID, err, tc.comm, tc.state, tc.ppid)
 		}
 	}
 }
@@ -69,7 +69,7 @@ func TestReadProcessSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps.TID != pid || ps.PPID != os.Getppid() || ps.Comm == "" || ps.State == 0 {
+	if ps.TID != pid || ps.PPID != os.Getppid() || ps.Comm == "" || ps.State == "" {
 		t.Errorf("ReadProcess(self) = %+v", ps)
 	}
 	threads, err := ReadThreads(pid)

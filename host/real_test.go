@@ -1,6 +1,7 @@
 package host
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -32,16 +33,30 @@ func TestRealLocks(t *testing.T) {
 			}
 			holder := startChild(t, tc.kind, "holder", path)
 			waiter := startChild(t, tc.kind, "waiter", path)
-
 			var groups []LockGroup
-			waitFor(t, "the waiter line in /proc/locks", func() bool {
-				entries, err := ReadLocks()
-				if err != nil {
-					t.Fatal(err)
-				}
-				groups = GroupLocks(FilterFile(entries, id))
-				return len(groups) == 1 && len(groups[0].Waiters) == 1
-			})
+			waitForWaiters := func(n int) {
+				waitFor(t, fmt.Sprintf("%d waiter lines in /proc/locks", n), func() bool {
+					entries, err := ReadLocks()
+					if err != nil {
+						t.Fatal(err)
+					}
+					groups = GroupLocks(FilterFile(entries, id))
+					return len(groups) == 1 && len(groups[0].Waiters) == n
+				})
+			}
+			waitForWaiters(1)
+			// A second writer conflicts with the first waiter too: since
+			// Linux 5.1 the kernel queues it behind that waiter, one level
+			// deeper, instead of behind the holder.
+			second := startChild(t, tc.kind, "waiter", path)
+			waitForWaiters(2)
+			for _, w := range groups[0].Waiters {
+				t.Logf("waiter line: %s", w.Raw)
+			}
+			if w2 := groups[0].Waiters[1]; w2.Depth != 2 || w2.ParentLine != groups[0].Waiters[0].Line ||
+				tc.ownerPID && w2.PID != second.pid {
+				t.Errorf("second waiter = %+v, want depth 2 behind the first waiter, pid %d", w2, second.pid)
+			}
 			g := groups[0]
 			t.Logf("holder: %s", g.Holder.Raw)
 			t.Logf("waiter: %s", g.Waiters[0].Raw)
@@ -79,12 +94,12 @@ func TestRealLocks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("waiter thread: state %c wchan %q syscall %q notes %q", ps.State, ps.Wchan, ps.Syscall, ps.Notes)
+			t.Logf("waiter thread: state %s wchan %q syscall %q notes %q", ps.State, ps.Wchan, ps.Syscall, ps.Notes)
 			for _, f := range ps.Stack {
 				t.Logf("  stack: %s", f)
 			}
-			if ps.State != 'S' && ps.State != 'D' {
-				t.Errorf("waiter state %c, want S or D", ps.State)
+			if ps.State != "S" && ps.State != "D" {
+				t.Errorf("waiter state %s, want S or D", ps.State)
 			}
 			if !ps.BlockedInLocks() {
 				t.Errorf("waiter wchan %q / stack %q do not show the lock code", ps.Wchan, ps.Stack)
