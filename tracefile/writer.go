@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -105,4 +106,18 @@ func UnmarshalLine(line []byte) (*coltracepb.ExportTraceServiceRequest, error) {
 		return nil, fmt.Errorf("parse spans: %w", err)
 	}
 	return req, nil
+}
+
+// Append opens an existing trace file to add lines at its end (the verdict, after analysis).
+func Append(path string) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open trace file: %w", err)
+	}
+	return &Writer{f: f}, nil
+}
+
+// WriteSpans appends one line holding the given resource spans.
+func (w *Writer) WriteSpans(rss ...*tracepb.ResourceSpans) error {
+	return w.Write(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
 }

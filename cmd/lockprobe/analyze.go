@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/lockprobe/lockprobe/analysis"
+	"github.com/lockprobe/lockprobe/scenario"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+func analyzeCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
+	stuckAfter := fs.Duration("stuck-after", 5*time.Second, "a waiter blocked this long under suspicious evidence is reported stuck")
+	out := fs.String("out", "", "where to write the reports (default: the run's folder, or beside the trace file)")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want one argument: a run's output folder or its trace.jsonl")
+	}
+	if *stuckAfter <= 0 {
+		return usagef("-stuck-after must be positive")
+	}
+	path, err := tracePath(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	t, err := tracefile.Open(path)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	res := analysis.Analyze(t, analysis.Options{StuckAfter: *stuckAfter})
+	dir := *out
+	if dir == "" {
+		dir = filepath.Dir(path)
+	}
+	if err := writeReports(res, reportOptions{outDir: dir}, stdout); err != nil {
+		return err
+	}
+	if res.Verdict.Exit != 0 {
+		return &exitError{code: res.Verdict.Exit}
+	}
+	return nil
+}
+
+// tracePath accepts a run's output folder or a trace file.
+func tracePath(arg string) (string, error) {
+	st, err := os.Stat(arg)
+	if err != nil {
+		return "", usagef("%s: %v", arg, errors.Unwrap(err))
+	}
+	if st.IsDir() {
+		p := filepath.Join(arg, tracefile.FileName)
+		if _, err := os.Stat(p); err != nil {
+			return "", usagef("%s: no %s in this folder", arg, tracefile.FileName)
+		}
+		return p, nil
+	}
+	return arg, nil
+}
+
+func scenariosCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("scenarios", flag.ContinueOnError)
+	show := fs.String("show", "", "print the source of this built-in")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if *show != "" {
+		sc, err := scenario.Builtin(*show)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		fmt.Fprint(stdout, sc.Text)
+		return nil
+	}
+	for _, info := range scenario.Builtins() {
+		fmt.Fprintf(stdout, "%-10s %s\n", info.Name, info.Description)
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+// Command lockprobe proves why processes sharing a file through locks hang. It starts locker
+// processes that take real locks on a real file, drives them with scheduled commands, records
+// every attempt as OpenTelemetry spans, and says whether a hang is a deadlock, a lost wake-up,
+// a stale or foreign holder, or broken mutual exclusion.
+//
+// This package only parses flags and wires the packages together.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit statuses (DESIGN.md): verdicts 0, 3, 4, 5 come from the analysis.
+const (
+	exitOK    = 0
+	exitTool  = 1
+	exitUsage = 2
+)
+
+// usageError marks bad input: a one-line message and exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// exitError carries a verdict's exit status out of a command that otherwise succeeded.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+type command struct {
+	run     func(args []string, stdout, stderr io.Writer) error
+	summary string
+}
+
+var commands = map[string]command{
+	"run":       {runCmd, "start lockers on a file, drive a scenario, analyse and report"},
+	"locker":    {lockerCmd, "run one locker or observer (started by run, or by hand on a remote node)"},
+	"analyze":   {analyzeCmd, "analyse a saved run: DIR or trace.jsonl → verdict and reports"},
+	"export":    {exportCmd, "send a saved run's spans to an OTLP collector"},
+	"scenarios": {scenariosCmd, "list the built-in scenarios"},
+	"version":   {versionCmd, "print the version"},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "lockprobe: unknown command %q (try: lockprobe help)\n", args[0])
+		return exitUsage
+	}
+	err := cmd.run(args[1:], stdout, stderr)
+	var ue *usageError
+	var ee *exitError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "lockprobe %s: %s\n", args[0], ue.msg)
+		return exitUsage
+	case errors.Is(err, errHelp):
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "lockprobe %s: %v\n", args[0], err)
+		return exitTool
+	}
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: lockprobe COMMAND [flags]")
+	fmt.Fprintln(w)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nlockprobe COMMAND -h shows the flags of a command.")
+}
+
+func versionCmd(args []string, stdout, stderr io.Writer) error {
+	fmt.Fprintf(stdout, "lockprobe %s\n", version)
+	return nil
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/analysis"
+	"github.com/lockprobe/lockprobe/control"
+	"github.com/lockprobe/lockprobe/scenario"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+// maxProcs bounds -procs: every locker is a process on this node.
+const maxProcs = 10000
+
+type runFlags struct {
+	files      stringList
+	procs      string
+	timeout    time.Duration
+	scenario   string
+	lock       string
+	style      string
+	tries      int
+	interval   time.Duration
+	poll       time.Duration
+	out        string
+	observers  bool
+	onHang     string
+	stuckAfter time.Duration
+	otlp       string
+	verbose    bool
+}
+
+func runCmd(args []string, stdout, stderr io.Writer) error {
+	var f runFlags
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.Var(&f.files, "file", "the file to lock (repeat it for the same file seen through other mounts or clients)")
+	fs.StringVar(&f.procs, "procs", "", "number of lockers (default: the scenario's procs, else 10)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "end the run after this long (default: the scenario's, else 30s)")
+	fs.StringVar(&f.scenario, "scenario", "", "a built-in scenario name or a scenario file (default contend)")
+	fs.StringVar(&f.lock, "lock", "", "default lock kind: posix, ofd or flock (default posix)")
+	fs.StringVar(&f.style, "style", "", "default acquire style: wait, try or poll (default wait)")
+	fs.IntVar(&f.tries, "tries", 0, "default number of tries for style poll (default 3)")
+	fs.DurationVar(&f.interval, "interval", 0, "default interval between tries for style poll (default 1s)")
+	fs.DurationVar(&f.poll, "poll", 100*time.Millisecond, "how often waiters and observers ask F_GETLK, and the online detector runs")
+	fs.StringVar(&f.out, "out", "", "output folder (default: a new lockprobe-out-TIMESTAMP folder here)")
+	fs.BoolVar(&f.observers, "observers", true, "start one observer process per file (never locks; F_GETLK witness)")
+	fs.StringVar(&f.onHang, "on-hang", "stop", "when a deadlock forms: stop (snapshot and end) or wait (watch until -timeout)")
+	fs.DurationVar(&f.stuckAfter, "stuck-after", 5*time.Second, "a waiter blocked this long under suspicious evidence is reported stuck")
+	fs.StringVar(&f.otlp, "otlp", "", "forward spans to this OTLP endpoint (http://host:4318 or grpc://host:4317); OTEL_EXPORTER_OTLP_* also work")
+	fs.BoolVar(&f.verbose, "v", false, "log diagnostics to stderr")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	cmdLine := "lockprobe run " + shellJoin(args)
+	opts, sc, err := f.options(cmdLine)
+	if err != nil {
+		return err
+	}
+	logLevel := slog.LevelWarn
+	if f.verbose {
+		logLevel = slog.LevelDebug
+	}
+	opts.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	if isTerminal(stderr) {
+		opts.Progress = stderr
+	}
+
+	analyzer := analysis.New(analysis.Options{StuckAfter: f.stuckAfter, Settle: f.poll})
+	opts.Watch = analyzer.Observe
+	var hangAt, formedAt int64
+	opts.Hang = func(now int64) string {
+		for _, fd := range analyzer.Check(now) {
+			if fd.Class != analysis.ClassDeadlock {
+				continue
+			}
+			if hangAt == 0 {
+				hangAt, formedAt = now, fd.FormedAt
+				opts.Log.Info("deadlock detected", "summary", fd.Summary)
+			}
+			if f.onHang == "stop" {
+				return fd.Summary
+			}
+		}
+		return ""
+	}
+	fwd, err := newForwarder(f.otlp, opts.Log)
+	if err != nil {
+		return err
+	}
+	if fwd != nil {
+		opts.Forward = fwd.Enqueue
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	res, runErr := control.Run(ctx, opts)
+	if res == nil {
+		return runErr
+	}
+	fwdNote := ""
+	if fwd != nil {
+		fwdNote = fwd.Close()
+	}
+	_ = sc
+	code, err := report(res, opts, hangAt, formedAt, f.stuckAfter, f.poll, stdout)
+	if fwdNote != "" {
+		fmt.Fprintln(stdout, fwdNote)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// report analyses the finished run from its trace file, as `analyze` would, writes the verdict
+// into the trace and the reports into the output folder, and prints the summary.
+func report(res *control.Result, opts control.Options, hangAt, formedAt int64, stuckAfter, poll time.Duration, stdout io.Writer) (int, error) {
+	t, err := tracefile.Open(res.TracePath)
+	if err != nil {
+		return exitTool, err
+	}
+	ar := analysis.Analyze(t, analysis.Options{StuckAfter: stuckAfter, Settle: poll})
+	if err := control.WriteVerdict(res, version, ar.Verdict.Class, ar.Verdict.Exit, ar.Verdict.Summary); err != nil {
+		return exitTool, err
+	}
+	var latency time.Duration
+	if hangAt != 0 && formedAt != 0 {
+		latency = time.Duration(hangAt - formedAt)
+	}
+	if err := writeReports(ar, reportOptions{outDir: res.OutDir, latency: latency, endReason: res.EndReason, killed: res.Killed, unresponsive: res.Unresponsive}, stdout); err != nil {
+		return exitTool, err
+	}
+	return ar.Verdict.Exit, nil
+}
+
+// options validates the flags and the scenario into control.Options. Every problem is a usage
+// error: one line, exit status 2, and no process started.
+func (f *runFlags) options(cmdLine string) (control.Options, *scenario.Scenario, error) {
+	var o control.Options
+	if len(f.files) == 0 {
+		return o, nil, usagef("-file is required: the file the lockers lock")
+	}
+	for i, p := range f.files {
+		abs, err := checkLockFile(p)
+		if err != nil {
+			return o, nil, err
+		}
+		f.files[i] = abs
+	}
+	sc, err := scenario.Load(f.scenario, scenario.ParseOptions{})
+	if err != nil {
+		return o, nil, usagef("%v", err)
+	}
+	procs := sc.Header.Procs.Or(10)
+	if f.procs != "" {
+		n, err := parsePositive(f.procs)
+		if err != nil {
+			return o, nil, usagef("-procs %q: %v", f.procs, err)
+		}
+		procs = n
+	}
+	if procs > maxProcs {
+		return o, nil, usagef("-procs %d: at most %d lockers", procs, maxProcs)
+	}
+	for _, k := range []struct {
+		flag, val string
+		ok        func(string) bool
+	}{
+		{"-lock", f.lock, func(s string) bool { return s == "posix" || s == "ofd" || s == "flock" }},
+		{"-style", f.style, func(s string) bool { return s == "wait" || s == "try" || s == "poll" }},
+		{"-on-hang", f.onHang, func(s string) bool { return s == "stop" || s == "wait" }},
+	} {
+		if k.val != "" && !k.ok(k.val) {
+			return o, nil, usagef("%s %q: unknown value", k.flag, k.val)
+		}
+	}
+	if f.tries < 0 || f.interval < 0 || f.poll <= 0 || f.timeout < 0 || f.stuckAfter <= 0 {
+		return o, nil, usagef("-tries, -interval, -timeout must not be negative; -poll and -stuck-after must be positive")
+	}
+	queues, err := sc.Queues(procs, f.files)
+	if err != nil {
+		return o, nil, usagef("%v", err)
+	}
+	out := f.out
+	if out == "" {
+		out = defaultOutDir()
+	}
+	o = control.Options{
+		Files:        f.files,
+		Queues:       queues,
+		Timeout:      pick(f.timeout, sc.Header.Timeout.Or(30*time.Second)),
+		Kind:         pickStr(f.lock, sc.Header.Kind.Or("posix")),
+		Style:        pickStr(f.style, sc.Header.Style.Or("wait")),
+		Tries:        pickInt(f.tries, sc.Header.Tries.Or(3)),
+		Interval:     pick(f.interval, sc.Header.Interval.Or(time.Second)),
+		Poll:         f.poll,
+		Observers:    f.observers,
+		OutDir:       out,
+		CommandLine:  cmdLine,
+		ScenarioName: sc.Name,
+		ScenarioText: sc.Text,
+		Version:      version,
+	}
+	return o, sc, nil
+}
+
+func pick(flagVal, def time.Duration) time.Duration {
+	if flagVal != 0 {
+		return flagVal
+	}
+	return def
+}
+
+func pickStr(flagVal, def string) string {
+	if flagVal != "" {
+		return flagVal
+	}
+	return def
+}
+
+func pickInt(flagVal, def int) int {
+	if flagVal != 0 {
+		return flagVal
+	}
+	return def
+}
+
+func parsePositive(s string) (int, error) {
+	n := 0
+	if s == "" {
+		return 0, errors.New("empty")
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, errors.New("not a positive whole number")
+		}
+		n = n*10 + int(c-'0')
+		if n > 1<<30 {
+			return 0, errors.New("too large")
+		}
+	}
+	if n == 0 {
+		return 0, errors.New("must be at least 1")
+	}
+	return n, nil
+}
+
+// checkLockFile accepts an existing regular file that can be read and written, or a new file in
+// an existing directory (created now, as the seed harness's lockers did). The controller may
+// open and close it: it holds no locks.
+func checkLockFile(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", usagef("-file %s: %v", p, err)
+	}
+	dir := filepath.Dir(abs)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return "", usagef("-file %s: directory %s does not exist", p, dir)
+	}
+	st, err := os.Stat(abs)
+	switch {
+	case err == nil && st.IsDir():
+		return "", usagef("-file %s: is a directory, not a file", p)
+	case err == nil && !st.Mode().IsRegular():
+		return "", usagef("-file %s: not a regular file", p)
+	case err == nil:
+		if err := unix.Access(abs, unix.R_OK|unix.W_OK); err != nil {
+			return "", usagef("-file %s: cannot read and write it: %v", p, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		fh, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return "", usagef("-file %s: cannot create it: %v", p, err)
+		}
+		fh.Close()
+	default:
+		return "", usagef("-file %s: %v", p, err)
+	}
+	return abs, nil
+}
+
+func defaultOutDir() string {
+	base := "lockprobe-out-" + time.Now().Format("20060102-150405")
+	out := base
+	for i := 1; ; i++ {
+		if _, err := os.Stat(out); errors.Is(err, os.ErrNotExist) {
+			return out
+		}
+		out = fmt.Sprintf("%s-%d", base, i)
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// shellJoin renders args as a shell would need them, for the report's "Reproduce".
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && !strings.ContainsAny(a, " \t\n'\"\\$`!*?[]{}()<>|&;#~") {
+			out[i] = a
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
+}

@@ -1,0 +1,100 @@
+// Package control is the lockprobe controller: it starts the locker and observer processes (or
+// accepts remote ones), syncs their clocks, hands out their command queues, collects their spans
+// into the trace file as they arrive, watches for hangs, ends the run on time with a snapshot,
+// and leaves no process behind.
+package control
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+// Options configure a run. The CLI fills them from flags; zero values get defaults.
+type Options struct {
+	// Files are the file as seen from each client (mount or node); lockers are spread over them
+	// round-robin and each is its own node. Required.
+	Files []string
+	// Queues holds one command queue per locker; len(Queues) is the number of lockers. Required.
+	Queues [][]proto.Command
+	// Timeout ends the run. Optional: 30s.
+	Timeout time.Duration
+	// Kind, Style, Tries, Interval are the lockers' defaults for lock commands. Optional.
+	Kind     string
+	Style    string
+	Tries    int
+	Interval time.Duration
+	// Poll is the watcher's and observer's interval and the online detector's period. Optional: 100ms.
+	Poll time.Duration
+	// Observers starts one observer process per file (node). Optional: true via the CLI.
+	Observers bool
+	// OutDir is where the trace file and reports go. Required.
+	OutDir string
+	// Executable is the lockprobe binary to start lockers with. Optional: this process's own.
+	Executable string
+	// Listen is the ROUTER endpoint. Optional: tcp://127.0.0.1:0 (loopback, any free port).
+	Listen string
+	// StartupTimeout bounds the time until every locker is ready. Optional: 10s + 10ms per locker.
+	StartupTimeout time.Duration
+	// Grace is how long stopping lockers may take before they are killed. Optional: 3s.
+	Grace time.Duration
+	// CommandLine, ScenarioName and ScenarioText are recorded on the root span for the report.
+	CommandLine  string
+	ScenarioName string
+	ScenarioText string
+	Version      string
+	// Watch, when set, is called with every merged span as it arrives (online analysis), and
+	// Hang is asked at each poll whether the run should end now; it returns a reason or "".
+	Watch func(s *tracefile.Span)
+	Hang  func(now int64) string
+	// Forward, when set, receives every span batch as it arrives (OTLP export). It must not block.
+	Forward func(rss []*tracepb.ResourceSpans)
+	// Progress, when set, receives a live status line now and then (a terminal).
+	Progress io.Writer
+	Log      *slog.Logger
+}
+
+func (o *Options) defaults() error {
+	if len(o.Files) == 0 {
+		return errors.New("no file to lock")
+	}
+	if len(o.Queues) == 0 {
+		return errors.New("no lockers")
+	}
+	if o.OutDir == "" {
+		return errors.New("no output folder")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.Poll <= 0 {
+		o.Poll = 100 * time.Millisecond
+	}
+	if o.Listen == "" {
+		o.Listen = "tcp://127.0.0.1:0"
+	}
+	if o.StartupTimeout <= 0 {
+		o.StartupTimeout = 10*time.Second + time.Duration(len(o.Queues))*10*time.Millisecond
+	}
+	if o.Grace <= 0 {
+		o.Grace = 3 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	for i, q := range o.Queues {
+		for j := range q {
+			if err := q[j].Validate(); err != nil {
+				return fmt.Errorf("locker %d command %d: %w", i, j, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package control
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"time"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+// The controller writes its own spans (the root, the snapshot, exits, and the final records of
+// spans left open) directly as OTLP records: it needs exact ids and instants, not an SDK.
+
+func str(k, v string) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+}
+
+func num(k string, v int64) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
+}
+
+func strs(k string, vs []string) *commonpb.KeyValue {
+	arr := &commonpb.ArrayValue{}
+	for _, v := range vs {
+		arr.Values = append(arr.Values, &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}})
+	}
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: arr}}}
+}
+
+// controllerResource is the resource of the controller's own spans.
+func controllerResource(version string) *resourcepb.Resource {
+	host, _ := os.Hostname()
+	return &resourcepb.Resource{Attributes: []*commonpb.KeyValue{
+		str(semconv.ServiceName, "lockprobe"),
+		str(semconv.HostName, host),
+		num(semconv.ProcessPID, int64(os.Getpid())),
+		str(semconv.LockerRole, "controller"),
+		str(semconv.ToolVersion, version),
+	}}
+}
+
+func resourceSpans(res *resourcepb.Resource, spans ...*tracepb.Span) *tracepb.ResourceSpans {
+	return &tracepb.ResourceSpans{Resource: res, ScopeSpans: []*tracepb.ScopeSpans{{
+		Scope: &commonpb.InstrumentationScope{Name: "github.com/lockprobe/lockprobe/control"},
+		Spans: spans,
+	}}}
+}
+
+func newSpanID() []byte {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func mustHex(s string) []byte {
+	b, _ := hex.DecodeString(s)
+	return b
+}
+
+// writeRoot writes the root span: partial at the start, final at the end with extra attributes.
+func (r *run) writeRoot(final bool, extra []*commonpb.KeyValue) {
+	o := r.opts
+	attrs := []*commonpb.KeyValue{
+		str(semconv.RunCommand, o.CommandLine),
+		str(semconv.RunScenario, o.ScenarioName),
+		str(semconv.RunScenarioTx, o.ScenarioText),
+		num(semconv.RunProcs, int64(len(o.Queues))),
+		num(semconv.RunTimeout, int64(o.Timeout)),
+		num(semconv.RunPoll, int64(o.Poll)),
+		strs("lockprobe.files", o.Files),
+	}
+	if !r.scenAt.IsZero() {
+		attrs = append(attrs, num(semconv.RunStartNS, r.scenAt.UnixNano()))
+	}
+	span := &tracepb.Span{TraceId: r.traceID[:], SpanId: r.rootID[:], Name: semconv.SpanRun,
+		Kind: tracepb.Span_SPAN_KIND_INTERNAL, StartTimeUnixNano: uint64(r.start.UnixNano())}
+	if final {
+		var lost uint64
+		for _, m := range r.members {
+			lost += m.lost
+		}
+		attrs = append(attrs, str(semconv.RunEndReason, r.res.EndReason), num(semconv.RunLost, int64(lost)))
+		span.EndTimeUnixNano = uint64(r.res.End.UnixNano())
+	}
+	span.Attributes = append(attrs, extra...)
+	r.writeRecord(resourceSpans(controllerResource(o.Version), span))
+}
+
+// WriteVerdict appends the verdict to the root span in the trace file, as attributes and an
+// event, so that a collector search by lock.verdict finds runs that hung.
+func WriteVerdict(res *Result, version, class string, exit int, summary string) error {
+	w, err := tracefile.Append(res.TracePath)
+	if err != nil {
+		return err
+	}
+	span := &tracepb.Span{TraceId: mustHex(res.TraceID), SpanId: mustHex(res.RootSpanID), Name: semconv.SpanRun,
+		StartTimeUnixNano: uint64(res.Start.UnixNano()), EndTimeUnixNano: uint64(res.End.UnixNano()),
+		Attributes: []*commonpb.KeyValue{str(semconv.Verdict, class), num(semconv.VerdictExit, int64(exit))},
+		Events: []*tracepb.Span_Event{{TimeUnixNano: uint64(res.End.UnixNano()), Name: semconv.EventVerdict,
+			Attributes: []*commonpb.KeyValue{str(semconv.Verdict, class), num(semconv.VerdictExit, int64(exit)), str("lock.verdict.summary", summary)}}},
+	}
+	if err := w.WriteSpans(resourceSpans(controllerResource(version), span)); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// recordExit adds a locker.exit event to the member's own span.
+func (r *run) recordExit(m *member) {
+	if m.lockerSpanID == "" {
+		return
+	}
+	name := semconv.SpanLocker
+	if m.role == "observer" {
+		name = semconv.SpanObserver
+	}
+	span := &tracepb.Span{TraceId: mustHex(m.traceID), SpanId: mustHex(m.lockerSpanID), Name: name,
+		Events: []*tracepb.Span_Event{{TimeUnixNano: uint64(m.exitAt.UnixNano()), Name: semconv.EventExit,
+			Attributes: []*commonpb.KeyValue{str(semconv.ExitStatus, m.exitStatus), str(semconv.ExitSignal, m.exitSignal), num(semconv.ProcessPID, int64(m.pid)), num(semconv.LockerID, int64(m.id))}}}}
+	r.writeRecord(resourceSpans(controllerResource(r.opts.Version), span))
+}
+
+// closeOpenSpans writes a final record for every span no locker ended: an attempt still waiting
+// is `blocked`, a hold is `run-end` (or `exit` when its process died first). The end instant
+// is the run's end, or the process's death.
+func (r *run) closeOpenSpans() {
+	exitAt := map[int64]time.Time{}
+	for _, m := range r.members {
+		if m.exited && !m.bye {
+			exitAt[int64(m.id)] = m.exitAt
+		}
+	}
+	end := r.res.End
+	for _, s := range r.merger.Spans() {
+		if !s.Open() || s.Name == semconv.SpanRun {
+			continue
+		}
+		id := s.Resource.IntOr(semconv.LockerID, -1000)
+		at, died := exitAt[id]
+		if !died {
+			at = end
+		}
+		rec := &tracepb.Span{TraceId: mustHex(s.TraceID), SpanId: mustHex(s.SpanID), ParentSpanId: mustHex(s.ParentID),
+			Name: s.Name, StartTimeUnixNano: uint64(s.Start), EndTimeUnixNano: uint64(at.UnixNano())}
+		switch s.Name {
+		case semconv.SpanAcquire:
+			rec.Attributes = append(rec.Attributes, str(semconv.LockOutcome, semconv.OutcomeBlocked))
+		case semconv.SpanHold:
+			reason := semconv.HoldRunEnd
+			if died {
+				reason = semconv.HoldExit
+			}
+			rec.Attributes = append(rec.Attributes, str(semconv.LockHoldEnd, reason))
+		}
+		if died {
+			rec.Attributes = append(rec.Attributes, str("lockprobe.closed_by", "controller: process exited"))
+		} else {
+			rec.Attributes = append(rec.Attributes, str("lockprobe.closed_by", "controller: run ended"))
+		}
+		res := &resourcepb.Resource{}
+		for k, v := range s.Resource {
+			if sv, ok := v.(string); ok {
+				res.Attributes = append(res.Attributes, str(k, sv))
+			} else if iv, ok := v.(int64); ok {
+				res.Attributes = append(res.Attributes, num(k, iv))
+			}
+		}
+		r.writeRecord(resourceSpans(res, rec))
+	}
+}
+
+func joinLines(lines []string) string { return strings.Join(lines, "\n") }

@@ -1,0 +1,436 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
+	"github.com/lockprobe/lockprobe/wire"
+)
+
+// Result is what a run leaves behind for the CLI to analyse and report.
+type Result struct {
+	OutDir       string
+	TracePath    string
+	EndReason    string // done | timeout | hang | interrupted
+	HangReason   string // what the online detector said, when EndReason is hang
+	Start, End   time.Time
+	ScenarioAt   time.Time // the scenario's start instant
+	Lost         uint64    // messages lost, from sequence gaps
+	Lockers      int
+	Killed       []string // members that had to be killed
+	Unresponsive []string // members that did not answer the snapshot request
+	Spans        []*tracefile.Span
+	RootSpanID   string
+	TraceID      string
+}
+
+type run struct {
+	opts    Options
+	conn    *wire.Conn
+	token   string
+	traceID [16]byte
+	rootID  [8]byte
+	writer  *tracefile.Writer
+	merger  *tracefile.Merger
+	members []*member
+	byIdent map[string]*member
+	res     *Result
+	start   time.Time
+	scenAt  time.Time
+	snap    *snapshot
+	live    live
+}
+
+// Run performs one run. It returns an error only when the run could not take place (the
+// lockers could not be started); a run that hangs, times out or is interrupted is a Result.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	if opts.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find own executable: %w", err)
+		}
+		opts.Executable = exe
+	}
+	r := &run{opts: opts, byIdent: map[string]*member{}, merger: tracefile.NewMerger(), start: time.Now()}
+	r.token = randomHex(16)
+	_, _ = rand.Read(r.traceID[:])
+	_, _ = rand.Read(r.rootID[:])
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create output folder: %w", err)
+	}
+	r.res = &Result{OutDir: opts.OutDir, TracePath: filepath.Join(opts.OutDir, tracefile.FileName), Start: r.start,
+		TraceID: hex.EncodeToString(r.traceID[:]), RootSpanID: hex.EncodeToString(r.rootID[:])}
+	w, err := tracefile.Create(r.res.TracePath)
+	if err != nil {
+		return nil, err
+	}
+	r.writer = w
+	defer w.Close()
+	// The sockets live on their own context: an interrupted run still stops its lockers over them.
+	conn, err := wire.Listen(context.Background(), opts.Listen)
+	if err != nil {
+		return nil, err
+	}
+	r.conn = conn
+	defer conn.Close()
+	r.writeRoot(false, nil)
+
+	logFile, err := os.Create(filepath.Join(opts.OutDir, "lockers.log"))
+	if err != nil {
+		return nil, fmt.Errorf("create locker log: %w", err)
+	}
+	defer logFile.Close()
+	exits := make(chan exitNote, len(opts.Queues)+len(opts.Files))
+	r.plan()
+	for _, m := range r.members {
+		if err := r.spawn(m, exits, logFile); err != nil {
+			r.shutdown(exits, "start-failed")
+			return nil, err
+		}
+	}
+	reason, loopErr := r.loop(ctx, exits)
+	if r.opts.Progress != nil {
+		fmt.Fprint(r.opts.Progress, "\r\033[K")
+	}
+	r.shutdown(exits, reason)
+	r.res.End = time.Now()
+	r.res.EndReason = reason
+	r.res.ScenarioAt = r.scenAt
+	r.closeOpenSpans()
+	r.writeRoot(true, nil)
+	if err := r.writer.Close(); err != nil && loopErr == nil {
+		loopErr = err
+	}
+	r.res.Spans = r.merger.Spans()
+	for _, m := range r.members {
+		if m.exited && !m.bye && m.cmd != nil {
+			r.opts.Log.Warn("member exited without goodbye", "member", m.label(), "pid", m.pid, "status", m.exitStatus)
+		}
+	}
+	for _, m := range r.members {
+		r.res.Lost += m.lost
+	}
+	return r.res, loopErr
+}
+
+// plan names the members: lockers round-robin over the files (each file is a node), then one
+// observer per file.
+func (r *run) plan() {
+	host, _ := os.Hostname()
+	nodeOf := func(k int) string {
+		if len(r.opts.Files) == 1 {
+			return host
+		}
+		return fmt.Sprintf("%s/client%d", host, k)
+	}
+	for i := range r.opts.Queues {
+		k := i % len(r.opts.Files)
+		r.members = append(r.members, &member{id: i, role: "locker", node: nodeOf(k), file: r.opts.Files[k]})
+	}
+	r.res.Lockers = len(r.opts.Queues)
+	if r.opts.Observers {
+		for k, f := range r.opts.Files {
+			r.members = append(r.members, &member{id: -1 - k, role: "observer", node: nodeOf(k), file: f})
+		}
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// loop runs the protocol until the run ends and says why.
+func (r *run) loop(ctx context.Context, exits chan exitNote) (string, error) {
+	startup := time.NewTimer(r.opts.StartupTimeout)
+	defer startup.Stop()
+	var timeout <-chan time.Time
+	poll := time.NewTicker(r.opts.Poll)
+	defer poll.Stop()
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
+	progress := time.NewTicker(500 * time.Millisecond)
+	defer progress.Stop()
+	started := false
+	for {
+		select {
+		case <-ctx.Done():
+			return "interrupted", nil
+		case in, ok := <-r.conn.In():
+			if !ok {
+				return "interrupted", errors.New("controller socket closed")
+			}
+			r.handle(in)
+			if !started && r.allReady() {
+				started = true
+				startup.Stop()
+				r.sendCommands()
+				t := time.NewTimer(r.opts.Timeout)
+				defer t.Stop()
+				timeout = t.C
+			}
+			if started && r.allDone() {
+				return "done", nil
+			}
+		case note := <-exits:
+			r.exited(note)
+			if !started && note.m.role == "locker" {
+				return "start-failed", fmt.Errorf("%s (pid %d) exited during start-up: %s; see %s", note.m.label(), note.m.pid, note.m.exitStatus, filepath.Join(r.opts.OutDir, "lockers.log"))
+			}
+			if started && r.allDone() {
+				return "done", nil
+			}
+		case <-startup.C:
+			var missing []string
+			for _, m := range r.members {
+				if !m.ready {
+					missing = append(missing, m.label())
+				}
+			}
+			return "start-failed", fmt.Errorf("not ready within %s: %v", r.opts.StartupTimeout, missing)
+		case <-timeout:
+			return "timeout", nil
+		case <-poll.C:
+			r.resendCommands()
+			if started && r.opts.Hang != nil {
+				if why := r.opts.Hang(time.Now().UnixNano()); why != "" {
+					r.res.HangReason = why
+					return "hang", nil
+				}
+			}
+		case <-beat.C:
+			for _, m := range r.members {
+				if m.welcomed && m.alive() && !m.bye {
+					r.send(m, &proto.Message{Kind: proto.KindBeat, Beat: &proto.Beat{}})
+				}
+			}
+		case <-progress.C:
+			if r.opts.Progress != nil && started {
+				r.printProgress()
+			}
+		}
+	}
+}
+
+func (r *run) allReady() bool {
+	for _, m := range r.members {
+		if !m.ready {
+			return false
+		}
+	}
+	return true
+}
+
+// allDone says whether every locker has finished its queue (idle, said bye, or exited).
+// Observers do not count: they watch until told to stop.
+func (r *run) allDone() bool {
+	for _, m := range r.members {
+		if m.role == "locker" && !(m.idle || m.bye || m.exited) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *run) send(m *member, msg *proto.Message) {
+	if m.identity == "" {
+		return
+	}
+	if err := r.conn.SendTo(m.identity, msg); err != nil {
+		r.opts.Log.Warn("send failed", "to", m.label(), "kind", msg.Kind, "err", err)
+	}
+}
+
+// handle processes one incoming message.
+func (r *run) handle(in wire.Incoming) {
+	if in.Err != nil {
+		r.opts.Log.Warn("bad message", "from", in.From, "err", in.Err)
+		return
+	}
+	msg := in.Msg
+	if msg.Kind == proto.KindHello {
+		r.hello(in.From, msg.Hello)
+		return
+	}
+	m := r.byIdent[in.From]
+	if m == nil {
+		r.opts.Log.Warn("message from unknown identity", "from", in.From, "kind", msg.Kind)
+		return
+	}
+	r.count(m, msg.Seq)
+	switch msg.Kind {
+	case proto.KindPing:
+		r.send(m, &proto.Message{Kind: proto.KindPong, Pong: &proto.Pong{T1: msg.Ping.T1, TC: time.Now().UnixNano()}})
+	case proto.KindReady:
+		m.ready = true
+	case proto.KindAck:
+		if msg.Ack.Kind == proto.KindCommands {
+			m.acked = true
+		}
+	case proto.KindSpans:
+		r.spans(m, msg.Spans)
+	case proto.KindIdle:
+		m.idle = true
+	case proto.KindSnapshot:
+		r.snapshotReply(m, msg.Snapshot)
+	case proto.KindBye:
+		m.bye = true
+	}
+}
+
+// count tracks the member's sequence numbers; a gap is a lost message.
+func (r *run) count(m *member, seq uint64) {
+	m.received++
+	if seq > m.lastSeq+1 {
+		m.lost += seq - m.lastSeq - 1
+	}
+	if seq > m.lastSeq {
+		m.lastSeq = seq
+	}
+}
+
+func (r *run) hello(from string, h *proto.Hello) {
+	refuse := func(why string) {
+		r.opts.Log.Warn("hello refused", "from", from, "why", why)
+		_ = r.conn.SendTo(from, &proto.Message{Kind: proto.KindRefuse, Refuse: &proto.Refuse{Reason: why}})
+	}
+	if h.Version != proto.Version {
+		refuse(fmt.Sprintf("protocol version %d, controller speaks %d", h.Version, proto.Version))
+		return
+	}
+	if h.Token != r.token {
+		refuse("bad token")
+		return
+	}
+	var m *member
+	for _, c := range r.members {
+		if c.id == h.LockerID && c.role == h.Role {
+			m = c
+		}
+	}
+	if m == nil {
+		refuse(fmt.Sprintf("no %s %d in this run", h.Role, h.LockerID))
+		return
+	}
+	if m.identity != "" && m.identity != from {
+		refuse(fmt.Sprintf("%s already connected", m.label()))
+		return
+	}
+	if m.identity == "" {
+		m.identity = from
+		r.byIdent[from] = m
+		r.count(m, 0)
+	}
+	m.welcomed = true
+	r.send(m, &proto.Message{Kind: proto.KindWelcome, Welcome: &proto.Welcome{
+		TraceID: r.traceID, ParentSpanID: r.rootID, Poll: r.opts.Poll, Heartbeat: time.Second,
+		Kind: r.opts.Kind, Style: r.opts.Style, Tries: r.opts.Tries, Interval: r.opts.Interval,
+	}})
+}
+
+// sendCommands hands every member its queue. The scenario starts a little after now, so that
+// every queue has arrived before the first "@+0" instant.
+func (r *run) sendCommands() {
+	lead := 100*time.Millisecond + time.Duration(len(r.members))*time.Millisecond
+	r.scenAt = time.Now().Add(lead)
+	peers := make([]proto.Peer, 0, len(r.members))
+	for _, m := range r.members {
+		if m.role == "locker" {
+			peers = append(peers, proto.Peer{LockerID: m.id, Node: m.node, PID: m.pid})
+		}
+	}
+	for _, m := range r.members {
+		var q []proto.Command
+		if m.role == "locker" {
+			q = r.opts.Queues[m.id]
+		}
+		m.commanded = true
+		m.commandsSentAt = time.Now()
+		m.commandsSends++
+		r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: peers}})
+	}
+	r.writeRoot(false, nil)
+}
+
+// resendCommands repeats a queue whose ack has not come within a second (app-level ack: a
+// message the transport lost must not leave a locker without work).
+func (r *run) resendCommands() {
+	for _, m := range r.members {
+		if m.commanded && !m.acked && m.alive() && m.commandsSends < 5 && time.Since(m.commandsSentAt) > time.Second {
+			var q []proto.Command
+			if m.role == "locker" {
+				q = r.opts.Queues[m.id]
+			}
+			peers := []proto.Peer{}
+			for _, p := range r.members {
+				if p.role == "locker" {
+					peers = append(peers, proto.Peer{LockerID: p.id, Node: p.node, PID: p.pid})
+				}
+			}
+			m.commandsSentAt = time.Now()
+			m.commandsSends++
+			r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: peers}})
+		}
+	}
+}
+
+// spans writes a batch to the trace file at once, then shares it with the watchers.
+func (r *run) spans(m *member, req *coltracepb.ExportTraceServiceRequest) {
+	if err := r.writer.Write(req); err != nil {
+		r.opts.Log.Error("trace file", "err", err)
+	}
+	touched := r.merger.Add(req.ResourceSpans)
+	for _, s := range touched {
+		r.live.observe(s)
+		if s.Name == semconv.SpanLocker || s.Name == semconv.SpanObserver {
+			m.lockerSpanID, m.traceID = s.SpanID, s.TraceID
+		}
+		if r.opts.Watch != nil {
+			r.opts.Watch(s)
+		}
+	}
+	if r.opts.Forward != nil {
+		r.opts.Forward(req.ResourceSpans)
+	}
+}
+
+// writeRecord writes spans the controller made itself.
+func (r *run) writeRecord(rs *tracepb.ResourceSpans) {
+	r.spans(&member{}, &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{rs}})
+}
+
+func (r *run) exited(note exitNote) {
+	m := note.m
+	m.exited, m.exitAt = true, note.at
+	m.exitStatus, m.exitSignal = describeExit(m.cmd)
+	r.recordExit(m)
+}
+
+// sortedMembers returns the members by role, then id, for stable output.
+func (r *run) sortedMembers() []*member {
+	out := append([]*member(nil), r.members...)
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].role != out[j].role {
+			return out[i].role == "locker"
+		}
+		return out[i].id < out[j].id
+	})
+	return out
+}

@@ -1,0 +1,224 @@
+package control
+
+import (
+	"fmt"
+	"sort"
+	"syscall"
+	"time"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/wire"
+)
+
+// snapshot collects, at the end of the run, what every locker still running is doing (asked
+// over the wire, read from /proc when it does not answer) and the /proc/locks lines of the
+// run's files, as the events of one lockprobe.snapshot span.
+type snapshot struct {
+	at     time.Time
+	events []*tracepb.Span_Event
+}
+
+func (r *run) snapshotReply(m *member, s *proto.Snapshot) {
+	if r.snap == nil || m.snapshotDone {
+		return
+	}
+	m.snapshotDone = true
+	r.snap.events = append(r.snap.events, stateEvent(m, s.At, s.PID, s.TID, s.State, s.Wchan, s.Stack, s.Inflight, "locker"))
+}
+
+func stateEvent(m *member, at int64, pid, tid int, state, wchan string, stack []string, inflight, source string) *tracepb.Span_Event {
+	if stack == nil {
+		stack = []string{}
+	}
+	return &tracepb.Span_Event{TimeUnixNano: uint64(at), Name: semconv.EventState, Attributes: []*commonpb.KeyValue{
+		num(semconv.LockerID, int64(m.id)), str(semconv.LockerRole, m.role), str(semconv.Node, m.node),
+		num(semconv.ProcessPID, int64(pid)), num(semconv.ProcTID, int64(tid)),
+		str(semconv.ProcState, state), str(semconv.ProcWchan, wchan), strs(semconv.ProcStack, stack),
+		str(semconv.ProcInfl, inflight), str("lockprobe.snapshot.source", source),
+	}}
+}
+
+// takeSnapshot asks the members still running for their state, waits up to a second, and
+// reads /proc for those that did not answer: a locker stuck in a file system call still has
+// a reader goroutine, but a process in D state or a stopped client may answer nothing.
+func (r *run) takeSnapshot(exits chan exitNote) {
+	r.snap = &snapshot{at: time.Now()}
+	waiting := 0
+	for _, m := range r.members {
+		if m.alive() && m.welcomed && !m.bye {
+			r.send(m, &proto.Message{Kind: proto.KindSnapReq, SnapReq: &proto.SnapReq{Reason: r.res.EndReason}})
+			waiting++
+		}
+	}
+	deadline := time.After(time.Second)
+	for waiting > 0 {
+		select {
+		case in, ok := <-r.conn.In():
+			if !ok {
+				waiting = 0
+				continue
+			}
+			r.handle(in)
+			if in.Msg != nil && in.Msg.Kind == proto.KindSnapshot {
+				waiting--
+			}
+		case note := <-exits:
+			r.exited(note)
+			waiting--
+		case <-deadline:
+			waiting = 0
+		}
+	}
+	for _, m := range r.members {
+		if m.alive() && m.welcomed && !m.bye && !m.snapshotDone {
+			r.res.Unresponsive = append(r.res.Unresponsive, fmt.Sprintf("%s (pid %d)", m.label(), m.pid))
+			r.snap.events = append(r.snap.events, r.procState(m))
+		}
+	}
+	r.snap.events = append(r.snap.events, r.procLocks()...)
+	sort.SliceStable(r.snap.events, func(i, j int) bool { return r.snap.events[i].TimeUnixNano < r.snap.events[j].TimeUnixNano })
+	span := &tracepb.Span{TraceId: r.traceID[:], SpanId: newSpanID(), ParentSpanId: r.rootID[:], Name: semconv.SpanSnapshot,
+		StartTimeUnixNano: uint64(r.snap.at.UnixNano()), EndTimeUnixNano: uint64(time.Now().UnixNano()), Events: r.snap.events,
+		Attributes: []*commonpb.KeyValue{str(semconv.RunEndReason, r.res.EndReason)}}
+	r.writeRecord(resourceSpans(controllerResource(r.opts.Version), span))
+}
+
+// procState reads an unresponsive member's state from /proc: the thread blocked in the lock
+// code if there is one, else the main thread.
+func (r *run) procState(m *member) *tracepb.Span_Event {
+	now := time.Now().UnixNano()
+	threads, err := host.ReadThreads(m.pid)
+	if err != nil || len(threads) == 0 {
+		return stateEvent(m, now, m.pid, 0, "?", "", nil, "", "proc: "+fmt.Sprint(err))
+	}
+	pick := threads[0]
+	for _, t := range threads {
+		if t.BlockedInLocks() || t.State == "D" {
+			pick = t
+			break
+		}
+	}
+	return stateEvent(m, now, m.pid, pick.TID, pick.State, pick.Wchan, pick.Stack, "", "proc (no answer)")
+}
+
+// procLocks returns the /proc/locks lines of the run's files as events.
+func (r *run) procLocks() []*tracepb.Span_Event {
+	entries, err := host.ReadLocks()
+	if err != nil {
+		return nil
+	}
+	now := uint64(time.Now().UnixNano())
+	seen := map[host.FileID]bool{}
+	var out []*tracepb.Span_Event
+	for _, f := range r.opts.Files {
+		id, err := host.StatFile(f)
+		if err != nil || seen[id] {
+			continue
+		}
+		seen[id] = true
+		lines := host.FilterFile(entries, id)
+		byLine := map[int]host.LockEntry{}
+		for _, e := range lines {
+			byLine[e.Line] = e
+		}
+		for _, e := range lines {
+			blocker := int64(0)
+			if e.Waiter {
+				blocker = int64(e.ParentLine)
+			}
+			out = append(out, &tracepb.Span_Event{TimeUnixNano: now, Name: semconv.EventProcLock, Attributes: []*commonpb.KeyValue{
+				num(semconv.ProcLockID, int64(e.Line)), num(semconv.ProcLockBy, blocker),
+				str(semconv.ProcLockCl, e.Class), str(semconv.ProcLockRW, e.Mode), num(semconv.ProcLockPI, int64(e.PID)),
+				num(semconv.ProcLockSt, e.Start), num(semconv.ProcLockEn, e.End), str(semconv.ProcLockRa, e.Raw),
+				str(semconv.FilePath, f), str(semconv.FileLogical, "{file}"),
+			}})
+		}
+	}
+	return out
+}
+
+// shutdown ends the run for every member: snapshot, stop, wait for goodbyes, kill what is left.
+// It never waits without a deadline.
+func (r *run) shutdown(exits chan exitNote, reason string) {
+	r.res.EndReason = reason
+	if reason != "start-failed" && reason != "done" {
+		r.takeSnapshot(exits)
+	}
+	for _, m := range r.members {
+		if m.alive() && !m.bye {
+			r.send(m, &proto.Message{Kind: proto.KindStop, Stop: &proto.Stop{Reason: reason}})
+		}
+	}
+	deadline := time.After(r.opts.Grace)
+	for !r.allExited() {
+		select {
+		case in, ok := <-r.conn.In():
+			if ok {
+				r.handle(in)
+			}
+		case note := <-exits:
+			r.exited(note)
+		case <-deadline:
+			r.killAll(exits)
+			return
+		}
+	}
+	r.drain()
+}
+
+func (r *run) allExited() bool {
+	for _, m := range r.members {
+		if m.cmd != nil && !m.exited {
+			return false
+		}
+	}
+	return true
+}
+
+// killAll kills the members that did not stop in time and waits (bounded) for them to go.
+func (r *run) killAll(exits chan exitNote) {
+	for _, m := range r.members {
+		if m.cmd != nil && !m.exited {
+			r.res.Killed = append(r.res.Killed, fmt.Sprintf("%s (pid %d)", m.label(), m.pid))
+			_ = syscall.Kill(m.pid, syscall.SIGCONT) // a stopped process cannot die of SIGKILL until continued? it can; harmless
+			_ = m.cmd.Process.Kill()
+		}
+	}
+	deadline := time.After(5 * time.Second)
+	for !r.allExited() {
+		select {
+		case note := <-exits:
+			r.exited(note)
+		case in, ok := <-r.conn.In():
+			if ok {
+				r.handle(in)
+			}
+		case <-deadline:
+			r.opts.Log.Error("members still running after SIGKILL (uninterruptible sleep?)")
+			return
+		}
+	}
+	r.drain()
+}
+
+// drain takes the messages that are still queued after every member has gone.
+func (r *run) drain() {
+	for {
+		select {
+		case in, ok := <-r.conn.In():
+			if !ok {
+				return
+			}
+			r.handle(in)
+		case <-time.After(50 * time.Millisecond):
+			return
+		}
+	}
+}
+
+var _ wire.Incoming

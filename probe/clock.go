@@ -1,0 +1,113 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/proto"
+)
+
+// clock converts the locker's instants to the controller's clock.
+type clock struct {
+	offset      time.Duration // controller − locker
+	uncertainty time.Duration // half the best round trip
+}
+
+// now is the current instant on the controller's clock.
+func (c clock) now() time.Time { return time.Now().Add(c.offset) }
+
+// local converts an instant on the controller's clock to the local clock.
+func (c clock) local(t time.Time) time.Time { return t.Add(-c.offset) }
+
+// syncRounds is how many ping/pong round trips the offset is measured over; the round trip with
+// the smallest delay bounds the offset best (Cristian's method).
+const syncRounds = 16
+
+// syncClock measures the offset to the controller. Messages other than pongs that arrive in the
+// meantime are not expected before Ready and are dropped with a warning.
+func (l *Locker) syncClock(ctx context.Context) error {
+	best, err := l.measure(ctx, syncRounds)
+	if err != nil {
+		return err
+	}
+	l.clock = best
+	return nil
+}
+
+func (l *Locker) measure(ctx context.Context, rounds int) (clock, error) {
+	var best clock
+	bestRTT := time.Duration(-1)
+	for i := 0; i < rounds; i++ {
+		t1 := time.Now()
+		if err := l.out.put(ctx, &proto.Message{Kind: proto.KindPing, Ping: &proto.Ping{T1: t1.UnixNano()}}); err != nil {
+			return best, fmt.Errorf("clock sync: %w", err)
+		}
+		pong, err := l.awaitPong(ctx, t1.UnixNano())
+		if err != nil {
+			return best, err
+		}
+		t4 := time.Now()
+		rtt := t4.Sub(t1)
+		if bestRTT < 0 || rtt < bestRTT {
+			bestRTT = rtt
+			mid := t1.Add(rtt / 2)
+			best = clock{offset: time.Unix(0, pong.TC).Sub(mid), uncertainty: rtt / 2}
+		}
+	}
+	return best, nil
+}
+
+func (l *Locker) awaitPong(ctx context.Context, t1 int64) (*proto.Pong, error) {
+	timeout := time.NewTimer(2 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("clock sync: %w", ctx.Err())
+		case <-timeout.C:
+			return nil, errors.New("clock sync: no pong within 2s")
+		case in, ok := <-l.conn.In():
+			if !ok {
+				return nil, errors.New("clock sync: connection closed")
+			}
+			if in.Err == nil && in.Msg.Kind == proto.KindPong && in.Msg.Pong.T1 == t1 {
+				return in.Msg.Pong, nil
+			}
+		}
+	}
+}
+
+// spinWindow is how long before an instant the locker stops sleeping and spins: long enough to
+// absorb timer wake-up latency, short enough not to steal the cores from the other lockers.
+const spinWindow = 300 * time.Microsecond
+
+// sleepUntil waits until the local instant t: an absolute clock_nanosleep (no drift from
+// computing a relative duration), then a spin over the last stretch. The caller runs on a
+// locked OS thread with 1 ns timer slack.
+func sleepUntil(t time.Time) {
+	wake := t.Add(-spinWindow)
+	if time.Until(wake) > 0 {
+		ts := unix.NsecToTimespec(wake.UnixNano())
+		for {
+			err := unix.ClockNanosleep(unix.CLOCK_REALTIME, unix.TIMER_ABSTIME, &ts, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
+	}
+	for time.Now().Before(t) {
+		runtime.Gosched()
+	}
+}
+
+// preciseThread prepares the calling goroutine's thread for firing at instants.
+func preciseThread() (tid int) {
+	runtime.LockOSThread()
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	return unix.Gettid()
+}

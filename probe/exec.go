@@ -1,0 +1,491 @@
+package probe
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// executor runs one locker's queue on a locked OS thread. mu guards the lock state (holds,
+// in-flight attempt) against the stop and snapshot paths, which run on other goroutines while
+// the executor may be blocked in a lock call; it is never held across a lock call.
+type executor struct {
+	l     *Locker
+	queue []proto.Command
+	start time.Time // scenario start, controller clock
+	peers map[int]proto.Peer
+	stop  chan struct{}
+
+	mu       sync.Mutex
+	slots    [64]*slot
+	holds    []*hold
+	inflight *inflight
+	executed int
+	tid      int
+	dead     bool // abandoned: spans were ended by the stop path
+}
+
+type inflight struct {
+	span trace.Span
+	desc string
+}
+
+func unixTime(ns int64) time.Time { return time.Unix(0, ns) }
+
+// run executes the queue and says why it ended: "stop" for a stop command, "" when the queue
+// ran out.
+func (e *executor) run() string {
+	tid := preciseThread()
+	defer func() { _ = recover() }() // a broken span pipeline must not leave locks held: exit path handles it
+	e.mu.Lock()
+	e.tid = tid
+	e.mu.Unlock()
+	for i := range e.queue {
+		cmd := &e.queue[i]
+		if cmd.HasAt {
+			target := e.start.Add(cmd.After)
+			if !cmd.Abs.IsZero() {
+				target = cmd.Abs
+			}
+			local := e.l.clock.local(target)
+			e.l.out.quiet(local)
+			if !e.waitUntil(local) {
+				return "stopped"
+			}
+		}
+		if e.stopped() {
+			return "stopped"
+		}
+		stop := e.dispatch(i, cmd)
+		e.mu.Lock()
+		e.executed++
+		e.mu.Unlock()
+		if stop {
+			return "stop"
+		}
+	}
+	return ""
+}
+
+func (e *executor) stopped() bool {
+	select {
+	case <-e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitUntil sleeps until local instant t, or returns false when stopped first. Long waits
+// sleep on the stop channel; the last stretch is precise.
+func (e *executor) waitUntil(t time.Time) bool {
+	if d := time.Until(t) - 50*time.Millisecond; d > 0 {
+		timer := time.NewTimer(d)
+		select {
+		case <-e.stop:
+			timer.Stop()
+			return false
+		case <-timer.C:
+		}
+	}
+	sleepUntil(t)
+	return true
+}
+
+// dispatch is the one place commands are interpreted.
+func (e *executor) dispatch(index int, cmd *proto.Command) (stop bool) {
+	switch cmd.Op {
+	case proto.OpFile:
+		e.openFile(index, cmd)
+	case proto.OpLock:
+		e.lock(index, cmd)
+	case proto.OpRelease:
+		e.release(index, cmd, false)
+	case proto.OpReleaseIf:
+		e.release(index, cmd, true)
+	case proto.OpSleep:
+		e.sleep(index, cmd)
+	case proto.OpGetlk:
+		e.getlk(index, cmd)
+	case proto.OpClose:
+		e.closeSlot(index, cmd)
+	case proto.OpStop:
+		e.mu.Lock()
+		e.endAll(e.l.clock.now().UnixNano(), semconv.HoldExit)
+		e.dead = true
+		e.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+func (e *executor) kindOf(cmd *proto.Command) string {
+	if cmd.Kind != "" {
+		return cmd.Kind
+	}
+	if e.l.welcome.Kind != "" {
+		return e.l.welcome.Kind
+	}
+	return semconv.KindPOSIX
+}
+
+func (e *executor) styleOf(cmd *proto.Command) string {
+	if cmd.Style != "" {
+		return cmd.Style
+	}
+	if e.l.welcome.Style != "" {
+		return e.l.welcome.Style
+	}
+	return semconv.StyleWait
+}
+
+func (e *executor) cmdAttrs(index int, cmd *proto.Command) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{
+		attribute.Int(semconv.LockerID, e.l.opts.ID),
+		attribute.Int(semconv.LockCmdIndex, index),
+		attribute.Int(semconv.LockCmdLine, cmd.Line),
+		attribute.String(semconv.LockCmdText, cmd.Text),
+		attribute.Int(semconv.LockFD, cmd.FD),
+	}
+	if cmd.HasAt {
+		target := e.start.Add(cmd.After)
+		if !cmd.Abs.IsZero() {
+			target = cmd.Abs
+		}
+		attrs = append(attrs, attribute.Int64(semconv.LockScheduled, target.UnixNano()))
+	}
+	return attrs
+}
+
+// command records a command that is neither an attempt nor a hold as a short span.
+func (e *executor) command(index int, cmd *proto.Command, start time.Time, err error, extra ...attribute.KeyValue) {
+	attrs := append(e.cmdAttrs(index, cmd), extra...)
+	attrs = append(attrs, attribute.String("lock.op", cmd.Op.String()))
+	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanCommand, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		_, errno := outcomeOf(err)
+		span.SetAttributes(attribute.String(semconv.LockErrno, errno))
+	}
+	span.End(trace.WithTimestamp(e.l.clock.now()))
+}
+
+// allowed says whether path is one of the files this locker's command line allows, or one
+// derived from them by a suffix (the scenario's {file}.2).
+func (e *executor) allowed(path string) (logical string, ok bool) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	for _, a := range e.l.opts.Allow {
+		if abs == a {
+			return "{file}", true
+		}
+		if strings.HasPrefix(abs, a) && !strings.Contains(abs[len(a):], "/") {
+			return "{file}" + abs[len(a):], true
+		}
+	}
+	return "", false
+}
+
+func (e *executor) openFile(index int, cmd *proto.Command) {
+	start := e.l.clock.now()
+	logical, ok := e.allowed(cmd.Path)
+	if !ok {
+		e.command(index, cmd, start, fmt.Errorf("file %s is not allowed by this locker's command line", cmd.Path))
+		return
+	}
+	if e.slots[cmd.FD] != nil {
+		e.closeSlot(index, &proto.Command{Op: proto.OpClose, FD: cmd.FD, Line: cmd.Line, Text: cmd.Text})
+	}
+	fd, err := unix.Open(cmd.Path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		e.command(index, cmd, start, fmt.Errorf("open %s: %w", cmd.Path, err))
+		return
+	}
+	id, err := host.StatFD(fd)
+	if err != nil {
+		e.command(index, cmd, start, err)
+	}
+	e.mu.Lock()
+	e.slots[cmd.FD] = &slot{fd: fd, path: cmd.Path, logical: logical, file: id}
+	e.mu.Unlock()
+	e.command(index, cmd, start, nil, attribute.String(semconv.FilePath, cmd.Path), attribute.String(semconv.FileLogical, logical))
+}
+
+func (e *executor) lock(index int, cmd *proto.Command) {
+	kind, style := e.kindOf(cmd), e.styleOf(cmd)
+	s := e.slots[cmd.FD]
+	req := lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len, wait: style == semconv.StyleWait}
+	attrs := append(e.cmdAttrs(index, cmd),
+		attribute.String(semconv.LockKind, kind),
+		attribute.String(semconv.LockMode, cmd.Mode),
+		attribute.Int64(semconv.LockStart, cmd.Start),
+		attribute.Int64(semconv.LockLen, cmd.Len),
+		attribute.String(semconv.LockStyle, style),
+		attribute.String(semconv.LockOutcome, semconv.OutcomeWaiting),
+	)
+	if s != nil {
+		attrs = append(attrs, attribute.String(semconv.FilePath, s.path), attribute.String(semconv.FileLogical, s.logical),
+			attribute.String(semconv.FileDev, devString(s.file)), attribute.Int64(semconv.FileInode, int64(s.file.Inode)))
+	}
+	// The attempt starts just before the lock call is entered: nothing but the span lies between.
+	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanAcquire, trace.WithTimestamp(e.l.clock.now()), trace.WithAttributes(attrs...))
+	if s == nil {
+		span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeError), attribute.String(semconv.LockErrno, "EBADF"))
+		span.SetStatus(codes.Error, fmt.Sprintf("no file open in slot %d", cmd.FD))
+		span.End(trace.WithTimestamp(e.l.clock.now()))
+		return
+	}
+	e.mu.Lock()
+	e.inflight = &inflight{span: span, desc: fmt.Sprintf("%s %s lock on [%d, %s) of %s (%s, line %d)", kind, cmd.Mode, cmd.Start, endText(cmd.Start, cmd.Len), s.path, style, cmd.Line)}
+	e.mu.Unlock()
+
+	var err error
+	tries := 0
+	switch style {
+	case semconv.StyleWait:
+		w := e.watch(span, s, req)
+		err = setLock(s.fd, req)
+		tries = 1
+		w.stop()
+	case semconv.StyleTry:
+		err = setLock(s.fd, req)
+		tries = 1
+		if err != nil {
+			e.recordTry(span, s, req, 1, err)
+		}
+	case semconv.StylePoll:
+		n, interval := e.pollParams(cmd)
+		for tries < n {
+			err = setLock(s.fd, req)
+			tries++
+			if err == nil {
+				break
+			}
+			if o, _ := outcomeOf(err); o != semconv.OutcomeWouldBlock {
+				break
+			}
+			e.recordTry(span, s, req, tries, err)
+			if tries < n && !e.pause(interval) {
+				break
+			}
+		}
+	}
+	granted := e.l.clock.now()
+	outcome, errno := outcomeOf(err)
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.inflight = nil
+	if e.dead {
+		return
+	}
+	span.SetAttributes(attribute.String(semconv.LockOutcome, outcome), attribute.String(semconv.LockErrno, errno), attribute.Int(semconv.LockTries, tries))
+	if outcome == semconv.OutcomeError {
+		span.SetStatus(codes.Error, errno)
+	}
+	span.End(trace.WithTimestamp(granted))
+	if err != nil {
+		return
+	}
+	// A grant replaces the owner's own locks over the range (an upgrade converts a read hold).
+	end := rangeEnd(cmd.Start, cmd.Len)
+	e.cut(func(h *hold) bool { return h.sameOwner(kind, cmd.FD, s.file) }, cmd.Start, end, granted.UnixNano(), semconv.HoldConverted)
+	h := &hold{kind: kind, mode: cmd.Mode, start: cmd.Start, end: end, slot: cmd.FD, file: s.file, path: s.path, logical: s.logical, acquireID: span.SpanContext().SpanID().String()}
+	if kind == semconv.KindFlock {
+		h.start, h.end = 0, math.MaxInt64
+	}
+	e.startHold(h, trace.WithTimestamp(granted))
+}
+
+func endText(start, length int64) string {
+	if length == 0 {
+		return "EOF"
+	}
+	return fmt.Sprint(start + length)
+}
+
+func (e *executor) pollParams(cmd *proto.Command) (int, time.Duration) {
+	n, interval := cmd.Tries, cmd.Interval
+	if n == 0 {
+		n = e.l.welcome.Tries
+	}
+	if n == 0 {
+		n = 3
+	}
+	if interval == 0 {
+		interval = e.l.welcome.Interval
+	}
+	if interval == 0 {
+		interval = time.Second
+	}
+	return n, interval
+}
+
+// pause sleeps for d unless stopped first.
+func (e *executor) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-e.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// recordTry adds a lock.try event for a failed non-blocking call, with what blocked it.
+func (e *executor) recordTry(span trace.Span, s *slot, req lockReq, n int, err error) {
+	_, errno := outcomeOf(err)
+	o := e.query(s, req)
+	attrs := append(ownerAttrs(o), attribute.Int(semconv.LockTries, n), attribute.String(semconv.LockErrno, errno))
+	e.addEvent(span, semconv.EventTry, attrs)
+}
+
+func (e *executor) release(index int, cmd *proto.Command, ifHeld bool) {
+	kind := e.kindOf(cmd)
+	start := e.l.clock.now()
+	s := e.slots[cmd.FD]
+	if s == nil {
+		e.command(index, cmd, start, fmt.Errorf("no file open in slot %d", cmd.FD))
+		return
+	}
+	end := rangeEnd(cmd.Start, cmd.Len)
+	match := func(h *hold) bool { return h.sameOwner(kind, cmd.FD, s.file) }
+	reason := semconv.HoldRelease
+	if ifHeld {
+		reason = semconv.HoldReleaseIf
+	}
+	e.mu.Lock()
+	held := false
+	for _, h := range e.holds {
+		if match(h) && h.overlaps(cmd.Start, end) {
+			held = true
+		}
+	}
+	if ifHeld && !held {
+		e.mu.Unlock()
+		e.command(index, cmd, start, nil, attribute.Bool("lock.held", false))
+		return
+	}
+	// The hold ends just before the unlock call is entered.
+	e.cut(match, cmd.Start, end, e.l.clock.now().UnixNano(), reason)
+	e.mu.Unlock()
+	err := setLock(s.fd, lockReq{kind: kind, start: cmd.Start, len: cmd.Len})
+	e.command(index, cmd, start, err, attribute.Bool("lock.held", held), attribute.String(semconv.LockKind, kind))
+}
+
+func (e *executor) closeSlot(index int, cmd *proto.Command) {
+	start := e.l.clock.now()
+	s := e.slots[cmd.FD]
+	if s == nil {
+		e.command(index, cmd, start, fmt.Errorf("no file open in slot %d", cmd.FD))
+		return
+	}
+	e.mu.Lock()
+	// Closing any descriptor of a file drops all of the process's POSIX locks on it; OFD and
+	// flock locks go with their own open file description only.
+	match := func(h *hold) bool {
+		if h.kind == semconv.KindPOSIX {
+			return h.file == s.file
+		}
+		return h.slot == cmd.FD
+	}
+	e.cut(match, 0, math.MaxInt64, e.l.clock.now().UnixNano(), semconv.HoldClose, attribute.Int(semconv.LockClosedFD, cmd.FD))
+	e.slots[cmd.FD] = nil
+	e.mu.Unlock()
+	err := unix.Close(s.fd)
+	e.command(index, cmd, start, err, attribute.String(semconv.FilePath, s.path))
+}
+
+func (e *executor) sleep(index int, cmd *proto.Command) {
+	start := e.l.clock.now()
+	e.mu.Lock()
+	e.inflight = &inflight{desc: fmt.Sprintf("sleep %s (line %d)", cmd.Duration, cmd.Line)}
+	e.mu.Unlock()
+	e.pause(cmd.Duration)
+	e.mu.Lock()
+	e.inflight = nil
+	e.mu.Unlock()
+	e.command(index, cmd, start, nil)
+}
+
+func (e *executor) getlk(index int, cmd *proto.Command) {
+	start := e.l.clock.now()
+	s := e.slots[cmd.FD]
+	if s == nil {
+		e.command(index, cmd, start, fmt.Errorf("no file open in slot %d", cmd.FD))
+		return
+	}
+	kind := e.kindOf(cmd)
+	o := e.query(s, lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len})
+	attrs := append(e.cmdAttrs(index, cmd), ownerAttrs(o)...)
+	attrs = append(attrs, attribute.String(semconv.LockKind, kind), attribute.String(semconv.LockMode, cmd.Mode),
+		attribute.Int64(semconv.LockStart, cmd.Start), attribute.Int64(semconv.LockLen, cmd.Len),
+		attribute.String(semconv.FilePath, s.path), attribute.String(semconv.FileLogical, s.logical))
+	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanGetlk, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
+	span.End(trace.WithTimestamp(e.l.clock.now()))
+}
+
+// endAll ends every hold at now for reason. e.mu is held.
+func (e *executor) endAll(now int64, reason string) {
+	for _, h := range e.holds {
+		endHold(h, trace.WithTimestamp(unixTime(now)), reason)
+	}
+	e.holds = nil
+}
+
+// abandon ends the spans the executor cannot end itself: the attempt it is blocked in (outcome
+// blocked) and the holds the process's exit is about to release.
+func (e *executor) abandon(reason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.dead {
+		return
+	}
+	e.dead = true
+	now := e.l.clock.now()
+	if in := e.inflight; in != nil && in.span != nil {
+		in.span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeBlocked))
+		in.span.End(trace.WithTimestamp(now))
+	}
+	holdEnd := semconv.HoldExit
+	if reason == "run-end" {
+		holdEnd = semconv.HoldRunEnd
+	}
+	e.endAll(now.UnixNano(), holdEnd)
+}
+
+// snapshot reports the executor thread's state as the kernel sees it.
+func (e *executor) snapshot() *proto.Snapshot {
+	e.mu.Lock()
+	tid, executed, holds := e.tid, e.executed, len(e.holds)
+	desc := ""
+	if e.inflight != nil {
+		desc = e.inflight.desc
+	}
+	e.mu.Unlock()
+	snap := &proto.Snapshot{At: e.l.clock.now().UnixNano(), PID: e.l.pid, TID: tid, Inflight: desc, Executed: executed, Holds: holds, Stack: []string{}}
+	if ps, err := host.ReadProcess(e.l.pid, tid); err == nil {
+		snap.State = ps.State
+		snap.Wchan = ps.Wchan
+		if ps.Stack != nil {
+			snap.Stack = ps.Stack
+		}
+	}
+	return snap
+}
+

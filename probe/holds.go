@@ -1,0 +1,135 @@
+package probe
+
+import (
+	"math"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// slot is one open descriptor of the scenario (fd=K).
+type slot struct {
+	fd      int
+	path    string
+	logical string
+	file    host.FileID
+}
+
+// hold is a lock this locker was granted and has not released: what the scenario believes.
+type hold struct {
+	kind, mode string
+	start, end int64 // [start, end); end = math.MaxInt64 for "to EOF"
+	slot       int
+	file       host.FileID
+	path       string
+	logical    string
+	acquireID  string
+	span       trace.Span
+}
+
+func rangeEnd(start, length int64) int64 {
+	if length == 0 {
+		return math.MaxInt64
+	}
+	return start + length
+}
+
+func rangeLen(start, end int64) int64 {
+	if end == math.MaxInt64 {
+		return 0
+	}
+	return end - start
+}
+
+// sameOwner says whether a lock of kind taken through slot s on file f belongs to the same
+// owner as h: the process for posix (any descriptor of the file), the open file description
+// for ofd and flock.
+func (h *hold) sameOwner(kind string, s int, f host.FileID) bool {
+	if h.kind != kind {
+		return false
+	}
+	if kind == semconv.KindPOSIX {
+		return h.file == f
+	}
+	return h.slot == s
+}
+
+func (h *hold) overlaps(start, end int64) bool {
+	if h.kind == semconv.KindFlock {
+		return true
+	}
+	return h.start < end && start < h.end
+}
+
+func (h *hold) attrs() []attribute.KeyValue {
+	return []attribute.KeyValue{
+		attribute.String(semconv.LockKind, h.kind),
+		attribute.String(semconv.LockMode, h.mode),
+		attribute.Int64(semconv.LockStart, h.start),
+		attribute.Int64(semconv.LockLen, rangeLen(h.start, h.end)),
+		attribute.Int(semconv.LockFD, h.slot),
+		attribute.String(semconv.FilePath, h.path),
+		attribute.String(semconv.FileLogical, h.logical),
+		attribute.String(semconv.FileDev, devString(h.file)),
+		attribute.Int64(semconv.FileInode, int64(h.file.Inode)),
+		attribute.String(semconv.LockAcquireID, h.acquireID),
+	}
+}
+
+func devString(f host.FileID) string {
+	return itoa(int64(f.Major)) + ":" + itoa(int64(f.Minor))
+}
+
+func itoa(i int64) string {
+	return attribute.Int64Value(i).Emit()
+}
+
+// startHold opens a hold span at t (controller clock).
+func (e *executor) startHold(h *hold, t trace.SpanStartOption) {
+	attrs := append(h.attrs(), attribute.Int(semconv.LockerID, e.l.opts.ID), attribute.String(semconv.LockHoldEnd, semconv.HoldOpen))
+	_, h.span = e.l.tracer.Start(e.l.rootCtx, semconv.SpanHold, t, trace.WithAttributes(attrs...))
+	e.holds = append(e.holds, h)
+}
+
+// endHold ends h's span at t for reason.
+func endHold(h *hold, t trace.SpanEndOption, reason string, extra ...attribute.KeyValue) {
+	h.span.SetAttributes(append(extra, attribute.String(semconv.LockHoldEnd, reason))...)
+	h.span.End(t)
+}
+
+// cut ends the parts of the holds selected by match that overlap [start, end) at instant now,
+// and reopens the parts outside the range as new holds: an unlock or a conversion of part of a
+// range leaves the rest held. It returns how many holds it touched. e.mu is held.
+func (e *executor) cut(match func(*hold) bool, start, end int64, now int64, reason string, extra ...attribute.KeyValue) int {
+	var kept, pieces []*hold
+	touched := 0
+	for _, h := range e.holds {
+		if !match(h) || !h.overlaps(start, end) {
+			kept = append(kept, h)
+			continue
+		}
+		touched++
+		endHold(h, trace.WithTimestamp(unixTime(now)), reason, extra...)
+		if h.kind == semconv.KindFlock {
+			continue
+		}
+		if h.start < start {
+			left := *h
+			left.end = start
+			pieces = append(pieces, &left)
+		}
+		if end < h.end {
+			right := *h
+			right.start = end
+			pieces = append(pieces, &right)
+		}
+	}
+	e.holds = kept
+	for _, p := range pieces {
+		e.startHold(p, trace.WithTimestamp(unixTime(now)))
+	}
+	return touched
+}

@@ -1,0 +1,238 @@
+// Package probe is the locker side of lockprobe: one OS process that takes real locks on real
+// files as a controller's queue says, at instants on the controller's clock, and reports every
+// attempt and hold as OpenTelemetry spans over the wire. The same process in observer role never
+// locks: it watches who holds the file with F_GETLK and reports each change.
+package probe
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/wire"
+)
+
+// Options configure a locker. Zero values get defaults.
+type Options struct {
+	Endpoint string // controller ROUTER, e.g. tcp://127.0.0.1:5555. Required.
+	ID       int    // run-unique locker id (observers: any id; role decides)
+	Role     string // "locker" (default) or "observer"
+	Node     string // the node this locker stands for. Optional: host name.
+	Token    string // shared secret the controller checks
+	// Allow lists the files this locker may open. Required: a locker only touches the files its
+	// own command line allows.
+	Allow []string
+	// StartupTimeout bounds connecting, hello and clock sync. Optional: 15s.
+	StartupTimeout time.Duration
+	Version        string
+	Log            *slog.Logger
+}
+
+// Locker is one locker or observer process's state.
+type Locker struct {
+	opts    Options
+	conn    *wire.Conn
+	out     *outbox
+	tp      *sdktrace.TracerProvider
+	tracer  trace.Tracer
+	clock   clock
+	welcome *proto.Welcome
+	rootCtx context.Context // carries the lockprobe.locker span
+	self    trace.Span
+	pid     int
+	node    string
+	log     *slog.Logger
+	exec    *executor
+}
+
+// New validates opts and returns a Locker that has not connected yet.
+func New(opts Options) (*Locker, error) {
+	if opts.Endpoint == "" {
+		return nil, errors.New("locker: no controller endpoint")
+	}
+	if opts.Role == "" {
+		opts.Role = "locker"
+	}
+	if opts.Role != "locker" && opts.Role != "observer" {
+		return nil, fmt.Errorf("locker: role %q is not locker or observer", opts.Role)
+	}
+	if len(opts.Allow) == 0 {
+		return nil, errors.New("locker: no allowed file")
+	}
+	for i, p := range opts.Allow {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("locker: allowed file %s: %w", p, err)
+		}
+		opts.Allow[i] = abs
+	}
+	if opts.StartupTimeout == 0 {
+		opts.StartupTimeout = 15 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	host, _ := os.Hostname()
+	node := opts.Node
+	if node == "" {
+		node = host
+	}
+	return &Locker{opts: opts, pid: os.Getpid(), node: node, log: opts.Log.With("locker", opts.ID, "role", opts.Role)}, nil
+}
+
+// identity is the DEALER identity: explicit, so the controller's ROUTER can address it.
+func (l *Locker) identity() string {
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:])
+	return fmt.Sprintf("%s-%d-%d-%x", l.opts.Role, l.opts.ID, l.pid, nonce)
+}
+
+// Run connects, runs the queue (or observes) and returns when the controller says stop, the
+// queue ends with stop, the controller disappears, or ctx ends. Holds still held are released
+// by the process's exit; Run ends their spans first.
+func (l *Locker) Run(ctx context.Context) error {
+	conn, err := wire.Dial(ctx, l.opts.Endpoint, l.identity())
+	if err != nil {
+		return err
+	}
+	l.conn = conn
+	defer conn.Close()
+	l.out = newOutbox(conn, l.log)
+
+	startCtx, cancel := context.WithTimeout(ctx, l.opts.StartupTimeout)
+	defer cancel()
+	if err := l.hello(startCtx); err != nil {
+		return err
+	}
+	if err := l.syncClock(startCtx); err != nil {
+		return err
+	}
+	l.setupTracing()
+	if err := l.out.put(startCtx, &proto.Message{Kind: proto.KindReady, Ready: &proto.Ready{Offset: int64(l.clock.offset), Uncertainty: int64(l.clock.uncertainty)}}); err != nil {
+		return err
+	}
+	reason, err := l.serve(ctx)
+	l.finish(reason)
+	return err
+}
+
+// hello introduces this locker until the controller answers (the ROUTER drops messages it
+// cannot route, and a DEALER's first message can race its connection).
+func (l *Locker) hello(ctx context.Context) error {
+	h := &proto.Hello{Version: proto.Version, LockerID: l.opts.ID, Role: l.opts.Role, PID: l.pid, Host: hostName(), Node: l.node, Token: l.opts.Token, Files: l.opts.Allow}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := l.out.put(ctx, &proto.Message{Kind: proto.KindHello, Hello: h}); err != nil {
+			return fmt.Errorf("hello: %w", err)
+		}
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("hello: no answer from controller at %s: %w", l.opts.Endpoint, ctx.Err())
+			case in, ok := <-l.conn.In():
+				if !ok {
+					return errors.New("hello: connection closed")
+				}
+				if in.Err != nil {
+					l.log.Warn("bad message from controller", "err", in.Err)
+					continue
+				}
+				switch in.Msg.Kind {
+				case proto.KindWelcome:
+					l.welcome = in.Msg.Welcome
+					return nil
+				case proto.KindRefuse:
+					return fmt.Errorf("hello: refused by controller: %s", in.Msg.Refuse.Reason)
+				}
+			case <-tick.C:
+				waiting = false
+			}
+		}
+	}
+}
+
+func hostName() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// setupTracing builds the OTel SDK pipeline: ended spans are batched and shipped as OTLP
+// protobuf over the wire; started spans are announced at once as partial records.
+func (l *Locker) setupTracing() {
+	facts := host.ReadFacts(l.opts.Allow[0])
+	attrs := []attribute.KeyValue{
+		attribute.String(semconv.ServiceName, "lockprobe"),
+		attribute.String(semconv.HostName, hostName()),
+		attribute.Int(semconv.ProcessPID, l.pid),
+		attribute.Int(semconv.LockerID, l.opts.ID),
+		attribute.String(semconv.LockerRole, l.opts.Role),
+		attribute.String(semconv.Node, l.node),
+		attribute.String(semconv.FSType, facts.FS.MagicName),
+		attribute.Int64(semconv.FSMagic, facts.FS.Magic),
+		attribute.String(semconv.FSMountType, facts.FS.FSType),
+		attribute.String(semconv.FSMountPoint, facts.FS.Mount.MountPoint),
+		attribute.String(semconv.FSMountSource, facts.FS.Mount.Source),
+		attribute.StringSlice(semconv.FSMountOpts, facts.FS.Options),
+		attribute.StringSlice(semconv.FSLockOpts, facts.FS.LockOptions),
+		attribute.String(semconv.OSKernel, facts.KernelRelease),
+		attribute.String(semconv.LustreVersion, facts.LustreVersion),
+		attribute.String(semconv.ToolVersion, l.opts.Version),
+	}
+	res := resource.NewWithAttributes("", attrs...)
+	exp := otlptrace.NewUnstarted(&wireClient{out: l.out})
+	_ = exp.Start(context.Background())
+	l.tp = sdktrace.NewTracerProvider(
+		sdktrace.WithResource(res),
+		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithSpanProcessor(&startNotifier{out: l.out}),
+		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(50*time.Millisecond), sdktrace.WithMaxQueueSize(1<<16), sdktrace.WithMaxExportBatchSize(512)),
+	)
+	l.tracer = l.tp.Tracer("github.com/lockprobe/lockprobe/probe")
+	w := l.welcome
+	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: w.TraceID, SpanID: w.ParentSpanID, TraceFlags: trace.FlagsSampled, Remote: true})
+	ctx := trace.ContextWithRemoteSpanContext(context.Background(), parent)
+	name := semconv.SpanLocker
+	if l.opts.Role == "observer" {
+		name = semconv.SpanObserver
+	}
+	l.rootCtx, l.self = l.tracer.Start(ctx, name, trace.WithTimestamp(l.clock.now()), trace.WithAttributes(
+		attribute.Int(semconv.LockerID, l.opts.ID),
+		attribute.Int64(semconv.ClockOffset, int64(l.clock.offset)),
+		attribute.Int64(semconv.ClockUncertainty, int64(l.clock.uncertainty)),
+	))
+	l.self.AddEvent(semconv.EventClock, trace.WithTimestamp(l.clock.now()), trace.WithAttributes(
+		attribute.Int64(semconv.ClockOffset, int64(l.clock.offset)),
+		attribute.Int64(semconv.ClockUncertainty, int64(l.clock.uncertainty))))
+}
+
+// finish ends the spans still open, flushes them and says goodbye.
+func (l *Locker) finish(reason string) {
+	if l.tp == nil {
+		return
+	}
+	if l.exec != nil {
+		l.exec.abandon(reason)
+	}
+	l.self.End(trace.WithTimestamp(l.clock.now()))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = l.tp.ForceFlush(ctx)
+	_ = l.out.put(ctx, &proto.Message{Kind: proto.KindBye, Bye: &proto.Bye{}})
+	// The bye carries the sequence number of the message before it; the controller compares.
+	l.out.drain(ctx)
+}

@@ -1,0 +1,85 @@
+package probe
+
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// observer is the independent witness of a node: a process that never takes a lock and asks
+// F_GETLK over the whole file, for a write request (any holder) and a read request (writers),
+// recording each change of answer. When it names the waiter itself as holder, the file system
+// granted a lock that was never delivered.
+type observer struct {
+	l    *Locker
+	quit chan struct{}
+	done chan struct{}
+}
+
+func (l *Locker) startObserver(peers map[int]proto.Peer) *observer {
+	o := &observer{l: l, quit: make(chan struct{}), done: make(chan struct{})}
+	go o.run(peers)
+	return o
+}
+
+func (o *observer) stop() {
+	close(o.quit)
+	select {
+	case <-o.done:
+	case <-time.After(time.Second): // an F_GETLK stuck in a dead client must not hold up the exit
+	}
+}
+
+func (o *observer) run(peers map[int]proto.Peer) {
+	defer close(o.done)
+	l := o.l
+	path := l.opts.Allow[0]
+	// Opened read-write because F_GETLK of a write request wants a descriptor that could take
+	// one; the observer never locks, and being its own process its close drops nobody's locks.
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		l.self.SetAttributes(attribute.String("observer.error", err.Error()))
+		return
+	}
+	defer unix.Close(fd)
+	id, _ := host.StatFD(fd)
+	e := &executor{l: l, peers: peers}
+	s := &slot{fd: fd, path: path, logical: "{file}", file: id}
+	poll := l.welcome.Poll
+	if poll <= 0 {
+		poll = 100 * time.Millisecond
+	}
+	last := map[string]owner{}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		for _, mode := range []string{semconv.ModeWrite, semconv.ModeRead} {
+			ow := e.query(s, lockReq{kind: semconv.KindPOSIX, mode: mode})
+			if prev, ok := last[mode]; ok && prev.same(ow) {
+				continue
+			}
+			last[mode] = ow
+			attrs := append(ownerAttrs(ow), attribute.String(semconv.QueryMode, mode), attribute.String(semconv.FileLogical, "{file}"), attribute.String(semconv.FilePath, path))
+			now := l.clock.now()
+			l.self.AddEvent(semconv.EventObserved, trace.WithTimestamp(now), trace.WithAttributes(attrs...))
+			if ro, ok := l.self.(sdktrace.ReadOnlySpan); ok {
+				l.out.putLater(partialRecord(ro, []sdktrace.Event{{Name: semconv.EventObserved, Attributes: attrs, Time: now}}))
+			}
+		}
+		select {
+		case <-o.quit:
+			return
+		case <-tick.C:
+		}
+	}
+}

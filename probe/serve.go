@@ -1,0 +1,120 @@
+package probe
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// resyncEvery is how often the clock offset is measured again during the run.
+const resyncEvery = 2 * time.Second
+
+// serve handles the controller's messages until the run ends for this locker, and says why:
+// "stop" (the queue's stop), "run-end" (the controller's stop), "controller-gone", "interrupted".
+func (l *Locker) serve(ctx context.Context) (string, error) {
+	beat := l.welcome.Heartbeat
+	if beat <= 0 {
+		beat = time.Second
+	}
+	lastHeard := time.Now()
+	tick := time.NewTicker(beat)
+	defer tick.Stop()
+	resync := time.NewTicker(resyncEvery)
+	defer resync.Stop()
+	execDone := make(chan string, 1)
+	var obs *observer
+	defer func() {
+		if obs != nil {
+			obs.stop()
+		}
+	}()
+	pings := map[int64]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return "interrupted", ctx.Err()
+		case in, ok := <-l.conn.In():
+			if !ok {
+				return "controller-gone", nil
+			}
+			lastHeard = time.Now()
+			if in.Err != nil {
+				l.log.Warn("bad message from controller", "err", in.Err)
+				continue
+			}
+			m := in.Msg
+			switch m.Kind {
+			case proto.KindCommands:
+				_ = l.out.put(ctx, &proto.Message{Kind: proto.KindAck, Ack: &proto.Ack{Kind: m.Kind, Seq: m.Seq}})
+				if l.exec != nil || obs != nil {
+					continue // a resend after a lost ack
+				}
+				peers := map[int]proto.Peer{}
+				for _, p := range m.Commands.Peers {
+					if p.Node == l.node {
+						peers[p.PID] = p
+					}
+				}
+				if l.opts.Role == "observer" {
+					obs = l.startObserver(peers)
+					continue
+				}
+				l.exec = &executor{l: l, queue: m.Commands.Queue, start: m.Commands.Start, peers: peers, stop: make(chan struct{})}
+				go func() { execDone <- l.exec.run() }()
+			case proto.KindStop:
+				if l.exec != nil {
+					close(l.exec.stop)
+				}
+				return "run-end", nil
+			case proto.KindSnapReq:
+				snap := &proto.Snapshot{At: l.clock.now().UnixNano(), PID: l.pid, Stack: []string{}}
+				if l.exec != nil {
+					snap = l.exec.snapshot()
+				}
+				_ = l.out.put(ctx, &proto.Message{Kind: proto.KindSnapshot, Snapshot: snap})
+			case proto.KindPong:
+				if pings[m.Pong.T1] {
+					delete(pings, m.Pong.T1)
+					l.recordResync(m.Pong, in.At)
+				}
+			}
+		case why := <-execDone:
+			if why == "stop" {
+				return "stop", nil
+			}
+			if why == "" {
+				_ = l.out.put(ctx, &proto.Message{Kind: proto.KindIdle, Idle: &proto.Idle{Executed: len(l.exec.queue)}})
+			}
+		case <-resync.C:
+			t1 := time.Now().UnixNano()
+			pings[t1] = true
+			_ = l.out.put(ctx, &proto.Message{Kind: proto.KindPing, Ping: &proto.Ping{T1: t1}})
+		case <-tick.C:
+			if time.Since(lastHeard) > 5*beat {
+				l.log.Warn("controller silent: releasing and exiting", "silent", time.Since(lastHeard).Round(time.Millisecond))
+				if l.exec != nil {
+					close(l.exec.stop)
+				}
+				return "controller-gone", nil
+			}
+		}
+	}
+}
+
+// recordResync records a re-measured offset as a clock.sync event. The locker keeps stamping
+// with the offset measured at start-up, so that its instants never jump; the events bound the
+// drift for whoever compares instants across lockers later.
+func (l *Locker) recordResync(p *proto.Pong, t4 time.Time) {
+	t1 := time.Unix(0, p.T1)
+	rtt := t4.Sub(t1)
+	offset := time.Unix(0, p.TC).Sub(t1.Add(rtt / 2))
+	l.self.AddEvent(semconv.EventClock, trace.WithTimestamp(l.clock.now()), trace.WithAttributes(
+		attribute.Int64(semconv.ClockOffset, int64(offset)),
+		attribute.Int64(semconv.ClockUncertainty, int64(rtt/2)),
+		attribute.Bool("clock.resync", true)))
+}

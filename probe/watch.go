@@ -1,0 +1,194 @@
+package probe
+
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// owner is one answer to "who blocks this request?".
+type owner struct {
+	pid        int
+	mode       string
+	start, len int64
+	lockerID   int
+	class      string
+	source     string
+	node       string
+}
+
+func (o owner) same(p owner) bool {
+	return o.pid == p.pid && o.mode == p.mode && o.start == p.start && o.len == p.len && o.class == p.class
+}
+
+var noOwner = owner{mode: semconv.ModeNone, lockerID: -1, class: semconv.OwnerNone, source: semconv.OwnerNone}
+
+// query asks the kernel who would block req on slot s: F_GETLK (F_OFD_GETLK) on the locker's
+// own descriptor (never a second one: closing it would drop the process's POSIX locks), and
+// /proc/locks for flock, which has no query call.
+func (e *executor) query(s *slot, req lockReq) owner {
+	if req.kind == semconv.KindFlock {
+		return e.queryProcLocks(s)
+	}
+	fl, found, err := getLock(s.fd, req)
+	if err != nil {
+		o := noOwner
+		o.class, o.source = semconv.OwnerUnknown, "getlk-error:"+unix.ErrnoName(errnoOf(err))
+		return o
+	}
+	if !found {
+		return noOwner
+	}
+	o := owner{pid: int(fl.Pid), mode: modeOfType(fl.Type), start: fl.Start, len: fl.Len, lockerID: -1, source: "getlk"}
+	e.classify(&o, s)
+	return o
+}
+
+func errnoOf(err error) unix.Errno {
+	if en, ok := err.(unix.Errno); ok {
+		return en
+	}
+	return 0
+}
+
+// classify maps an l_pid to a locker of this run where it can: a pid names a process on the
+// answering node only, and OFD locks (and NFSv4) give no pid at all.
+func (e *executor) classify(o *owner, s *slot) {
+	switch {
+	case o.pid == e.l.pid:
+		o.class, o.lockerID, o.node = semconv.OwnerSelf, e.l.opts.ID, e.l.node
+	case o.pid > 0:
+		if p, ok := e.peers[o.pid]; ok {
+			o.class, o.lockerID, o.node = semconv.OwnerLocker, p.LockerID, p.Node
+		} else {
+			o.class, o.node = semconv.OwnerForeign, e.l.node
+		}
+	default:
+		o.class = semconv.OwnerUnknown
+		if o.pid == -1 {
+			e.resolveOFD(o, s)
+		}
+	}
+}
+
+// resolveOFD names the owner of an OFD lock (pid -1 everywhere) by finding a local peer whose
+// descriptor of the same file lists a matching lock in /proc/PID/fdinfo, as lslocks does.
+func (e *executor) resolveOFD(o *owner, s *slot) {
+	for pid, p := range e.peers {
+		if p.Node != e.l.node {
+			continue
+		}
+		for fd := 3; fd < 64; fd++ {
+			locks, err := host.FDLocks(pid, fd)
+			if err != nil {
+				continue
+			}
+			for _, lk := range locks {
+				if lk.File() != s.file || lk.Class != "OFDLCK" || lk.Start != o.start {
+					continue
+				}
+				if (lk.Mode == "WRITE") != (o.mode == semconv.ModeWrite) {
+					continue
+				}
+				o.class, o.lockerID, o.node, o.pid, o.source = semconv.OwnerLocker, p.LockerID, p.Node, pid, "fdinfo"
+				return
+			}
+		}
+	}
+}
+
+// queryProcLocks finds, in /proc/locks, the holder that this process's flock request waits
+// behind, or a holder of the file when no request of ours is queued.
+func (e *executor) queryProcLocks(s *slot) owner {
+	entries, err := host.ReadLocks()
+	if err != nil {
+		o := noOwner
+		o.class, o.source = semconv.OwnerUnknown, "none"
+		return o
+	}
+	entries = host.FilterFile(entries, s.file)
+	for _, g := range host.GroupLocks(entries) {
+		for _, w := range g.Waiters {
+			if w.PID != e.l.pid || g.Holder.Class != "FLOCK" {
+				continue
+			}
+			o := owner{pid: g.Holder.PID, mode: procMode(g.Holder.Mode), lockerID: -1, source: "proc-locks"}
+			e.classify(&o, s)
+			return o
+		}
+	}
+	return noOwner
+}
+
+func procMode(m string) string {
+	switch m {
+	case "READ":
+		return semconv.ModeRead
+	case "WRITE":
+		return semconv.ModeWrite
+	}
+	return semconv.ModeNone
+}
+
+// addEvent adds an event to a live span and sends it to the controller at once as a partial
+// record, instead of only when the span ends.
+func (e *executor) addEvent(span trace.Span, name string, attrs []attribute.KeyValue) {
+	now := e.l.clock.now()
+	span.AddEvent(name, trace.WithTimestamp(now), trace.WithAttributes(attrs...))
+	if ro, ok := span.(sdktrace.ReadOnlySpan); ok {
+		e.l.out.putLater(partialRecord(ro, []sdktrace.Event{{Name: name, Attributes: attrs, Time: now}}))
+	}
+}
+
+// watcher polls the conflict owner while an attempt waits and records each change.
+type watcher struct {
+	done chan struct{}
+	quit chan struct{}
+}
+
+func (w *watcher) stop() {
+	close(w.quit)
+	<-w.done
+}
+
+// watch starts the watcher of a waiting attempt. Its first look comes shortly after the lock
+// call has had time to block, then one per poll interval.
+func (e *executor) watch(span trace.Span, s *slot, req lockReq) *watcher {
+	w := &watcher{done: make(chan struct{}), quit: make(chan struct{})}
+	poll := e.l.welcome.Poll
+	if poll <= 0 {
+		poll = 100 * time.Millisecond
+	}
+	go func() {
+		defer close(w.done)
+		first := min(poll/10, 5*time.Millisecond)
+		timer := time.NewTimer(first)
+		defer timer.Stop()
+		last := owner{class: "unset"}
+		for {
+			select {
+			case <-w.quit:
+				return
+			case <-timer.C:
+			}
+			o := e.query(s, req)
+			if !o.same(last) {
+				select {
+				case <-w.quit: // granted meanwhile: the answer no longer describes a waiter
+					return
+				default:
+				}
+				e.addEvent(span, semconv.EventConflict, ownerAttrs(o))
+				last = o
+			}
+			timer.Reset(poll)
+		}
+	}()
+	return w
+}
