@@ -135,8 +135,7 @@ type target struct {
 	protocol string
 	// desc names the collector in logs and errors.
 	desc string
-	// endpoint is the parsed Options.Endpoint; empty when it comes from the
-	// environment.
+	// Both empty: the client reads the endpoint from the environment.
 	endpointURL  string // for WithEndpointURL (http and https schemes)
 	endpointHost string // for WithEndpoint (host:port, plain text)
 }
