@@ -488,4 +488,3 @@ func (e *executor) snapshot() *proto.Snapshot {
 	}
 	return snap
 }
-
