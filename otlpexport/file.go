@@ -14,19 +14,14 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-)
 
-// Attribute names and values used when a span never got its final record.
-const (
-	spanLockAcquire = "lock.acquire"
-	attrLockOutcome = "lock.outcome"
-	outcomeBlocked  = "blocked"
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
 )
 
 // ExportFile uploads the spans of a saved trace file (trace.jsonl: one
-// protojson ExportTraceServiceRequest per line) and returns what became of
+// ExportTraceServiceRequest per line in the OTLP JSON encoding) and returns what became of
 // them. It waits for every upload, each bounded by opts.UploadTimeout, and
 // stops early when ctx is done.
 //
@@ -80,7 +75,9 @@ func ExportFile(ctx context.Context, path string, opts Options) (Stats, error) {
 // ExportTraceServiceRequest. A last line that does not parse and has no
 // newline is counted as skipped; empty lines are ignored.
 //
-// TODO: replace with the shared tracefile reader once it exists.
+// It exists because tracefile.Read returns the merged analysis model, not the
+// OTLP messages an upload needs; each line is decoded by tracefile.UnmarshalLine
+// (hex ids). A tracefile reader of raw requests would replace this.
 func readTraceFile(path string) ([]*coltracepb.ExportTraceServiceRequest, int, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -107,8 +104,8 @@ func parseTraceLines(r io.Reader) ([]*coltracepb.ExportTraceServiceRequest, int,
 		unterminated := last && len(line) > 0
 		line = bytes.TrimSpace(line)
 		if len(line) > 0 {
-			req := &coltracepb.ExportTraceServiceRequest{}
-			if perr := protojson.Unmarshal(line, req); perr != nil {
+			req, perr := tracefile.UnmarshalLine(line)
+			if perr != nil {
 				if unterminated {
 					return reqs, 1, nil
 				}
@@ -176,8 +173,8 @@ func mergeSpans(reqs []*coltracepb.ExportTraceServiceRequest) []*tracepb.Resourc
 		if s.GetEndTimeUnixNano() == 0 {
 			s = proto.CloneOf(s)
 			s.EndTimeUnixNano = max(latest, s.GetStartTimeUnixNano())
-			if s.GetName() == spanLockAcquire {
-				setString(&s.Attributes, attrLockOutcome, outcomeBlocked)
+			if s.GetName() == semconv.SpanAcquire {
+				setString(&s.Attributes, semconv.LockOutcome, semconv.OutcomeBlocked)
 			}
 		}
 		rb, _ := marshal.Marshal(rec.resource)

@@ -9,13 +9,15 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
 )
 
 // traceLine encodes one trace-file line.
 func traceLine(t testing.TB, rs []*tracepb.ResourceSpans) string {
 	t.Helper()
-	b, err := protojson.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+	b, err := tracefile.MarshalLine(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +61,7 @@ func TestExportFile(t *testing.T) {
 			got := map[byte]*tracepb.Span{}
 			for _, req := range rc.all() {
 				for _, r := range req.GetResourceSpans() {
-					if svc := attr(r.GetResource().GetAttributes(), attrServiceName); svc != DefaultServiceName {
+					if svc := attr(r.GetResource().GetAttributes(), semconv.ServiceName); svc != DefaultServiceName {
 						t.Errorf("service.name = %q", svc)
 					}
 					for _, ss := range r.GetScopeSpans() {
@@ -85,9 +87,9 @@ func TestExportFile(t *testing.T) {
 					t.Errorf("span %d not exported", tt.id)
 					continue
 				}
-				if s.GetEndTimeUnixNano() != tt.end || attr(s.GetAttributes(), attrLockOutcome) != tt.outcome {
+				if s.GetEndTimeUnixNano() != tt.end || attr(s.GetAttributes(), semconv.LockOutcome) != tt.outcome {
 					t.Errorf("span %d (%s): end %d outcome %q, want end %d outcome %q", tt.id, s.GetName(),
-						s.GetEndTimeUnixNano(), attr(s.GetAttributes(), attrLockOutcome), tt.end, tt.outcome)
+						s.GetEndTimeUnixNano(), attr(s.GetAttributes(), semconv.LockOutcome), tt.end, tt.outcome)
 				}
 			}
 		})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 var protocols = []string{ProtocolHTTPProtobuf, ProtocolGRPC}
@@ -71,7 +73,7 @@ func TestForwarderDeliversCompleteSpans(t *testing.T) {
 				// The caller's batch is untouched: still partial, still its
 				// own service name.
 				if batch[0].ScopeSpans[0].Spans[1].EndTimeUnixNano != 0 ||
-					attr(batch[0].Resource.Attributes, attrServiceName) != "locker-0" {
+					attr(batch[0].Resource.Attributes, semconv.ServiceName) != "locker-0" {
 					t.Errorf("Enqueue changed the caller's batch")
 				}
 			})

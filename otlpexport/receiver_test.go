@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 // receiver is a real OTLP receiver on loopback that records what it is sent.
@@ -51,7 +53,7 @@ func (rc *receiver) spans() map[string]string {
 	out := map[string]string{}
 	for _, req := range rc.requests {
 		for _, r := range req.GetResourceSpans() {
-			svc := attr(r.GetResource().GetAttributes(), attrServiceName)
+			svc := attr(r.GetResource().GetAttributes(), semconv.ServiceName)
 			for _, ss := range r.GetScopeSpans() {
 				for _, s := range ss.GetSpans() {
 					out[s.GetName()] = svc
@@ -184,7 +186,7 @@ func span(traceID, spanID byte, name string, start, end uint64) *tracepb.Span {
 func resourceSpans(service string, spans ...*tracepb.Span) []*tracepb.ResourceSpans {
 	res := &resourcepb.Resource{Attributes: []*commonpb.KeyValue{strAttr("host.name", "node1")}}
 	if service != "" {
-		res.Attributes = append(res.Attributes, strAttr(attrServiceName, service))
+		res.Attributes = append(res.Attributes, strAttr(semconv.ServiceName, service))
 	}
 	return []*tracepb.ResourceSpans{{
 		Resource: res,

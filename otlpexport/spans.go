@@ -5,9 +5,9 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
-)
 
-const attrServiceName = "service.name"
+	"github.com/lockprobe/lockprobe/semconv"
+)
 
 // complete copies the ended spans of rs into new messages, so that the
 // caller may keep, reuse or write out rs while the copy waits for upload, and
@@ -52,7 +52,7 @@ func complete(rs []*tracepb.ResourceSpans, service string) (out []*tracepb.Resou
 		if res == nil {
 			res = &resourcepb.Resource{}
 		}
-		setString(&res.Attributes, attrServiceName, service)
+		setString(&res.Attributes, semconv.ServiceName, service)
 		out = append(out, &tracepb.ResourceSpans{
 			Resource:   res,
 			SchemaUrl:  r.GetSchemaUrl(),
