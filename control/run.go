@@ -52,6 +52,7 @@ type run struct {
 	scenAt  time.Time
 	snap    *snapshot
 	live    live
+	host    string
 }
 
 // Run performs one run. It returns an error only when the run could not take place (the
@@ -69,6 +70,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	r := &run{opts: opts, byIdent: map[string]*member{}, merger: tracefile.NewMerger(), start: time.Now()}
 	r.token = randomHex(16)
+	r.host, _ = os.Hostname()
 	_, _ = rand.Read(r.traceID[:])
 	_, _ = rand.Read(r.rootID[:])
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
@@ -342,6 +344,7 @@ func (r *run) hello(from string, h *proto.Hello) {
 	r.send(m, &proto.Message{Kind: proto.KindWelcome, Welcome: &proto.Welcome{
 		TraceID: r.traceID, ParentSpanID: r.rootID, Poll: r.opts.Poll, Heartbeat: time.Second,
 		Kind: r.opts.Kind, Style: r.opts.Style, Tries: r.opts.Tries, Interval: r.opts.Interval,
+		SameClock: m.cmd != nil && h.Host == r.host,
 	}})
 }
 

@@ -35,7 +35,11 @@ func (l *Locker) syncClock(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	l.measured = best
 	l.clock = best
+	if l.welcome.SameClock {
+		l.clock = clock{}
+	}
 	return nil
 }
 

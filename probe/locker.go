@@ -44,19 +44,20 @@ type Options struct {
 
 // Locker is one locker or observer process's state.
 type Locker struct {
-	opts    Options
-	conn    *wire.Conn
-	out     *outbox
-	tp      *sdktrace.TracerProvider
-	tracer  trace.Tracer
-	clock   clock
-	welcome *proto.Welcome
-	rootCtx context.Context // carries the lockprobe.locker span
-	self    trace.Span
-	pid     int
-	node    string
-	log     *slog.Logger
-	exec    *executor
+	opts     Options
+	conn     *wire.Conn
+	out      *outbox
+	tp       *sdktrace.TracerProvider
+	tracer   trace.Tracer
+	clock    clock // what stamps use
+	measured clock // what the round trips said
+	welcome  *proto.Welcome
+	rootCtx  context.Context // carries the lockprobe.locker span
+	self     trace.Span
+	pid      int
+	node     string
+	log      *slog.Logger
+	exec     *executor
 }
 
 // New validates opts and returns a Locker that has not connected yet.
@@ -217,7 +218,10 @@ func (l *Locker) setupTracing() {
 	))
 	l.self.AddEvent(semconv.EventClock, trace.WithTimestamp(l.clock.now()), trace.WithAttributes(
 		attribute.Int64(semconv.ClockOffset, int64(l.clock.offset)),
-		attribute.Int64(semconv.ClockUncertainty, int64(l.clock.uncertainty))))
+		attribute.Int64(semconv.ClockUncertainty, int64(l.clock.uncertainty)),
+		attribute.Bool("clock.same_host", l.welcome.SameClock),
+		attribute.Int64("clock.measured_offset_ns", int64(l.measured.offset)),
+		attribute.Int64("clock.measured_uncertainty_ns", int64(l.measured.uncertainty))))
 }
 
 // finish ends the spans still open, flushes them and says goodbye.

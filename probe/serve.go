@@ -110,11 +110,15 @@ func (l *Locker) serve(ctx context.Context) (string, error) {
 // with the offset measured at start-up, so that its instants never jump; the events bound the
 // drift for whoever compares instants across lockers later.
 func (l *Locker) recordResync(p *proto.Pong, t4 time.Time) {
+	if l.welcome.SameClock {
+		return // one clock: a re-measurement would only record the noise of the round trip
+	}
 	t1 := time.Unix(0, p.T1)
 	rtt := t4.Sub(t1)
 	offset := time.Unix(0, p.TC).Sub(t1.Add(rtt / 2))
 	l.self.AddEvent(semconv.EventClock, trace.WithTimestamp(l.clock.now()), trace.WithAttributes(
 		attribute.Int64(semconv.ClockOffset, int64(offset)),
 		attribute.Int64(semconv.ClockUncertainty, int64(rtt/2)),
-		attribute.Bool("clock.resync", true)))
+		attribute.Bool("clock.resync", true),
+		attribute.Bool("clock.same_host", l.welcome.SameClock)))
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -110,6 +111,9 @@ type Welcome struct {
 	Style        string        `json:"style"`     // default acquire style
 	Tries        int           `json:"tries"`     // default poll tries
 	Interval     time.Duration `json:"interval"`  // default poll interval
+	// SameClock says the locker runs on the controller's own host, so both read one clock:
+	// the locker stamps with offset 0 and no uncertainty, which no measurement could beat.
+	SameClock bool `json:"same_clock"`
 }
 
 // Ping is a clock probe; T1 is the locker's send instant (unix ns, its own clock).
@@ -291,7 +295,10 @@ func Decode(frame []byte) (*Message, error) {
 		if err := pb.Unmarshal(payload, m.Spans); err != nil {
 			return nil, fmt.Errorf("decode spans: %w", err)
 		}
-		return m, validateSpans(m.Spans)
+		if err := validateSpans(m.Spans); err != nil {
+			return nil, err
+		}
+		return m, nil
 	case KindHello:
 		m.Hello = &Hello{}
 		target = m.Hello
@@ -340,7 +347,8 @@ func Decode(frame []byte) (*Message, error) {
 	if err := dec.Decode(target); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", kind, err)
 	}
-	if dec.More() {
+	// Not dec.More: it reports false for a stray '}' or ']' after the value.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("decode %s: trailing data after the payload", kind)
 	}
 	if err := m.validate(); err != nil {

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+// binary is the lockprobe executable built once for the end-to-end tests: lockers must be real
+// processes, started the way users start them.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lockprobe-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "lockprobe")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build lockprobe:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type runResult struct {
+	code           int
+	stdout, stderr string
+	out            string // output folder
+	trace          *tracefile.Trace
+}
+
+// lockprobe runs the binary with args and a deadline; out is passed as -out for run.
+func lockprobe(t *testing.T, timeout time.Duration, args ...string) runResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := runResult{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		res.code = ee.ExitCode()
+	default:
+		t.Fatalf("lockprobe %v: %v", args, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("lockprobe %v did not end within %s\nstderr: %s", args, timeout, res.stderr)
+	}
+	return res
+}
+
+// runScenario runs `lockprobe run` with a scenario text on a fresh file and reads the trace.
+func runScenario(t *testing.T, text string, args ...string) runResult {
+	t.Helper()
+	dir := t.TempDir()
+	scen := filepath.Join(dir, "scenario.lps")
+	if err := os.WriteFile(scen, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	all := append([]string{"run", "-file", filepath.Join(dir, "lock-file"), "-scenario", scen, "-out", out}, args...)
+	res := lockprobe(t, 90*time.Second, all...)
+	res.out = out
+	tr, err := tracefile.Open(out)
+	if err != nil {
+		t.Fatalf("read trace: %v\nstdout: %s\nstderr: %s", err, res.stdout, res.stderr)
+	}
+	res.trace = tr
+	assertNoLockers(t)
+	return res
+}
+
+// spansNamed returns the spans of one name, by locker id then start.
+func spansNamed(tr *tracefile.Trace, name string) []*tracefile.Span {
+	var out []*tracefile.Span
+	for _, s := range tr.Spans {
+		if s.Name == name {
+			out = append(out, s)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		li, lj := out[i].Attrs.IntOr(semconv.LockerID, -1), out[j].Attrs.IntOr(semconv.LockerID, -1)
+		if li != lj {
+			return li < lj
+		}
+		return out[i].Start < out[j].Start
+	})
+	return out
+}
+
+func byLocker(spans []*tracefile.Span) map[int64][]*tracefile.Span {
+	m := map[int64][]*tracefile.Span{}
+	for _, s := range spans {
+		id := s.Attrs.IntOr(semconv.LockerID, -1)
+		m[id] = append(m[id], s)
+	}
+	return m
+}
+
+// assertNoLockers fails when a process of the test binary's lockers is still alive.
+func assertNoLockers(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		left := lockerProcesses()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("locker processes left behind: %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func lockerProcesses() []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) > 1 && args[0] == binary && args[1] == "locker" {
+			if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(st), ") Z ") {
+				continue // a zombie holds nothing
+			}
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func startLockprobe(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = new(bytes.Buffer), new(bytes.Buffer)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd
+}
+
+func waitLockprobe(t *testing.T, cmd *exec.Cmd) runResult {
+	err := cmd.Wait()
+	res := runResult{stdout: cmd.Stdout.(*bytes.Buffer).String(), stderr: cmd.Stderr.(*bytes.Buffer).String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		res.code = ee.ExitCode()
+	}
+	return res
+}
