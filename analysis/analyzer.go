@@ -1,0 +1,347 @@
+package analysis
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+// Options tune the detectors. The zero value gives the defaults.
+type Options struct {
+	// StuckAfter is how long a waiter must stay blocked under the same suspicious evidence
+	// (F_GETLK says nothing conflicts, the owner is gone, ...) before it is reported. Optional:
+	// 5 s when zero.
+	StuckAfter time.Duration
+	// Settle is how long a cycle must have existed before Check reports it, so that a span
+	// whose end is still on its way does not make a false cycle. Optional: the run's poll
+	// interval (lockprobe.poll_ns), else 100 ms.
+	Settle time.Duration
+}
+
+const defaultStuckAfter = 5 * time.Second
+
+// Analyzer gathers merged spans and runs the detectors on them. It is not safe for concurrent use.
+type Analyzer struct {
+	opts      Options
+	spans     map[string]*tracefile.Span // by trace id + span id
+	dirty     bool
+	truncated bool
+	m         *model
+}
+
+// New returns an empty Analyzer.
+func New(opts Options) *Analyzer {
+	if opts.StuckAfter <= 0 {
+		opts.StuckAfter = defaultStuckAfter
+	}
+	return &Analyzer{opts: opts, spans: map[string]*tracefile.Span{}}
+}
+
+// Observe records the span as known now. The same span may be observed many times as its records
+// arrive; the latest wins. The Analyzer keeps the pointer: the caller must not change the span
+// except by merging later records into it (as tracefile.Merger does).
+func (a *Analyzer) Observe(s *tracefile.Span) {
+	if s == nil {
+		return
+	}
+	a.spans[s.TraceID+s.SpanID] = s
+	a.dirty = true
+}
+
+// SetTruncated records that the trace file ended in an unfinished line.
+func (a *Analyzer) SetTruncated(v bool) { a.truncated = v }
+
+// Analyze runs the whole analysis of a trace read from a file. The end of the run is the root
+// span's end, else the latest instant in the trace.
+func Analyze(t *tracefile.Trace, opts Options) *Result {
+	a := New(opts)
+	var end int64
+	for _, s := range t.Spans {
+		a.Observe(s)
+		if s.Name == semconv.SpanRun && s.End > 0 {
+			end = s.End
+		}
+	}
+	a.SetTruncated(t.Truncated)
+	if end == 0 {
+		end = a.model().last
+	}
+	return a.Finalize(end)
+}
+
+// model is the event model rebuilt from the spans, with its indexes.
+type model struct {
+	run        Run
+	lockers    []*Locker // role locker, sorted by id
+	observers  []*Locker
+	byID       map[int64]*Locker
+	attempts   []*Attempt // sorted by begin, id
+	holds      []*Hold
+	getlks     []*Getlk
+	obs        []Observation // sorted by instant
+	states     []ProcState
+	plocks     []ProcLock
+	snapAt     int64
+	snapNode   string
+	byLocker   map[int64][]*Attempt
+	holdsOf    map[int64][]*Hold
+	holdsFile  map[string][]*Hold
+	attemptsID map[string]*Attempt
+	obsRuns    map[string][]obsRun // per file, in time order
+	last       int64               // the latest instant seen
+	maxUnc     int64
+}
+
+func (a *Analyzer) model() *model {
+	if a.m != nil && !a.dirty {
+		return a.m
+	}
+	keys := make([]string, 0, len(a.spans))
+	for k := range a.spans {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	m := &model{
+		byID:       map[int64]*Locker{},
+		byLocker:   map[int64][]*Attempt{},
+		holdsOf:    map[int64][]*Hold{},
+		holdsFile:  map[string][]*Hold{},
+		attemptsID: map[string]*Attempt{},
+		obs:        []Observation{},
+		states:     []ProcState{},
+		plocks:     []ProcLock{},
+	}
+	for _, k := range keys {
+		s := a.spans[k]
+		m.note(s.Start)
+		m.note(s.End)
+		switch s.Name {
+		case semconv.SpanRun:
+			m.run = *runOf(s)
+		case semconv.SpanLocker:
+			l := processOf(s)
+			m.lockers = append(m.lockers, l)
+			m.byID[l.ID] = l
+		case semconv.SpanObserver:
+			l := processOf(s)
+			l.Role = "observer"
+			m.observers = append(m.observers, l)
+			m.obs = append(m.obs, observationsOf(s, l.ID, l.Node)...)
+		case semconv.SpanSnapshot:
+			st, pl := snapshotOf(s)
+			m.states = append(m.states, st...)
+			m.plocks = append(m.plocks, pl...)
+			m.snapAt = s.Start
+			m.snapNode = attrStr(s, semconv.Node)
+			if m.snapNode == "" {
+				m.snapNode = attrStr(s, semconv.HostName)
+			}
+		case semconv.SpanAcquire:
+			at := attemptOf(s)
+			m.attempts = append(m.attempts, at)
+			m.attemptsID[at.ID] = at
+		case semconv.SpanHold:
+			m.holds = append(m.holds, holdOf(s))
+		case semconv.SpanGetlk:
+			m.getlks = append(m.getlks, getlkOf(s))
+		}
+		for _, e := range s.Events {
+			m.note(e.Time)
+		}
+	}
+	sort.Slice(m.lockers, func(i, j int) bool { return m.lockers[i].ID < m.lockers[j].ID })
+	sort.Slice(m.observers, func(i, j int) bool { return m.observers[i].ID > m.observers[j].ID })
+	sort.Slice(m.attempts, func(i, j int) bool {
+		x, y := m.attempts[i], m.attempts[j]
+		if x.Begin != y.Begin {
+			return x.Begin < y.Begin
+		}
+		return x.ID < y.ID
+	})
+	sort.Slice(m.holds, func(i, j int) bool {
+		x, y := m.holds[i], m.holds[j]
+		if x.Begin != y.Begin {
+			return x.Begin < y.Begin
+		}
+		return x.ID < y.ID
+	})
+	sort.Slice(m.getlks, func(i, j int) bool {
+		if m.getlks[i].At != m.getlks[j].At {
+			return m.getlks[i].At < m.getlks[j].At
+		}
+		return m.getlks[i].ID < m.getlks[j].ID
+	})
+	sort.SliceStable(m.obs, func(i, j int) bool { return m.obs[i].At < m.obs[j].At })
+	sort.SliceStable(m.states, func(i, j int) bool { return m.states[i].Locker < m.states[j].Locker })
+	sort.SliceStable(m.plocks, func(i, j int) bool { return m.plocks[i].ID < m.plocks[j].ID })
+	m.cutAtExit()
+	for _, at := range m.attempts {
+		m.byLocker[at.Locker] = append(m.byLocker[at.Locker], at)
+	}
+	for _, h := range m.holds {
+		m.holdsOf[h.Locker] = append(m.holdsOf[h.Locker], h)
+		m.holdsFile[h.File] = append(m.holdsFile[h.File], h)
+	}
+	m.obsRuns = map[string][]obsRun{}
+	open := map[string]int{} // observer/query/file → index in obsRuns[file]
+	for _, o := range m.obs {
+		k := fmt.Sprint(o.Observer, "/", o.QueryMode, "/", o.File)
+		if i, ok := open[k]; ok {
+			m.obsRuns[o.File][i].to = o.At
+		}
+		open[k] = len(m.obsRuns[o.File])
+		m.obsRuns[o.File] = append(m.obsRuns[o.File], obsRun{o: o})
+	}
+	for _, l := range m.lockers {
+		if l.Uncertainty > m.maxUnc {
+			m.maxUnc = l.Uncertainty
+		}
+	}
+	a.m = m
+	a.dirty = false
+	return m
+}
+
+// cutAtExit ends the attempts and holds of a locker whose process ended at that instant: the
+// kernel drops a dead process's locks and requests, whenever the controller wrote their records.
+func (m *model) cutAtExit() {
+	for _, at := range m.attempts {
+		if l, ok := m.byID[at.Locker]; ok && l.Exited && (at.End == 0 || at.End > l.ExitAt) && at.Begin <= l.ExitAt {
+			at.End = l.ExitAt
+		}
+	}
+	for _, h := range m.holds {
+		if l, ok := m.byID[h.Locker]; ok && l.Exited && (h.End == 0 || h.End > l.ExitAt) && h.Begin <= l.ExitAt {
+			h.End = l.ExitAt
+			h.How = semconv.HoldExit
+		}
+	}
+}
+
+// obsRun is an observer's answer and the instant it changed again (0: never).
+type obsRun struct {
+	o  Observation
+	to int64
+}
+
+func (m *model) note(t int64) {
+	if t > m.last {
+		m.last = t
+	}
+}
+
+// locker returns the locker of that id, or a stand-in when the trace lacks its span.
+func (m *model) locker(id int64) *Locker {
+	if l, ok := m.byID[id]; ok {
+		return l
+	}
+	return &Locker{ID: id, Role: "locker", Facts: map[string]string{}}
+}
+
+// attemptAt returns the locker's attempt open at t, or nil. A locker runs its commands one after
+// the other, so at most one is open.
+func (m *model) attemptAt(locker, t int64) *Attempt {
+	list := m.byLocker[locker]
+	i := sort.Search(len(list), func(i int) bool { return list[i].Begin > t })
+	for j := i - 1; j >= 0 && j >= i-4; j-- {
+		if attemptOpen(list[j], t) {
+			return list[j]
+		}
+	}
+	return nil
+}
+
+// attemptOpen reports whether an attempt is still waiting at t. An attempt that ended blocked at
+// the run's end is waiting at that end instant too.
+func attemptOpen(a *Attempt, t int64) bool {
+	if a.Begin > t {
+		return false
+	}
+	if a.End == 0 || t < a.End {
+		return true
+	}
+	return t == a.End && (a.Outcome == semconv.OutcomeBlocked || a.Outcome == semconv.OutcomeWaiting)
+}
+
+// holdOpen reports whether a hold is held at t; a hold cut by the run's end is held at that end.
+func holdOpen(h *Hold, t int64) bool {
+	if h.Begin > t {
+		return false
+	}
+	if h.End == 0 || t < h.End {
+		return true
+	}
+	return t == h.End && (h.How == semconv.HoldRunEnd || h.How == semconv.HoldOpen)
+}
+
+// conflictAt returns the index of the attempt's latest conflict observation at or before t, or -1.
+func conflictAt(a *Attempt, t int64) int {
+	i := sort.Search(len(a.Conflicts), func(i int) bool { return a.Conflicts[i].At > t })
+	return i - 1
+}
+
+// holdsAt returns the holds on file open at t that conflict with the request and belong to
+// another locker.
+func (m *model) holdsAt(a *Attempt, t int64) []*Hold {
+	var out []*Hold
+	list := m.holdsFile[a.File]
+	n := sort.Search(len(list), func(i int) bool { return list[i].Begin > t })
+	for _, h := range list[:n] {
+		if h.Locker == a.Locker || !holdOpen(h, t) {
+			continue
+		}
+		if conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// lockerByPID maps a pid reported on a node to a locker id, or -1.
+func (m *model) lockerByPID(node string, pid int64) int64 {
+	found := int64(-1)
+	for _, l := range m.lockers {
+		if l.PID != pid {
+			continue
+		}
+		if node != "" && (l.Node == node || l.Host == node) {
+			return l.ID
+		}
+		if found == -1 {
+			found = l.ID
+		} else {
+			found = -2 // ambiguous without a node
+		}
+	}
+	if found < -1 {
+		return -1
+	}
+	return found
+}
+
+// exitedBy reports whether the locker's process had ended by t.
+func (m *model) exitedBy(id, t int64) bool {
+	l, ok := m.byID[id]
+	return ok && l.Exited && l.ExitAt <= t
+}
+
+// uncertainty returns the clock bound of a locker.
+func (m *model) uncertainty(id int64) int64 {
+	if l, ok := m.byID[id]; ok {
+		return l.Uncertainty
+	}
+	return 0
+}
+
+func (a *Analyzer) settle(m *model) int64 {
+	if a.opts.Settle > 0 {
+		return int64(a.opts.Settle)
+	}
+	if m.run.PollNS > 0 {
+		return m.run.PollNS
+	}
+	return int64(100 * time.Millisecond)
+}

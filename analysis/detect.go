@@ -1,0 +1,369 @@
+package analysis
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// detector runs the detectors over a model.
+type detector struct {
+	m     *model
+	stuck int64
+	seen  map[string]int // class + attempt → index in out: one finding of a class per attempt
+	out   []Finding
+}
+
+func (d *detector) add(f Finding) {
+	key := f.Class + "/" + fmt.Sprint(f.Attempts, f.Lockers)
+	if len(f.Attempts) == 1 {
+		key = f.Class + "/" + f.Attempts[0]
+	}
+	if i, ok := d.seen[key]; ok {
+		// the same signature seen another way: keep the first finding, add its evidence
+		prev := &d.out[i]
+		prev.FormedAt = min(prev.FormedAt, f.FormedAt)
+		prev.Duration = max(prev.Duration, f.Duration)
+		for _, e := range f.Evidence {
+			if !hasEvidence(prev.Evidence, e) {
+				prev.Evidence = append(prev.Evidence, e)
+			}
+		}
+		sort.SliceStable(prev.Evidence, func(i, j int) bool { return prev.Evidence[i].At < prev.Evidence[j].At })
+		return
+	}
+	d.seen[key] = len(d.out)
+	d.out = append(d.out, f)
+}
+
+func hasEvidence(list []Evidence, e Evidence) bool {
+	for _, x := range list {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+// ownerRun is a stretch of time over which a waiter's F_GETLK kept naming the same owner.
+type ownerRun struct {
+	from, to int64
+	first    Conflict
+}
+
+func ownerRuns(a *Attempt, until int64) []ownerRun {
+	var runs []ownerRun
+	for i, c := range a.Conflicts {
+		if c.At >= until {
+			break
+		}
+		if len(runs) > 0 && sameOwner(runs[len(runs)-1].first.Owner, c.Owner) {
+			continue
+		}
+		if len(runs) > 0 {
+			runs[len(runs)-1].to = c.At
+		}
+		_ = i
+		runs = append(runs, ownerRun{from: max(c.At, a.Begin), to: until, first: c})
+	}
+	return runs
+}
+
+// waiterFindings runs the stuck-waiter detectors on one attempt, open until `until`.
+func (d *detector) waiterFindings(a *Attempt, until int64) {
+	if until-a.Begin < d.stuck {
+		return
+	}
+	m := d.m
+	base := Finding{Lockers: []int64{a.Locker}, Attempts: []string{a.ID}, File: a.File, Mode: a.Mode,
+		Kind: a.Kind, Start: a.Start, Len: a.Len, DetectedAt: until, Uncertainty: m.uncertainty(a.Locker)}
+	resolved := a.End != 0 && a.End <= until && a.Outcome != semconv.OutcomeBlocked
+	by := fmt.Sprintf("locker %d", a.Locker)
+	for _, r := range ownerRuns(a, until) {
+		dur := r.to - r.from
+		o := r.first.Owner
+		ev := Evidence{At: r.first.At, Source: SourceGetlk, By: by,
+			Text: fmt.Sprintf("F_GETLK for its own request answered: %s", m.ownerText(o))}
+		if o.Source != "" && o.Source != "none" && o.Source != SourceGetlk {
+			ev.Source = o.Source
+		}
+		switch o.Class {
+		case semconv.OwnerNone, "":
+			if o.Source == "none" || dur < d.stuck {
+				continue
+			}
+			f := base
+			f.FormedAt, f.Duration, f.Resolved = r.from, dur, resolved && r.to == until
+			f.Evidence = append([]Evidence{ev}, d.observerSays(a, r.from, r.to)...)
+			f.Summary = fmt.Sprintf("%s has waited %s for %s that, according to its own F_GETLK, nobody holds: the wake-up never came — the signature of a lost wake-up",
+				m.who(a.Locker), secs(dur), attemptText(a))
+			d.add(newFinding(ClassLostWakeup, f))
+		case semconv.OwnerSelf:
+			if dur < d.stuck {
+				continue
+			}
+			f := base
+			f.FormedAt, f.Duration, f.Resolved = r.from, dur, resolved && r.to == until
+			f.Evidence = []Evidence{ev}
+			f.Summary = fmt.Sprintf("%s has waited %s for %s that, according to F_GETLK, it already holds: the grant was never delivered — the signature of a lost lock callback",
+				m.who(a.Locker), secs(dur), attemptText(a))
+			d.add(newFinding(ClassLostCallback, f))
+		case semconv.OwnerLocker:
+			d.staleOwner(a, r, ev, base, resolved)
+		case semconv.OwnerForeign, semconv.OwnerUnknown:
+			if dur < d.stuck {
+				continue
+			}
+			if o.Class == semconv.OwnerUnknown && len(d.lockersHolding(a, r.from, r.to)) > 0 {
+				continue // most likely one of the run's own holders the file system does not name
+			}
+			f := base
+			f.FormedAt, f.Duration, f.Resolved = r.from, dur, resolved && r.to == until
+			f.Evidence = []Evidence{ev}
+			f.Summary = fmt.Sprintf("%s has waited %s for %s held by %s pid %d, which is no locker of this run",
+				m.who(a.Locker), secs(dur), attemptText(a), o.Class, o.PID)
+			d.add(newFinding(ClassForeignHolder, f))
+		}
+	}
+	d.observedSelf(a, until, base, resolved)
+}
+
+// staleOwner checks a waiter blocked by a locker that no longer holds a conflicting lock.
+func (d *detector) staleOwner(a *Attempt, r ownerRun, ev Evidence, base Finding, resolved bool) {
+	m := d.m
+	o := r.first.Owner
+	var lastEnd int64 = -1
+	var lastHold *Hold
+	for _, h := range m.holdsOf[o.Locker] {
+		if h.Begin >= r.to {
+			break
+		}
+		if h.File != a.File || !conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+			continue
+		}
+		if holdOpen(h, r.to-1) || (h.End == 0) {
+			return // the owner holds it: a plain wait
+		}
+		if h.End > lastEnd {
+			lastEnd, lastHold = h.End, h
+		}
+	}
+	since := r.from
+	if lastEnd > since {
+		since = lastEnd
+	}
+	l := m.locker(o.Locker)
+	if l.Exited && l.ExitAt < r.to && l.ExitAt > since {
+		since = max(r.from, l.ExitAt)
+	}
+	dur := r.to - since
+	if dur < d.stuck {
+		return
+	}
+	f := base
+	f.FormedAt, f.Duration, f.Resolved = since, dur, resolved && r.to == base.DetectedAt
+	f.Lockers = []int64{a.Locker, o.Locker}
+	f.Evidence = []Evidence{ev}
+	if lastHold == nil {
+		// The file system names a locker that was never granted such a lock: if that locker is
+		// itself waiting for it, its grant was lost on the way.
+		if w := m.attemptAt(o.Locker, since); w != nil && w.File == a.File && w.Mode == o.Mode {
+			f.Lockers = []int64{o.Locker, a.Locker}
+			f.Attempts = []string{w.ID}
+			f.Mode, f.Kind, f.Start, f.Len = w.Mode, w.Kind, w.Start, w.Len
+			f.Summary = fmt.Sprintf("%s is still waiting for %s that, according to F_GETLK of locker %d, it already holds: the grant was never delivered — the signature of a lost lock callback",
+				m.who(o.Locker), attemptText(w), a.Locker)
+			d.add(newFinding(ClassLostCallback, f))
+			return
+		}
+		f.Summary = fmt.Sprintf("%s has waited %s for %s behind %s, which the file system names as holder but which was never granted such a lock",
+			m.who(a.Locker), secs(dur), attemptText(a), m.who(o.Locker))
+		d.add(newFinding(ClassStaleHolder, f))
+		return
+	}
+	how := "released it"
+	switch lastHold.How {
+	case semconv.HoldClose:
+		how = "closed the file"
+	case semconv.HoldExit:
+		how = "exited"
+	case semconv.HoldConverted:
+		how = "converted it"
+	}
+	if l.Exited && l.ExitAt <= r.to {
+		how = "exited (" + l.ExitStatus + ")"
+	}
+	f.Evidence = append(f.Evidence, Evidence{At: lastHold.End, Source: SourceTrace, By: fmt.Sprintf("locker %d", o.Locker),
+		Text: fmt.Sprintf("its %s lock on %s ended (%s)", lastHold.Mode, rangeText(lastHold.Start, lastHold.Len), lastHold.How)})
+	f.Summary = fmt.Sprintf("%s has waited %s for %s behind %s, which %s %s ago: the file system still reports the released lock — the signature of a stale holder",
+		m.who(a.Locker), secs(r.to-r.from), attemptText(a), m.who(o.Locker), how, secs(dur))
+	d.add(newFinding(ClassStaleHolder, f))
+}
+
+// lockersHolding returns the lockers with a recorded hold that conflicts with the attempt at
+// some instant of [from, to).
+func (d *detector) lockersHolding(a *Attempt, from, to int64) []int64 {
+	var out []int64
+	seen := map[int64]bool{}
+	for _, h := range d.m.holdsFile[a.File] {
+		if h.Begin >= to {
+			break
+		}
+		if h.Locker == a.Locker || seen[h.Locker] || (h.End != 0 && h.End <= from) {
+			continue
+		}
+		if conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+			seen[h.Locker] = true
+			out = append(out, h.Locker)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// observerSays returns what the observers saw of the file during [from, to).
+func (d *detector) observerSays(a *Attempt, from, to int64) []Evidence {
+	var out []Evidence
+	for _, r := range d.m.obsRuns[a.File] {
+		if r.o.At >= to || (r.to != 0 && r.to <= from) {
+			continue
+		}
+		out = append(out, Evidence{At: r.o.At, Source: SourceObserver, By: "observer on " + r.o.Node,
+			Text: fmt.Sprintf("F_GETLK for %s over the whole file answered: %s", r.o.QueryMode, d.m.ownerText(r.o.Owner))})
+	}
+	return out
+}
+
+// observedSelf finds the observer seeing the waiter itself as holder of the lock it waits for.
+func (d *detector) observedSelf(a *Attempt, until int64, base Finding, resolved bool) {
+	m := d.m
+	for _, r := range m.obsRuns[a.File] {
+		o := r.o.Owner
+		if o.Locker != a.Locker || (o.Class != semconv.OwnerLocker && o.Class != semconv.OwnerSelf) {
+			continue
+		}
+		from := max(r.o.At, a.Begin)
+		to := until
+		if r.to != 0 && r.to < to {
+			to = r.to
+		}
+		if to-from < d.stuck || o.Mode != a.Mode && a.Mode == semconv.ModeWrite {
+			continue
+		}
+		if !overlaps(o.Start, o.Len, a.Start, a.Len) || d.holdsMode(a.Locker, a.File, o, from) {
+			continue // it holds such a lock already (the read lock it wants to upgrade)
+		}
+		f := base
+		f.FormedAt, f.Duration, f.Resolved = from, to-from, resolved && to == until
+		f.Evidence = []Evidence{{At: r.o.At, Source: SourceObserver, By: "observer on " + r.o.Node,
+			Text: fmt.Sprintf("F_GETLK for %s over the whole file answered: %s", r.o.QueryMode, m.ownerText(o))}}
+		f.Uncertainty = max(f.Uncertainty, m.maxUnc)
+		f.Summary = fmt.Sprintf("%s has waited %s for %s that, according to F_GETLK from the observer on %s, it already holds: the grant was never delivered — the signature of a lost lock callback",
+			m.who(a.Locker), secs(until-a.Begin), attemptText(a), r.o.Node)
+		d.add(newFinding(ClassLostCallback, f))
+		return
+	}
+}
+
+// holdsMode reports whether the locker has a recorded hold of the owner's mode over its range at t.
+func (d *detector) holdsMode(locker int64, file string, o Owner, t int64) bool {
+	for _, h := range d.m.holdsOf[locker] {
+		if h.Begin > t {
+			break
+		}
+		if h.File == file && h.Mode == o.Mode && holdOpen(h, t) && overlaps(h.Start, h.Len, o.Start, o.Len) {
+			return true
+		}
+	}
+	return false
+}
+
+// fsDetected reports every EDEADLK: the file system refused a request that would close a cycle.
+func (d *detector) fsDetected() {
+	m := d.m
+	for _, a := range m.attempts {
+		if a.Outcome != semconv.OutcomeDeadlock && a.Errno != "EDEADLK" {
+			continue
+		}
+		f := Finding{Lockers: []int64{a.Locker}, Attempts: []string{a.ID}, File: a.File, Mode: a.Mode,
+			Kind: a.Kind, Start: a.Start, Len: a.Len, FormedAt: a.Begin, DetectedAt: a.End, Duration: a.End - a.Begin}
+		f.Evidence = []Evidence{{At: a.End, Source: SourceErrno, By: fmt.Sprintf("locker %d", a.Locker),
+			Text: fmt.Sprintf("the lock call returned %s after %s", nonEmpty(a.Errno, "EDEADLK"), secs(a.End-a.Begin))}}
+		cycle := d.cycleThrough(a)
+		text := ""
+		if len(cycle) > 1 {
+			f.Lockers = cycle
+			text = " with locker " + joinIDs(cycle[1:])
+			if len(cycle) > 2 {
+				text = " with lockers " + joinIDs(cycle[1:])
+			}
+		}
+		f.Summary = fmt.Sprintf("%s asked for %s and the file system refused it with EDEADLK: it detected the deadlock%s and broke it — the healthy outcome of a cycle",
+			m.who(a.Locker), attemptText(a), text)
+		d.add(newFinding(ClassFSDetected, f))
+	}
+}
+
+// cycleThrough returns the lockers of the cycle the attempt would have closed, the requester first.
+func (d *detector) cycleThrough(a *Attempt) []int64 {
+	g := d.m.buildGraph(a.Begin)
+	targets := map[int64]bool{}
+	for _, h := range d.m.holdsAt(a, a.Begin) {
+		targets[h.Locker] = true
+	}
+	for _, c := range a.Conflicts {
+		if c.Owner.Class == semconv.OwnerLocker {
+			targets[c.Owner.Locker] = true
+		}
+	}
+	ids := make([]int64, 0, len(targets))
+	for id := range targets {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, t := range ids {
+		if p := g.path(t, a.Locker); p != nil {
+			return append([]int64{a.Locker}, p[:len(p)-1]...)
+		}
+	}
+	return []int64{a.Locker}
+}
+
+// path returns a shortest path from → to (both included), or nil.
+func (g *WaitGraph) path(from, to int64) []int64 {
+	prev := map[int64]int64{from: from}
+	queue := []int64{from}
+	for len(queue) > 0 {
+		u := queue[0]
+		queue = queue[1:]
+		if u == to {
+			out := []int64{u}
+			for u != from {
+				u = prev[u]
+				out = append(out, u)
+			}
+			for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+				out[i], out[j] = out[j], out[i]
+			}
+			return out
+		}
+		for _, e := range g.Edges {
+			if e.From != u {
+				continue
+			}
+			if _, ok := prev[e.To]; !ok {
+				prev[e.To] = u
+				queue = append(queue, e.To)
+			}
+		}
+	}
+	return nil
+}
+
+func nonEmpty(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

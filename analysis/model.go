@@ -1,0 +1,487 @@
+package analysis
+
+import (
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+// EOF is the end of a range that runs to the end of the file (a length of 0).
+const EOF = int64(1<<63 - 1)
+
+// Locker is one process of the run: a locker, an observer or the controller.
+type Locker struct {
+	ID          int64             `json:"id"`
+	Role        string            `json:"role"`
+	Node        string            `json:"node"`
+	Host        string            `json:"host"`
+	PID         int64             `json:"pid"`
+	SpanID      string            `json:"span_id"`
+	Begin       int64             `json:"begin_ns"`
+	End         int64             `json:"end_ns"`
+	Facts       map[string]string `json:"facts"`
+	Offset      int64             `json:"clock_offset_ns"`
+	Uncertainty int64             `json:"clock_uncertainty_ns"` // the largest measured during the run
+	Exited      bool              `json:"exited"`
+	ExitAt      int64             `json:"exit_ns"`
+	ExitStatus  string            `json:"exit_status"`
+	ExitSignal  string            `json:"exit_signal"`
+}
+
+// Owner is what F_GETLK (or the observer, or /proc/locks) named as the holder of a lock.
+type Owner struct {
+	PID    int64  `json:"pid"`
+	Mode   string `json:"mode"` // read | write | none
+	Start  int64  `json:"start"`
+	Len    int64  `json:"len"`
+	Locker int64  `json:"locker"` // -1 when it maps to no locker
+	Class  string `json:"class"`  // locker | self | foreign | unknown | none
+	Source string `json:"source"` // getlk | proc-locks | fdinfo | none
+	Node   string `json:"node"`   // the owner's node when known
+}
+
+// Conflict is one change of a waiter's own F_GETLK answer.
+type Conflict struct {
+	At    int64 `json:"at_ns"`
+	Owner Owner `json:"owner"`
+}
+
+// Attempt is one request for a lock.
+type Attempt struct {
+	ID        string     `json:"id"`
+	Locker    int64      `json:"locker"`
+	Kind      string     `json:"kind"`
+	Mode      string     `json:"mode"`
+	Start     int64      `json:"start"`
+	Len       int64      `json:"len"`
+	Style     string     `json:"style"`
+	Outcome   string     `json:"outcome"`
+	Errno     string     `json:"errno"`
+	Tries     int64      `json:"tries"`
+	FD        int64      `json:"fd"`
+	File      string     `json:"file"` // file.logical
+	Path      string     `json:"path"`
+	Begin     int64      `json:"begin_ns"`
+	End       int64      `json:"end_ns"` // 0 while it is still open
+	Scheduled int64      `json:"scheduled_ns"`
+	CmdLine   int64      `json:"cmd_line"`
+	CmdText   string     `json:"cmd_text"`
+	CmdIndex  int64      `json:"cmd_index"`
+	Conflicts []Conflict `json:"conflicts"`
+	TryTimes  []int64    `json:"try_ns"`
+}
+
+// Hold is a lock held from its grant to its release.
+type Hold struct {
+	ID        string `json:"id"`
+	Locker    int64  `json:"locker"`
+	Kind      string `json:"kind"`
+	Mode      string `json:"mode"`
+	Start     int64  `json:"start"`
+	Len       int64  `json:"len"`
+	FD        int64  `json:"fd"`
+	File      string `json:"file"`
+	Path      string `json:"path"`
+	Begin     int64  `json:"begin_ns"`
+	End       int64  `json:"end_ns"` // 0 while it is still open
+	How       string `json:"how"`    // lock.hold.end
+	AcquireID string `json:"acquire_id"`
+	ClosedFD  int64  `json:"closed_fd"` // -1 when not ended by close
+}
+
+// Observation is one change of an observer's F_GETLK answer over the whole file.
+type Observation struct {
+	At        int64  `json:"at_ns"`
+	Observer  int64  `json:"observer"`
+	Node      string `json:"node"`
+	QueryMode string `json:"query_mode"`
+	File      string `json:"file"`
+	Owner     Owner  `json:"owner"`
+}
+
+// Getlk is one explicit F_GETLK query of a scenario.
+type Getlk struct {
+	ID     string `json:"id"`
+	Locker int64  `json:"locker"`
+	At     int64  `json:"at_ns"`
+	Mode   string `json:"mode"`
+	Start  int64  `json:"start"`
+	Len    int64  `json:"len"`
+	File   string `json:"file"`
+	Owner  Owner  `json:"owner"`
+}
+
+// ProcState is one locker's process state in the end-of-run snapshot.
+type ProcState struct {
+	At       int64    `json:"at_ns"`
+	Locker   int64    `json:"locker"`
+	PID      int64    `json:"pid"`
+	TID      int64    `json:"tid"`
+	State    string   `json:"state"`
+	Wchan    string   `json:"wchan"`
+	Stack    []string `json:"stack"`
+	Inflight string   `json:"inflight"`
+}
+
+// ProcLock is one /proc/locks line of the run's file in the snapshot.
+type ProcLock struct {
+	At      int64  `json:"at_ns"`
+	ID      int64  `json:"id"`
+	Blocker int64  `json:"blocker"` // id of the line it waits behind, 0 if it holds
+	Class   string `json:"class"`   // POSIX | OFDLCK | FLOCK
+	Mode    string `json:"mode"`    // READ | WRITE
+	PID     int64  `json:"pid"`
+	Start   int64  `json:"start"`
+	End     int64  `json:"end"` // -1 = EOF
+	Raw     string `json:"raw"`
+	File    string `json:"file"`
+	Node    string `json:"node"`
+}
+
+// Run holds what the root span says about the run.
+type Run struct {
+	TraceID      string `json:"trace_id"`
+	Command      string `json:"command"`
+	Scenario     string `json:"scenario"`
+	ScenarioText string `json:"scenario_text"`
+	Procs        int64  `json:"procs"`
+	TimeoutNS    int64  `json:"timeout_ns"`
+	PollNS       int64  `json:"poll_ns"`
+	StartNS      int64  `json:"start_ns"`
+	Begin        int64  `json:"begin_ns"`
+	End          int64  `json:"end_ns"`
+	EndReason    string `json:"end_reason"`
+	MessagesLost int64  `json:"messages_lost"`
+	Node         string `json:"node"`
+	Host         string `json:"host"`
+}
+
+// rangeEnd returns the exclusive end of [start, start+len), EOF for len 0.
+func rangeEnd(start, length int64) int64 {
+	if length <= 0 {
+		return EOF
+	}
+	return start + length
+}
+
+// overlaps reports whether two byte ranges share a byte.
+func overlaps(s1, l1, s2, l2 int64) bool {
+	return s1 < rangeEnd(s2, l2) && s2 < rangeEnd(s1, l1)
+}
+
+// kindsConflict reports whether locks of two kinds can conflict: POSIX and OFD locks live in one
+// table, flock locks in another.
+func kindsConflict(k1, k2 string) bool {
+	return (k1 == semconv.KindFlock) == (k2 == semconv.KindFlock)
+}
+
+// conflicts reports whether two lock requests on one file exclude each other.
+func conflicts(k1, m1 string, s1, l1 int64, k2, m2 string, s2, l2 int64) bool {
+	if !kindsConflict(k1, k2) {
+		return false
+	}
+	if m1 != semconv.ModeWrite && m2 != semconv.ModeWrite {
+		return false
+	}
+	if k1 == semconv.KindFlock {
+		return true // flock locks the whole file
+	}
+	return overlaps(s1, l1, s2, l2)
+}
+
+// openAt reports whether an interval [begin, end) is open at t; end 0 means still open.
+func openAt(begin, end, t int64) bool {
+	return begin <= t && (end == 0 || t < end)
+}
+
+func ownerOf(a tracefile.Attrs) Owner {
+	o := Owner{
+		PID:    a.IntOr(semconv.OwnerPID, 0),
+		Mode:   a.Str(semconv.OwnerMode),
+		Start:  a.IntOr(semconv.OwnerStart, 0),
+		Len:    a.IntOr(semconv.OwnerLen, 0),
+		Locker: a.IntOr(semconv.OwnerLockerID, -1),
+		Class:  a.Str(semconv.OwnerClass),
+		Source: a.Str(semconv.OwnerSource),
+		Node:   a.Str(semconv.Node),
+	}
+	if o.Class == "" {
+		switch {
+		case o.Mode == semconv.ModeNone || o.Mode == "":
+			o.Class = semconv.OwnerNone
+		case o.Locker >= 0:
+			o.Class = semconv.OwnerLocker
+		default:
+			o.Class = semconv.OwnerUnknown
+		}
+	}
+	if o.Mode == "" {
+		o.Mode = semconv.ModeNone
+	}
+	return o
+}
+
+// attr returns the span attribute, or the resource attribute of the same key.
+func attrStr(s *tracefile.Span, key string) string {
+	if v := s.Attrs.Str(key); v != "" {
+		return v
+	}
+	return s.Resource.Str(key)
+}
+
+func attrInt(s *tracefile.Span, key string, def int64) int64 {
+	if v, ok := s.Attrs.Int(key); ok {
+		return v
+	}
+	return s.Resource.IntOr(key, def)
+}
+
+func attemptOf(s *tracefile.Span) *Attempt {
+	a := &Attempt{
+		ID:        s.SpanID,
+		Locker:    attrInt(s, semconv.LockerID, -1),
+		Kind:      s.Attrs.Str(semconv.LockKind),
+		Mode:      s.Attrs.Str(semconv.LockMode),
+		Start:     s.Attrs.IntOr(semconv.LockStart, 0),
+		Len:       s.Attrs.IntOr(semconv.LockLen, 0),
+		Style:     s.Attrs.Str(semconv.LockStyle),
+		Outcome:   s.Attrs.Str(semconv.LockOutcome),
+		Errno:     s.Attrs.Str(semconv.LockErrno),
+		Tries:     s.Attrs.IntOr(semconv.LockTries, 0),
+		FD:        s.Attrs.IntOr(semconv.LockFD, 0),
+		File:      s.Attrs.Str(semconv.FileLogical),
+		Path:      s.Attrs.Str(semconv.FilePath),
+		Begin:     s.Start,
+		End:       s.End,
+		Scheduled: s.Attrs.IntOr(semconv.LockScheduled, 0),
+		CmdLine:   s.Attrs.IntOr(semconv.LockCmdLine, 0),
+		CmdText:   s.Attrs.Str(semconv.LockCmdText),
+		CmdIndex:  s.Attrs.IntOr(semconv.LockCmdIndex, 0),
+		Conflicts: []Conflict{},
+		TryTimes:  []int64{},
+	}
+	if a.File == "" {
+		a.File = a.Path
+	}
+	if a.Outcome == "" {
+		a.Outcome = semconv.OutcomeWaiting
+	}
+	if a.Style == "" {
+		a.Style = semconv.StyleWait
+	}
+	for _, e := range s.Events {
+		switch e.Name {
+		case semconv.EventConflict:
+			a.Conflicts = append(a.Conflicts, Conflict{At: e.Time, Owner: ownerOf(e.Attrs)})
+		case semconv.EventTry:
+			a.TryTimes = append(a.TryTimes, e.Time)
+		}
+	}
+	return a
+}
+
+func holdOf(s *tracefile.Span) *Hold {
+	h := &Hold{
+		ID:        s.SpanID,
+		Locker:    attrInt(s, semconv.LockerID, -1),
+		Kind:      s.Attrs.Str(semconv.LockKind),
+		Mode:      s.Attrs.Str(semconv.LockMode),
+		Start:     s.Attrs.IntOr(semconv.LockStart, 0),
+		Len:       s.Attrs.IntOr(semconv.LockLen, 0),
+		FD:        s.Attrs.IntOr(semconv.LockFD, 0),
+		File:      s.Attrs.Str(semconv.FileLogical),
+		Path:      s.Attrs.Str(semconv.FilePath),
+		Begin:     s.Start,
+		End:       s.End,
+		How:       s.Attrs.Str(semconv.LockHoldEnd),
+		AcquireID: s.Attrs.Str(semconv.LockAcquireID),
+		ClosedFD:  s.Attrs.IntOr(semconv.LockClosedFD, -1),
+	}
+	if h.File == "" {
+		h.File = h.Path
+	}
+	if h.How == "" {
+		h.How = semconv.HoldOpen
+	}
+	return h
+}
+
+func getlkOf(s *tracefile.Span) *Getlk {
+	g := &Getlk{
+		ID:     s.SpanID,
+		Locker: attrInt(s, semconv.LockerID, -1),
+		At:     s.Start,
+		Mode:   s.Attrs.Str(semconv.LockMode),
+		Start:  s.Attrs.IntOr(semconv.LockStart, 0),
+		Len:    s.Attrs.IntOr(semconv.LockLen, 0),
+		File:   s.Attrs.Str(semconv.FileLogical),
+		Owner:  ownerOf(s.Attrs),
+	}
+	if g.File == "" {
+		g.File = s.Attrs.Str(semconv.FilePath)
+	}
+	return g
+}
+
+// processOf builds a Locker from a lockprobe.locker or lockprobe.observer span.
+func processOf(s *tracefile.Span) *Locker {
+	l := &Locker{
+		ID:     attrInt(s, semconv.LockerID, -1),
+		Role:   attrStr(s, semconv.LockerRole),
+		Node:   attrStr(s, semconv.Node),
+		Host:   attrStr(s, semconv.HostName),
+		PID:    attrInt(s, semconv.ProcessPID, 0),
+		SpanID: s.SpanID,
+		Begin:  s.Start,
+		End:    s.End,
+		Facts:  map[string]string{},
+	}
+	if l.Role == "" {
+		l.Role = "locker"
+		if s.Name == semconv.SpanObserver {
+			l.Role = "observer"
+		}
+	}
+	if l.Node == "" {
+		l.Node = l.Host
+	}
+	for _, k := range factKeys {
+		if v := factOf(s, k); v != "" {
+			l.Facts[k] = v
+		}
+	}
+	for _, e := range s.Events {
+		switch e.Name {
+		case semconv.EventClock:
+			l.Offset = e.Attrs.IntOr(semconv.ClockOffset, l.Offset)
+			if u := e.Attrs.IntOr(semconv.ClockUncertainty, 0); u > l.Uncertainty {
+				l.Uncertainty = u
+			}
+		case semconv.EventExit:
+			l.Exited = true
+			l.ExitAt = e.Time
+			l.ExitStatus = e.Attrs.Str(semconv.ExitStatus)
+			l.ExitSignal = e.Attrs.Str(semconv.ExitSignal)
+		}
+	}
+	if u := attrInt(s, semconv.ClockUncertainty, 0); u > l.Uncertainty {
+		l.Uncertainty = u
+	}
+	if l.Offset == 0 {
+		l.Offset = attrInt(s, semconv.ClockOffset, 0)
+	}
+	return l
+}
+
+// factKeys are the host facts copied from a process's resource.
+var factKeys = []string{
+	semconv.HostName, semconv.OSKernel, semconv.FSType, semconv.FSMountType, semconv.FSMountPoint,
+	semconv.FSMountSource, semconv.FSMountOpts, semconv.FSLockOpts, semconv.LustreVersion,
+	semconv.ToolVersion,
+}
+
+// factOf renders a resource attribute as text; lists are joined with commas.
+func factOf(s *tracefile.Span, key string) string {
+	v, ok := s.Resource[key]
+	if !ok {
+		v, ok = s.Attrs[key]
+	}
+	if !ok {
+		return ""
+	}
+	switch x := v.(type) {
+	case string:
+		return x
+	case []any:
+		out := ""
+		for i, e := range x {
+			if i > 0 {
+				out += ","
+			}
+			if str, ok := e.(string); ok {
+				out += str
+			}
+		}
+		return out
+	case int64:
+		return itoa(x)
+	}
+	return ""
+}
+
+func runOf(s *tracefile.Span) *Run {
+	return &Run{
+		TraceID:      s.TraceID,
+		Command:      s.Attrs.Str(semconv.RunCommand),
+		Scenario:     s.Attrs.Str(semconv.RunScenario),
+		ScenarioText: s.Attrs.Str(semconv.RunScenarioTx),
+		Procs:        s.Attrs.IntOr(semconv.RunProcs, 0),
+		TimeoutNS:    s.Attrs.IntOr(semconv.RunTimeout, 0),
+		PollNS:       s.Attrs.IntOr(semconv.RunPoll, 0),
+		StartNS:      s.Attrs.IntOr(semconv.RunStartNS, 0),
+		Begin:        s.Start,
+		End:          s.End,
+		EndReason:    s.Attrs.Str(semconv.RunEndReason),
+		MessagesLost: s.Attrs.IntOr(semconv.RunLost, 0),
+		Node:         attrStr(s, semconv.Node),
+		Host:         attrStr(s, semconv.HostName),
+	}
+}
+
+// snapshotOf reads the snapshot span's events.
+func snapshotOf(s *tracefile.Span) ([]ProcState, []ProcLock) {
+	states := []ProcState{}
+	locks := []ProcLock{}
+	node := attrStr(s, semconv.Node)
+	if node == "" {
+		node = attrStr(s, semconv.HostName)
+	}
+	for _, e := range s.Events {
+		switch e.Name {
+		case semconv.EventState:
+			st := e.Attrs.Strings(semconv.ProcStack)
+			states = append(states, ProcState{
+				At:       e.Time,
+				Locker:   e.Attrs.IntOr(semconv.LockerID, -1),
+				PID:      e.Attrs.IntOr(semconv.ProcessPID, 0),
+				TID:      e.Attrs.IntOr(semconv.ProcTID, 0),
+				State:    e.Attrs.Str(semconv.ProcState),
+				Wchan:    e.Attrs.Str(semconv.ProcWchan),
+				Stack:    st,
+				Inflight: e.Attrs.Str(semconv.ProcInfl),
+			})
+		case semconv.EventProcLock:
+			locks = append(locks, ProcLock{
+				At:      e.Time,
+				ID:      e.Attrs.IntOr(semconv.ProcLockID, 0),
+				Blocker: e.Attrs.IntOr(semconv.ProcLockBy, 0),
+				Class:   e.Attrs.Str(semconv.ProcLockCl),
+				Mode:    e.Attrs.Str(semconv.ProcLockRW),
+				PID:     e.Attrs.IntOr(semconv.ProcLockPI, 0),
+				Start:   e.Attrs.IntOr(semconv.ProcLockSt, 0),
+				End:     e.Attrs.IntOr(semconv.ProcLockEn, -1),
+				Raw:     e.Attrs.Str(semconv.ProcLockRa),
+				File:    e.Attrs.Str(semconv.FileLogical),
+				Node:    node,
+			})
+		}
+	}
+	return states, locks
+}
+
+func observationsOf(s *tracefile.Span, id int64, node string) []Observation {
+	out := make([]Observation, 0, len(s.Events))
+	for _, e := range s.Events {
+		if e.Name != semconv.EventObserved {
+			continue
+		}
+		out = append(out, Observation{
+			At:        e.Time,
+			Observer:  id,
+			Node:      node,
+			QueryMode: e.Attrs.Str(semconv.QueryMode),
+			File:      e.Attrs.Str(semconv.FileLogical),
+			Owner:     ownerOf(e.Attrs),
+		})
+	}
+	return out
+}

@@ -1,0 +1,406 @@
+package analysis
+
+import (
+	"sort"
+
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// Percentiles summarise a distribution of durations in ns.
+type Percentiles struct {
+	Count int   `json:"count"`
+	P50   int64 `json:"p50_ns"`
+	P90   int64 `json:"p90_ns"`
+	P99   int64 `json:"p99_ns"`
+	Max   int64 `json:"max_ns"`
+}
+
+// Fairness compares grant order with request order among attempts that waited on one file.
+type Fairness struct {
+	Pairs      int64   `json:"pairs"`      // pairs of waits on one file that overlapped in time
+	Inversions int64   `json:"inversions"` // of those, pairs granted in the other order than asked
+	Ratio      float64 `json:"ratio"`      // inversions / pairs: 0 = first come first served
+}
+
+// Starvation is a waiter that later requests overtook.
+type Starvation struct {
+	Locker     int64  `json:"locker"`
+	Attempt    string `json:"attempt"`
+	File       string `json:"file"`
+	Mode       string `json:"mode"`
+	PassedOver int    `json:"passed_over"`
+	WaitNS     int64  `json:"wait_ns"`
+	Granted    bool   `json:"granted"`
+}
+
+// FireInstant is one scheduled instant that several attempts shared.
+type FireInstant struct {
+	At     int64 `json:"at_ns"`
+	Count  int   `json:"count"`
+	Spread int64 `json:"spread_ns"` // latest start − earliest start
+}
+
+// FireSpread summarises how closely attempts scheduled for one instant started.
+type FireSpread struct {
+	Instants []FireInstant `json:"instants"`
+	Median   int64         `json:"median_ns"`
+	P99      int64         `json:"p99_ns"`
+	Max      int64         `json:"max_ns"`
+}
+
+// Stats are the run's statistics.
+type Stats struct {
+	Attempts   int                    `json:"attempts"`
+	Waits      int                    `json:"waits"`
+	Holds      int                    `json:"holds"`
+	Outcomes   map[string]int         `json:"outcomes"`
+	WaitByMode map[string]Percentiles `json:"wait_by_mode"`
+	HandOff    Percentiles            `json:"hand_off"`
+	Fairness   Fairness               `json:"fairness"`
+	Starved    []Starvation           `json:"starved"` // passed over at least twice, worst first
+	Fire       FireSpread             `json:"fire"`
+}
+
+// LockerSummary is one row of the per-locker table.
+type LockerSummary struct {
+	Locker      int64          `json:"locker"`
+	Role        string         `json:"role"`
+	Node        string         `json:"node"`
+	PID         int64          `json:"pid"`
+	State       string         `json:"state"`
+	Wchan       string         `json:"wchan"`
+	Stack       []string       `json:"stack"`
+	Inflight    string         `json:"inflight"`
+	LastCommand string         `json:"last_command"`
+	Attempts    int            `json:"attempts"`
+	Waits       int            `json:"waits"`
+	Holds       int            `json:"holds"`
+	WaitNS      int64          `json:"wait_ns"`
+	HoldNS      int64          `json:"hold_ns"`
+	Outcomes    map[string]int `json:"outcomes"`
+	Exit        string         `json:"exit"`
+}
+
+// HostFacts are the facts of one node.
+type HostFacts struct {
+	Node    string            `json:"node"`
+	Facts   map[string]string `json:"facts"`
+	Lockers []int64           `json:"lockers"`
+}
+
+// maxStarved caps the starvation list.
+const maxStarved = 100
+
+func percentiles(v []int64) Percentiles {
+	if len(v) == 0 {
+		return Percentiles{}
+	}
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	at := func(q float64) int64 {
+		i := int(q*float64(len(v)-1) + 0.5)
+		return v[i]
+	}
+	return Percentiles{Count: len(v), P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: v[len(v)-1]}
+}
+
+// waited tells which attempts had to wait: a conflicting hold of another locker was open when
+// the attempt began, or it recorded a conflict or a failed try, or it did not end granted.
+func (m *model) waited(end int64) map[*Attempt]bool {
+	out := make(map[*Attempt]bool, len(m.attempts))
+	open := map[string][]*Hold{}
+	hi := 0
+	for _, a := range m.attempts {
+		for hi < len(m.holds) && m.holds[hi].Begin <= a.Begin {
+			h := m.holds[hi]
+			open[h.File] = append(open[h.File], h)
+			hi++
+		}
+		if len(a.Conflicts) > 0 || len(a.TryTimes) > 0 || a.Outcome != semconv.OutcomeGranted {
+			out[a] = true
+			continue
+		}
+		list := open[a.File]
+		kept := list[:0]
+		for _, h := range list {
+			if holdOpen(h, a.Begin) {
+				kept = append(kept, h)
+				if h.Locker != a.Locker && conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+					out[a] = true
+				}
+			}
+		}
+		open[a.File] = kept
+	}
+	return out
+}
+
+func (r *Result) fill(m *model) {
+	r.Lockers = make([]Locker, 0, len(m.lockers))
+	for _, l := range m.lockers {
+		r.Lockers = append(r.Lockers, *l)
+	}
+	r.Observers = make([]Locker, 0, len(m.observers))
+	for _, l := range m.observers {
+		r.Observers = append(r.Observers, *l)
+	}
+	r.Attempts = make([]Attempt, 0, len(m.attempts))
+	for _, a := range m.attempts {
+		r.Attempts = append(r.Attempts, *a)
+	}
+	r.Holds = make([]Hold, 0, len(m.holds))
+	for _, h := range m.holds {
+		r.Holds = append(r.Holds, *h)
+	}
+	r.Getlks = make([]Getlk, 0, len(m.getlks))
+	for _, g := range m.getlks {
+		r.Getlks = append(r.Getlks, *g)
+	}
+	r.Observations = m.obs
+	r.States = m.states
+	r.ProcLocks = m.plocks
+	waited := m.waited(r.End)
+	r.Stats = m.stats(r.End, waited)
+	r.Summaries = m.summaries(r.End, waited)
+	r.Hosts = m.hosts()
+}
+
+func (m *model) stats(end int64, waited map[*Attempt]bool) Stats {
+	st := Stats{Attempts: len(m.attempts), Holds: len(m.holds), Outcomes: map[string]int{},
+		WaitByMode: map[string]Percentiles{}, Starved: []Starvation{}, Fire: FireSpread{Instants: []FireInstant{}}}
+	byMode := map[string][]int64{}
+	for _, a := range m.attempts {
+		st.Outcomes[a.Outcome]++
+		if waited[a] {
+			st.Waits++
+			byMode[a.Mode] = append(byMode[a.Mode], attemptEnd(a, end)-a.Begin)
+		}
+	}
+	for mode, v := range byMode {
+		st.WaitByMode[mode] = percentiles(v)
+	}
+	st.HandOff = m.handOff(waited)
+	st.Fairness, st.Starved = m.fairness(end, waited)
+	st.Fire = m.fireSpread()
+	return st
+}
+
+func attemptEnd(a *Attempt, end int64) int64 {
+	if a.End == 0 || a.End > end {
+		return end
+	}
+	return a.End
+}
+
+// handOff measures, for each grant of a waiter, the time from the latest conflicting release of
+// another locker during its wait to the grant.
+func (m *model) handOff(waited map[*Attempt]bool) Percentiles {
+	ends := map[string][]*Hold{}
+	for _, h := range m.holds {
+		if h.End != 0 && h.How != semconv.HoldRunEnd {
+			ends[h.File] = append(ends[h.File], h)
+		}
+	}
+	for _, list := range ends {
+		sort.Slice(list, func(i, j int) bool { return list[i].End < list[j].End })
+	}
+	var v []int64
+	for _, a := range m.attempts {
+		if !waited[a] || a.Outcome != semconv.OutcomeGranted || a.End == 0 {
+			continue
+		}
+		list := ends[a.File]
+		i := sort.Search(len(list), func(i int) bool { return list[i].End > a.End })
+		for j := i - 1; j >= 0 && list[j].End >= a.Begin; j-- {
+			h := list[j]
+			if h.Locker != a.Locker && conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+				v = append(v, a.End-h.End)
+				break
+			}
+		}
+	}
+	return percentiles(v)
+}
+
+// fairness counts, per file, later requests granted before earlier ones that were still waiting
+// (with a Fenwick tree over grant order), and lists the waiters passed over at least twice.
+func (m *model) fairness(end int64, waited map[*Attempt]bool) (Fairness, []Starvation) {
+	byFile := map[string][]*Attempt{}
+	for _, a := range m.attempts {
+		if waited[a] {
+			byFile[a.File] = append(byFile[a.File], a)
+		}
+	}
+	var fr Fairness
+	starved := []Starvation{}
+	for _, file := range sortedKeys(byFile) {
+		list := byFile[file] // in request order
+		n := len(list)
+		ends := make([]int64, n)
+		for i, a := range list {
+			ends[i] = grantEnd(a, end)
+		}
+		sorted := append([]int64(nil), ends...)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+		rank := func(v int64) int { return sort.Search(n, func(i int) bool { return sorted[i] >= v }) + 1 }
+		all, writes := newFenwick(n), newFenwick(n)
+		begins := make([]int64, n)
+		for i, a := range list {
+			begins[i] = a.Begin
+		}
+		// Walk from the latest request back: the tree holds the requests after i.
+		for i := n - 1; i >= 0; i-- {
+			a := list[i]
+			r := rank(ends[i])
+			var over int64
+			if a.Mode == semconv.ModeWrite {
+				over = all.sum(r - 1)
+			} else {
+				over = writes.sum(r - 1)
+			}
+			fr.Inversions += over
+			// pairs with a later request that began before this one was granted
+			fr.Pairs += int64(sort.Search(n, func(j int) bool { return begins[j] >= ends[i] }) - i - 1)
+			if over >= 2 {
+				starved = append(starved, Starvation{Locker: a.Locker, Attempt: a.ID, File: file, Mode: a.Mode,
+					PassedOver: int(over), WaitNS: ends[i] - a.Begin, Granted: a.Outcome == semconv.OutcomeGranted})
+			}
+			all.add(r)
+			if a.Mode == semconv.ModeWrite {
+				writes.add(r)
+			}
+		}
+	}
+	if fr.Pairs > 0 {
+		fr.Ratio = float64(fr.Inversions) / float64(fr.Pairs)
+	}
+	sort.SliceStable(starved, func(i, j int) bool {
+		if starved[i].PassedOver != starved[j].PassedOver {
+			return starved[i].PassedOver > starved[j].PassedOver
+		}
+		return starved[i].Attempt < starved[j].Attempt
+	})
+	if len(starved) > maxStarved {
+		starved = starved[:maxStarved]
+	}
+	return fr, starved
+}
+
+// grantEnd is when an attempt stopped waiting; never, for one still blocked at the end.
+func grantEnd(a *Attempt, end int64) int64 {
+	if a.End == 0 || a.Outcome == semconv.OutcomeBlocked || a.Outcome == semconv.OutcomeWaiting {
+		return EOF
+	}
+	return a.End
+}
+
+type fenwick []int64
+
+func newFenwick(n int) fenwick { return make(fenwick, n+1) }
+
+func (f fenwick) add(i int) {
+	for ; i < len(f); i += i & -i {
+		f[i]++
+	}
+}
+
+func (f fenwick) sum(i int) int64 {
+	var s int64
+	for ; i > 0; i -= i & -i {
+		s += f[i]
+	}
+	return s
+}
+
+func (m *model) fireSpread() FireSpread {
+	groups := map[int64][2]int64{}
+	counts := map[int64]int{}
+	for _, a := range m.attempts {
+		if a.Scheduled == 0 {
+			continue
+		}
+		g, ok := groups[a.Scheduled]
+		if !ok {
+			g = [2]int64{a.Begin, a.Begin}
+		}
+		g[0], g[1] = min(g[0], a.Begin), max(g[1], a.Begin)
+		groups[a.Scheduled] = g
+		counts[a.Scheduled]++
+	}
+	fs := FireSpread{Instants: []FireInstant{}}
+	var spreads []int64
+	for at, g := range groups {
+		if counts[at] < 2 {
+			continue
+		}
+		fs.Instants = append(fs.Instants, FireInstant{At: at, Count: counts[at], Spread: g[1] - g[0]})
+		spreads = append(spreads, g[1]-g[0])
+	}
+	sort.Slice(fs.Instants, func(i, j int) bool { return fs.Instants[i].At < fs.Instants[j].At })
+	p := percentiles(spreads)
+	fs.Median, fs.P99, fs.Max = p.P50, p.P99, p.Max
+	return fs
+}
+
+func (m *model) summaries(end int64, waited map[*Attempt]bool) []LockerSummary {
+	out := make([]LockerSummary, 0, len(m.lockers))
+	states := map[int64]ProcState{}
+	for _, s := range m.states {
+		states[s.Locker] = s
+	}
+	for _, l := range m.lockers {
+		s := LockerSummary{Locker: l.ID, Role: l.Role, Node: l.Node, PID: l.PID, Stack: []string{}, Outcomes: map[string]int{}}
+		if st, ok := states[l.ID]; ok {
+			s.State, s.Wchan, s.Inflight = st.State, st.Wchan, st.Inflight
+			if st.Stack != nil {
+				s.Stack = st.Stack
+			}
+		}
+		for _, a := range m.byLocker[l.ID] {
+			s.Attempts++
+			s.Outcomes[a.Outcome]++
+			if waited[a] {
+				s.Waits++
+				s.WaitNS += attemptEnd(a, end) - a.Begin
+			}
+			if a.CmdText != "" {
+				s.LastCommand = a.CmdText
+			}
+		}
+		for _, h := range m.holdsOf[l.ID] {
+			s.Holds++
+			s.HoldNS += holdEnd(h, end) - h.Begin
+		}
+		if l.Exited {
+			s.Exit = l.ExitStatus
+			if l.ExitSignal != "" {
+				s.Exit += " (" + l.ExitSignal + ")"
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (m *model) hosts() []HostFacts {
+	byNode := map[string]*HostFacts{}
+	for _, l := range append(append([]*Locker(nil), m.lockers...), m.observers...) {
+		h, ok := byNode[l.Node]
+		if !ok {
+			h = &HostFacts{Node: l.Node, Facts: map[string]string{}, Lockers: []int64{}}
+			byNode[l.Node] = h
+		}
+		for k, v := range l.Facts {
+			if _, ok := h.Facts[k]; !ok {
+				h.Facts[k] = v
+			}
+		}
+		if l.Role != "observer" {
+			h.Lockers = append(h.Lockers, l.ID)
+		}
+	}
+	out := make([]HostFacts, 0, len(byNode))
+	for _, k := range sortedKeys(byNode) {
+		out = append(out, *byNode[k])
+	}
+	return out
+}

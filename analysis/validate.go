@@ -1,0 +1,87 @@
+package analysis
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+// Validate checks the invariants every trace written by lockprobe keeps, and returns each break
+// it finds (none for a good trace): span ids are unique, every locker id names one locker, no
+// span ends before it starts, every hold follows a granted attempt of its own locker, and the
+// holds of one locker never conflict with each other in time.
+func Validate(t *tracefile.Trace) []error {
+	var errs []error
+	ids := map[string]bool{}
+	lockers := map[int64]string{}
+	acquires := map[string]*tracefile.Span{}
+	for _, s := range t.Spans {
+		if ids[s.SpanID] {
+			errs = append(errs, fmt.Errorf("span id %s used twice", s.SpanID))
+		}
+		ids[s.SpanID] = true
+		if s.End != 0 && s.End < s.Start {
+			errs = append(errs, fmt.Errorf("span %s (%s) ends before it starts", s.SpanID, s.Name))
+		}
+		switch s.Name {
+		case semconv.SpanLocker:
+			id := attrInt(s, semconv.LockerID, -1)
+			if prev, dup := lockers[id]; dup {
+				errs = append(errs, fmt.Errorf("locker id %d on spans %s and %s", id, prev, s.SpanID))
+			}
+			lockers[id] = s.SpanID
+		case semconv.SpanAcquire:
+			acquires[s.SpanID] = s
+		}
+	}
+	byLocker := map[int64][]*Hold{}
+	for _, s := range t.Spans {
+		if s.Name != semconv.SpanHold {
+			continue
+		}
+		h := holdOf(s)
+		byLocker[h.Locker] = append(byLocker[h.Locker], h)
+		a, ok := acquires[h.AcquireID]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("hold %s: no attempt %q granted it", h.ID, h.AcquireID))
+		case attrInt(a, semconv.LockerID, -1) != h.Locker:
+			errs = append(errs, fmt.Errorf("hold %s of locker %d was granted to attempt %s of another locker", h.ID, h.Locker, a.SpanID))
+		case a.Attrs.Str(semconv.LockOutcome) != semconv.OutcomeGranted:
+			errs = append(errs, fmt.Errorf("hold %s follows attempt %s, which ended %q", h.ID, a.SpanID, a.Attrs.Str(semconv.LockOutcome)))
+		case a.End == 0 || a.End > h.Begin:
+			errs = append(errs, fmt.Errorf("hold %s begins before its attempt %s ended", h.ID, a.SpanID))
+		}
+	}
+	for _, id := range sortedInts(byLocker) {
+		hs := byLocker[id]
+		sort.Slice(hs, func(i, j int) bool { return hs[i].Begin < hs[j].Begin })
+		for i, x := range hs {
+			for _, y := range hs[i+1:] {
+				if x.End != 0 && y.Begin >= x.End {
+					break
+				}
+				if x.File == y.File && x.FD != y.FD && conflicts(x.Kind, x.Mode, x.Start, x.Len, y.Kind, y.Mode, y.Start, y.Len) &&
+					x.Kind != semconv.KindPOSIX {
+					errs = append(errs, fmt.Errorf("locker %d holds conflicting locks %s and %s at once", id, x.ID, y.ID))
+				}
+				if x.File == y.File && x.FD == y.FD && x.Kind == y.Kind && x.Kind != semconv.KindPOSIX &&
+					(x.Kind == semconv.KindFlock || overlaps(x.Start, x.Len, y.Start, y.Len)) && x.How != semconv.HoldConverted {
+					errs = append(errs, fmt.Errorf("locker %d holds %s and %s on one descriptor at once without a conversion", id, x.ID, y.ID))
+				}
+			}
+		}
+	}
+	return errs
+}
+
+func sortedInts[V any](m map[int64]V) []int64 {
+	out := make([]int64, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
