@@ -53,6 +53,7 @@ type run struct {
 	snap    *snapshot
 	live    live
 	host    string
+	endAt   time.Time // when the run was decided to be over
 }
 
 // Run performs one run. It returns an error only when the run could not take place (the
@@ -107,11 +108,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	reason, loopErr := r.loop(ctx, exits)
+	r.endAt = time.Now()
 	if r.opts.Progress != nil {
 		fmt.Fprint(r.opts.Progress, "\r\033[K")
 	}
 	r.shutdown(exits, reason)
-	r.res.End = time.Now()
+	r.res.End = r.endAt
 	r.res.EndReason = reason
 	r.res.ScenarioAt = r.scenAt
 	r.closeOpenSpans()

@@ -151,7 +151,7 @@ func (r *run) shutdown(exits chan exitNote, reason string) {
 	}
 	for _, m := range r.members {
 		if m.alive() && !m.bye {
-			r.send(m, &proto.Message{Kind: proto.KindStop, Stop: &proto.Stop{Reason: reason}})
+			r.send(m, &proto.Message{Kind: proto.KindStop, Stop: &proto.Stop{Reason: reason, At: r.endAt.UnixNano()}})
 		}
 	}
 	deadline := time.After(r.opts.Grace)

@@ -458,6 +458,9 @@ func (e *executor) abandon(reason string) {
 	}
 	e.dead = true
 	now := e.l.clock.now()
+	if !e.l.endAt.IsZero() && e.l.endAt.Before(now) {
+		now = e.l.endAt // the run's end, the same instant for every locker
+	}
 	if in := e.inflight; in != nil && in.span != nil {
 		in.span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeBlocked))
 		in.span.End(trace.WithTimestamp(now))

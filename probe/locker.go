@@ -49,8 +49,9 @@ type Locker struct {
 	out      *outbox
 	tp       *sdktrace.TracerProvider
 	tracer   trace.Tracer
-	clock    clock // what stamps use
-	measured clock // what the round trips said
+	clock    clock     // what stamps use
+	measured clock     // what the round trips said
+	endAt    time.Time // the run's end instant, when the controller said it
 	welcome  *proto.Welcome
 	rootCtx  context.Context // carries the lockprobe.locker span
 	self     trace.Span
@@ -232,7 +233,11 @@ func (l *Locker) finish(reason string) {
 	if l.exec != nil {
 		l.exec.abandon(reason)
 	}
-	l.self.End(trace.WithTimestamp(l.clock.now()))
+	end := l.clock.now()
+	if !l.endAt.IsZero() && l.endAt.Before(end) {
+		end = l.endAt
+	}
+	l.self.End(trace.WithTimestamp(end))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_ = l.tp.ForceFlush(ctx)

@@ -67,6 +67,9 @@ func (l *Locker) serve(ctx context.Context) (string, error) {
 				l.exec = &executor{l: l, queue: m.Commands.Queue, start: m.Commands.Start, peers: peers, stop: make(chan struct{})}
 				go func() { execDone <- l.exec.run() }()
 			case proto.KindStop:
+				if m.Stop.At != 0 {
+					l.endAt = time.Unix(0, m.Stop.At)
+				}
 				if l.exec != nil {
 					close(l.exec.stop)
 				}

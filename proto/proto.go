@@ -179,6 +179,9 @@ type Snapshot struct {
 // Stop asks the locker to release, flush and exit.
 type Stop struct {
 	Reason string `json:"reason"`
+	// At is the instant the run ended (unix ns, controller clock): attempts still waiting end
+	// `blocked` and holds end `run-end` at that instant, the same for every locker.
+	At int64 `json:"at"`
 }
 
 // Bye is a locker's last message.
