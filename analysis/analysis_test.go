@@ -1,0 +1,214 @@
+package analysis_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/tools/txtar"
+
+	"github.com/lockprobe/lockprobe/analysis"
+	"github.com/lockprobe/lockprobe/analysis/fixture"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+func loadFixture(t testing.TB, name string) *fixture.Fixture {
+	t.Helper()
+	ar, err := txtar.ParseFile("testdata/" + name + ".txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx, err := fixture.Parse(section(ar, "trace"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fx
+}
+
+// live feeds the fixture's records written up to now through a Merger, as the controller does,
+// and checks at now.
+func live(fx *fixture.Fixture, a *analysis.Analyzer, m *tracefile.Merger, from int, now int64) int {
+	i := from
+	for ; i < len(fx.Requests) && fx.Times[i] <= now; i++ {
+		for _, s := range m.Add(fx.Requests[i].ResourceSpans) {
+			a.Observe(s)
+		}
+	}
+	return i
+}
+
+func TestCheckOnline(t *testing.T) {
+	ms := func(d time.Duration) int64 { return fixture.Base + int64(d) }
+	tests := []struct {
+		fixture string
+		at      []time.Duration // checks in order
+		want    []string        // class of the first finding at each check, "" for none
+		formed  time.Duration   // FormedAt of the last check's first finding
+	}{
+		{"deadlock-two-files", []time.Duration{1200 * time.Millisecond, 1550 * time.Millisecond, 1700 * time.Millisecond},
+			[]string{"", "", analysis.ClassDeadlock}, 1500 * time.Millisecond},
+		{"deadlock-upgrade", []time.Duration{1000 * time.Millisecond, 1300 * time.Millisecond},
+			[]string{"", analysis.ClassDeadlock}, 1000100 * time.Microsecond},
+		{"lost-wakeup", []time.Duration{5 * time.Second, 7200 * time.Millisecond},
+			[]string{"", analysis.ClassLostWakeup}, 2100 * time.Millisecond},
+		{"lost-callback", []time.Duration{3 * time.Second, 7 * time.Second},
+			[]string{"", analysis.ClassLostCallback}, 1650 * time.Millisecond},
+		{"long-hold", []time.Duration{9 * time.Second}, []string{""}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fixture, func(t *testing.T) {
+			fx := loadFixture(t, tt.fixture)
+			a := analysis.New(analysis.Options{})
+			m := tracefile.NewMerger()
+			next := 0
+			var last []analysis.Finding
+			for i, at := range tt.at {
+				next = live(fx, a, m, next, ms(at))
+				last = a.Check(ms(at))
+				got := ""
+				if len(last) > 0 {
+					got = last[0].Class
+				}
+				if got != tt.want[i] {
+					t.Fatalf("check at %v: first finding %q, want %q (%+v)", at, got, tt.want[i], last)
+				}
+			}
+			if tt.formed != 0 && last[0].FormedAt != ms(tt.formed) {
+				t.Errorf("formed at %v, want %v", time.Duration(last[0].FormedAt-fixture.Base), tt.formed)
+			}
+		})
+	}
+}
+
+// TestOnlineMatchesOffline: the verdict of a saved run is the one the live analysis reaches.
+func TestOnlineMatchesOffline(t *testing.T) {
+	for _, name := range []string{"deadlock-two-files", "stale-holder", "foreign-holder", "healthy"} {
+		fx := loadFixture(t, name)
+		a := analysis.New(analysis.Options{})
+		m := tracefile.NewMerger()
+		live(fx, a, m, 0, fx.End)
+		online := a.Finalize(fx.End)
+		offline := analysis.Analyze(fx.Trace(), analysis.Options{})
+		if online.Verdict != offline.Verdict {
+			t.Errorf("%s: live %+v, offline %+v", name, online.Verdict, offline.Verdict)
+		}
+	}
+}
+
+func TestWriteDOT(t *testing.T) {
+	res := analysis.Analyze(loadFixture(t, "deadlock-two-files").Trace(), analysis.Options{})
+	var b bytes.Buffer
+	if err := analysis.WriteDOT(&b, res.Graph); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"digraph waitfor", "L0 -> L1", "L1 -> L0", "color=red", "{file}.2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("DOT lacks %q:\n%s", want, out)
+		}
+	}
+	if err := analysis.WriteDOT(&b, nil); err != nil {
+		t.Errorf("empty graph: %v", err)
+	}
+}
+
+// TestResultJSON: every slice and map is there, never null, whatever the trace holds.
+func TestResultJSON(t *testing.T) {
+	for _, res := range []*analysis.Result{
+		analysis.Analyze(&tracefile.Trace{}, analysis.Options{}),
+		analysis.Analyze(loadFixture(t, "lost-callback").Trace(), analysis.Options{}),
+	} {
+		b, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("null")) {
+			t.Errorf("null in result JSON: %s", b)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := loadFixture(t, "blocked-conversion").Trace()
+	if errs := analysis.Validate(good); len(errs) != 0 {
+		t.Fatalf("good trace: %v", errs)
+	}
+	bad := loadFixture(t, "healthy").Trace()
+	for _, s := range bad.Spans {
+		if s.Name == "lock.hold" {
+			s.Attrs["lock.acquire.id"] = "00000000000000ff"
+			break
+		}
+	}
+	bad.Spans = append(bad.Spans, bad.Spans[0])
+	errs := analysis.Validate(bad)
+	text := ""
+	for _, e := range errs {
+		text += e.Error() + "\n"
+	}
+	for _, want := range []string{"used twice", "no attempt"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("Validate missed %q: %s", want, text)
+		}
+	}
+}
+
+func TestStats(t *testing.T) {
+	res := analysis.Analyze(loadFixture(t, "healthy").Trace(), analysis.Options{})
+	st := res.Stats
+	if st.Attempts != 2 || st.Waits != 1 || st.Holds != 2 {
+		t.Errorf("counts: %+v", st)
+	}
+	if w := st.WaitByMode["write"]; w.Count != 1 || w.Max != int64(990100*time.Microsecond) {
+		t.Errorf("wait: %+v", w)
+	}
+	if st.HandOff.Count != 1 || st.HandOff.Max != int64(100*time.Microsecond) {
+		t.Errorf("hand-off: %+v", st.HandOff)
+	}
+	up := analysis.Analyze(loadFixture(t, "deadlock-upgrade").Trace(), analysis.Options{})
+	if f := up.Stats.Fire; len(f.Instants) != 2 || f.Instants[1].Spread != int64(300*time.Microsecond) || f.Instants[1].Count != 3 {
+		t.Errorf("fire spread: %+v", f)
+	}
+	if len(res.Summaries) != 2 || res.Summaries[1].Waits != 1 || res.Summaries[1].LastCommand == "" {
+		t.Errorf("summaries: %+v", res.Summaries)
+	}
+}
+
+func TestFixtureErrors(t *testing.T) {
+	tests := []struct{ src, want string }{
+		{"@0s L0 acquire a1", "unknown process L0"},
+		{"locker L0\n@0s L0 grant a9 h1", "no lock.acquire named"},
+		{"locker L0\n@0s L0 acquire a1\n@1s L0 acquire a1", "used twice"},
+		{"locker L0\n@x L0 acquire a1", "bad duration"},
+		{"locker L0\n@0s L0 acquire a1 range=1", "bad range"},
+		{"locker L0\n@0s L0 conflict a1 owner=L7", "no lock.acquire"},
+		{"locker L0\n@0s L0 acquire a1\n@0s L0 conflict a1 owner=L7", "bad owner"},
+		{"locker L0 cmd=\"open", "unterminated quote"},
+		{"locker L0\n@0s C end\n@1s C end", "already ended"},
+		{"observer L0", "observer is named O"},
+	}
+	for _, tt := range tests {
+		_, err := fixture.Parse([]byte(tt.src))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want %q", tt.src, err, tt.want)
+		}
+	}
+}
+
+// FuzzFixture: the fixture parser never panics, and whatever it accepts analyses without panic.
+func FuzzFixture(f *testing.F) {
+	f.Add([]byte("locker L0\n@0s L0 acquire a1\n@1s L0 grant a1 h1\n@2s C end"))
+	f.Add([]byte("locker L0\nlocker L1\nobserver O0\n@0s L1 acquire a conflict\n@1s O0 observed owner=L1\n@1s L1 conflict a owner=self"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		fx, err := fixture.Parse(src)
+		if err != nil {
+			return
+		}
+		res := analysis.Analyze(fx.Trace(), analysis.Options{})
+		if res.Verdict.Class == "" {
+			t.Fatal("no verdict")
+		}
+	})
+}
