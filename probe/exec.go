@@ -250,6 +250,11 @@ func (e *executor) lock(index int, cmd *proto.Command) {
 		return
 	}
 	e.mu.Lock()
+	if kind == semconv.KindFlock {
+		// flock(2) converts by dropping the lock it has first, then asking for the new one: a
+		// blocked upgrade holds nothing (the man page says so), so the hold ends as the call starts.
+		e.cut(func(h *hold) bool { return h.sameOwner(kind, cmd.FD, s.file) }, 0, math.MaxInt64, e.l.clock.now().UnixNano(), semconv.HoldConverted)
+	}
 	e.inflight = &inflight{span: span, desc: fmt.Sprintf("%s %s lock on [%d, %s) of %s (%s, line %d)", kind, cmd.Mode, cmd.Start, endText(cmd.Start, cmd.Len), s.path, style, cmd.Line)}
 	e.mu.Unlock()
 
