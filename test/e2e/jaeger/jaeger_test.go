@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/lockprobe/lockprobe/otlpexport"
+	"github.com/lockprobe/lockprobe/tracefile"
 )
 
 func str(k, v string) *commonpb.KeyValue {
@@ -114,5 +118,49 @@ func TestForwarderToJaeger(t *testing.T) {
 			}
 			t.Logf("acquire tags %+v; logs %+v; process %+v", acq.Tags, acq.Logs, p)
 		})
+	}
+}
+
+// TestExportFileToJaeger sends a saved trace file whose run was cut short:
+// the attempt that never returned must show up as blocked.
+func TestExportFileToJaeger(t *testing.T) {
+	j := Start(t)
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	rs := threeSpans(3)
+	spans := rs[0].ScopeSpans[0].Spans
+	// Only the start record of the acquire made it into the file, and the
+	// hold (index 3) stays partial too.
+	spans[2].EndTimeUnixNano = 0
+	line, err := tracefile.MarshalLine(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), tracefile.FileName)
+	if err := os.WriteFile(path, append(line, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	service := "lockprobe-e2e-file"
+	st, err := otlpexport.ExportFile(ctx, path, otlpexport.Options{Endpoint: j.OTLPHTTP, ServiceName: service})
+	if err != nil || st.Exported != 4 {
+		t.Fatalf("ExportFile = %+v, %v; want 4 exported", st, err)
+	}
+	tr, err := j.WaitForTrace(ctx, service, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acq, ok := tr.Span("lock.acquire")
+	if !ok {
+		t.Fatalf("no lock.acquire in %+v", tr.Spans)
+	}
+	if v, _ := Lookup(acq.Tags, "lock.outcome"); v != "blocked" {
+		t.Errorf("lock.outcome = %v, want blocked; tags %+v", v, acq.Tags)
+	}
+	// It ends with the latest instant of the file: the run span's end.
+	runEnd := int64(spans[0].EndTimeUnixNano / 1000)
+	if end := acq.StartTime + acq.Duration; end != runEnd {
+		t.Errorf("blocked acquire ends at %d µs, want %d (the file's last instant)", end, runEnd)
 	}
 }
