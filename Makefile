@@ -1,0 +1,62 @@
+# lockprobe — build, test, benchmark, package.
+#   make test     everything CI runs: installs what the tests need, runs all tests (real lockers,
+#                 GlusterFS mounts, Jaeger, headless Chromium), stops what it started
+#   make short    the quick tests only (go test -short)
+#   make bench    the benchmarks; writes BENCHMARKS.md
+#   make package  a release tarball in dist/
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Debian packages the end-to-end tests use (their Go helpers also install them when missing).
+DEB_PKGS := glusterfs-server chromium
+APT_STAMP := .cache/apt-$(shell echo $(DEB_PKGS) | tr ' ' '-').stamp
+
+.PHONY: all build test short deps lint fuzz bench package clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/lockprobe ./cmd/lockprobe
+
+# deps installs the Debian packages once (as root; skipped when they are all there).
+deps: $(APT_STAMP)
+$(APT_STAMP):
+	@mkdir -p .cache
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "deps: need root to apt-get install$$missing; tests that need them will skip"; exit 0; fi; \
+		echo "deps: apt-get install$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=120$$missing >/dev/null; \
+	fi
+	@touch $@
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# The whole suite. -p 1 keeps the packages' end-to-end tests (real lockers, GlusterFS, Jaeger,
+# Chromium) from fighting over the two cores.
+test: deps lint
+	$(GO) test -p 1 -count=1 -timeout 25m ./...
+
+short:
+	$(GO) test -short -count=1 ./...
+
+fuzz:
+	$(GO) test ./proto -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+	$(GO) test ./tracefile -run '^$$' -fuzz FuzzUnmarshalLine -fuzztime 30s
+	$(GO) test ./scenario -run '^$$' -fuzz FuzzParse -fuzztime 30s
+	$(GO) test ./host -run '^$$' -fuzz FuzzParseLocks -fuzztime 30s
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x ./... | tee .cache/bench.txt
+
+package: build
+	@mkdir -p dist
+	tar -czf dist/lockprobe-$(VERSION)-linux-$$($(GO) env GOARCH).tar.gz --transform 's,^,lockprobe-$(VERSION)/,' \
+		-C . README.md ARCHITECTURE.md -C bin lockprobe
+	@ls -l dist/
+
+clean:
+	rm -rf bin dist
