@@ -46,7 +46,8 @@ type Cluster struct {
 	dir       string
 	dumpDir   string
 	brickSock string
-	mu        sync.Mutex // guards clients and serialises statedumps
+	mu        sync.Mutex // guards clients
+	dumpMu    sync.Mutex // serialises statedumps
 	clients   []*client
 	once      sync.Once
 	err       error
@@ -233,6 +234,19 @@ func (c *Cluster) ClientPID(i int) int {
 	return c.clients[i].cmd.Process.Pid
 }
 
+// MountOf returns the index of the mount whose glusterfs client has pid
+// clientPID (a GlusterLock's ClientPID), or -1.
+func (c *Cluster) MountOf(clientPID int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, cl := range c.clients {
+		if cl != nil && clientPID != 0 && cl.cmd.Process.Pid == clientPID {
+			return i
+		}
+	}
+	return -1
+}
+
 // Remount replaces mount i's client with a new one, after a test killed it
 // (its mount then answers ENOTCONN) or to reset it: the old client is
 // woken, killed and reaped, its mount removed, and a new one mounted.
@@ -280,8 +294,8 @@ func (c *Cluster) stopClient(i int) error {
 // serialised: the brick names its dump file by the second, so two in one
 // second would share a file.
 func (c *Cluster) Statedump(ctx context.Context) ([]byte, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.dumpMu.Lock()
+	defer c.dumpMu.Unlock()
 	old, _ := filepath.Glob(filepath.Join(c.dumpDir, "*"))
 	for _, f := range old {
 		_ = os.Remove(f)

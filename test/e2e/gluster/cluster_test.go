@@ -137,7 +137,7 @@ func TestCrossMountConflict(t *testing.T) {
 		t.Fatalf("brick shows %d locks, want 1: %+v", len(locks), locks)
 	}
 	l := locks[0]
-	if l.Blocked || l.Mode != "WRITE" || l.Path != "/data.lock" || l.PID != int64(lockTID) || l.ClientPID != c.ClientPID(0) {
+	if l.Blocked || l.Mode != "WRITE" || l.Path != "/data.lock" || l.PID != int64(lockTID) || c.MountOf(l.ClientPID) != 0 {
 		t.Errorf("brick lock %+v; want ACTIVE WRITE /data.lock pid %d client %d", l, lockTID, c.ClientPID(0))
 	}
 	// The lock is the brick's file; the brick directory shows it.
