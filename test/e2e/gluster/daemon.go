@@ -6,7 +6,30 @@
 //
 // A test that needs one cluster calls Start; a test binary that wants one
 // glusterd for all its tests starts a Daemon in TestMain and calls
-// NewCluster per test (see the package's own tests). Everything lives under
+// NewCluster per test (see the package's own tests):
+//
+//	var glusterd *gluster.Daemon
+//	var glusterdErr error
+//
+//	func TestMain(m *testing.M) {
+//		flag.Parse()
+//		if !testing.Short() {
+//			glusterd, glusterdErr = gluster.StartDaemon(ctx, gluster.DaemonOptions{})
+//		}
+//		code := m.Run()
+//		if glusterd != nil {
+//			glusterd.Close()
+//		}
+//		os.Exit(code)
+//	}
+//
+//	func TestX(t *testing.T) {
+//		c, err := gluster.Use(t, glusterd, glusterdErr).NewCluster(ctx, t, gluster.Options{Mounts: 2})
+//		// c.Mounts[0], c.Mounts[1]: the same volume through two clients;
+//		// c.ClientPID(1) to SIGSTOP; c.Locks(ctx) for the brick's view.
+//	}
+//
+// Everything lives under
 // os.TempDir()/lockprobe-gluster, which is how a later run finds and ends
 // what a crashed run left behind.
 //
