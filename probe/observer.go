@@ -63,8 +63,15 @@ func (o *observer) run(peers map[int]proto.Peer) {
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
-		for _, mode := range []string{semconv.ModeWrite, semconv.ModeRead} {
-			ow := e.query(s, lockReq{kind: semconv.KindPOSIX, mode: mode})
+		for _, mode := range []string{semconv.ModeWrite, semconv.ModeRead, semconv.KindFlock} {
+			var ow owner
+			if mode == semconv.KindFlock {
+				// flock has no query call: /proc/locks names its holders where the kernel
+				// arbitrates (local file systems).
+				ow = o.flockHolder(e, s)
+			} else {
+				ow = e.query(s, lockReq{kind: semconv.KindPOSIX, mode: mode})
+			}
 			if prev, ok := last[mode]; ok && prev.same(ow) {
 				continue
 			}
@@ -82,4 +89,21 @@ func (o *observer) run(peers map[int]proto.Peer) {
 		case <-tick.C:
 		}
 	}
+}
+
+// flockHolder returns the first FLOCK holder of the file in /proc/locks, or no owner.
+func (o *observer) flockHolder(e *executor, s *slot) owner {
+	entries, err := host.ReadLocks()
+	if err != nil {
+		return noOwner
+	}
+	for _, en := range host.FilterFile(entries, s.file) {
+		if en.Class != "FLOCK" || en.Waiter {
+			continue
+		}
+		ow := owner{pid: en.PID, mode: procMode(en.Mode), lockerID: -1, source: "proc-locks"}
+		e.classify(&ow, s)
+		return ow
+	}
+	return noOwner
 }
