@@ -1,0 +1,144 @@
+package reports
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"unicode"
+
+	"github.com/lockprobe/lockprobe/analysis"
+)
+
+// maxTerminalRows caps the per-locker table on the terminal; the report has every locker.
+const maxTerminalRows = 12
+
+const (
+	ansiReset  = "\x1b[0m"
+	ansiBold   = "\x1b[1m"
+	ansiRed    = "\x1b[1;31m"
+	ansiYellow = "\x1b[1;33m"
+	ansiGreen  = "\x1b[1;32m"
+	ansiDim    = "\x1b[2m"
+)
+
+// Terminal writes a few lines: the verdict first, a per-locker table, the fire spread, hand-off
+// latency and lost messages, then where the report is.
+func Terminal(w io.Writer, res *analysis.Result, opts Options) error {
+	v := NewView(res, opts)
+	bw := bufio.NewWriter(w)
+	paint := func(code, s string) string {
+		if !opts.Color {
+			return s
+		}
+		return code + s + ansiReset
+	}
+	color := map[string]string{"ok": ansiGreen, "warn": ansiYellow, "bad": ansiRed}[severityClass(v.Verdict.Exit)]
+	fmt.Fprintf(bw, "%s (exit %d)\n", paint(color, "verdict: "+strings.ToUpper(v.Verdict.Title)), v.Verdict.Exit)
+	fmt.Fprintf(bw, "  %s\n", clean(v.Verdict.Summary))
+	var facts []string
+	if v.Verdict.DetectionLatencyNS > 0 {
+		facts = append(facts, "detected "+dur(v.Verdict.DetectionLatencyNS)+" after it formed")
+	}
+	if v.Run.EndReason != "" {
+		facts = append(facts, "run ended: "+clean(v.Run.EndReason))
+	}
+	facts = append(facts, fmt.Sprintf("%d lockers, %d attempts in %s", len(v.Lockers), v.Statistics.Attempts, dur(v.Run.DurationNS)))
+	fmt.Fprintf(bw, "  %s\n", strings.Join(facts, " · "))
+	if len(v.Findings) > 1 {
+		fmt.Fprintf(bw, "  %s\n", paint(ansiDim, fmt.Sprintf("%d findings in all; see the report", len(v.Findings))))
+	}
+	if len(v.Lockers) > 0 {
+		fmt.Fprintln(bw)
+		tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "locker\tnode\tpid\tattempts\toutcome\twait time\thold time\t")
+		rows := terminalRows(v.Lockers)
+		for _, l := range rows {
+			mark := ""
+			if l.InVerdict {
+				mark = " *"
+			}
+			fmt.Fprintf(tw, "%d%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", l.ID, mark, clean(l.Node), l.PID, l.Attempts,
+				orDash(l.LastOutcome), dur(l.WaitNS), dur(l.HoldNS))
+		}
+		if err := tw.Flush(); err != nil {
+			return fmt.Errorf("write terminal summary: %w", err)
+		}
+		if more := len(v.Lockers) - len(rows); more > 0 {
+			fmt.Fprintf(bw, "  … and %d more lockers in the report\n", more)
+		}
+		if len(v.Verdict.Lockers) > 0 {
+			fmt.Fprintf(bw, "  %s\n", paint(ansiDim, "* in the verdict"))
+		}
+	}
+	fmt.Fprintln(bw)
+	st := v.Statistics
+	if st.Fire.Instants > 0 {
+		fmt.Fprintf(bw, "fire spread: median %s, p99 %s, max %s over %d shared instants\n", dur(st.Fire.MedianNS), dur(st.Fire.P99NS), dur(st.Fire.MaxNS), st.Fire.Instants)
+	}
+	if st.HandOff.Count > 0 {
+		fmt.Fprintf(bw, "hand-off latency: p50 %s, p99 %s, max %s over %d hand-offs\n", dur(st.HandOff.P50), dur(st.HandOff.P99), dur(st.HandOff.Max), st.HandOff.Count)
+	}
+	lost := fmt.Sprintf("lost messages: %d", v.Run.MessagesLost)
+	if v.Run.MessagesLost > 0 {
+		lost = paint(ansiYellow, lost)
+	}
+	if v.Run.Truncated {
+		lost += " · trace truncated"
+	}
+	fmt.Fprintln(bw, lost)
+	if len(v.Run.Killed) > 0 {
+		fmt.Fprintf(bw, "killed: %s\n", clean(strings.Join(v.Run.Killed, ", ")))
+	}
+	if len(v.Run.Unresponsive) > 0 {
+		fmt.Fprintf(bw, "unresponsive: %s\n", clean(strings.Join(v.Run.Unresponsive, ", ")))
+	}
+	if opts.OutDir != "" {
+		fmt.Fprintf(bw, "report: %s (%s, %s beside it)\n", paint(ansiBold, clean(filepath.Join(opts.OutDir, HTMLFile))), VerdictFile, DOTFile)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write terminal summary: %w", err)
+	}
+	return nil
+}
+
+// terminalRows picks the lockers of the verdict first, then the others, up to the cap, in id order.
+func terminalRows(ls []LockerView) []LockerView {
+	if len(ls) <= maxTerminalRows {
+		return ls
+	}
+	out := make([]LockerView, 0, maxTerminalRows)
+	for _, l := range ls {
+		if l.InVerdict && len(out) < maxTerminalRows {
+			out = append(out, l)
+		}
+	}
+	for _, l := range ls {
+		if !l.InVerdict && len(out) < maxTerminalRows {
+			out = append(out, l)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// clean keeps text from the run (file names, node names) from steering the terminal: control
+// characters become '?'.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return clean(s)
+}

@@ -1,0 +1,350 @@
+package reports
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+
+	"github.com/lockprobe/lockprobe/analysis"
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// The timeline is laid out here in Go and only printed by the template: coordinates are strings
+// with one decimal, so a run of 10^4 attempts stays small.
+const (
+	tlLeft     = 200.0  // room for the row labels
+	tlPlotW    = 1000.0 // the plot's width in user units; the page may zoom it
+	tlRight    = 24.0
+	tlTop      = 40.0 // room for the hang and detection labels
+	tlAxisH    = 34.0
+	tlMaxTitled = 6000  // bars + marks that carry a hover title; beyond it bars go without
+	tlMaxMarks  = 30000 // bars + marks; beyond it, bars closer than a few pixels merge
+)
+
+// timeline is the SVG timeline, ready to print.
+type timeline struct {
+	W, H       string
+	PlotX      string
+	PlotW      string
+	PlotBottom string
+	AxisY      string
+	Rows       []tlRow
+	Ticks      []tlTick
+	Lines      []tlLine
+	Bands      []tlBar
+	Caption    string
+	Merged     bool
+	Untitled   bool
+}
+
+type tlRow struct {
+	Y     string // translate of the row group
+	BgW   string
+	H     string
+	TextY string
+	Label string
+	Sub   string
+	Hot   bool
+	Bars  []tlBar
+	Marks []tlBar
+}
+
+type tlBar struct {
+	X, Y, W, H string
+	Class      string
+	Title      string
+}
+
+type tlTick struct {
+	X     string
+	Label string
+}
+
+type tlLine struct {
+	X, LabelY string
+	Class     string
+	Label     string
+	Anchor    string
+}
+
+// span is one interval to draw, before pixel merging.
+type span struct {
+	x0, x1 float64
+	class  string
+	title  string
+}
+
+func f1(x float64) string { return strconv.FormatFloat(math.Round(x*10)/10, 'f', -1, 64) }
+
+// timeRange is the interval the timeline shows.
+func timeRange(res *analysis.Result) (t0, t1 int64) {
+	t0, t1 = res.Start, res.End
+	if t0 == 0 {
+		t0 = res.Run.Begin
+	}
+	for _, a := range res.Attempts {
+		if t0 == 0 || (a.Begin > 0 && a.Begin < t0) {
+			t0 = a.Begin
+		}
+		t1 = max(t1, a.End, a.Begin)
+	}
+	for _, h := range res.Holds {
+		if t0 == 0 || (h.Begin > 0 && h.Begin < t0) {
+			t0 = h.Begin
+		}
+		t1 = max(t1, h.End, h.Begin)
+	}
+	if t1 <= t0 {
+		t1 = t0 + 1e9
+	}
+	return t0, t1
+}
+
+func buildTimeline(res *analysis.Result, v *View) timeline {
+	t0, t1 := timeRange(res)
+	scale := tlPlotW / float64(t1-t0)
+	x := func(t int64) float64 {
+		if t < t0 {
+			t = t0
+		}
+		if t > t1 {
+			t = t1
+		}
+		return tlLeft + float64(t-t0)*scale
+	}
+	rowH := 24.0
+	if len(v.Lockers) > 40 {
+		rowH = 14
+	}
+	rowOf := map[int64]int{}
+	for i, l := range v.Lockers {
+		rowOf[l.ID] = i
+	}
+	waits := make([][]span, len(v.Lockers))
+	holds := make([][]span, len(v.Lockers))
+	marks := make([][]span, len(v.Lockers))
+	for i := range res.Attempts {
+		a := &res.Attempts[i]
+		r, ok := rowOf[a.Locker]
+		if !ok {
+			continue
+		}
+		end := a.End
+		if end == 0 {
+			end = t1
+		}
+		title := fmt.Sprintf("%s %s %s on %s of %s (%s): %s after %s", a.Kind, a.Mode, a.Style, rangeText(a.Start, a.Len), a.File, a.CmdText, a.Outcome, dur(end-a.Begin))
+		x0, x1 := x(a.Begin), x(end)
+		switch a.Outcome {
+		case semconv.OutcomeGranted:
+			if x1-x0 >= 0.5 {
+				waits[r] = append(waits[r], span{x0, x1, "w-granted", title})
+			}
+		case semconv.OutcomeBlocked, semconv.OutcomeWaiting:
+			waits[r] = append(waits[r], span{x0, max(x1, x0+2), "w-blocked", title})
+		default: // refused: would-block, deadlock, error
+			if x1-x0 >= 0.5 {
+				waits[r] = append(waits[r], span{x0, x1, "w-granted", title})
+			}
+			marks[r] = append(marks[r], span{x1 - 1.5, x1 + 1.5, "m-" + a.Outcome, title})
+		}
+		for _, c := range a.Conflicts {
+			cx := x(max(c.At, a.Begin))
+			marks[r] = append(marks[r], span{cx - 0.75, cx + 0.75, "m-conflict", "F_GETLK at " + rel(c.At, t0) + ": " + ownerWords(c.Owner)})
+		}
+	}
+	for i := range res.Holds {
+		h := &res.Holds[i]
+		r, ok := rowOf[h.Locker]
+		if !ok {
+			continue
+		}
+		end := h.End
+		if end == 0 {
+			end = t1
+		}
+		x0, x1 := x(h.Begin), x(end)
+		holds[r] = append(holds[r], span{x0, max(x1, x0+1), "h-" + h.Mode,
+			fmt.Sprintf("holds %s %s %s of %s for %s, ended by %s", h.Kind, h.Mode, rangeText(h.Start, h.Len), h.File, dur(end-h.Begin), h.How)})
+	}
+	for _, l := range res.Lockers {
+		if r, ok := rowOf[l.ID]; ok && l.Exited && l.ExitAt > 0 {
+			ex := x(l.ExitAt)
+			marks[r] = append(marks[r], span{ex - 1, ex + 1, "m-exit", "process ended at " + rel(l.ExitAt, t0) + ": " + l.ExitStatus + " " + l.ExitSignal})
+		}
+	}
+	// Merge bars closer than gap pixels until the drawing fits the budget.
+	gap := 0.5
+	var wm, hm, mm [][]span
+	merged := false
+	for {
+		wm, hm, mm = mergeAll(waits, gap), mergeAll(holds, gap), mergeAll(marks, gap)
+		if count(wm)+count(hm)+count(mm) <= tlMaxMarks || gap > 64 {
+			break
+		}
+		gap *= 2
+		merged = true
+	}
+	// Hover titles are most of the bytes: a big run keeps them on the marks only.
+	untitled := count(wm)+count(hm)+count(mm) > tlMaxTitled
+	if untitled {
+		for _, rows := range [][][]span{wm, hm} {
+			for _, r := range rows {
+				for i := range r {
+					r[i].title = ""
+				}
+			}
+		}
+	}
+	tl := timeline{PlotX: f1(tlLeft), PlotW: f1(tlPlotW), Rows: make([]tlRow, 0, len(v.Lockers)), Merged: merged, Untitled: untitled}
+	plotH := rowH * float64(len(v.Lockers))
+	bottom := tlTop + plotH
+	tl.PlotBottom, tl.AxisY = f1(bottom), f1(bottom+4)
+	tl.W, tl.H = f1(tlLeft+tlPlotW+tlRight), f1(bottom+tlAxisH)
+	bh := (rowH - 6) / 2
+	for i, l := range v.Lockers {
+		row := tlRow{Y: f1(tlTop + float64(i)*rowH), BgW: f1(tlLeft + tlPlotW), H: f1(rowH), TextY: f1(rowH/2 + 4),
+			Label: fmt.Sprintf("locker %d", l.ID), Sub: fmt.Sprintf("pid %d · %s", l.PID, l.Node), Hot: l.InVerdict,
+			Bars: []tlBar{}, Marks: []tlBar{}}
+		for _, s := range wm[i] {
+			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: "2", W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: s.title})
+		}
+		for _, s := range hm[i] {
+			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: f1(4 + bh), W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: s.title})
+		}
+		for _, s := range mm[i] {
+			row.Marks = append(row.Marks, tlBar{X: f1(s.x0), Y: "0", W: f1(s.x1 - s.x0), H: f1(rowH), Class: s.class, Title: s.title})
+		}
+		tl.Rows = append(tl.Rows, row)
+	}
+	tl.Ticks = ticks(t0, t1, x)
+	tl.Lines, tl.Bands = verdictLines(res, v, t0, x, bottom)
+	tl.Caption = fmt.Sprintf("Time on the controller's clock; 0 is %s. Every locker's instants are stamped on that clock within ±%s (the largest clock uncertainty measured during the run).",
+		wallTime(t0), dur(v.Clock.UncertaintyNS))
+	return tl
+}
+
+// verdictLines marks when the verdict's condition began and when it was detected, with the clock
+// uncertainty as a band around the first.
+func verdictLines(res *analysis.Result, v *View, t0 int64, x func(int64) float64, bottom float64) ([]tlLine, []tlBar) {
+	lines, bands := []tlLine{}, []tlBar{}
+	f := verdictFinding(res)
+	if f == nil || f.FormedAt == 0 {
+		return lines, bands
+	}
+	unc := max(f.Uncertainty, v.Clock.UncertaintyNS)
+	bx0, bx1 := x(f.FormedAt-unc), x(f.FormedAt+unc)
+	bands = append(bands, tlBar{X: f1(bx0), Y: f1(tlTop), W: f1(bx1 - bx0), H: f1(bottom - tlTop), Class: "unc",
+		Title: "clock uncertainty ±" + dur(unc)})
+	fx := x(f.FormedAt)
+	lines = append(lines, tlLine{X: f1(fx), LabelY: "14", Class: "formed", Label: "hang began " + rel(f.FormedAt, t0), Anchor: "end"})
+	det := f.DetectedAt
+	label := "detected " + rel(det, t0)
+	if v.Verdict.DetectionLatencyNS > 0 {
+		det = f.FormedAt + v.Verdict.DetectionLatencyNS
+		label = fmt.Sprintf("detected %s (%s later)", rel(det, t0), dur(v.Verdict.DetectionLatencyNS))
+	}
+	if det > 0 && det != f.FormedAt {
+		lines = append(lines, tlLine{X: f1(x(det)), LabelY: "30", Class: "detected", Label: label, Anchor: "end"})
+	}
+	for i := range lines {
+		if xv, _ := strconv.ParseFloat(lines[i].X, 64); xv < tlLeft+tlPlotW/2 {
+			lines[i].Anchor = "start"
+		}
+	}
+	return lines, bands
+}
+
+func ticks(t0, t1 int64, x func(int64) float64) []tlTick {
+	span := float64(t1 - t0)
+	step := niceStep(span / 8)
+	out := []tlTick{}
+	for t := 0.0; t <= span+1; t += step {
+		label := "0"
+		if t > 0 {
+			label = "+" + dur(int64(t))
+		}
+		out = append(out, tlTick{X: f1(x(t0 + int64(t))), Label: label})
+	}
+	return out
+}
+
+// niceStep rounds up to 1, 2 or 5 times a power of ten.
+func niceStep(raw float64) float64 {
+	if raw <= 0 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= raw {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+// mergeAll merges, per row and class, spans that touch within gap pixels.
+func mergeAll(rows [][]span, gap float64) [][]span {
+	out := make([][]span, len(rows))
+	for i, r := range rows {
+		out[i] = mergeSpans(r, gap)
+	}
+	return out
+}
+
+func mergeSpans(in []span, gap float64) []span {
+	byClass := map[string][]span{}
+	for _, s := range in {
+		byClass[s.class] = append(byClass[s.class], s)
+	}
+	classes := make([]string, 0, len(byClass))
+	for c := range byClass {
+		classes = append(classes, c)
+	}
+	sort.Strings(classes)
+	out := []span{}
+	for _, c := range classes {
+		list := byClass[c]
+		sort.SliceStable(list, func(i, j int) bool { return list[i].x0 < list[j].x0 })
+		cur, n := list[0], 1
+		flush := func() {
+			if n > 1 {
+				cur.title = fmt.Sprintf("%d merged: zoom in or see the tables", n)
+			}
+			out = append(out, cur)
+		}
+		for _, s := range list[1:] {
+			if s.x0 <= cur.x1+gap {
+				cur.x1 = max(cur.x1, s.x1)
+				n++
+				continue
+			}
+			flush()
+			cur, n = s, 1
+		}
+		flush()
+	}
+	return out
+}
+
+func count(rows [][]span) int {
+	n := 0
+	for _, r := range rows {
+		n += len(r)
+	}
+	return n
+}
+
+// ownerWords says briefly what an F_GETLK answer named.
+func ownerWords(o analysis.Owner) string {
+	switch o.Class {
+	case semconv.OwnerNone, "":
+		return "no conflicting lock"
+	case semconv.OwnerSelf:
+		return fmt.Sprintf("the waiter itself holds %s %s", o.Mode, rangeText(o.Start, o.Len))
+	case semconv.OwnerLocker:
+		return fmt.Sprintf("locker %d holds %s %s", o.Locker, o.Mode, rangeText(o.Start, o.Len))
+	}
+	return fmt.Sprintf("%s pid %d on %s holds %s %s", o.Class, o.PID, o.Node, o.Mode, rangeText(o.Start, o.Len))
+}
