@@ -13,11 +13,11 @@ import (
 // The timeline is laid out here in Go and only printed by the template: coordinates are strings
 // with one decimal, so a run of 10^4 attempts stays small.
 const (
-	tlLeft     = 200.0  // room for the row labels
-	tlPlotW    = 1000.0 // the plot's width in user units; the page may zoom it
-	tlRight    = 24.0
-	tlTop      = 40.0 // room for the hang and detection labels
-	tlAxisH    = 34.0
+	tlLeft      = 200.0  // room for the row labels
+	tlPlotW     = 1000.0 // the plot's width in user units; the page may zoom it
+	tlRight     = 24.0
+	tlTop       = 40.0 // room for the hang and detection labels
+	tlAxisH     = 34.0
 	tlMaxTitled = 6000  // bars + marks that carry a hover title; beyond it bars go without
 	tlMaxMarks  = 30000 // bars + marks; beyond it, bars closer than a few pixels merge
 )
