@@ -56,6 +56,9 @@ type Options struct {
 	Hang  func(now int64) string
 	// Forward, when set, receives every span batch as it arrives (OTLP export). It must not block.
 	Forward func(rss []*tracepb.ResourceSpans)
+	// GlusterSocket is glusterd's CLI socket, for the brick statedump taken at the end of a run
+	// on GlusterFS. Optional: the gluster command's default.
+	GlusterSocket string
 	// Progress, when set, receives a live status line now and then (a terminal).
 	Progress io.Writer
 	Log      *slog.Logger

@@ -24,8 +24,8 @@ import (
 type executor struct {
 	l     *Locker
 	queue []proto.Command
-	start time.Time // scenario start, controller clock
-	peers map[int]proto.Peer
+	start time.Time            // scenario start, controller clock
+	peers map[int][]proto.Peer // by pid, every node
 	stop  chan struct{}
 
 	mu       sync.Mutex

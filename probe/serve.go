@@ -54,11 +54,9 @@ func (l *Locker) serve(ctx context.Context) (string, error) {
 				if l.exec != nil || obs != nil {
 					continue // a resend after a lost ack
 				}
-				peers := map[int]proto.Peer{}
+				peers := map[int][]proto.Peer{}
 				for _, p := range m.Commands.Peers {
-					if p.Node == l.node {
-						peers[p.PID] = p
-					}
+					peers[p.PID] = append(peers[p.PID], p)
 				}
 				if l.opts.Role == "observer" {
 					obs = l.startObserver(peers)

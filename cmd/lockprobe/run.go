@@ -26,21 +26,22 @@ import (
 const maxProcs = 10000
 
 type runFlags struct {
-	files      stringList
-	procs      string
-	timeout    time.Duration
-	scenario   string
-	lock       string
-	style      string
-	tries      int
-	interval   time.Duration
-	poll       time.Duration
-	out        string
-	observers  bool
-	onHang     string
-	stuckAfter time.Duration
-	otlp       string
-	verbose    bool
+	files       stringList
+	procs       string
+	timeout     time.Duration
+	scenario    string
+	lock        string
+	style       string
+	tries       int
+	interval    time.Duration
+	poll        time.Duration
+	out         string
+	observers   bool
+	onHang      string
+	stuckAfter  time.Duration
+	otlp        string
+	verbose     bool
+	glusterSock string
 }
 
 func runCmd(args []string, stdout, stderr io.Writer) error {
@@ -61,6 +62,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.stuckAfter, "stuck-after", 5*time.Second, "a waiter blocked this long under suspicious evidence is reported stuck")
 	fs.StringVar(&f.otlp, "otlp", "", "forward spans to this OTLP endpoint (http://host:4318 or grpc://host:4317); OTEL_EXPORTER_OTLP_* also work")
 	fs.BoolVar(&f.verbose, "v", false, "log diagnostics to stderr")
+	fs.StringVar(&f.glusterSock, "gluster-sock", "", "glusterd's CLI socket, for the brick statedump at the end of a run on GlusterFS (default: gluster's own)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -208,20 +210,21 @@ func (f *runFlags) options(cmdLine string) (control.Options, *scenario.Scenario,
 		out = defaultOutDir()
 	}
 	o = control.Options{
-		Files:        f.files,
-		Queues:       queues,
-		Timeout:      pick(f.timeout, sc.Header.Timeout.Or(30*time.Second)),
-		Kind:         pickStr(f.lock, sc.Header.Kind.Or("posix")),
-		Style:        pickStr(f.style, sc.Header.Style.Or("wait")),
-		Tries:        pickInt(f.tries, sc.Header.Tries.Or(3)),
-		Interval:     pick(f.interval, sc.Header.Interval.Or(time.Second)),
-		Poll:         f.poll,
-		Observers:    f.observers,
-		OutDir:       out,
-		CommandLine:  cmdLine,
-		ScenarioName: sc.Name,
-		ScenarioText: sc.Text,
-		Version:      version,
+		Files:         f.files,
+		Queues:        queues,
+		Timeout:       pick(f.timeout, sc.Header.Timeout.Or(30*time.Second)),
+		Kind:          pickStr(f.lock, sc.Header.Kind.Or("posix")),
+		Style:         pickStr(f.style, sc.Header.Style.Or("wait")),
+		Tries:         pickInt(f.tries, sc.Header.Tries.Or(3)),
+		Interval:      pick(f.interval, sc.Header.Interval.Or(time.Second)),
+		Poll:          f.poll,
+		Observers:     f.observers,
+		OutDir:        out,
+		CommandLine:   cmdLine,
+		ScenarioName:  sc.Name,
+		ScenarioText:  sc.Text,
+		Version:       version,
+		GlusterSocket: f.glusterSock,
 	}
 	return o, sc, nil
 }
