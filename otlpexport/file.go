@@ -25,8 +25,10 @@ import (
 // them. It waits for every upload, each bounded by opts.UploadTimeout, and
 // stops early when ctx is done.
 //
-// Records of the same span (trace_id + span_id) are merged: the final record
-// (end_time_unix_nano != 0) wins. A span that only has partial records was
+// Records of the same span (trace_id + span_id) are merged as the trace file
+// reader merges them: attributes of later records win, except that a partial
+// record never overrides the final one (end_time_unix_nano != 0), events are
+// united, the final end wins. A span that only has partial records was
 // still running when the file ended — a waiter that never returned is the
 // interesting case — so it is exported with end = the latest timestamp seen
 // anywhere in the file, and a lock.acquire span among them gets
@@ -43,7 +45,7 @@ func ExportFile(ctx context.Context, path string, opts Options) (Stats, error) {
 		opts.Logger.Warn("otlpexport: trace file ends with an unfinished line; it is skipped", "path", path)
 	}
 	rs := mergeSpans(reqs)
-	batch, n, _ := complete(rs, opts.serviceName())
+	batch, n, _ := complete(rs, opts.serviceName(), nil)
 	st := Stats{SkippedLines: skipped}
 	if n == 0 {
 		return st, nil
@@ -119,7 +121,7 @@ func parseTraceLines(r io.Reader) ([]*coltracepb.ExportTraceServiceRequest, int,
 	}
 }
 
-// spanRecord is the record chosen for one span, with where it came from.
+// spanRecord is one span, its records merged, with where it first came from.
 type spanRecord struct {
 	span     *tracepb.Span
 	resource *resourcepb.Resource
@@ -128,12 +130,12 @@ type spanRecord struct {
 	ssSchema string
 }
 
-// mergeSpans keeps one record per span (see ExportFile for the rule) and
-// regroups them by resource and scope, in the order spans first appear.
+// mergeSpans merges the records of each span (see ExportFile and
+// mergeRecord for the rules) and regroups the spans by the resource and scope
+// of their first record, in the order spans first appear.
 func mergeSpans(reqs []*coltracepb.ExportTraceServiceRequest) []*tracepb.ResourceSpans {
-	type key struct{ trace, span string }
-	byKey := map[key]*spanRecord{}
-	var order []key
+	byKey := map[spanKey]*spanRecord{}
+	var order []spanKey
 	var latest uint64
 	for _, req := range reqs {
 		for _, r := range req.GetResourceSpans() {
@@ -143,17 +145,13 @@ func mergeSpans(reqs []*coltracepb.ExportTraceServiceRequest) []*tracepb.Resourc
 					for _, e := range s.GetEvents() {
 						latest = max(latest, e.GetTimeUnixNano())
 					}
-					k := key{string(s.GetTraceId()), string(s.GetSpanId())}
-					old, seen := byKey[k]
-					if !seen {
-						order = append(order, k)
-					}
-					// A later final record replaces anything; a partial one
-					// only replaces another partial one.
-					if seen && old.span.GetEndTimeUnixNano() != 0 && s.GetEndTimeUnixNano() == 0 {
+					k := keyOf(s)
+					if rec, ok := byKey[k]; ok {
+						mergeRecord(rec.span, s)
 						continue
 					}
-					byKey[k] = &spanRecord{span: s, resource: r.GetResource(), scope: ss.GetScope(),
+					order = append(order, k)
+					byKey[k] = &spanRecord{span: proto.CloneOf(s), resource: r.GetResource(), scope: ss.GetScope(),
 						rsSchema: r.GetSchemaUrl(), ssSchema: ss.GetSchemaUrl()}
 				}
 			}
@@ -171,7 +169,6 @@ func mergeSpans(reqs []*coltracepb.ExportTraceServiceRequest) []*tracepb.Resourc
 		rec := byKey[k]
 		s := rec.span
 		if s.GetEndTimeUnixNano() == 0 {
-			s = proto.CloneOf(s)
 			s.EndTimeUnixNano = max(latest, s.GetStartTimeUnixNano())
 			if s.GetName() == semconv.SpanAcquire {
 				setString(&s.Attributes, semconv.LockOutcome, semconv.OutcomeBlocked)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/lockprobe/lockprobe/semconv"
@@ -29,8 +30,14 @@ func TestExportFile(t *testing.T) {
 	// A hold that starts and ends, an attempt that is granted, and one
 	// that never returns; plus a run span that also never ends.
 	file.WriteString(traceLine(t, resourceSpans("", span(1, 1, "lockprobe.run", 100, 0))))
-	file.WriteString(traceLine(t, resourceSpans("", span(1, 2, "lock.acquire", 110, 0), span(1, 3, "lock.acquire", 120, 0))))
-	file.WriteString(traceLine(t, resourceSpans("", span(1, 2, "lock.acquire", 110, 130))))
+	started := span(1, 2, "lock.acquire", 110, 0)
+	started.Attributes = []*commonpb.KeyValue{strAttr("lock.kind", "ofd"), strAttr(semconv.LockOutcome, "waiting")}
+	started.Events = []*tracepb.Span_Event{{TimeUnixNano: 115, Name: "lock.conflict"}}
+	file.WriteString(traceLine(t, resourceSpans("", started, span(1, 3, "lock.acquire", 120, 0))))
+	ended := span(1, 2, "lock.acquire", 110, 130)
+	ended.Attributes = []*commonpb.KeyValue{strAttr(semconv.LockOutcome, "granted")}
+	ended.Events = []*tracepb.Span_Event{{TimeUnixNano: 115, Name: "lock.conflict"}, {TimeUnixNano: 112, Name: "lock.conflict"}}
+	file.WriteString(traceLine(t, resourceSpans("", ended)))
 	file.WriteString(traceLine(t, resourceSpans("", span(1, 4, "lock.hold", 130, 0))))
 	file.WriteString("\n") // blank lines are harmless
 	file.WriteString(traceLine(t, resourceSpans("", span(1, 4, "lock.hold", 130, 170))))
@@ -77,7 +84,7 @@ func TestExportFile(t *testing.T) {
 				outcome string
 			}{
 				{id: 1, end: 170},                     // never ended, not an attempt
-				{id: 2, end: 130},                     // final record wins
+				{id: 2, end: 130, outcome: "granted"}, // final record wins
 				{id: 3, end: 170, outcome: "blocked"}, // waiter that never returned
 				{id: 4, end: 170},                     // final not undone by a later partial
 			}
@@ -90,6 +97,13 @@ func TestExportFile(t *testing.T) {
 				if s.GetEndTimeUnixNano() != tt.end || attr(s.GetAttributes(), semconv.LockOutcome) != tt.outcome {
 					t.Errorf("span %d (%s): end %d outcome %q, want end %d outcome %q", tt.id, s.GetName(),
 						s.GetEndTimeUnixNano(), attr(s.GetAttributes(), semconv.LockOutcome), tt.end, tt.outcome)
+				}
+			}
+			// The attempt's partial record lent its kind and event.
+			if s := got[2]; s != nil {
+				if attr(s.GetAttributes(), "lock.kind") != "ofd" || len(s.GetEvents()) != 2 ||
+					s.GetEvents()[0].GetTimeUnixNano() != 112 {
+					t.Errorf("merged attempt: attributes %v, events %v", s.GetAttributes(), s.GetEvents())
 				}
 			}
 		})
@@ -134,7 +148,7 @@ func FuzzParseTraceLines(f *testing.F) {
 		}
 		// Whatever parsed must merge and filter without trouble.
 		rs := mergeSpans(reqs)
-		out, kept, partial := complete(rs, "svc")
+		out, kept, partial := complete(rs, "svc", newOpenSpans(100))
 		if countSpans(out) != kept || partial < 0 {
 			t.Fatalf("complete kept %d but returned %d spans", kept, countSpans(out))
 		}

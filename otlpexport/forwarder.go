@@ -53,6 +53,9 @@ type Forwarder struct {
 	service string
 	up      *uploader
 
+	openMu sync.Mutex
+	open   *openSpans
+
 	mu      sync.Mutex
 	queue   []*tracepb.ResourceSpans
 	queued  int // spans in queue
@@ -82,6 +85,7 @@ func New(ctx context.Context, opts Options) (*Forwarder, error) {
 		opts:     opts,
 		service:  opts.serviceName(),
 		up:       newUploader(client, t, opts),
+		open:     newOpenSpans(opts.QueueSpans),
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		abortCtx: abortCtx,
@@ -92,14 +96,19 @@ func New(ctx context.Context, opts Options) (*Forwarder, error) {
 	return f, nil
 }
 
-// Enqueue hands a batch to the Forwarder and returns at once. Spans that
-// have not ended are left out; the rest are copied, so rs stays the
-// caller's. When the queue is full the batch is dropped and counted.
+// Enqueue hands a batch to the Forwarder and returns at once. Records of
+// spans that have not ended are held back and folded into the span's final
+// record when it comes (a span that never ends is never sent: the controller
+// closes open spans at the end of a run); the rest are copied, so rs stays
+// the caller's. When the queue is full, or after Close, the batch is dropped
+// and counted.
 func (f *Forwarder) Enqueue(rs []*tracepb.ResourceSpans) {
 	if f == nil {
 		return
 	}
-	batch, n, partial := complete(rs, f.service)
+	f.openMu.Lock()
+	batch, n, partial := complete(rs, f.service, f.open)
+	f.openMu.Unlock()
 	f.mu.Lock()
 	f.stats.Partial += partial
 	switch {
@@ -122,14 +131,18 @@ func (f *Forwarder) Enqueue(rs []*tracepb.ResourceSpans) {
 // Close uploads what is queued, waiting at most until ctx is done, then
 // stops the client. What could not be sent by then is counted as Unsent.
 // The error is non-nil when any complete span was not exported; it carries
-// the first upload error. Close may be called once.
+// the first upload error. Only the first call does anything.
 func (f *Forwarder) Close(ctx context.Context) (Stats, error) {
 	if f == nil {
 		return Stats{}, nil
 	}
 	f.mu.Lock()
+	again := f.closing
 	f.closing = true
 	f.mu.Unlock()
+	if again {
+		return Stats{}, errors.New("otlpexport: Forwarder closed twice")
+	}
 	close(f.stop)
 
 	var ctxErr error

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/lockprobe/lockprobe/semconv"
@@ -78,6 +79,39 @@ func TestForwarderDeliversCompleteSpans(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestForwarderFoldsPartialRecords checks that a thin final record, as the
+// controller writes for a span still open at the end of a run, goes out with
+// what the span's partial records said.
+func TestForwarderFoldsPartialRecords(t *testing.T) {
+	rc := &receiver{}
+	f, err := New(t.Context(), Options{Endpoint: rc.startHTTP(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := span(1, 1, "lock.acquire", 10, 0)
+	started.Attributes = []*commonpb.KeyValue{strAttr("lock.kind", "flock"), strAttr(semconv.LockOutcome, "waiting")}
+	f.Enqueue(resourceSpans("", started))
+	conflict := span(1, 1, "lock.acquire", 10, 0)
+	conflict.Events = []*tracepb.Span_Event{{TimeUnixNano: 15, Name: "lock.conflict"}}
+	f.Enqueue(resourceSpans("", conflict))
+	closed := span(1, 1, "", 10, 99)
+	closed.Attributes = []*commonpb.KeyValue{strAttr(semconv.LockOutcome, "blocked")}
+	f.Enqueue(resourceSpans("", closed))
+	st, err := f.Close(t.Context())
+	if err != nil || st.Exported != 1 || st.Partial != 2 {
+		t.Fatalf("Close = %+v, %v", st, err)
+	}
+	reqs := rc.all()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests, want 1", len(reqs))
+	}
+	s := reqs[0].GetResourceSpans()[0].GetScopeSpans()[0].GetSpans()[0]
+	if s.GetName() != "lock.acquire" || s.GetEndTimeUnixNano() != 99 || attr(s.GetAttributes(), "lock.kind") != "flock" ||
+		attr(s.GetAttributes(), semconv.LockOutcome) != "blocked" || len(s.GetEvents()) != 1 {
+		t.Errorf("exported %v", s)
 	}
 }
 
@@ -174,6 +208,21 @@ func TestNilForwarder(t *testing.T) {
 	if st, err := f.Close(t.Context()); err != nil || st != (Stats{}) {
 		t.Errorf("nil Close = %+v, %v", st, err)
 	}
+}
+
+func TestForwarderCloseTwice(t *testing.T) {
+	rc := &receiver{}
+	f, err := New(t.Context(), Options{Endpoint: rc.startHTTP(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Close(t.Context()); err == nil {
+		t.Error("second Close reported no error")
+	}
+	f.Enqueue(manySpans(1)) // after Close: dropped, no panic
 }
 
 func TestEnabled(t *testing.T) {

@@ -1,6 +1,8 @@
 package otlpexport
 
 import (
+	"sort"
+
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -13,8 +15,9 @@ import (
 // caller may keep, reuse or write out rs while the copy waits for upload, and
 // sets service.name on every copied resource. It returns the copy, the number
 // of spans kept and the number of partial spans (end_time_unix_nano == 0)
-// left out.
-func complete(rs []*tracepb.ResourceSpans, service string) (out []*tracepb.ResourceSpans, kept, partial int) {
+// left out. When open is not nil, partial records are kept there and folded
+// into the span's final record when it comes.
+func complete(rs []*tracepb.ResourceSpans, service string, open *openSpans) (out []*tracepb.ResourceSpans, kept, partial int) {
 	for _, r := range rs {
 		if r == nil {
 			continue
@@ -31,9 +34,10 @@ func complete(rs []*tracepb.ResourceSpans, service string) (out []*tracepb.Resou
 				}
 				if s.GetEndTimeUnixNano() == 0 {
 					partial++
+					open.addPartial(s)
 					continue
 				}
-				spans = append(spans, proto.CloneOf(s))
+				spans = append(spans, open.final(s))
 			}
 			if len(spans) == 0 {
 				continue
@@ -60,6 +64,120 @@ func complete(rs []*tracepb.ResourceSpans, service string) (out []*tracepb.Resou
 		})
 	}
 	return out, kept, partial
+}
+
+type spanKey struct{ trace, span string }
+
+func keyOf(s *tracepb.Span) spanKey {
+	return spanKey{string(s.GetTraceId()), string(s.GetSpanId())}
+}
+
+// openSpans holds the merged partial records of spans that have not ended
+// yet, so that a final record that carries less than the partial ones (the
+// controller closes spans at the end of a run with little more than an
+// outcome) still goes out with the attributes and events seen before. At
+// most max spans are held; records past that are not remembered.
+type openSpans struct {
+	m   map[spanKey]*tracepb.Span
+	max int
+}
+
+func newOpenSpans(max int) *openSpans {
+	return &openSpans{m: map[spanKey]*tracepb.Span{}, max: max}
+}
+
+// addPartial remembers a partial record s (copied).
+func (o *openSpans) addPartial(s *tracepb.Span) {
+	if o == nil {
+		return
+	}
+	k := keyOf(s)
+	if held, ok := o.m[k]; ok {
+		mergeRecord(held, s)
+		return
+	}
+	if len(o.m) < o.max {
+		o.m[k] = proto.CloneOf(s)
+	}
+}
+
+// final returns a copy of the final record s with the span's earlier partial
+// records folded in, and forgets them.
+func (o *openSpans) final(s *tracepb.Span) *tracepb.Span {
+	if o == nil {
+		return proto.CloneOf(s)
+	}
+	k := keyOf(s)
+	held, ok := o.m[k]
+	if !ok {
+		return proto.CloneOf(s)
+	}
+	delete(o.m, k)
+	mergeRecord(held, s)
+	return held
+}
+
+// mergeRecord folds a later record rec of the same span into s, which the
+// caller owns, by tracefile.Span.Merge's rules: later attributes win, except
+// that a partial record never overrides a final one; events are united (same
+// name and instant = same event) and kept in time order; the earliest start
+// and a final end win.
+func mergeRecord(s, rec *tracepb.Span) {
+	keepOld := s.GetEndTimeUnixNano() != 0 && rec.GetEndTimeUnixNano() == 0
+	if rec.GetName() != "" && !keepOld {
+		s.Name = rec.GetName()
+	}
+	if len(s.GetParentSpanId()) == 0 {
+		s.ParentSpanId = rec.GetParentSpanId()
+	}
+	if s.GetKind() == tracepb.Span_SPAN_KIND_UNSPECIFIED {
+		s.Kind = rec.GetKind()
+	}
+	if s.GetStartTimeUnixNano() == 0 || (rec.GetStartTimeUnixNano() != 0 && rec.GetStartTimeUnixNano() < s.GetStartTimeUnixNano()) {
+		s.StartTimeUnixNano = rec.GetStartTimeUnixNano()
+	}
+	if rec.GetEndTimeUnixNano() != 0 {
+		s.EndTimeUnixNano = rec.GetEndTimeUnixNano()
+		if rec.GetStatus() != nil {
+			s.Status = proto.CloneOf(rec.GetStatus())
+		}
+	}
+	for _, kv := range rec.GetAttributes() {
+		i := attrIndex(s.GetAttributes(), kv.GetKey())
+		switch {
+		case i < 0:
+			s.Attributes = append(s.Attributes, proto.CloneOf(kv))
+		case !keepOld:
+			s.Attributes[i] = proto.CloneOf(kv)
+		}
+	}
+	for _, e := range rec.GetEvents() {
+		if !hasEvent(s.GetEvents(), e) {
+			s.Events = append(s.Events, proto.CloneOf(e))
+		}
+	}
+	sort.SliceStable(s.Events, func(i, j int) bool { return s.Events[i].GetTimeUnixNano() < s.Events[j].GetTimeUnixNano() })
+	for _, l := range rec.GetLinks() {
+		s.Links = append(s.Links, proto.CloneOf(l))
+	}
+}
+
+func attrIndex(attrs []*commonpb.KeyValue, key string) int {
+	for i, kv := range attrs {
+		if kv.GetKey() == key {
+			return i
+		}
+	}
+	return -1
+}
+
+func hasEvent(events []*tracepb.Span_Event, e *tracepb.Span_Event) bool {
+	for _, have := range events {
+		if have.GetTimeUnixNano() == e.GetTimeUnixNano() && have.GetName() == e.GetName() {
+			return true
+		}
+	}
+	return false
 }
 
 // setString sets key to a string value in attrs, replacing every earlier
