@@ -9,6 +9,8 @@ import (
 	"github.com/lockprobe/lockprobe/tracefile"
 )
 
+type spanKey struct{ trace, span string }
+
 // Options tune the detectors. The zero value gives the defaults.
 type Options struct {
 	// StuckAfter is how long a waiter must stay blocked under the same suspicious evidence
@@ -26,7 +28,7 @@ const defaultStuckAfter = 5 * time.Second
 // Analyzer gathers merged spans and runs the detectors on them. It is not safe for concurrent use.
 type Analyzer struct {
 	opts      Options
-	spans     map[string]*tracefile.Span // by trace id + span id
+	spans     map[spanKey]*tracefile.Span
 	dirty     bool
 	truncated bool
 	m         *model
@@ -37,7 +39,7 @@ func New(opts Options) *Analyzer {
 	if opts.StuckAfter <= 0 {
 		opts.StuckAfter = defaultStuckAfter
 	}
-	return &Analyzer{opts: opts, spans: map[string]*tracefile.Span{}}
+	return &Analyzer{opts: opts, spans: map[spanKey]*tracefile.Span{}}
 }
 
 // Observe records the span as known now. The same span may be observed many times as its records
@@ -47,7 +49,7 @@ func (a *Analyzer) Observe(s *tracefile.Span) {
 	if s == nil {
 		return
 	}
-	a.spans[s.TraceID+s.SpanID] = s
+	a.spans[spanKey{s.TraceID, s.SpanID}] = s
 	a.dirty = true
 }
 
@@ -74,48 +76,41 @@ func Analyze(t *tracefile.Trace, opts Options) *Result {
 
 // model is the event model rebuilt from the spans, with its indexes.
 type model struct {
-	run        Run
-	lockers    []*Locker // role locker, sorted by id
-	observers  []*Locker
-	byID       map[int64]*Locker
-	attempts   []*Attempt // sorted by begin, id
-	holds      []*Hold
-	getlks     []*Getlk
-	obs        []Observation // sorted by instant
-	states     []ProcState
-	plocks     []ProcLock
-	snapAt     int64
-	snapNode   string
-	byLocker   map[int64][]*Attempt
-	holdsOf    map[int64][]*Hold
-	holdsFile  map[string][]*Hold
-	attemptsID map[string]*Attempt
-	obsRuns    map[string][]obsRun // per file, in time order
-	last       int64               // the latest instant seen
-	maxUnc     int64
+	run       Run
+	lockers   []*Locker // role locker, sorted by id
+	observers []*Locker
+	byID      map[int64]*Locker
+	attempts  []*Attempt // sorted by begin, id
+	holds     []*Hold
+	getlks    []*Getlk
+	obs       []Observation // sorted by instant
+	states    []ProcState
+	plocks    []ProcLock
+	snapAt    int64
+	snapNode  string
+	byLocker  map[int64][]*Attempt
+	holdsOf   map[int64][]*Hold
+	holdsFile map[string][]*Hold
+	obsRuns   map[string][]obsRun // per file, in time order
+	last      int64               // the latest instant seen
+	maxUnc    int64
 }
 
 func (a *Analyzer) model() *model {
 	if a.m != nil && !a.dirty {
 		return a.m
 	}
-	keys := make([]string, 0, len(a.spans))
-	for k := range a.spans {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	m := &model{
-		byID:       map[int64]*Locker{},
-		byLocker:   map[int64][]*Attempt{},
-		holdsOf:    map[int64][]*Hold{},
-		holdsFile:  map[string][]*Hold{},
-		attemptsID: map[string]*Attempt{},
-		obs:        []Observation{},
-		states:     []ProcState{},
-		plocks:     []ProcLock{},
+		byID:      map[int64]*Locker{},
+		byLocker:  map[int64][]*Attempt{},
+		holdsOf:   map[int64][]*Hold{},
+		holdsFile: map[string][]*Hold{},
+		obs:       []Observation{},
+		states:    []ProcState{},
+		plocks:    []ProcLock{},
 	}
-	for _, k := range keys {
-		s := a.spans[k]
+	// Map order does not matter: every list is sorted by a complete key below.
+	for _, s := range a.spans {
 		m.note(s.Start)
 		m.note(s.End)
 		switch s.Name {
@@ -142,7 +137,6 @@ func (a *Analyzer) model() *model {
 		case semconv.SpanAcquire:
 			at := attemptOf(s)
 			m.attempts = append(m.attempts, at)
-			m.attemptsID[at.ID] = at
 		case semconv.SpanHold:
 			m.holds = append(m.holds, holdOf(s))
 		case semconv.SpanGetlk:
@@ -174,11 +168,37 @@ func (a *Analyzer) model() *model {
 		}
 		return m.getlks[i].ID < m.getlks[j].ID
 	})
-	sort.SliceStable(m.obs, func(i, j int) bool { return m.obs[i].At < m.obs[j].At })
-	sort.SliceStable(m.states, func(i, j int) bool { return m.states[i].Locker < m.states[j].Locker })
-	sort.SliceStable(m.plocks, func(i, j int) bool { return m.plocks[i].ID < m.plocks[j].ID })
+	sort.Slice(m.obs, func(i, j int) bool {
+		x, y := m.obs[i], m.obs[j]
+		if x.At != y.At {
+			return x.At < y.At
+		}
+		if x.Observer != y.Observer {
+			return x.Observer > y.Observer
+		}
+		return x.QueryMode+x.File < y.QueryMode+y.File
+	})
+	sort.Slice(m.states, func(i, j int) bool {
+		if m.states[i].Locker != m.states[j].Locker {
+			return m.states[i].Locker < m.states[j].Locker
+		}
+		return m.states[i].At < m.states[j].At
+	})
+	sort.Slice(m.plocks, func(i, j int) bool {
+		if m.plocks[i].At != m.plocks[j].At {
+			return m.plocks[i].At < m.plocks[j].At
+		}
+		return m.plocks[i].ID < m.plocks[j].ID
+	})
+	sort.Slice(m.lockers, func(i, j int) bool {
+		if m.lockers[i].ID != m.lockers[j].ID {
+			return m.lockers[i].ID < m.lockers[j].ID
+		}
+		return m.lockers[i].SpanID < m.lockers[j].SpanID
+	})
 	m.cutAtExit()
-	for _, at := range m.attempts {
+	for i, at := range m.attempts {
+		at.idx = i
 		m.byLocker[at.Locker] = append(m.byLocker[at.Locker], at)
 	}
 	for _, h := range m.holds {

@@ -348,10 +348,7 @@ func (g *WaitGraph) path(from, to int64) []int64 {
 			}
 			return out
 		}
-		for _, e := range g.Edges {
-			if e.From != u {
-				continue
-			}
+		for _, e := range g.out(u) {
 			if _, ok := prev[e.To]; !ok {
 				prev[e.To] = u
 				queue = append(queue, e.To)

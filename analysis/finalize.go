@@ -143,8 +143,8 @@ func (d *detector) deadlock(g *WaitGraph, scc, cycle []int64, gAt, formed, at in
 			f.File, f.Mode, f.Kind, f.Start, f.Len = a.File, a.Mode, a.Kind, a.Start, a.Len
 		}
 		var owners []string
-		for _, e := range g.Edges {
-			if e.From != id || !in[e.To] {
+		for _, e := range g.out(id) {
+			if !in[e.To] {
 				continue
 			}
 			owners = append(owners, ownerName(g, e.To))
@@ -299,8 +299,8 @@ func (d *detector) longHolds(end int64, g *WaitGraph) {
 		for {
 			cur := chain[len(chain)-1]
 			var next int64 = -1
-			for _, e := range g.Edges {
-				if e.From == cur && !seen[e.To] {
+			for _, e := range g.out(cur) {
+				if !seen[e.To] {
 					next = e.To
 					break
 				}

@@ -71,6 +71,8 @@ type ownerKey struct {
 type graphBuilder struct {
 	m      *model
 	t      int64
+	open   map[string]*holdIndex             // per file, the holds open at t
+	latest map[string]map[string]Observation // per file, each observer's latest answer at t
 	keys   map[ownerKey]bool
 	edges  map[[2]ownerKey]*GraphEdge
 	waits  map[int64]bool
@@ -85,7 +87,30 @@ func lockerKey(id int64) ownerKey { return ownerKey{locker: id, class: semconv.O
 // buildGraph builds the wait-for graph at instant t.
 func (m *model) buildGraph(t int64) *WaitGraph {
 	b := &graphBuilder{m: m, t: t, keys: map[ownerKey]bool{}, edges: map[[2]ownerKey]*GraphEdge{},
-		waits: map[int64]bool{}, holds: map[int64]bool{}}
+		waits: map[int64]bool{}, holds: map[int64]bool{}, open: map[string]*holdIndex{}, latest: map[string]map[string]Observation{}}
+	for _, h := range m.holds {
+		if h.Begin > t {
+			break
+		}
+		if holdOpen(h, t) {
+			b.holds[h.Locker] = true
+			x := b.open[h.File]
+			if x == nil {
+				x = &holdIndex{}
+				b.open[h.File] = x
+			}
+			x.add(h)
+		}
+	}
+	for _, o := range m.obs {
+		if o.At > t {
+			break
+		}
+		if b.latest[o.File] == nil {
+			b.latest[o.File] = map[string]Observation{}
+		}
+		b.latest[o.File][fmt.Sprint(o.Observer, "/", o.QueryMode)] = o
+	}
 	for _, l := range m.lockers {
 		a := m.attemptAt(l.ID, t)
 		if a == nil {
@@ -93,14 +118,6 @@ func (m *model) buildGraph(t int64) *WaitGraph {
 		}
 		b.waits[l.ID] = true
 		b.addWaiter(a)
-	}
-	for _, h := range m.holds {
-		if h.Begin > t {
-			break
-		}
-		if holdOpen(h, t) {
-			b.holds[h.Locker] = true
-		}
 	}
 	b.addProcLocks()
 	return b.finish()
@@ -124,22 +141,14 @@ func (b *graphBuilder) addWaiter(a *Attempt) {
 		b.edgeTo(a, c.Owner, b.m.locker(a.Locker).Node, max(since, a.Begin), src)
 	}
 	// (b) recorded holds of other lockers that conflict.
-	for _, h := range b.m.holdsAt(a, b.t) {
+	b.open[a.File].each(a, func(h *Hold) {
 		b.addEdge(a, lockerKey(h.Locker), max(h.Begin, a.Begin), SourceTrace)
-	}
+	})
 	// (c) observers: the latest answer of each observer for the file.
 	if a.Kind == semconv.KindFlock {
 		return
 	}
-	latest := map[string]Observation{}
-	for _, o := range b.m.obs {
-		if o.At > b.t {
-			break
-		}
-		if o.File == a.File {
-			latest[fmt.Sprint(o.Observer, "/", o.QueryMode)] = o
-		}
-	}
+	latest := b.latest[a.File]
 	for _, k := range sortedKeys(latest) {
 		o := latest[k]
 		if o.Owner.Class == semconv.OwnerNone || o.Owner.Mode == semconv.ModeNone {
@@ -376,14 +385,23 @@ func (g *WaitGraph) edge(from, to int64) *GraphEdge {
 	return nil
 }
 
-// node returns the node of that id, or nil.
+// node returns the node of that id, or nil. Nodes are sorted by id.
 func (g *WaitGraph) node(id int64) *GraphNode {
-	for i := range g.Nodes {
-		if g.Nodes[i].ID == id {
-			return &g.Nodes[i]
-		}
+	i := sort.Search(len(g.Nodes), func(i int) bool { return g.Nodes[i].ID >= id })
+	if i < len(g.Nodes) && g.Nodes[i].ID == id {
+		return &g.Nodes[i]
 	}
 	return nil
+}
+
+// out returns the edges from id, in order of their target.
+func (g *WaitGraph) out(id int64) []GraphEdge {
+	i := sort.Search(len(g.Edges), func(i int) bool { return g.Edges[i].From >= id })
+	j := i
+	for j < len(g.Edges) && g.Edges[j].From == id {
+		j++
+	}
+	return g.Edges[i:j]
 }
 
 // cycleFormed is the instant the last edge of a cycle appeared.

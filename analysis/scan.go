@@ -1,6 +1,8 @@
 package analysis
 
 import (
+	"cmp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -25,6 +27,7 @@ const (
 
 type sweepEv struct {
 	t    int64
+	seq  int32
 	kind sweepKind
 	a    *Attempt
 	h    *Hold
@@ -43,7 +46,7 @@ type sweep struct {
 	m       *model
 	cur     map[int64]*Attempt
 	cidx    map[int64]int
-	holds   map[string][]*Hold
+	holds   map[string]*holdIndex
 	obs     map[string]map[string]*Observation // file → observer/query → latest
 	stamp   map[int64]int
 	gen     int
@@ -83,13 +86,19 @@ func (m *model) scanCycles(end int64) []episode {
 			evs = append(evs, sweepEv{t: m.obs[i].At, kind: evObserved, o: &m.obs[i]})
 		}
 	}
-	sort.SliceStable(evs, func(i, j int) bool {
-		if evs[i].t != evs[j].t {
-			return evs[i].t < evs[j].t
+	for i := range evs {
+		evs[i].seq = int32(i)
+	}
+	slices.SortFunc(evs, func(x, y sweepEv) int {
+		if c := cmp.Compare(x.t, y.t); c != 0 {
+			return c
 		}
-		return evs[i].kind < evs[j].kind
+		if c := cmp.Compare(x.kind, y.kind); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.seq, y.seq)
 	})
-	s := &sweep{m: m, cur: map[int64]*Attempt{}, cidx: map[int64]int{}, holds: map[string][]*Hold{},
+	s := &sweep{m: m, cur: map[int64]*Attempt{}, cidx: map[int64]int{}, holds: map[string]*holdIndex{},
 		obs: map[string]map[string]*Observation{}, stamp: map[int64]int{}, seen: map[string]bool{}}
 	for _, e := range evs {
 		switch e.kind {
@@ -98,20 +107,20 @@ func (m *model) scanCycles(end int64) []episode {
 				delete(s.cur, e.a.Locker)
 			}
 		case evHoldEnd:
-			list := s.holds[e.h.File]
-			for i, h := range list {
-				if h == e.h {
-					list[i] = list[len(list)-1]
-					s.holds[e.h.File] = list[:len(list)-1]
-					break
-				}
+			if x := s.holds[e.h.File]; x != nil {
+				x.remove(e.h)
 			}
 		case evAttemptBegin:
 			s.cur[e.a.Locker] = e.a
 			s.cidx[e.a.Locker] = -1
 			s.check(e.a.Locker, e.t)
 		case evHoldBegin:
-			s.holds[e.h.File] = append(s.holds[e.h.File], e.h)
+			x := s.holds[e.h.File]
+			if x == nil {
+				x = &holdIndex{}
+				s.holds[e.h.File] = x
+			}
+			x.add(e.h)
 			s.check(e.h.Locker, e.t)
 		case evConflict:
 			if s.cur[e.a.Locker] == e.a {
@@ -145,11 +154,7 @@ func (s *sweep) out(x int64, buf []int64) []int64 {
 			buf = append(buf, o.Locker)
 		}
 	}
-	for _, h := range s.holds[a.File] {
-		if h.Locker != x && conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
-			buf = append(buf, h.Locker)
-		}
-	}
+	s.holds[a.File].each(a, func(h *Hold) { buf = append(buf, h.Locker) })
 	if a.Kind != semconv.KindFlock {
 		for _, o := range s.obs[a.File] {
 			ow := o.Owner

@@ -105,8 +105,8 @@ func percentiles(v []int64) Percentiles {
 
 // waited tells which attempts had to wait: a conflicting hold of another locker was open when
 // the attempt began, or it recorded a conflict or a failed try, or it did not end granted.
-func (m *model) waited(end int64) map[*Attempt]bool {
-	out := make(map[*Attempt]bool, len(m.attempts))
+func (m *model) waited(end int64) []bool {
+	out := make([]bool, len(m.attempts))
 	open := map[string][]*Hold{}
 	hi := 0
 	for _, a := range m.attempts {
@@ -116,7 +116,7 @@ func (m *model) waited(end int64) map[*Attempt]bool {
 			hi++
 		}
 		if len(a.Conflicts) > 0 || len(a.TryTimes) > 0 || a.Outcome != semconv.OutcomeGranted {
-			out[a] = true
+			out[a.idx] = true
 			continue
 		}
 		list := open[a.File]
@@ -125,7 +125,7 @@ func (m *model) waited(end int64) map[*Attempt]bool {
 			if holdOpen(h, a.Begin) {
 				kept = append(kept, h)
 				if h.Locker != a.Locker && conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
-					out[a] = true
+					out[a.idx] = true
 				}
 			}
 		}
@@ -164,13 +164,13 @@ func (r *Result) fill(m *model) {
 	r.Hosts = m.hosts()
 }
 
-func (m *model) stats(end int64, waited map[*Attempt]bool) Stats {
+func (m *model) stats(end int64, waited []bool) Stats {
 	st := Stats{Attempts: len(m.attempts), Holds: len(m.holds), Outcomes: map[string]int{},
 		WaitByMode: map[string]Percentiles{}, Starved: []Starvation{}, Fire: FireSpread{Instants: []FireInstant{}}}
 	byMode := map[string][]int64{}
 	for _, a := range m.attempts {
 		st.Outcomes[a.Outcome]++
-		if waited[a] {
+		if waited[a.idx] {
 			st.Waits++
 			byMode[a.Mode] = append(byMode[a.Mode], attemptEnd(a, end)-a.Begin)
 		}
@@ -193,7 +193,7 @@ func attemptEnd(a *Attempt, end int64) int64 {
 
 // handOff measures, for each grant of a waiter, the time from the latest conflicting release of
 // another locker during its wait to the grant.
-func (m *model) handOff(waited map[*Attempt]bool) Percentiles {
+func (m *model) handOff(waited []bool) Percentiles {
 	ends := map[string][]*Hold{}
 	for _, h := range m.holds {
 		if h.End != 0 && h.How != semconv.HoldRunEnd {
@@ -205,7 +205,7 @@ func (m *model) handOff(waited map[*Attempt]bool) Percentiles {
 	}
 	var v []int64
 	for _, a := range m.attempts {
-		if !waited[a] || a.Outcome != semconv.OutcomeGranted || a.End == 0 {
+		if !waited[a.idx] || a.Outcome != semconv.OutcomeGranted || a.End == 0 {
 			continue
 		}
 		list := ends[a.File]
@@ -223,10 +223,10 @@ func (m *model) handOff(waited map[*Attempt]bool) Percentiles {
 
 // fairness counts, per file, later requests granted before earlier ones that were still waiting
 // (with a Fenwick tree over grant order), and lists the waiters passed over at least twice.
-func (m *model) fairness(end int64, waited map[*Attempt]bool) (Fairness, []Starvation) {
+func (m *model) fairness(end int64, waited []bool) (Fairness, []Starvation) {
 	byFile := map[string][]*Attempt{}
 	for _, a := range m.attempts {
-		if waited[a] {
+		if waited[a.idx] {
 			byFile[a.File] = append(byFile[a.File], a)
 		}
 	}
@@ -341,7 +341,7 @@ func (m *model) fireSpread() FireSpread {
 	return fs
 }
 
-func (m *model) summaries(end int64, waited map[*Attempt]bool) []LockerSummary {
+func (m *model) summaries(end int64, waited []bool) []LockerSummary {
 	out := make([]LockerSummary, 0, len(m.lockers))
 	states := map[int64]ProcState{}
 	for _, s := range m.states {
@@ -358,7 +358,7 @@ func (m *model) summaries(end int64, waited map[*Attempt]bool) []LockerSummary {
 		for _, a := range m.byLocker[l.ID] {
 			s.Attempts++
 			s.Outcomes[a.Outcome]++
-			if waited[a] {
+			if waited[a.idx] {
 				s.Waits++
 				s.WaitNS += attemptEnd(a, end) - a.Begin
 			}
