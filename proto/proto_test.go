@@ -72,7 +72,7 @@ func sampleMessages() []*Message {
 		{Kind: KindSnapshot, Seq: 8, Snapshot: &Snapshot{At: 1_700_000_000_000_000_000, PID: 4242, TID: 4243, State: "S",
 			Wchan: "locks_lock_inode_wait", Stack: []string{"fcntl_setlk", "do_syscall_64"}, Inflight: "write range=0:0",
 			Executed: 3, Holds: 1}},
-		{Kind: KindStop, Seq: 9, Stop: &Stop{Reason: "done"}},
+		{Kind: KindStop, Seq: 9, Stop: &Stop{Reason: "done", At: 1_700_000_001_000_000_000}},
 		{Kind: KindBye, Seq: 10, Bye: &Bye{LastSeq: 9}},
 		{Kind: KindBeat, Seq: 1 << 62, Beat: &Beat{}},
 		{Kind: KindRefuse, Seq: 11, Refuse: &Refuse{Reason: "protocol version 2, want 1"}},
