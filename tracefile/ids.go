@@ -37,19 +37,20 @@ func rewriteIDs(b []byte, conv func([]byte) ([]byte, error)) ([]byte, error) {
 			break
 		}
 		k := j + len(key)
-		for k < len(b) && (b[k] == ' ' || b[k] == '\t') {
+		for k < len(b) && isSpace(b[k]) {
 			k++
 		}
+		// Skip past the whole key: resuming at j+1 would find the same key again, forever.
 		if k >= len(b) || b[k] != ':' {
-			i = j + 1
+			i = j + len(key)
 			continue
 		}
 		k++
-		for k < len(b) && (b[k] == ' ' || b[k] == '\t') {
+		for k < len(b) && isSpace(b[k]) {
 			k++
 		}
 		if k >= len(b) || b[k] != '"' {
-			i = j + 1
+			i = j + len(key)
 			continue
 		}
 		end := bytes.IndexByte(b[k+1:], '"')
@@ -72,16 +73,19 @@ func rewriteIDs(b []byte, conv func([]byte) ([]byte, error)) ([]byte, error) {
 	return append(out, b[last:]...), nil
 }
 
-// nextKey finds the earliest id key at or after i, by its common ending.
-func nextKey(b []byte, i int) (int, []byte) {
-	for {
+// isSpace reports JSON whitespace; an id missed here would be read as base64, silently wrong.
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// nextKey finds the earliest id key starting at or after lo, by its common ending.
+func nextKey(b []byte, lo int) (int, []byte) {
+	for i := lo; ; {
 		j := bytes.Index(b[i:], idSuffix)
 		if j < 0 {
 			return -1, nil
 		}
 		end := i + j + len(idSuffix)
 		for _, key := range idKeys {
-			if start := end - len(key); start >= 0 && bytes.Equal(b[start:end], key) {
+			if start := end - len(key); start >= lo && bytes.Equal(b[start:end], key) {
 				return start, key
 			}
 		}

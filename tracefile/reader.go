@@ -86,9 +86,11 @@ func Read(r io.Reader) (*Trace, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	m := NewMerger()
 	t := &Trace{}
+	n := 0 // line number in the file, blank lines included, for errors
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
+			n++
 			complete := line[len(line)-1] == '\n'
 			line = bytes.TrimSpace(line)
 			if len(line) > 0 {
@@ -98,7 +100,7 @@ func Read(r io.Reader) (*Trace, error) {
 				case perr != nil && !complete:
 					t.Truncated = true
 				case perr != nil:
-					return nil, fmt.Errorf("line %d: %w", t.Lines, perr)
+					return nil, fmt.Errorf("line %d: %w", n, perr)
 				default:
 					m.Add(req.ResourceSpans)
 				}
@@ -108,7 +110,7 @@ func Read(r io.Reader) (*Trace, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", t.Lines+1, err)
+			return nil, fmt.Errorf("line %d: %w", n+1, err)
 		}
 	}
 	t.Spans = m.Spans()
