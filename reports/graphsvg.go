@@ -15,7 +15,7 @@ import (
 const (
 	gNodeW     = 156.0
 	gNodeH     = 42.0
-	gMargin    = 70.0
+	gMargin    = 40.0
 	gMaxEdges  = 600 // beyond it, only the cycle's edges and the first others are drawn
 	gMaxLabels = 40  // beyond it, edge labels move into hover titles
 )
@@ -27,7 +27,7 @@ type graphSVG struct {
 	Edges   []gEdge
 	Empty   bool
 	Omitted int
-	Note    string
+	Notes   []string
 }
 
 type gNode struct {
@@ -70,7 +70,16 @@ func buildGraphSVG(v *View) graphSVG {
 			}
 		}
 	}
-	out := graphSVG{Nodes: []gNode{}, Edges: []gEdge{}}
+	out := graphSVG{Nodes: []gNode{}, Edges: []gEdge{}, Notes: []string{}}
+	waitsFor := map[int64]bool{}
+	for _, e := range g.Edges {
+		waitsFor[e.From] = true
+	}
+	for _, id := range v.Verdict.Lockers {
+		if !waitsFor[id] {
+			out.Notes = append(out.Notes, fmt.Sprintf("Locker %d is waiting, yet no other owner holds what it asks for: it has no arrow.", id))
+		}
+	}
 	if len(nodes) == 0 {
 		out.Empty = true
 		return out
@@ -153,7 +162,7 @@ func buildGraphSVG(v *View) graphSVG {
 	out.ViewBox = fmt.Sprintf("%s %s %s %s", f1(x0), f1(y0), f1(w), f1(h))
 	out.W, out.H = f1(w), f1(h)
 	if out.Omitted > 0 {
-		out.Note = fmt.Sprintf("%d more edges are in waitfor.dot.", out.Omitted)
+		out.Notes = append(out.Notes, fmt.Sprintf("%d more edges are in waitfor.dot.", out.Omitted))
 	}
 	return out
 }
@@ -165,6 +174,10 @@ func nodeLines(n GraphNodeView) (string, string) {
 	}
 	if n.Locker >= 0 {
 		return fmt.Sprintf("locker %d", n.Locker), fmt.Sprintf("pid %d · %s", n.PID, node)
+	}
+	if n.PID <= 0 {
+		// OFD locks, NFSv4 and NFSv3 report no usable pid (-1, 0, a negative svid).
+		return fmt.Sprintf("%s owner", n.Class), fmt.Sprintf("no pid (%d) · %s", n.PID, node)
 	}
 	return fmt.Sprintf("%s owner", n.Class), fmt.Sprintf("pid %d · %s", n.PID, node)
 }
@@ -219,7 +232,7 @@ func layout(nodes []GraphNodeView, g GraphView) map[int64]pt {
 		angle[inner[i]] = math.Atan2(p.y, p.x)
 	}
 	r1 := math.Hypot(at[inner[0]].x, at[inner[0]].y)
-	r2 := r1 + 200
+	r2 := r1 + 170
 	// Each outer owner goes at the mean angle of the inner owners it touches.
 	want := make([]float64, len(outer))
 	for i, id := range outer {
@@ -264,7 +277,7 @@ func circlePositions(n int) []pt {
 	if n == 1 {
 		return []pt{{0, 0}}
 	}
-	r := math.Max(130, float64(n)*(gNodeW+24)/(2*math.Pi))
+	r := math.Max(175, float64(n)*(gNodeW+24)/(2*math.Pi))
 	start := -math.Pi / 2
 	if n == 2 {
 		start = math.Pi

@@ -8,12 +8,12 @@ import (
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
-// histEdges are the histogram's bucket bounds in ns, 1-2-5 steps from 1 µs to 1000 s: lock waits
-// span six orders of magnitude, from an uncontended grant to a hang.
+// histEdges are the histogram's bucket bounds in ns, one per decade from 1 µs to 1000 s: lock
+// waits span many orders of magnitude, from an uncontended grant to a hang.
 var histEdges = func() []int64 {
 	out := []int64{0}
 	for p := int64(1e3); p <= 1e12; p *= 10 {
-		out = append(out, p, 2*p, 5*p)
+		out = append(out, p)
 	}
 	return out
 }()
@@ -81,7 +81,7 @@ type hBar struct {
 
 // buildHist draws the histogram: one column per bucket, granted below, the rest stacked on top.
 func buildHist(bs []Bucket) histSVG {
-	const colW, gapW, plotH, top, left = 44.0, 8.0, 150.0, 18.0, 10.0
+	const colW, gapW, plotH, top, left = 46.0, 10.0, 150.0, 18.0, 10.0
 	h := histSVG{Bars: []hBar{}, Empty: len(bs) == 0}
 	peak := 1
 	for _, b := range bs {

@@ -127,9 +127,15 @@ func newPage(v *View, res *analysis.Result) *page {
 	if i := v.Verdict.Finding; i >= 0 && i < len(v.Findings) {
 		p.Finding = &v.Findings[i]
 	}
-	p.ShownFindings = v.Findings
+	// The verdict's own finding is printed at the top; this list holds the others.
+	p.ShownFindings = make([]FindingView, 0, len(v.Findings))
+	for i, f := range v.Findings {
+		if i != v.Verdict.Finding {
+			p.ShownFindings = append(p.ShownFindings, f)
+		}
+	}
 	if len(p.ShownFindings) > maxFindingsShown {
-		p.ShownFindings, p.MoreFindings = p.ShownFindings[:maxFindingsShown], len(v.Findings)-maxFindingsShown
+		p.ShownFindings, p.MoreFindings = p.ShownFindings[:maxFindingsShown], len(p.ShownFindings)-maxFindingsShown
 	}
 	if v.Run.MessagesLost > 0 {
 		p.Integrity = append(p.Integrity, fmt.Sprintf("%d messages from the lockers were lost: the trace has gaps, and the verdict rests on what arrived.", v.Run.MessagesLost))
@@ -187,11 +193,11 @@ func fsText(hosts []HostView) string {
 // headline splits a long verdict sentence at its first dash: the claim as the heading, the
 // particulars below it.
 func headline(summary string) (string, string) {
-	const long = 200
+	const long, detail = 200, 80
 	if len(summary) <= long {
 		return summary, ""
 	}
-	if h, d, ok := strings.Cut(summary, " — "); ok {
+	if h, d, ok := strings.Cut(summary, " — "); ok && len(d) > detail {
 		return h, d
 	}
 	return summary, ""

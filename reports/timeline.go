@@ -114,16 +114,34 @@ func buildTimeline(res *analysis.Result, v *View) timeline {
 		return tlLeft + float64(t-t0)*scale
 	}
 	rowH := 24.0
-	if len(v.Lockers) > 40 {
-		rowH = 14
+	// One row per locker, then one per observer, whose F_GETLK answers are marks.
+	type head struct {
+		label, sub string
+		hot        bool
 	}
+	heads := make([]head, 0, len(v.Lockers)+len(res.Observers))
 	rowOf := map[int64]int{}
 	for i, l := range v.Lockers {
 		rowOf[l.ID] = i
+		heads = append(heads, head{fmt.Sprintf("locker %d", l.ID), fmt.Sprintf("pid %d · %s", l.PID, l.Node), l.InVerdict})
 	}
-	waits := make([][]span, len(v.Lockers))
-	holds := make([][]span, len(v.Lockers))
-	marks := make([][]span, len(v.Lockers))
+	obsRow := map[int64]int{}
+	for _, o := range res.Observers {
+		obsRow[o.ID] = len(heads)
+		heads = append(heads, head{"observer", fmt.Sprintf("pid %d · %s", o.PID, o.Node), false})
+	}
+	if len(heads) > 40 {
+		rowH = 14
+	}
+	waits := make([][]span, len(heads))
+	holds := make([][]span, len(heads))
+	marks := make([][]span, len(heads))
+	for _, o := range res.Observations {
+		if r, ok := obsRow[o.Observer]; ok {
+			ox := x(o.At)
+			marks[r] = append(marks[r], span{ox - 0.75, ox + 0.75, "m-observed", fmt.Sprintf("F_GETLK for %s at %s: %s", o.QueryMode, rel(o.At, t0), ownerWords(o.Owner))})
+		}
+	}
 	for i := range res.Attempts {
 		a := &res.Attempts[i]
 		r, ok := rowOf[a.Locker]
@@ -197,16 +215,15 @@ func buildTimeline(res *analysis.Result, v *View) timeline {
 			}
 		}
 	}
-	tl := timeline{PlotX: f1(tlLeft), PlotW: f1(tlPlotW), Rows: make([]tlRow, 0, len(v.Lockers)), Merged: merged, Untitled: untitled}
-	plotH := rowH * float64(len(v.Lockers))
+	tl := timeline{PlotX: f1(tlLeft), PlotW: f1(tlPlotW), Rows: make([]tlRow, 0, len(heads)), Merged: merged, Untitled: untitled}
+	plotH := rowH * float64(len(heads))
 	bottom := tlTop + plotH
 	tl.PlotBottom, tl.AxisY = f1(bottom), f1(bottom+4)
 	tl.W, tl.H = f1(tlLeft+tlPlotW+tlRight), f1(bottom+tlAxisH)
 	bh := (rowH - 6) / 2
-	for i, l := range v.Lockers {
+	for i, hd := range heads {
 		row := tlRow{Y: f1(tlTop + float64(i)*rowH), BgW: f1(tlLeft + tlPlotW), H: f1(rowH), TextY: f1(rowH/2 + 4),
-			Label: fmt.Sprintf("locker %d", l.ID), Sub: fmt.Sprintf("pid %d · %s", l.PID, l.Node), Hot: l.InVerdict,
-			Bars: []tlBar{}, Marks: []tlBar{}}
+			Label: hd.label, Sub: hd.sub, Hot: hd.hot, Bars: []tlBar{}, Marks: []tlBar{}}
 		for _, s := range wm[i] {
 			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: "2", W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: s.title})
 		}

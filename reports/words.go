@@ -108,13 +108,31 @@ func sig(f float64) string {
 	return s
 }
 
-// rel renders an instant relative to the run's start: "+1.25 s".
+// rel renders an instant relative to the run's start, precise enough to order evidence:
+// "+1.0001 s", "+12.345 ms".
 func rel(t, start int64) string {
 	if t == 0 || start == 0 {
 		return "–"
 	}
-	if t < start {
-		return "−" + dur(start-t)
+	sign, d := "+", t-start
+	if d < 0 {
+		sign, d = "−", -d
 	}
-	return "+" + dur(t-start)
+	return sign + precise(d)
+}
+
+// precise renders a duration with up to four decimals of its unit, trailing zeros dropped.
+func precise(ns int64) string {
+	unit, div := "ns", 1.0
+	switch {
+	case ns >= 1e9:
+		unit, div = "s", 1e9
+	case ns >= 1e6:
+		unit, div = "ms", 1e6
+	case ns >= 1e3:
+		unit, div = "µs", 1e3
+	}
+	s := strconv.FormatFloat(float64(ns)/div, 'f', 4, 64)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s + " " + unit
 }
