@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode"
 
 	"github.com/lockprobe/lockprobe/analysis"
@@ -141,4 +142,24 @@ func orDash(s string) string {
 		return "–"
 	}
 	return clean(s)
+}
+
+// LiveStatus is what the live status line shows while a run goes on.
+type LiveStatus struct {
+	Elapsed       time.Duration
+	Lockers       int
+	Holding       int
+	Waiting       int
+	LongestWait   time.Duration
+	LongestWaiter int64 // locker id; ignored when LongestWait is 0
+}
+
+// StatusLine renders the live status as one line without a newline; the controller prints it
+// after a carriage return while stderr is a terminal.
+func StatusLine(s LiveStatus) string {
+	line := fmt.Sprintf("%s · %d lockers: %d holding, %d waiting", dur(int64(s.Elapsed.Round(100*time.Millisecond))), s.Lockers, s.Holding, s.Waiting)
+	if s.LongestWait > 0 {
+		line += fmt.Sprintf(" · longest wait %s (locker %d)", dur(int64(s.LongestWait)), s.LongestWaiter)
+	}
+	return line
 }
