@@ -265,6 +265,10 @@ func (d *Daemon) Gluster(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// Socket is glusterd's CLI socket: what `gluster --glusterd-sock` and
+// lockprobe's -gluster-sock need to reach this daemon.
+func (d *Daemon) Socket() string { return d.sock }
+
 // Close closes the daemon's clusters, stops glusterd and removes Dir. It is
 // safe to call more than once; later calls return the first result.
 func (d *Daemon) Close() error {

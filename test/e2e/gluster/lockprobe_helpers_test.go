@@ -1,0 +1,371 @@
+package gluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
+	"golang.org/x/sys/unix"
+)
+
+// keepEnv names a folder where the lockprobe tests keep each run's output
+// (trace, verdict, report, statedump) instead of a temp dir: the evidence
+// FINDINGS.md quotes.
+const keepEnv = "LOCKPROBE_GLUSTER_KEEP"
+
+// runGuard is how long a test lets one lockprobe run take before it calls
+// it hung: far beyond the runs' own -timeout of a few seconds.
+const runGuard = 45 * time.Second
+
+// The lockprobe binary is built once per test binary, into the shared
+// daemon's directory, which the daemon's Close removes: lockers must be real
+// processes started the way users start them. (The package's TestMain is the
+// harness's own, so the binary cannot be built there.)
+var (
+	lpOnce sync.Once
+	lpPath string
+	lpErr  error
+)
+
+func lockprobeBinary(t *testing.T, d *Daemon) string {
+	t.Helper()
+	lpOnce.Do(func() {
+		dir := filepath.Join(d.Dir, "bin")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			lpErr = err
+			return
+		}
+		lpPath = filepath.Join(dir, "lockprobe")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", lpPath, "github.com/lockprobe/lockprobe/cmd/lockprobe").CombinedOutput()
+		if err != nil {
+			lpErr = fmt.Errorf("go build lockprobe: %w: %s", err, out)
+		}
+	})
+	if lpErr != nil {
+		t.Fatal(lpErr)
+	}
+	return lpPath
+}
+
+// lpCluster is a fresh two-mount cluster on the shared daemon with the
+// lockprobe binary, checked after its Close for leftovers (mounts,
+// processes, files) and, after every run, for locker processes.
+type lpCluster struct {
+	*Cluster
+	bin string
+}
+
+func newLPCluster(ctx context.Context, t *testing.T) *lpCluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts GlusterFS and lockprobe runs")
+	}
+	d := Use(t, shared, sharedErr)
+	bin := lockprobeBinary(t, d)
+	var c *Cluster
+	var pids []int
+	// Cleanups run last-registered first: the pids are taken, then the
+	// cluster closed (NewCluster's cleanup), then this check runs.
+	t.Cleanup(func() {
+		if c == nil {
+			return
+		}
+		if left := leftovers(c.dir, pids...); len(left) > 0 {
+			t.Errorf("cluster Close left behind:\n%s", strings.Join(left, "\n"))
+		}
+	})
+	c, err := d.NewCluster(ctx, t, Options{Mounts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pids = []int{c.ClientPID(0), c.ClientPID(1)} })
+	return &lpCluster{Cluster: c, bin: bin}
+}
+
+// files returns the same file through each mount, created through mount 0.
+func (c *lpCluster) files(t *testing.T, name string) []string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(c.Mounts[0], name), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range c.Mounts {
+		out = append(out, filepath.Join(m, name))
+	}
+	return out
+}
+
+// lpRun is one `lockprobe run` against the cluster.
+type lpRun struct {
+	out            string
+	cmd            *exec.Cmd
+	cancel         context.CancelFunc
+	stdout, stderr bytes.Buffer
+	started        time.Time
+	wall           time.Duration
+	code           int
+	class          string // from the first line of stdout
+	lineExit       int
+	summary        string
+	trace          *tracefile.Trace
+}
+
+// outDir is where a run writes: under keepEnv when set, else a temp dir.
+func outDir(t *testing.T, label string) string {
+	if keep := os.Getenv(keepEnv); keep != "" {
+		name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name() + "_" + label)
+		dir := filepath.Join(keep, name)
+		_ = os.RemoveAll(dir)
+		return dir
+	}
+	return filepath.Join(t.TempDir(), "out")
+}
+
+// start starts `lockprobe run` on the file through both mounts with the
+// scenario (a built-in name, or a text written to a file) and args.
+func (c *lpCluster) start(t *testing.T, label, file, scenario string, args ...string) *lpRun {
+	t.Helper()
+	r := &lpRun{out: outDir(t, label)}
+	if strings.Contains(scenario, "\n") {
+		p := filepath.Join(t.TempDir(), "scenario.lps")
+		if err := os.WriteFile(p, []byte(scenario), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		scenario = p
+	}
+	all := []string{"run", "-scenario", scenario, "-out", r.out, "-gluster-sock", c.d.Socket(), "-v"}
+	for _, f := range c.files(t, file) {
+		all = append(all, "-file", f)
+	}
+	all = append(all, args...)
+	// The deadline only guards the test against a run that never ends: a
+	// run that hangs gets SIGQUIT first, so that its stderr shows where
+	// every goroutine of the controller waits, then SIGKILL.
+	ctx, cancel := context.WithTimeout(context.Background(), runGuard)
+	r.cancel = cancel
+	r.cmd = exec.CommandContext(ctx, c.bin, all...)
+	r.cmd.Cancel = func() error { return r.cmd.Process.Signal(unix.SIGQUIT) }
+	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
+	r.cmd.WaitDelay = 5 * time.Second
+	r.started = time.Now()
+	if err := r.cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = r.cmd.Wait() })
+	t.Logf("lockprobe %s", strings.Join(all, " "))
+	return r
+}
+
+var verdictLine = regexp.MustCompile(`^verdict: (\S+) \(exit (\d+)\): (.*)$`)
+
+// wait waits for the run to end, parses the verdict line and reads the
+// trace; then it checks that no locker or observer process is left.
+func (r *lpRun) wait(t *testing.T, c *lpCluster) {
+	t.Helper()
+	err := r.cmd.Wait()
+	r.cancel()
+	r.wall = time.Since(r.started)
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("lockprobe: %v\nstderr: %s", err, r.stderr.String())
+	}
+	if r.wall >= runGuard {
+		t.Errorf("lockprobe did not end within %s: killed (SIGQUIT); its goroutines:\n%s", runGuard, tail(r.stderr.String(), 20000))
+	}
+	t.Logf("lockprobe ended after %s with status %d; stdout:\n%s", r.wall.Round(time.Millisecond), r.code, r.stdout.String())
+	first, _, _ := strings.Cut(r.stdout.String(), "\n")
+	if m := verdictLine.FindStringSubmatch(first); m != nil {
+		r.class, r.summary = m[1], m[3]
+		r.lineExit, _ = strconv.Atoi(m[2])
+	} else {
+		t.Errorf("first line of stdout is not a verdict: %q\nstderr: %s", first, r.stderr.String())
+	}
+	tr, err := tracefile.Open(r.out)
+	if err != nil {
+		t.Fatalf("reading the trace: %v\nstderr: %s", err, r.stderr.String())
+	}
+	r.trace = tr
+	c.assertNoLockers(t)
+}
+
+// expect checks the verdict class and the exit status.
+func (r *lpRun) expect(t *testing.T, class string, code int) {
+	t.Helper()
+	if r.class != class || r.code != code || r.lineExit != code {
+		t.Errorf("verdict %s (line says exit %d), status %d; want %s exit %d\nstdout: %s\nstderr tail: %s",
+			r.class, r.lineExit, r.code, class, code, r.stdout.String(), tail(r.stderr.String(), 3000))
+	}
+}
+
+// lockerProcesses returns the pids of the binary's locker and observer
+// processes (both run as `lockprobe locker ...`), zombies excepted.
+func (c *lpCluster) lockerProcesses() []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cl), "\x00")
+		if len(args) > 1 && args[0] == c.bin && args[1] == "locker" && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// assertNoLockers fails the test when a locker process outlives its run
+// (after a short grace for processes being reaped), and kills it.
+func (c *lpCluster) assertNoLockers(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left := c.lockerProcesses()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var desc []string
+			for _, pid := range left {
+				st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+				wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+				desc = append(desc, fmt.Sprintf("%d (%s) wchan %s", pid, strings.TrimSpace(string(st)), wchan))
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+			t.Errorf("locker processes left behind by lockprobe:\n%s", strings.Join(desc, "\n"))
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// watch polls the trace file being written until cond holds or ctx ends.
+func watch(ctx context.Context, out string, cond func(*tracefile.Trace) bool) error {
+	for {
+		if tr, err := tracefile.Open(out); err == nil && cond(tr) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("watching %s: %w", out, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// spans returns the spans of one name, by locker id then start.
+func spans(tr *tracefile.Trace, name string) []*tracefile.Span {
+	var out []*tracefile.Span
+	for _, s := range tr.Spans {
+		if s.Name == name {
+			out = append(out, s)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		li, lj := lockerID(out[i]), lockerID(out[j])
+		if li != lj {
+			return li < lj
+		}
+		return out[i].Start < out[j].Start
+	})
+	return out
+}
+
+// lockerID and node read an attribute from the span or its resource.
+func lockerID(s *tracefile.Span) int64 {
+	if v, ok := s.Attrs.Int(semconv.LockerID); ok {
+		return v
+	}
+	return s.Resource.IntOr(semconv.LockerID, -100)
+}
+
+func node(s *tracefile.Span) string {
+	if v := s.Attrs.Str(semconv.Node); v != "" {
+		return v
+	}
+	return s.Resource.Str(semconv.Node)
+}
+
+func pidOf(s *tracefile.Span) int64 {
+	if v, ok := s.Attrs.Int(semconv.ProcessPID); ok {
+		return v
+	}
+	return s.Resource.IntOr(semconv.ProcessPID, -1)
+}
+
+// attempt returns locker id's first lock.acquire span, or nil.
+func attempt(tr *tracefile.Trace, id int64) *tracefile.Span {
+	for _, s := range spans(tr, semconv.SpanAcquire) {
+		if lockerID(s) == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// events returns the events of one name on the spans of another.
+func events(tr *tracefile.Trace, span, event string) []tracefile.Event {
+	var out []tracefile.Event
+	for _, s := range spans(tr, span) {
+		for _, e := range s.Events {
+			if e.Name == event {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// describe renders a span briefly for failure messages and logs.
+func describe(s *tracefile.Span) string {
+	keys := make([]string, 0, len(s.Attrs))
+	for k := range s.Attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s [%d..%d] node=%s pid=%d", s.Name, s.Start, s.End, node(s), pidOf(s))
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%v", k, s.Attrs[k])
+	}
+	return b.String()
+}
+
+func describeEvent(e tracefile.Event) string {
+	keys := make([]string, 0, len(e.Attrs))
+	for k := range e.Attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s @%d", e.Name, e.Time)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%v", k, e.Attrs[k])
+	}
+	return b.String()
+}
