@@ -59,8 +59,9 @@ type Options struct {
 	// GlusterSocket is glusterd's CLI socket, for the brick statedump taken at the end of a run
 	// on GlusterFS. Optional: the gluster command's default.
 	GlusterSocket string
-	// Progress, when set, receives a live status line now and then (a terminal).
-	Progress io.Writer
+	// Progress, when set, is called twice a second with the live status (for a terminal's
+	// status line), and once with a zero Status when the run ends.
+	Progress func(Status)
 	Log      *slog.Logger
 }
 

@@ -110,7 +110,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	reason, loopErr := r.loop(ctx, exits)
 	r.endAt = time.Now()
 	if r.opts.Progress != nil {
-		fmt.Fprint(r.opts.Progress, "\r\033[K")
+		r.opts.Progress(Status{})
 	}
 	r.shutdown(exits, reason)
 	r.res.End = r.endAt
@@ -227,7 +227,7 @@ func (r *run) loop(ctx context.Context, exits chan exitNote) (string, error) {
 			}
 		case <-progress.C:
 			if r.opts.Progress != nil && started {
-				r.printProgress()
+				r.opts.Progress(r.status())
 			}
 		}
 	}

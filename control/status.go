@@ -1,7 +1,6 @@
 package control
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/lockprobe/lockprobe/semconv"
@@ -10,19 +9,24 @@ import (
 
 // live is what the status line shows: attempts waiting and holds held right now.
 type live struct {
-	waiting map[string]int64 // open attempt span id → start
-	holding map[string]bool  // open hold span ids
+	waiting map[string]waiter // open attempt span id → who, since when
+	holding map[string]bool   // open hold span ids
 	granted int
+}
+
+type waiter struct {
+	start  int64
+	locker int64
 }
 
 func (l *live) observe(s *tracefile.Span) {
 	if l.waiting == nil {
-		l.waiting, l.holding = map[string]int64{}, map[string]bool{}
+		l.waiting, l.holding = map[string]waiter{}, map[string]bool{}
 	}
 	switch s.Name {
 	case semconv.SpanAcquire:
 		if s.Open() {
-			l.waiting[s.SpanID] = s.Start
+			l.waiting[s.SpanID] = waiter{start: s.Start, locker: s.Attrs.IntOr(semconv.LockerID, -1)}
 		} else {
 			delete(l.waiting, s.SpanID)
 			if s.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted && s.Records <= 2 {
@@ -38,14 +42,23 @@ func (l *live) observe(s *tracefile.Span) {
 	}
 }
 
-func (r *run) printProgress() {
-	longest := time.Duration(0)
+// Status is the live state of a run, for a status line.
+type Status struct {
+	Elapsed       time.Duration
+	Lockers       int
+	Holding       int
+	Waiting       int
+	LongestWait   time.Duration
+	LongestWaiter int64 // locker id of the longest waiter
+}
+
+func (r *run) status() Status {
+	st := Status{Elapsed: time.Since(r.start), Lockers: r.res.Lockers, Holding: len(r.live.holding), Waiting: len(r.live.waiting)}
 	now := time.Now().UnixNano()
-	for _, start := range r.live.waiting {
-		if d := time.Duration(now - start); d > longest {
-			longest = d
+	for _, w := range r.live.waiting {
+		if d := time.Duration(now - w.start); d > st.LongestWait {
+			st.LongestWait, st.LongestWaiter = d, w.locker
 		}
 	}
-	fmt.Fprintf(r.opts.Progress, "\r\033[K%6.1fs  lockers %d  holding %d  waiting %d  longest wait %s",
-		time.Since(r.start).Seconds(), r.res.Lockers, len(r.live.holding), len(r.live.waiting), longest.Round(time.Millisecond))
+	return st
 }

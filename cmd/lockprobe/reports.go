@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/lockprobe/lockprobe/analysis"
+	"github.com/lockprobe/lockprobe/control"
+	"github.com/lockprobe/lockprobe/reports"
 )
 
 type reportOptions struct {
@@ -16,16 +19,26 @@ type reportOptions struct {
 	unresponsive []string
 }
 
-// writeReports writes the reports and prints the terminal summary.
-// TODO(reports): replace with reports.WriteAll + reports.Terminal once the package lands.
+// writeReports writes report.html, verdict.json and waitfor.dot, then prints the summary.
 func writeReports(res *analysis.Result, o reportOptions, stdout io.Writer) error {
-	fmt.Fprintf(stdout, "verdict: %s (exit %d): %s\n", res.Verdict.Class, res.Verdict.Exit, res.Verdict.Summary)
-	for _, s := range res.Summaries {
-		fmt.Fprintf(stdout, "  %+v\n", s)
+	opts := reports.Options{OutDir: o.outDir, Version: version, DetectionLatency: o.latency, EndReason: o.endReason,
+		Killed: o.killed, Unresponsive: o.unresponsive, Color: isTerminal(stdout)}
+	if err := reports.WriteAll(res, opts); err != nil {
+		return fmt.Errorf("write reports into %s: %w", o.outDir, err)
 	}
-	if o.latency > 0 {
-		fmt.Fprintf(stdout, "deadlock detected %s after it formed\n", o.latency.Round(time.Millisecond))
+	if abs, err := filepath.Abs(o.outDir); err == nil {
+		opts.OutDir = abs
 	}
-	fmt.Fprintf(stdout, "output: %s\n", o.outDir)
-	return nil
+	return reports.Terminal(stdout, res, opts)
+}
+
+// statusLine prints the live status on a terminal, over itself; a zero status clears it.
+func statusLine(w io.Writer) func(control.Status) {
+	return func(s control.Status) {
+		if s == (control.Status{}) {
+			fmt.Fprint(w, "\r\033[K")
+			return
+		}
+		fmt.Fprint(w, "\r\033[K"+reports.StatusLine(reports.LiveStatus(s)))
+	}
 }

@@ -80,7 +80,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	opts.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
 	if isTerminal(stderr) {
-		opts.Progress = stderr
+		opts.Progress = statusLine(stderr)
 	}
 
 	analyzer := analysis.New(analysis.Options{StuckAfter: f.stuckAfter, Settle: f.poll})
