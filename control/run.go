@@ -270,7 +270,7 @@ func (r *run) handle(in wire.Incoming) {
 	}
 	msg := in.Msg
 	if msg.Kind == proto.KindHello {
-		r.hello(in.From, msg.Hello)
+		r.hello(in.From, msg.Seq, msg.Hello)
 		return
 	}
 	m := r.byIdent[in.From]
@@ -310,7 +310,7 @@ func (r *run) count(m *member, seq uint64) {
 	}
 }
 
-func (r *run) hello(from string, h *proto.Hello) {
+func (r *run) hello(from string, seq uint64, h *proto.Hello) {
 	refuse := func(why string) {
 		r.opts.Log.Warn("hello refused", "from", from, "why", why)
 		_ = r.conn.SendTo(from, &proto.Message{Kind: proto.KindRefuse, Refuse: &proto.Refuse{Reason: why}})
@@ -340,8 +340,8 @@ func (r *run) hello(from string, h *proto.Hello) {
 	if m.identity == "" {
 		m.identity = from
 		r.byIdent[from] = m
-		r.count(m, 0)
 	}
+	r.count(m, seq)
 	m.welcomed = true
 	r.send(m, &proto.Message{Kind: proto.KindWelcome, Welcome: &proto.Welcome{
 		TraceID: r.traceID, ParentSpanID: r.rootID, Poll: r.opts.Poll, Heartbeat: time.Second,
