@@ -11,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION)
 DEB_PKGS := glusterfs-server chromium
 APT_STAMP := .cache/apt-$(shell echo $(DEB_PKGS) | tr ' ' '-').stamp
 
-.PHONY: all build test short deps lint fuzz bench package clean
+.PHONY: all build test short deps lint fuzz bench package clean jaeger
 
 all: build
 
@@ -37,8 +37,12 @@ lint:
 
 # The whole suite. -p 1 keeps the packages' end-to-end tests (real lockers, GlusterFS, Jaeger,
 # Chromium) from fighting over the two cores.
-test: deps lint
+test: deps lint jaeger
 	$(GO) test -p 1 -count=1 -timeout 25m ./...
+
+# jaeger builds the Jaeger pinned in tools/go.mod once, into .cache/bin (minutes on a cold cache).
+jaeger:
+	scripts/jaeger.sh build
 
 short:
 	$(GO) test -short -count=1 ./...
@@ -48,6 +52,7 @@ fuzz:
 	$(GO) test ./tracefile -run '^$$' -fuzz FuzzUnmarshalLine -fuzztime 30s
 	$(GO) test ./scenario -run '^$$' -fuzz FuzzParse -fuzztime 30s
 	$(GO) test ./host -run '^$$' -fuzz FuzzParseLocks -fuzztime 30s
+	$(GO) test ./otlpexport -run '^$$' -fuzz FuzzParseTraceLines -fuzztime 30s
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x ./... | tee .cache/bench.txt

@@ -44,7 +44,9 @@ func (e *executor) query(s *slot, req lockReq) owner {
 		return o
 	}
 	if !found {
-		return noOwner
+		o := noOwner
+		o.source = "getlk" // evidence: the file system says nothing conflicts
+		return o
 	}
 	o := owner{pid: int(fl.Pid), mode: modeOfType(fl.Type), start: fl.Start, len: fl.Len, lockerID: -1, source: "getlk"}
 	e.classify(&o, s)
@@ -127,7 +129,9 @@ func (e *executor) queryProcLocks(s *slot) owner {
 			return o
 		}
 	}
-	return noOwner
+	o := noOwner
+	o.source = "proc-locks" // evidence where the kernel arbitrates; on FUSE and remote file systems /proc/locks shows nothing
+	return o
 }
 
 func procMode(m string) string {
