@@ -148,6 +148,11 @@ func (c *Conn) SendTo(to string, m *proto.Message) error {
 // Close closes the socket and waits (briefly) for the reader to stop.
 func (c *Conn) Close() error {
 	err := c.sock.Close()
+	// A peer that left first had its connection closed by zmq4, which removes it only later:
+	// closing it again reports net.ErrClosed, which is no failure of ours.
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
 	c.cancel()
 	select {
 	case <-c.done:
