@@ -54,8 +54,12 @@ fuzz:
 	$(GO) test ./host -run '^$$' -fuzz FuzzParseLocks -fuzztime 30s
 	$(GO) test ./otlpexport -run '^$$' -fuzz FuzzParseTraceLines -fuzztime 30s
 
+# bench runs ./bench (real lockers, the bare baseline beside them; see BENCHMARKS.md) and writes
+# BENCHMARKS.md from its output. BENCH_SHORT=1: the quick variant.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x ./... | tee .cache/bench.txt
+	@mkdir -p .cache
+	$(GO) test ./bench -run '^$$' -bench . -benchtime 1x -timeout 20m $(if $(BENCH_SHORT),-short) | tee .cache/bench.txt
+	$(GO) run ./bench/report -in .cache/bench.txt -out BENCHMARKS.md $(if $(BENCH_SHORT),-short)
 
 package: build
 	@mkdir -p dist

@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+// lockprobeBin and baselineBin are built once for the whole run: lockers must be real
+// processes, started the way users start them.
+var lockprobeBin, baselineBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lockprobe-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	lockprobeBin = filepath.Join(dir, "lockprobe")
+	baselineBin = filepath.Join(dir, "baseline")
+	for _, b := range []struct{ out, pkg string }{{lockprobeBin, "../cmd/lockprobe"}, {baselineBin, "./baseline"}} {
+		build := exec.Command("go", "build", "-o", b.out, b.pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", b.pkg+":", err)
+			os.Exit(1)
+		}
+	}
+	// The figures depend on what else the machine runs: say so in the output.
+	fmt.Println("# load-before:", loadAvg())
+	code := m.Run()
+	fmt.Println("# load-after:", loadAvg())
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is one finished lockprobe run.
+type result struct {
+	code   int
+	stdout string
+	stderr string
+	out    string // output folder
+	wall   time.Duration
+	trace  *tracefile.Trace
+}
+
+// runLockprobe runs `lockprobe run` with scenario (a built-in name or a scenario text holding a
+// newline) on a fresh file, and reads its trace.
+func runLockprobe(b *testing.B, scenario string, args ...string) result {
+	b.Helper()
+	dir := b.TempDir()
+	if strings.Contains(scenario, "\n") {
+		path := filepath.Join(dir, "scenario.lps")
+		if err := os.WriteFile(path, []byte(scenario), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		scenario = path
+	}
+	out := filepath.Join(dir, "out")
+	all := append([]string{"run", "-file", filepath.Join(dir, "lock-file"), "-scenario", scenario, "-out", out}, args...)
+	res := execLockprobe(b, 5*time.Minute, all...)
+	res.out = out
+	tr, err := tracefile.Open(out)
+	if err != nil {
+		b.Fatalf("read trace: %v\nstdout: %s\nstderr: %s", err, res.stdout, res.stderr)
+	}
+	res.trace = tr
+	return res
+}
+
+// execLockprobe runs the binary with args under a deadline.
+func execLockprobe(b *testing.B, timeout time.Duration, args ...string) result {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, lockprobeBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	t0 := time.Now()
+	err := cmd.Run()
+	res := result{stdout: stdout.String(), stderr: stderr.String(), wall: time.Since(t0)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		res.code = ee.ExitCode()
+	default:
+		b.Fatalf("lockprobe %v: %v", args, err)
+	}
+	if ctx.Err() != nil {
+		b.Fatalf("lockprobe %v did not end within %s\nstderr: %s", args, timeout, res.stderr)
+	}
+	if res.code == 1 || res.code == 2 {
+		b.Fatalf("lockprobe %v: exit %d\nstdout: %s\nstderr: %s", args, res.code, res.stdout, res.stderr)
+	}
+	return res
+}
+
+// spansNamed returns the spans of one name in start order.
+func spansNamed(tr *tracefile.Trace, name string) []*tracefile.Span {
+	var out []*tracefile.Span
+	for _, s := range tr.Spans {
+		if s.Name == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// rootSpan returns the run's root span, or nil.
+func rootSpan(tr *tracefile.Trace) *tracefile.Span {
+	if s := spansNamed(tr, semconv.SpanRun); len(s) > 0 {
+		return s[0]
+	}
+	return nil
+}
+
+// quantile returns the q-quantile (0..1) of xs by the nearest-rank method; xs is sorted in place.
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	i := int(q*float64(len(xs))+0.5) - 1
+	return xs[min(max(i, 0), len(xs)-1)]
+}
+
+func median(xs []float64) float64 { return quantile(xs, 0.5) }
+
+// us converts nanoseconds to microseconds, the unit of the latency figures.
+func us(ns float64) float64 { return ns / 1e3 }
+
+func short(full, quick int) int {
+	if testing.Short() {
+		return quick
+	}
+	return full
+}
+
+// loadAvg is the 1-, 5- and 15-minute load average.
+func loadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,94 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+// spanRecords counts the span records (partial and final) in a trace file's lines.
+func spanRecords(b *testing.B, path string) (records int, reqs []*coltracepb.ExportTraceServiceRequest) {
+	b.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		req, err := tracefile.UnmarshalLine(sc.Bytes())
+		if err != nil {
+			b.Fatalf("%s: %v", path, err)
+		}
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				records += len(ss.Spans)
+			}
+		}
+		reqs = append(reqs, req)
+	}
+	if err := sc.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return records, reqs
+}
+
+// BenchmarkSpanPipeline runs storm with 100 lockers and reports the span records the
+// controller wrote per second of the run (root span start → end), the merged spans, and the
+// messages lost (lockprobe.messages_lost on the root span). Then it feeds the same requests
+// through the controller's write path in process (tracefile.Writer + Merger, no sockets) for
+// the path's own capacity.
+func BenchmarkSpanPipeline(b *testing.B) {
+	procs := short(100, 20)
+	var reqs []*coltracepb.ExportTraceServiceRequest
+	b.Run(fmt.Sprintf("storm/procs=%d", procs), func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			res := runLockprobe(b, "storm", "-procs", fmt.Sprint(procs), "-on-hang", "wait", "-timeout", "300s")
+			root := rootSpan(res.trace)
+			if root == nil || root.Open() {
+				b.Fatalf("no ended root span\nstdout: %s", res.stdout)
+			}
+			var n int
+			n, reqs = spanRecords(b, filepath.Join(res.out, tracefile.FileName))
+			secs := float64(root.End-root.Start) / 1e9
+			b.ReportMetric(float64(n)/secs, "records/s")
+			b.ReportMetric(float64(len(res.trace.Spans))/secs, "spans/s")
+			b.ReportMetric(float64(root.Attrs.IntOr(semconv.RunLost, -1)), "messages-lost")
+			b.ReportMetric(float64(n), "records")
+			b.ReportMetric(res.wall.Seconds()-secs, "post-run-s")
+		}
+	})
+	b.Run("write-path", func(b *testing.B) {
+		if len(reqs) == 0 {
+			b.Skip("no trace from the storm run")
+		}
+		records := 0
+		t0 := time.Now()
+		for i := 0; i < b.N; i++ {
+			w, err := tracefile.Create(filepath.Join(b.TempDir(), tracefile.FileName))
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := tracefile.NewMerger()
+			for _, req := range reqs {
+				if err := w.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				records += len(m.Add(req.ResourceSpans))
+			}
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(records)/time.Since(t0).Seconds(), "records/s")
+	})
+}

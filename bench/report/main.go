@@ -1,0 +1,232 @@
+// Command report turns the output of lockprobe's benchmarks (go test ./bench -bench .) into
+// BENCHMARKS.md: one table row per figure with how it is measured, the command that gives it,
+// its value, its goal and whether the goal was met, and the machine the figures come from.
+//
+//	go run ./bench/report -in .cache/bench.txt -out BENCHMARKS.md
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// row is one figure of the table: the value of metric unit on benchmark name.
+type row struct {
+	figure, how string
+	bench, unit string
+	goal        string
+	ok          func(float64) bool // nil: no goal of its own
+}
+
+const cmd = "go test ./bench -run '^$' -benchtime 1x -bench "
+
+func below(x float64) func(float64) bool   { return func(v float64) bool { return v < x } }
+func atMost(x float64) func(float64) bool  { return func(v float64) bool { return v <= x } }
+func atLeast(x float64) func(float64) bool { return func(v float64) bool { return v >= x } }
+
+var rows = []row{
+	{"fire spread, 10 lockers, median", "max − min of lock.acquire start per shared `@+T` (lock.scheduled), 50 instants 100 ms apart, style=try", "BenchmarkFireSpread/procs=10", "spread-median-µs", "< 200 µs", below(200)},
+	{"fire spread, 10 lockers, p99", "same, 99th percentile over the instants", "BenchmarkFireSpread/procs=10", "spread-p99-µs", "", nil},
+	{"first attempt after its instant, 10 lockers", "median of (earliest start − scheduled instant)", "BenchmarkFireSpread/procs=10", "late-median-µs", "", nil},
+	{"fire spread, 100 lockers, median", "as above, 100 lockers", "BenchmarkFireSpread/procs=100", "spread-median-µs", "", nil},
+	{"fire spread, 100 lockers, p99", "as above, 100 lockers", "BenchmarkFireSpread/procs=100", "spread-p99-µs", "", nil},
+	{"hand-off, bare, median", "release → grant of a locker already waiting; bench/baseline: 4 processes, F_SETLKW loop, hold 2 ms, pause 1 ms, 100 cycles", "BenchmarkHandoff/bare", "handoff-median-µs", "", nil},
+	{"hand-off, bare, p99", "same", "BenchmarkHandoff/bare", "handoff-p99-µs", "", nil},
+	{"hand-off, lockprobe -poll 100ms, median", "the same cycles as a scenario; hold end → next grant from the trace; tracing and watcher on", "BenchmarkHandoff/poll=100ms", "handoff-median-µs", "", nil},
+	{"hand-off ratio, -poll 100ms / bare", "median over median, same run", "BenchmarkHandoff/poll=100ms", "ratio-to-bare", "≤ 1.2", atMost(1.2)},
+	{"hand-off, lockprobe -poll 100ms, p99", "", "BenchmarkHandoff/poll=100ms", "handoff-p99-µs", "", nil},
+	{"hand-off ratio, -poll 1h / bare", "watcher nearly off (its first look still comes 5 ms into a wait)", "BenchmarkHandoff/poll=1h", "ratio-to-bare", "", nil},
+	{"hand-off ratio, -poll 1ms / bare", "watcher stress", "BenchmarkHandoff/poll=1ms", "ratio-to-bare", "", nil},
+	{"lock.conflict events per waiter-second, -poll 100ms", "conflict events / total wait of style=wait attempts (changes only)", "BenchmarkHandoff/poll=100ms", "conflict-events/s/waiter", "", nil},
+	{"lock.conflict events per waiter-second, -poll 1ms", "", "BenchmarkHandoff/poll=1ms", "conflict-events/s/waiter", "", nil},
+	{"overlapping holds in the hand-off trace, -poll 100ms", "grants stamped before the previous holder's release (instrument error)", "BenchmarkHandoff/poll=100ms", "overlaps", "0", atMost(0)},
+	{"F_GETLK cost", "CPU per call, in process, on a conflicting lock, 200 000 calls", "BenchmarkGetlk", "ns/call-cpu", "", nil},
+	{"F_GETLK calls per waiter-second, -poll 100ms", "the watcher's schedule: one call per poll after the first look", "BenchmarkGetlk", "calls/s/waiter@100ms", "", nil},
+	{"watcher CPU per waiter, -poll 100ms", "calls/s × cost, % of one core", "BenchmarkGetlk", "core-%/waiter@100ms", "", nil},
+	{"watcher CPU per waiter, -poll 1ms", "", "BenchmarkGetlk", "core-%/waiter@1ms", "", nil},
+	{"lock cycles, bare", "cycles/s per locker (first attempt → last release), 10 processes × 200 cycles, no hold", "BenchmarkStormThroughput/bare", "cycles/s/locker", "", nil},
+	{"lock cycles, traced (storm)", "`storm` built-in, 10 lockers, -on-hang wait, from the trace", "BenchmarkStormThroughput/traced", "cycles/s/locker", "", nil},
+	{"lock cycle ratio, traced / bare", "same run", "BenchmarkStormThroughput/traced", "ratio-to-bare", "≥ 0.8", atLeast(0.8)},
+	{"span pipeline, 100 lockers", "span records (partial + final) in trace.jsonl / root span duration, storm", "BenchmarkSpanPipeline/storm/procs=100", "records/s", "≥ 50 000 /s", atLeast(50000)},
+	{"merged spans per second, 100 lockers", "distinct spans / root span duration", "BenchmarkSpanPipeline/storm/procs=100", "spans/s", "", nil},
+	{"messages lost, 100 lockers", "lockprobe.messages_lost on the root span", "BenchmarkSpanPipeline/storm/procs=100", "messages-lost", "0", atMost(0)},
+	{"time after the run ends (analysis, reports)", "process wall time − root span duration", "BenchmarkSpanPipeline/storm/procs=100", "post-run-s", "", nil},
+	{"controller write path capacity", "tracefile.Writer.Write + Merger.Add of the storm's requests, in process, no sockets", "BenchmarkSpanPipeline/write-path", "records/s", "≥ 50 000 /s", atLeast(50000)},
+	{"start-up, 10 lockers", "root span start → latest lockprobe.locker span start (connected, clock-synced), `hold`", "BenchmarkStartup/procs=10", "ready-s", "", nil},
+	{"start-up, 100 lockers", "", "BenchmarkStartup/procs=100", "ready-s", "", nil},
+	{"start-up, 1000 lockers", "", "BenchmarkStartup/procs=1000", "ready-s", "< 5 s", below(5)},
+	{"RSS per locker", "VmRSS of the locker processes while they wait (`hold`, 100 lockers), mean", "BenchmarkStartup/procs=100", "rss-MiB/locker", "", nil},
+	{"private memory per locker", "RssAnon, mean", "BenchmarkStartup/procs=100", "anon-MiB/locker", "", nil},
+	{"detection latency, median", "`ring` -lock ofd -procs 4, default -poll: \"deadlock detected D after it formed\", 5 runs", "BenchmarkDetection", "detect-median-ms", "< 250 ms", below(250)},
+	{"detection latency, max", "", "BenchmarkDetection", "detect-max-ms", "", nil},
+	{"analyze: events in the synthetic trace", "contention trace written as lockers write it (partial records one per line, finals in batches)", "BenchmarkAnalyze/cli", "events", "", nil},
+	{"analyze: wall time", "`lockprobe analyze` on that trace", "BenchmarkAnalyze/cli", "wall-s", "", nil},
+	{"analyze: wall time scaled to 10^6 events", "linear scaling of the line above", "BenchmarkAnalyze/cli", "wall-s@1e6", "< 3 s", below(3)},
+	{"analyze: CPU time scaled to 10^6 events", "user + system of the child", "BenchmarkAnalyze/cli", "cpu-s@1e6", "", nil},
+	{"analyze: peak memory", "child's ru_maxrss", "BenchmarkAnalyze/cli", "peak-rss-MiB", "< 1024 MiB (for 10^6)", nil},
+	{"analyze: reading the trace, CPU at 10^6", "tracefile.Open, in process", "BenchmarkAnalyze/split", "read-cpu-s@1e6", "", nil},
+	{"analyze: the analysis, CPU at 10^6", "analysis.Analyze, in process", "BenchmarkAnalyze/split", "analysis-cpu-s@1e6", "", nil},
+	{"trace bytes per event", "file size / events", "BenchmarkAnalyze/split", "bytes/event", "", nil},
+}
+
+// benchLine matches "BenchmarkName-2   1   123 ns/op   4.5 unit ...".
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+// parse reads benchmark output: metrics by benchmark name and unit, and the "# key: value" notes.
+func parse(r io.Reader) (map[string]map[string]float64, map[string]string, []string, error) {
+	metrics := map[string]map[string]float64{}
+	notes := map[string]string{}
+	var raw []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "# "), ": "); ok && strings.HasPrefix(line, "# ") {
+			notes[k] = v
+			continue
+		}
+		m := benchLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		raw = append(raw, line)
+		f := strings.Fields(m[2])
+		vals := map[string]float64{}
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			vals[f[i+1]] = v
+		}
+		metrics[m[1]] = vals
+	}
+	return metrics, notes, raw, sc.Err()
+}
+
+func format(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+}
+
+func machine() string {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	model, mem := "unknown", "unknown"
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(raw), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if raw, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+				mem = fmt.Sprintf("%.0f GiB", kb/(1<<20))
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs (nproc), %s, %s RAM, kernel %s, %s", runtime.NumCPU(), model, mem, unix.ByteSliceToString(u.Release[:]), runtime.Version())
+}
+
+func render(w io.Writer, metrics map[string]map[string]float64, notes map[string]string, raw []string, shortRun bool) {
+	fmt.Fprintln(w, "# lockprobe benchmarks")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Generated by `make bench` (bench/report from the output of `go test ./bench -bench .`); do not edit by hand.")
+	fmt.Fprintln(w, "Every figure comes from one run; ratios compare runs made side by side in that run. The benchmarks")
+	fmt.Fprintln(w, "assert nothing: a missed goal is a finding, not a test failure.")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "- machine: %s\n", machine())
+	fmt.Fprintf(w, "- generated: %s", time.Now().UTC().Format(time.RFC3339))
+	if shortRun {
+		fmt.Fprint(w, " (quick variant, BENCH_SHORT=1: fewer instants and lockers, smaller traces)")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "- load average (1, 5, 15 min) before / after: %s / %s — figures of latency and spread are only as good as\n  the machine was quiet\n", notes["load-before"], notes["load-after"])
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| figure | how measured | command | value | goal | met |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, r := range rows {
+		value, met := "not run", ""
+		if vals, ok := metrics[r.bench]; ok {
+			if v, ok := vals[r.unit]; ok {
+				value = format(v) + " " + r.unit
+				if r.ok != nil {
+					met = map[bool]string{true: "yes", false: "**no**"}[r.ok(v)]
+				}
+			}
+		}
+		name, _, _ := strings.Cut(r.bench, "/")
+		fmt.Fprintf(w, "| %s | %s | `%s%s` | %s | %s | %s |\n", r.figure, r.how, cmd, "'^"+name+"$'", value, r.goal, met)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "## Raw output")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "```")
+	for _, l := range raw {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w, "```")
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	in := fs.String("in", "", "benchmark output (default stdin)")
+	out := fs.String("out", "BENCHMARKS.md", "file to write")
+	shortRun := fs.Bool("short", false, "the output is of the quick variant")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var r io.Reader = os.Stdin
+	if *in != "" {
+		f, err := os.Open(*in)
+		if err != nil {
+			return fmt.Errorf("open benchmark output: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	metrics, notes, raw, err := parse(r)
+	if err != nil {
+		return fmt.Errorf("read benchmark output: %w", err)
+	}
+	if len(metrics) == 0 {
+		return errors.New("no benchmark lines in the input")
+	}
+	var buf bytes.Buffer
+	render(&buf, metrics, notes, raw, *shortRun)
+	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", *out, err)
+	}
+	return nil
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}

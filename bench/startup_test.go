@@ -1,0 +1,118 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// memSample is the memory of the locker processes at one instant.
+type memSample struct {
+	n             int
+	rssKB, anonKB int64 // sums over the lockers
+}
+
+// sampleLockers reads VmRSS and RssAnon of every live locker process of the benchmark's binary.
+func sampleLockers() memSample {
+	var s memSample
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := bytes.Split(cmdline, []byte{0})
+		if len(args) < 2 || string(args[0]) != lockprobeBin || string(args[1]) != "locker" || bytes.Contains(cmdline, []byte("observer")) {
+			continue
+		}
+		status, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		s.n++
+		sc := bufio.NewScanner(bytes.NewReader(status))
+		for sc.Scan() {
+			k, v, _ := strings.Cut(sc.Text(), ":")
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			switch k {
+			case "VmRSS":
+				s.rssKB += kb
+			case "RssAnon":
+				s.anonKB += kb
+			}
+		}
+	}
+	return s
+}
+
+// BenchmarkStartup runs the hold built-in (locker 0 holds, the others wait) with 10, 100 and
+// 1000 lockers and reports the time from the root span's start to the latest locker span's start
+// (a locker starts its span once connected, welcomed and clock-synced, just before it says
+// ready), and the resident memory per locker while they wait.
+func BenchmarkStartup(b *testing.B) {
+	for _, procs := range []int{10, 100, 1000} {
+		if procs > 100 && testing.Short() {
+			continue
+		}
+		b.Run(fmt.Sprintf("procs=%d", procs), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				var best memSample
+				var mu sync.Mutex
+				stop := make(chan struct{})
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					tick := time.NewTicker(500 * time.Millisecond)
+					defer tick.Stop()
+					for {
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+						}
+						if s := sampleLockers(); s.n >= procs {
+							mu.Lock()
+							best = s
+							mu.Unlock()
+						}
+					}
+				}()
+				res := runLockprobe(b, "hold", "-procs", fmt.Sprint(procs), "-timeout", "3s")
+				close(stop)
+				<-done
+				root := rootSpan(res.trace)
+				if root == nil {
+					b.Fatal("no root span")
+				}
+				latest, n := int64(0), 0
+				for _, s := range spansNamed(res.trace, semconv.SpanLocker) {
+					latest = max(latest, s.Start)
+					n++
+				}
+				if n != procs {
+					b.Fatalf("%d locker spans, want %d\nstdout: %s", n, procs, res.stdout)
+				}
+				b.ReportMetric(float64(latest-root.Start)/1e9, "ready-s")
+				b.ReportMetric(res.wall.Seconds(), "run-wall-s")
+				mu.Lock()
+				if best.n > 0 {
+					b.ReportMetric(float64(best.rssKB)/float64(best.n)/1024, "rss-MiB/locker")
+					b.ReportMetric(float64(best.anonKB)/float64(best.n)/1024, "anon-MiB/locker")
+				}
+				mu.Unlock()
+			}
+		})
+	}
+}
