@@ -52,6 +52,9 @@ type Locker struct {
 	clock    clock     // what stamps use
 	measured clock     // what the round trips said
 	endAt    time.Time // the run's end instant, when the controller said it
+	// localLocks says this kernel arbitrates the file's locks, so /proc/locks shows them all;
+	// on FUSE, NFS, Lustre and other remote file systems it shows nothing of other nodes.
+	localLocks bool
 	welcome  *proto.Welcome
 	rootCtx  context.Context // carries the lockprobe.locker span
 	self     trace.Span
@@ -177,6 +180,10 @@ func hostName() string {
 // protobuf over the wire; started spans are announced at once as partial records.
 func (l *Locker) setupTracing() {
 	facts := host.ReadFacts(l.opts.Allow[0])
+	switch facts.FS.MagicName {
+	case "ext2/ext3/ext4", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "overlayfs", "reiserfs", "jfs", "bcachefs":
+		l.localLocks = true
+	}
 	attrs := []attribute.KeyValue{
 		attribute.String(semconv.ServiceName, "lockprobe"),
 		attribute.String(semconv.HostName, hostName()),

@@ -130,7 +130,9 @@ func (e *executor) queryProcLocks(s *slot) owner {
 		}
 	}
 	o := noOwner
-	o.source = "proc-locks" // evidence where the kernel arbitrates; on FUSE and remote file systems /proc/locks shows nothing
+	if e.l.localLocks {
+		o.source = "proc-locks" // evidence only where this kernel arbitrates the locks
+	}
 	return o
 }
 
