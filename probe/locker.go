@@ -55,13 +55,13 @@ type Locker struct {
 	// localLocks says this kernel arbitrates the file's locks, so /proc/locks shows them all;
 	// on FUSE, NFS, Lustre and other remote file systems it shows nothing of other nodes.
 	localLocks bool
-	welcome  *proto.Welcome
-	rootCtx  context.Context // carries the lockprobe.locker span
-	self     trace.Span
-	pid      int
-	node     string
-	log      *slog.Logger
-	exec     *executor
+	welcome    *proto.Welcome
+	rootCtx    context.Context // carries the lockprobe.locker span
+	self       trace.Span
+	pid        int
+	node       string
+	log        *slog.Logger
+	exec       *executor
 }
 
 // New validates opts and returns a Locker that has not connected yet.
