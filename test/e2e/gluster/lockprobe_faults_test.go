@@ -231,6 +231,9 @@ func TestLockprobeLostGrant(t *testing.T) {
 		}
 	}
 	t.Logf("run wall time %s for -timeout 8s", r.wall.Round(time.Millisecond))
+	if r.verdict != nil {
+		t.Logf("verdict.json: unresponsive %q, killed %q", r.verdict.Run.Unresponsive, r.verdict.Run.Killed)
+	}
 	all := r.stdout.String() + r.stderr.String()
 	if !strings.Contains(all, "unresponsive") && !strings.Contains(all, "killed") {
 		t.Errorf("neither the summary nor stderr names the members stuck in FUSE (unresponsive or killed):\nstdout: %s\nstderr tail: %s", r.stdout.String(), tail(r.stderr.String(), 3000))

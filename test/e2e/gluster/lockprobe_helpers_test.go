@@ -3,6 +3,7 @@ package gluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -122,6 +123,7 @@ type lpRun struct {
 	class          string // from the first line of stdout
 	lineExit       int
 	summary        string
+	verdict        *verdictFile // nil when the run wrote no verdict.json
 	trace          *tracefile.Trace
 }
 
@@ -172,7 +174,25 @@ func (c *lpCluster) start(t *testing.T, label, file, scenario string, args ...st
 	return r
 }
 
-var verdictLine = regexp.MustCompile(`^verdict: (\S+) \(exit (\d+)\): (.*)$`)
+// verdictLine is the first line of run's stdout: "verdict: TITLE (exit N)",
+// followed by ": SUMMARY" in the CLI's first form.
+var verdictLine = regexp.MustCompile(`^verdict: (.+?) \(exit (\d+)\)(?:: (.*))?$`)
+
+// verdictFile is what the tests read of OUT/verdict.json
+// (reports/VERDICT_JSON.md).
+type verdictFile struct {
+	Verdict struct {
+		Class   string `json:"class"`
+		Exit    int    `json:"exit"`
+		Summary string `json:"summary"`
+	} `json:"verdict"`
+	Run struct {
+		EndReason    string   `json:"end_reason"`
+		MessagesLost int      `json:"messages_lost"`
+		Killed       []string `json:"killed"`
+		Unresponsive []string `json:"unresponsive"`
+	} `json:"run"`
+}
 
 // wait waits for the run to end, parses the verdict line and reads the
 // trace; then it checks that no locker or observer process is left.
@@ -199,6 +219,18 @@ func (r *lpRun) wait(t *testing.T, c *lpCluster) {
 		r.lineExit, _ = strconv.Atoi(m[2])
 	} else {
 		t.Errorf("first line of stdout is not a verdict: %q\nstderr: %s", first, r.stderr.String())
+	}
+	// verdict.json, once the CLI writes it, is the authority on the class.
+	if b, err := os.ReadFile(filepath.Join(r.out, "verdict.json")); err == nil {
+		var v verdictFile
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Errorf("verdict.json: %v", err)
+		}
+		r.verdict = &v
+		r.class, r.summary = v.Verdict.Class, v.Verdict.Summary
+		if v.Verdict.Exit != r.lineExit {
+			t.Errorf("verdict.json says exit %d, the summary's first line %d", v.Verdict.Exit, r.lineExit)
+		}
 	}
 	tr, err := tracefile.Open(r.out)
 	if err != nil {
