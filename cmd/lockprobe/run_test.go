@@ -368,3 +368,32 @@ func TestInterruptLeavesNothingBehind(t *testing.T) {
 		}
 	}
 }
+
+// TestLockersOutliveNoController: a locker whose controller is gone releases and exits. A
+// controller killed outright takes its lockers with it (the kernel's parent-death signal); a
+// controller that stops answering (SIGSTOP here: a remote locker would see the same silence) is
+// given up on by its heartbeat watch.
+func TestLockersOutliveNoController(t *testing.T) {
+	for _, how := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSTOP} {
+		t.Run(how.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out")
+			cmd := startLockprobe(t, "run", "-file", filepath.Join(dir, "f"), "-scenario", "hold", "-procs", "3", "-out", out, "-timeout", "60s")
+			waitForHolder(t, filepath.Join(out, tracefile.FileName), 0)
+			if err := cmd.Process.Signal(how); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for len(lockerProcesses()) > 0 && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			left := lockerProcesses()
+			_ = cmd.Process.Kill()
+			_ = cmd.Process.Signal(syscall.SIGCONT)
+			_, _ = cmd.Process.Wait()
+			if len(left) > 0 {
+				t.Fatalf("lockers still alive 10 s after the controller got %s: %v", how, left)
+			}
+		})
+	}
+}
