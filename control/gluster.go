@@ -36,9 +36,9 @@ const (
 func (r *run) glusterEvents() []*tracepb.Span_Event {
 	var out []*tracepb.Span_Event
 	done := map[string]bool{}
-	for _, f := range r.opts.Files {
-		fs, err := host.FileSystem(f)
-		if err != nil || fs.FSType != "fuse.glusterfs" {
+	for _, ff := range r.files {
+		fs := ff.fs
+		if ff.fsErr != nil || fs.FSType != "fuse.glusterfs" {
 			continue
 		}
 		vol := fs.Mount.Source

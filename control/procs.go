@@ -17,6 +17,7 @@ type member struct {
 	file     string
 	identity string // DEALER identity, known from its hello
 	pid      int
+	tid      int // its lock thread, from its ready
 	cmd      *exec.Cmd
 
 	welcomed, ready, commanded, acked, idle, bye bool

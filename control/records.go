@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
-	"strings"
 	"time"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -176,5 +175,3 @@ func (r *run) closeOpenSpans() {
 		r.writeRecord(resourceSpans(res, rec))
 	}
 }
-
-func joinLines(lines []string) string { return strings.Join(lines, "\n") }

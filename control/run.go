@@ -14,6 +14,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
+	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
@@ -54,6 +55,17 @@ type run struct {
 	live    live
 	host    string
 	endAt   time.Time // when the run was decided to be over
+	// files holds each file's identity and file-system facts, taken once at the start: at the
+	// end a client may be stopped or dead, and a stat(2) through it would never return.
+	files []fileFacts
+}
+
+type fileFacts struct {
+	path  string
+	id    host.FileID
+	idErr error
+	fs    host.FSInfo
+	fsErr error
 }
 
 // Run performs one run. It returns an error only when the run could not take place (the
@@ -101,6 +113,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer logFile.Close()
 	exits := make(chan exitNote, len(opts.Queues)+len(opts.Files))
 	r.plan()
+	for _, f := range opts.Files {
+		ff := fileFacts{path: f}
+		ff.id, ff.idErr = host.StatFile(f)
+		ff.fs, ff.fsErr = host.FileSystem(f)
+		r.files = append(r.files, ff)
+	}
 	for _, m := range r.members {
 		if err := r.spawn(m, exits, logFile); err != nil {
 			r.shutdown(exits, "start-failed")
@@ -283,7 +301,7 @@ func (r *run) handle(in wire.Incoming) {
 	case proto.KindPing:
 		r.send(m, &proto.Message{Kind: proto.KindPong, Pong: &proto.Pong{T1: msg.Ping.T1, TC: time.Now().UnixNano()}})
 	case proto.KindReady:
-		m.ready = true
+		m.ready, m.tid = true, msg.Ready.TID
 	case proto.KindAck:
 		if msg.Ack.Kind == proto.KindCommands {
 			m.acked = true
@@ -358,7 +376,7 @@ func (r *run) sendCommands() {
 	peers := make([]proto.Peer, 0, len(r.members))
 	for _, m := range r.members {
 		if m.role == "locker" {
-			peers = append(peers, proto.Peer{LockerID: m.id, Node: m.node, PID: m.pid})
+			peers = append(peers, proto.Peer{LockerID: m.id, Node: m.node, PID: m.pid, TID: m.tid})
 		}
 	}
 	for _, m := range r.members {
@@ -386,7 +404,7 @@ func (r *run) resendCommands() {
 			peers := []proto.Peer{}
 			for _, p := range r.members {
 				if p.role == "locker" {
-					peers = append(peers, proto.Peer{LockerID: p.id, Node: p.node, PID: p.pid})
+					peers = append(peers, proto.Peer{LockerID: p.id, Node: p.node, PID: p.pid, TID: p.tid})
 				}
 			}
 			m.commandsSentAt = time.Now()

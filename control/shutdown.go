@@ -12,7 +12,6 @@ import (
 	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/semconv"
-	"github.com/lockprobe/lockprobe/wire"
 )
 
 // snapshot collects, at the end of the run, what every locker still running is doing (asked
@@ -116,9 +115,9 @@ func (r *run) procLocks() []*tracepb.Span_Event {
 	now := uint64(time.Now().UnixNano())
 	seen := map[host.FileID]bool{}
 	var out []*tracepb.Span_Event
-	for _, f := range r.opts.Files {
-		id, err := host.StatFile(f)
-		if err != nil || seen[id] {
+	for _, ff := range r.files {
+		id, f := ff.id, ff.path
+		if ff.idErr != nil || seen[id] {
 			continue
 		}
 		seen[id] = true
@@ -186,7 +185,8 @@ func (r *run) killAll(exits chan exitNote) {
 	for _, m := range r.members {
 		if m.cmd != nil && !m.exited {
 			r.res.Killed = append(r.res.Killed, fmt.Sprintf("%s (pid %d)", m.label(), m.pid))
-			_ = syscall.Kill(m.pid, syscall.SIGCONT) // a stopped process cannot die of SIGKILL until continued? it can; harmless
+			// Resume a stopped member first so that it can leave its FUSE waits and be reaped.
+			_ = syscall.Kill(m.pid, syscall.SIGCONT)
 			_ = m.cmd.Process.Kill()
 		}
 	}
@@ -221,5 +221,3 @@ func (r *run) drain() {
 		}
 	}
 }
-
-var _ wire.Incoming

@@ -109,9 +109,25 @@ func sleepUntil(t time.Time) {
 	}
 }
 
-// preciseThread prepares the calling goroutine's thread for firing at instants.
-func preciseThread() (tid int) {
-	runtime.LockOSThread()
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
-	return unix.Gettid()
+// lockThread is the one OS thread that makes every lock call of a locker: locked, with 1 ns
+// timer slack for firing at instants, and started before the locker says it is ready so that its
+// thread id can be shared with the peers (FUSE passes the caller's thread id as the owner's pid).
+type lockThread struct {
+	tid  int
+	work chan func()
+}
+
+func startLockThread() *lockThread {
+	t := &lockThread{work: make(chan func())}
+	ready := make(chan int)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the process
+		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+		ready <- unix.Gettid()
+		for f := range t.work {
+			f()
+		}
+	}()
+	t.tid = <-ready
+	return t
 }

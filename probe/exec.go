@@ -47,10 +47,8 @@ func unixTime(ns int64) time.Time { return time.Unix(0, ns) }
 // run executes the queue and says why it ended: "stop" for a stop command, "" when the queue
 // ran out.
 func (e *executor) run() string {
-	tid := preciseThread()
-	defer func() { _ = recover() }() // a broken span pipeline must not leave locks held: exit path handles it
 	e.mu.Lock()
-	e.tid = tid
+	e.tid = e.l.thread.tid
 	e.mu.Unlock()
 	for i := range e.queue {
 		cmd := &e.queue[i]

@@ -55,6 +55,7 @@ type Locker struct {
 	// localLocks says this kernel arbitrates the file's locks, so /proc/locks shows them all;
 	// on FUSE, NFS, Lustre and other remote file systems it shows nothing of other nodes.
 	localLocks bool
+	thread     *lockThread
 	welcome    *proto.Welcome
 	rootCtx    context.Context // carries the lockprobe.locker span
 	self       trace.Span
@@ -126,8 +127,9 @@ func (l *Locker) Run(ctx context.Context) error {
 	if err := l.syncClock(startCtx); err != nil {
 		return err
 	}
+	l.thread = startLockThread()
 	l.setupTracing()
-	if err := l.out.put(startCtx, &proto.Message{Kind: proto.KindReady, Ready: &proto.Ready{Offset: int64(l.clock.offset), Uncertainty: int64(l.clock.uncertainty)}}); err != nil {
+	if err := l.out.put(startCtx, &proto.Message{Kind: proto.KindReady, Ready: &proto.Ready{Offset: int64(l.clock.offset), Uncertainty: int64(l.clock.uncertainty), TID: l.thread.tid}}); err != nil {
 		return err
 	}
 	reason, err := l.serve(ctx)
@@ -188,6 +190,7 @@ func (l *Locker) setupTracing() {
 		attribute.String(semconv.ServiceName, "lockprobe"),
 		attribute.String(semconv.HostName, hostName()),
 		attribute.Int(semconv.ProcessPID, l.pid),
+		attribute.Int(semconv.ProcTID, l.thread.tid),
 		attribute.Int(semconv.LockerID, l.opts.ID),
 		attribute.String(semconv.LockerRole, l.opts.Role),
 		attribute.String(semconv.Node, l.node),

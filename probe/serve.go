@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -57,13 +58,17 @@ func (l *Locker) serve(ctx context.Context) (string, error) {
 				peers := map[int][]proto.Peer{}
 				for _, p := range m.Commands.Peers {
 					peers[p.PID] = append(peers[p.PID], p)
+					if p.TID != 0 && p.TID != p.PID {
+						peers[p.TID] = append(peers[p.TID], p)
+					}
 				}
 				if l.opts.Role == "observer" {
 					obs = l.startObserver(peers)
 					continue
 				}
 				l.exec = &executor{l: l, queue: m.Commands.Queue, start: m.Commands.Start, peers: peers, stop: make(chan struct{})}
-				go func() { execDone <- l.exec.run() }()
+				exec := l.exec
+				l.thread.work <- func() { execDone <- exec.run() }
 			case proto.KindStop:
 				if m.Stop.At != 0 {
 					l.endAt = time.Unix(0, m.Stop.At)
@@ -73,7 +78,7 @@ func (l *Locker) serve(ctx context.Context) (string, error) {
 				}
 				return "run-end", nil
 			case proto.KindSnapReq:
-				snap := &proto.Snapshot{At: l.clock.now().UnixNano(), PID: l.pid, Stack: []string{}}
+				snap := l.threadsSnapshot()
 				if l.exec != nil {
 					snap = l.exec.snapshot()
 				}
@@ -122,4 +127,27 @@ func (l *Locker) recordResync(p *proto.Pong, t4 time.Time) {
 		attribute.Int64(semconv.ClockUncertainty, int64(rtt/2)),
 		attribute.Bool("clock.resync", true),
 		attribute.Bool("clock.same_host", l.welcome.SameClock)))
+}
+
+// threadsSnapshot reports an observer's (or an idle locker's) state: the thread waiting in the
+// kernel's lock or FUSE code if there is one (an observer's F_GETLK stuck in a stopped client),
+// else the main thread.
+func (l *Locker) threadsSnapshot() *proto.Snapshot {
+	snap := &proto.Snapshot{At: l.clock.now().UnixNano(), PID: l.pid, Stack: []string{}}
+	threads, err := host.ReadThreads(l.pid)
+	if err != nil || len(threads) == 0 {
+		return snap
+	}
+	pick := threads[0]
+	for _, t := range threads {
+		if t.BlockedInLocks() || t.State == "D" {
+			pick = t
+			break
+		}
+	}
+	snap.TID, snap.State, snap.Wchan = pick.TID, pick.State, pick.Wchan
+	if pick.Stack != nil {
+		snap.Stack = pick.Stack
+	}
+	return snap
 }

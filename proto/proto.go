@@ -131,6 +131,9 @@ type Pong struct {
 type Ready struct {
 	Offset      int64 `json:"offset_ns"` // controller − locker
 	Uncertainty int64 `json:"uncertainty_ns"`
+	// TID is the thread that makes every lock call. File systems that take the caller's id from
+	// FUSE (GlusterFS) may name a holder by this thread id instead of its pid.
+	TID int `json:"tid"`
 }
 
 // Peer names another locker so that conflict owners can be mapped on the spot.
@@ -138,6 +141,7 @@ type Peer struct {
 	LockerID int    `json:"locker_id"`
 	Node     string `json:"node"`
 	PID      int    `json:"pid"`
+	TID      int    `json:"tid,omitempty"` // its lock thread
 }
 
 // Commands is a locker's whole queue.
