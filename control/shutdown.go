@@ -190,7 +190,9 @@ func (r *run) killAll(exits chan exitNote) {
 			_ = m.cmd.Process.Kill()
 		}
 	}
-	deadline := time.After(5 * time.Second)
+	// A process whose thread waits on a stopped FUSE server may not die until the server runs
+	// again; the run does not wait for it longer than this.
+	deadline := time.After(2 * time.Second)
 	for !r.allExited() {
 		select {
 		case note := <-exits:
@@ -200,6 +202,11 @@ func (r *run) killAll(exits chan exitNote) {
 				r.handle(in)
 			}
 		case <-deadline:
+			for _, m := range r.members {
+				if m.cmd != nil && !m.exited {
+					r.res.Unresponsive = append(r.res.Unresponsive, fmt.Sprintf("%s (pid %d): still alive 2 s after SIGKILL", m.label(), m.pid))
+				}
+			}
 			r.opts.Log.Error("members still running after SIGKILL (uninterruptible sleep?)")
 			return
 		}
