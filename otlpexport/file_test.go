@@ -148,7 +148,7 @@ func FuzzParseTraceLines(f *testing.F) {
 		}
 		// Whatever parsed must merge and filter without trouble.
 		rs := mergeSpans(reqs)
-		out, kept, partial := complete(rs, "svc", newOpenSpans(100))
+		out, kept, partial := complete(rs, "svc", newOpenSpans(100, nil))
 		if countSpans(out) != kept || partial < 0 {
 			t.Fatalf("complete kept %d but returned %d spans", kept, countSpans(out))
 		}

@@ -85,7 +85,7 @@ func New(ctx context.Context, opts Options) (*Forwarder, error) {
 		opts:     opts,
 		service:  opts.serviceName(),
 		up:       newUploader(client, t, opts),
-		open:     newOpenSpans(opts.QueueSpans),
+		open:     newOpenSpans(opts.QueueSpans, opts.Hold),
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		abortCtx: abortCtx,
@@ -136,6 +136,12 @@ func (f *Forwarder) Close(ctx context.Context) (Stats, error) {
 	if f == nil {
 		return Stats{}, nil
 	}
+	// The held spans go out first, as final as they will get; a second
+	// Close finds none left.
+	f.openMu.Lock()
+	held := f.open.takeHeld()
+	f.openMu.Unlock()
+	f.Enqueue(held)
 	f.mu.Lock()
 	again := f.closing
 	f.closing = true

@@ -69,6 +69,15 @@ type Options struct {
 	ServiceName string
 	// Logger is optional; default slog.Default().
 	Logger *slog.Logger
+	// Hold is optional: names of spans whose final records a Forwarder
+	// holds back until Close, folding in the records of the same span that
+	// come after the final one (the verdict the CLI adds to the root span
+	// once the run is over; the controller's locker.exit events). A
+	// collector stores each record as a span of its own, so a record sent
+	// after the final one would show up as a second span, and a partial
+	// one would never be sent at all. ExportFile merges the whole file
+	// first and ignores Hold.
+	Hold []string
 
 	// QueueSpans bounds the spans waiting for upload; more are dropped.
 	// Optional; default DefaultQueueSpans.

@@ -32,12 +32,19 @@ func complete(rs []*tracepb.ResourceSpans, service string, open *openSpans) (out
 				if s == nil {
 					continue
 				}
+				if open.mergeHeld(s) {
+					continue
+				}
 				if s.GetEndTimeUnixNano() == 0 {
 					partial++
 					open.addPartial(s)
 					continue
 				}
-				spans = append(spans, open.final(s))
+				fin := open.final(s)
+				if open.hold(fin, r, ss) {
+					continue
+				}
+				spans = append(spans, fin)
 			}
 			if len(spans) == 0 {
 				continue
@@ -77,13 +84,77 @@ func keyOf(s *tracepb.Span) spanKey {
 // controller closes spans at the end of a run with little more than an
 // outcome) still goes out with the attributes and events seen before. At
 // most max spans are held; records past that are not remembered.
+//
+// It also holds the final records of spans named in Options.Hold until
+// takeHeld, with the records that came after them folded in.
 type openSpans struct {
 	m   map[spanKey]*tracepb.Span
 	max int
+
+	holdNames map[string]bool
+	held      map[spanKey]*heldSpan
+	heldOrder []spanKey
 }
 
-func newOpenSpans(max int) *openSpans {
-	return &openSpans{m: map[spanKey]*tracepb.Span{}, max: max}
+// heldSpan is a final record held back, with the resource and scope it came
+// with.
+type heldSpan struct {
+	span     *tracepb.Span
+	resource *resourcepb.Resource
+	scope    *commonpb.InstrumentationScope
+	rsSchema string
+	ssSchema string
+}
+
+func newOpenSpans(max int, hold []string) *openSpans {
+	o := &openSpans{m: map[spanKey]*tracepb.Span{}, max: max, holdNames: map[string]bool{}, held: map[spanKey]*heldSpan{}}
+	for _, n := range hold {
+		o.holdNames[n] = true
+	}
+	return o
+}
+
+// mergeHeld folds s into the held final record of its span, if there is
+// one, and reports whether there was.
+func (o *openSpans) mergeHeld(s *tracepb.Span) bool {
+	if o == nil {
+		return false
+	}
+	h, ok := o.held[keyOf(s)]
+	if !ok {
+		return false
+	}
+	mergeRecord(h.span, s)
+	return true
+}
+
+// hold keeps fin, a final record the caller owns, when its span's name is
+// to be held, and reports whether it did.
+func (o *openSpans) hold(fin *tracepb.Span, r *tracepb.ResourceSpans, ss *tracepb.ScopeSpans) bool {
+	if o == nil || !o.holdNames[fin.GetName()] {
+		return false
+	}
+	k := keyOf(fin)
+	o.held[k] = &heldSpan{span: fin, resource: proto.CloneOf(r.GetResource()), scope: proto.CloneOf(ss.GetScope()),
+		rsSchema: r.GetSchemaUrl(), ssSchema: ss.GetSchemaUrl()}
+	o.heldOrder = append(o.heldOrder, k)
+	return true
+}
+
+// takeHeld returns the held records, one ResourceSpans each in the order
+// they were held, and stops holding: later records go out as they come.
+func (o *openSpans) takeHeld() []*tracepb.ResourceSpans {
+	if o == nil {
+		return nil
+	}
+	var out []*tracepb.ResourceSpans
+	for _, k := range o.heldOrder {
+		h := o.held[k]
+		out = append(out, &tracepb.ResourceSpans{Resource: h.resource, SchemaUrl: h.rsSchema,
+			ScopeSpans: []*tracepb.ScopeSpans{{Scope: h.scope, SchemaUrl: h.ssSchema, Spans: []*tracepb.Span{h.span}}}})
+	}
+	o.held, o.heldOrder, o.holdNames = map[spanKey]*heldSpan{}, nil, map[string]bool{}
+	return out
 }
 
 // addPartial remembers a partial record s (copied).

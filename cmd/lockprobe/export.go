@@ -2,15 +2,20 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
+	"github.com/lockprobe/lockprobe/control"
 	"github.com/lockprobe/lockprobe/otlpexport"
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 // forwarder wraps the OTLP forwarder for a run: spans go out as they arrive, and a collector
@@ -19,8 +24,14 @@ type forwarder struct {
 	f *otlpexport.Forwarder
 }
 
+// heldSpans are the spans that get records after their final one: the root gets the verdict
+// once the run has been analysed, lockers and observers the controller's locker.exit events
+// once their process is reaped. A collector would store such a late record as a second span
+// (or, if partial, never get it), so their final records wait for Close.
+var heldSpans = []string{semconv.SpanRun, semconv.SpanLocker, semconv.SpanObserver}
+
 func newForwarder(endpoint string, log *slog.Logger) (*forwarder, error) {
-	opts := otlpexport.Options{Endpoint: endpoint, Logger: log}
+	opts := otlpexport.Options{Endpoint: endpoint, Logger: log, Hold: heldSpans}
 	if !otlpexport.Enabled(opts) {
 		return nil, nil
 	}
@@ -33,13 +44,44 @@ func newForwarder(endpoint string, log *slog.Logger) (*forwarder, error) {
 
 func (w *forwarder) Enqueue(rs []*tracepb.ResourceSpans) { w.f.Enqueue(rs) }
 
+// Verdict forwards the record that control.WriteVerdict appends to the trace file: the
+// verdict as attributes and an event of the root span, so that a search by lock.verdict in
+// the collector finds the run. It must come before Close, which sends the root.
+func (w *forwarder) Verdict(res *control.Result, class string, exit int, summary string) {
+	traceID, err1 := hex.DecodeString(res.TraceID)
+	rootID, err2 := hex.DecodeString(res.RootSpanID)
+	if err1 != nil || err2 != nil {
+		return // the controller made these ids; the trace file has the verdict anyway
+	}
+	attrs := func(extra ...*commonpb.KeyValue) []*commonpb.KeyValue {
+		return append([]*commonpb.KeyValue{strAttr(semconv.Verdict, class), intAttr(semconv.VerdictExit, int64(exit))}, extra...)
+	}
+	end := uint64(res.End.UnixNano())
+	span := &tracepb.Span{TraceId: traceID, SpanId: rootID, Name: semconv.SpanRun,
+		StartTimeUnixNano: uint64(res.Start.UnixNano()), EndTimeUnixNano: end, Attributes: attrs(),
+		Events: []*tracepb.Span_Event{{TimeUnixNano: end, Name: semconv.EventVerdict,
+			Attributes: attrs(strAttr("lock.verdict.summary", summary))}}}
+	// Folded into the held root, whose resource and scope it keeps.
+	w.f.Enqueue([]*tracepb.ResourceSpans{{ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{span}}}}})
+}
+
+func strAttr(k, v string) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+}
+
+func intAttr(k string, v int64) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
+}
+
 // Close flushes for at most a few seconds and says what did not reach the collector.
 func (w *forwarder) Close() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := w.f.Close(ctx)
-	if n := st.NotExported(); n > 0 || err != nil {
-		return fmt.Sprintf("OTLP export: %d spans exported, %d not exported (%v)", st.Exported, n, err)
+	if err != nil {
+		// One summary line: the error joins the count with the first upload error.
+		return fmt.Sprintf("OTLP export: %d spans exported, %d not exported: %s",
+			st.Exported, st.NotExported(), strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return fmt.Sprintf("OTLP export: %d spans exported", st.Exported)
 }

@@ -115,14 +115,11 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if res == nil {
 		return runErr
 	}
-	fwdNote := ""
-	if fwd != nil {
-		fwdNote = fwd.Close()
-	}
 	_ = sc
-	code, err := report(res, opts, hangAt, formedAt, f.stuckAfter, f.poll, stdout)
-	if fwdNote != "" {
-		fmt.Fprintln(stdout, fwdNote)
+	code, err := report(res, opts, hangAt, formedAt, f.stuckAfter, f.poll, fwd, stdout)
+	// Closed only now: the verdict that report adds to the root span goes out with it.
+	if fwd != nil {
+		fmt.Fprintln(stdout, fwd.Close())
 	}
 	if runErr != nil {
 		return runErr
@@ -137,8 +134,9 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 }
 
 // report analyses the finished run from its trace file, as `analyze` would, writes the verdict
-// into the trace and the reports into the output folder, and prints the summary.
-func report(res *control.Result, opts control.Options, hangAt, formedAt int64, stuckAfter, poll time.Duration, stdout io.Writer) (int, error) {
+// into the trace (and to the collector, when fwd is not nil) and the reports into the output
+// folder, and prints the summary.
+func report(res *control.Result, opts control.Options, hangAt, formedAt int64, stuckAfter, poll time.Duration, fwd *forwarder, stdout io.Writer) (int, error) {
 	t, err := tracefile.Open(res.TracePath)
 	if err != nil {
 		return exitTool, err
@@ -146,6 +144,9 @@ func report(res *control.Result, opts control.Options, hangAt, formedAt int64, s
 	ar := analysis.Analyze(t, analysis.Options{StuckAfter: stuckAfter, Settle: poll})
 	if err := control.WriteVerdict(res, version, ar.Verdict.Class, ar.Verdict.Exit, ar.Verdict.Summary); err != nil {
 		return exitTool, err
+	}
+	if fwd != nil {
+		fwd.Verdict(res, ar.Verdict.Class, ar.Verdict.Exit, ar.Verdict.Summary)
 	}
 	var latency time.Duration
 	if hangAt != 0 && formedAt != 0 {
