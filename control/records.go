@@ -92,20 +92,26 @@ func (r *run) writeRoot(final bool, extra []*commonpb.KeyValue) {
 	r.writeRecord(resourceSpans(controllerResource(o.Version), span))
 }
 
-// WriteVerdict appends the verdict to the root span in the trace file, as attributes and an
-// event, so that a collector search by lock.verdict finds runs that hung.
-func WriteVerdict(res *Result, version, class string, exit int, summary string) error {
+// VerdictRecord is the root span's record that carries the verdict, as attributes and an event,
+// so that a collector search by lock.verdict finds the runs that hung.
+func VerdictRecord(res *Result, version, class string, exit int, summary string) *tracepb.ResourceSpans {
+	end := uint64(res.End.UnixNano())
+	span := &tracepb.Span{TraceId: mustHex(res.TraceID), SpanId: mustHex(res.RootSpanID), Name: semconv.SpanRun,
+		StartTimeUnixNano: uint64(res.Start.UnixNano()), EndTimeUnixNano: end,
+		Attributes: []*commonpb.KeyValue{str(semconv.Verdict, class), num(semconv.VerdictExit, int64(exit))},
+		Events: []*tracepb.Span_Event{{TimeUnixNano: end, Name: semconv.EventVerdict,
+			Attributes: []*commonpb.KeyValue{str(semconv.Verdict, class), num(semconv.VerdictExit, int64(exit)), str(semconv.VerdictText, summary)}}},
+	}
+	return resourceSpans(controllerResource(version), span)
+}
+
+// WriteVerdict appends the verdict record to the run's trace file.
+func WriteVerdict(res *Result, rec *tracepb.ResourceSpans) error {
 	w, err := tracefile.Append(res.TracePath)
 	if err != nil {
 		return err
 	}
-	span := &tracepb.Span{TraceId: mustHex(res.TraceID), SpanId: mustHex(res.RootSpanID), Name: semconv.SpanRun,
-		StartTimeUnixNano: uint64(res.Start.UnixNano()), EndTimeUnixNano: uint64(res.End.UnixNano()),
-		Attributes: []*commonpb.KeyValue{str(semconv.Verdict, class), num(semconv.VerdictExit, int64(exit))},
-		Events: []*tracepb.Span_Event{{TimeUnixNano: uint64(res.End.UnixNano()), Name: semconv.EventVerdict,
-			Attributes: []*commonpb.KeyValue{str(semconv.Verdict, class), num(semconv.VerdictExit, int64(exit)), str("lock.verdict.summary", summary)}}},
-	}
-	if err := w.WriteSpans(resourceSpans(controllerResource(version), span)); err != nil {
+	if err := w.WriteSpans(rec); err != nil {
 		w.Close()
 		return err
 	}

@@ -50,6 +50,7 @@ const (
 	RunLost       = "lockprobe.messages_lost"
 	Verdict       = "lock.verdict" // class of the verdict, searchable in Jaeger
 	VerdictExit   = "lock.verdict.exit"
+	VerdictText   = "lock.verdict.summary"
 )
 
 // Attributes of lock spans.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -10,10 +9,8 @@ import (
 	"strings"
 	"time"
 
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
-	"github.com/lockprobe/lockprobe/control"
 	"github.com/lockprobe/lockprobe/otlpexport"
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -44,33 +41,10 @@ func newForwarder(endpoint string, log *slog.Logger) (*forwarder, error) {
 
 func (w *forwarder) Enqueue(rs []*tracepb.ResourceSpans) { w.f.Enqueue(rs) }
 
-// Verdict forwards the record that control.WriteVerdict appends to the trace file: the
-// verdict as attributes and an event of the root span, so that a search by lock.verdict in
-// the collector finds the run. It must come before Close, which sends the root.
-func (w *forwarder) Verdict(res *control.Result, class string, exit int, summary string) {
-	traceID, err1 := hex.DecodeString(res.TraceID)
-	rootID, err2 := hex.DecodeString(res.RootSpanID)
-	if err1 != nil || err2 != nil {
-		return // the controller made these ids; the trace file has the verdict anyway
-	}
-	attrs := func(extra ...*commonpb.KeyValue) []*commonpb.KeyValue {
-		return append([]*commonpb.KeyValue{strAttr(semconv.Verdict, class), intAttr(semconv.VerdictExit, int64(exit))}, extra...)
-	}
-	end := uint64(res.End.UnixNano())
-	span := &tracepb.Span{TraceId: traceID, SpanId: rootID, Name: semconv.SpanRun,
-		StartTimeUnixNano: uint64(res.Start.UnixNano()), EndTimeUnixNano: end, Attributes: attrs(),
-		Events: []*tracepb.Span_Event{{TimeUnixNano: end, Name: semconv.EventVerdict,
-			Attributes: attrs(strAttr("lock.verdict.summary", summary))}}}
-	// Folded into the held root, whose resource and scope it keeps.
-	w.f.Enqueue([]*tracepb.ResourceSpans{{ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{span}}}}})
-}
-
-func strAttr(k, v string) *commonpb.KeyValue {
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
-}
-
-func intAttr(k string, v int64) *commonpb.KeyValue {
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
+// Verdict forwards the record that control.WriteVerdict appends to the trace file: the root
+// span is held back until Close, so the verdict is folded into it before it is sent.
+func (w *forwarder) Verdict(rec *tracepb.ResourceSpans) {
+	w.f.Enqueue([]*tracepb.ResourceSpans{rec})
 }
 
 // Close flushes for at most a few seconds and says what did not reach the collector.

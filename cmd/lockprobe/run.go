@@ -142,11 +142,12 @@ func report(res *control.Result, opts control.Options, hangAt, formedAt int64, s
 		return exitTool, err
 	}
 	ar := analysis.Analyze(t, analysis.Options{StuckAfter: stuckAfter, Settle: poll})
-	if err := control.WriteVerdict(res, version, ar.Verdict.Class, ar.Verdict.Exit, ar.Verdict.Summary); err != nil {
+	rec := control.VerdictRecord(res, version, ar.Verdict.Class, ar.Verdict.Exit, ar.Verdict.Summary)
+	if err := control.WriteVerdict(res, rec); err != nil {
 		return exitTool, err
 	}
 	if fwd != nil {
-		fwd.Verdict(res, ar.Verdict.Class, ar.Verdict.Exit, ar.Verdict.Summary)
+		fwd.Verdict(rec)
 	}
 	var latency time.Duration
 	if hangAt != 0 && formedAt != 0 {
