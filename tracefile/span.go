@@ -1,8 +1,9 @@
 package tracefile
 
 import (
+	"cmp"
 	"encoding/hex"
-	"sort"
+	"slices"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -106,7 +107,11 @@ func Records(rss []*tracepb.ResourceSpans) []*Span {
 
 // Merge folds a later record of the same span into s: later attributes win, events are united
 // (an event already present, same name and instant, is not repeated), a final end time wins.
-func (s *Span) Merge(rec *Span) {
+func (s *Span) Merge(rec *Span) { s.merge(rec, false) }
+
+// merge is Merge; owned says that nobody else holds rec, so that s may take its attribute map
+// instead of copying it when that map already holds every key of the merged result.
+func (s *Span) merge(rec *Span, owned bool) {
 	if rec.Name != "" {
 		s.Name = rec.Name
 	}
@@ -119,28 +124,53 @@ func (s *Span) Merge(rec *Span) {
 	if rec.End != 0 {
 		s.End = rec.End
 	}
-	if s.Attrs == nil {
-		s.Attrs = Attrs{}
-	}
-	for k, v := range rec.Attrs {
-		// A final record must not lose to a partial one that arrives after it.
-		if s.End != 0 && rec.End == 0 {
-			if _, ok := s.Attrs[k]; ok {
-				continue
-			}
+	// A final record must not lose to a partial one that arrives after it.
+	keep := s.End != 0 && rec.End == 0
+	switch {
+	case s.Attrs == nil && owned && rec.Attrs != nil && !keep:
+		s.Attrs = rec.Attrs
+	case owned && !keep && rec.Attrs != nil && covers(rec.Attrs, s.Attrs):
+		s.Attrs = rec.Attrs
+	default:
+		if s.Attrs == nil {
+			s.Attrs = Attrs{}
 		}
-		s.Attrs[k] = v
+		for k, v := range rec.Attrs {
+			if keep {
+				if _, ok := s.Attrs[k]; ok {
+					continue
+				}
+			}
+			s.Attrs[k] = v
+		}
 	}
 	if s.Resource == nil {
 		s.Resource = rec.Resource
 	}
+	added := false
 	for _, e := range rec.Events {
 		if !s.hasEvent(e) {
 			s.Events = append(s.Events, e)
+			added = true
 		}
 	}
-	sort.SliceStable(s.Events, func(i, j int) bool { return s.Events[i].Time < s.Events[j].Time })
+	if added || len(s.Events) > 1 && s.Records == 1 {
+		slices.SortStableFunc(s.Events, func(x, y Event) int { return cmp.Compare(x.Time, y.Time) })
+	}
 	s.Records++
+}
+
+// covers reports whether a holds every key of b.
+func covers(a, b Attrs) bool {
+	if len(a) < len(b) {
+		return false
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Span) hasEvent(e Event) bool {
