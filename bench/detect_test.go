@@ -9,13 +9,13 @@ import (
 	"time"
 )
 
-var detectedRE = regexp.MustCompile(`detected ([0-9.]+[a-zµ]+) after it formed`)
+var detectedRE = regexp.MustCompile(`detected ([0-9.]+) ?([a-zµ]+) after it formed`)
 
 // detectionLatency reads "deadlock detected D after it formed" from the summary, or
 // detection_latency_ns from verdict.json when the summary does not say.
 func detectionLatency(res result) (time.Duration, bool) {
 	if m := detectedRE.FindStringSubmatch(res.stdout); m != nil {
-		if d, err := time.ParseDuration(m[1]); err == nil {
+		if d, err := time.ParseDuration(m[1] + m[2]); err == nil {
 			return d, true
 		}
 	}

@@ -71,6 +71,9 @@ func runLockprobe(b *testing.B, scenario string, args ...string) result {
 	all := append([]string{"run", "-file", filepath.Join(dir, "lock-file"), "-scenario", scenario, "-out", out}, args...)
 	res := execLockprobe(b, 5*time.Minute, all...)
 	res.out = out
+	if res.code == 1 || res.code == 2 {
+		b.Fatalf("lockprobe %v: exit %d\nstdout: %s\nstderr: %s", all, res.code, res.stdout, tail(res.stderr))
+	}
 	tr, err := tracefile.Open(out)
 	if err != nil {
 		b.Fatalf("read trace: %v\nstdout: %s\nstderr: %s", err, res.stdout, res.stderr)
@@ -79,7 +82,16 @@ func runLockprobe(b *testing.B, scenario string, args ...string) result {
 	return res
 }
 
-// execLockprobe runs the binary with args under a deadline.
+// tail keeps the end of a long stderr: a thousand lockers' warnings would drown the figures.
+func tail(s string) string {
+	const keep = 2000
+	if len(s) <= keep {
+		return s
+	}
+	return "..." + s[len(s)-keep:]
+}
+
+// execLockprobe runs the binary with args under a deadline; exit statuses are the caller's.
 func execLockprobe(b *testing.B, timeout time.Duration, args ...string) result {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -99,10 +111,7 @@ func execLockprobe(b *testing.B, timeout time.Duration, args ...string) result {
 		b.Fatalf("lockprobe %v: %v", args, err)
 	}
 	if ctx.Err() != nil {
-		b.Fatalf("lockprobe %v did not end within %s\nstderr: %s", args, timeout, res.stderr)
-	}
-	if res.code == 1 || res.code == 2 {
-		b.Fatalf("lockprobe %v: exit %d\nstdout: %s\nstderr: %s", args, res.code, res.stdout, res.stderr)
+		b.Fatalf("lockprobe %v did not end within %s\nstderr: %s", args, timeout, tail(res.stderr))
 	}
 	return res
 }

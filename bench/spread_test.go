@@ -22,7 +22,7 @@ func spreadScenario(n int) string {
 }
 
 // BenchmarkFireSpread measures, for every shared instant, max − min of the actual start of the
-// lock.acquire spans scheduled for it (lock.scheduled), and reports the median and p99 over the
+// lock.acquire spans scheduled for it (-on-hang wait: no hang detector may cut the run short) (lock.scheduled), and reports the median and p99 over the
 // instants, and the median lateness of the first attempt after its instant.
 func BenchmarkFireSpread(b *testing.B) {
 	instants := short(50, 10)
@@ -33,7 +33,7 @@ func BenchmarkFireSpread(b *testing.B) {
 		b.Run(fmt.Sprintf("procs=%d", procs), func(b *testing.B) {
 			var spreads, late []float64
 			for i := 0; i < b.N; i++ {
-				res := runLockprobe(b, spreadScenario(instants), "-procs", fmt.Sprint(procs), "-timeout", "60s")
+				res := runLockprobe(b, spreadScenario(instants), "-procs", fmt.Sprint(procs), "-timeout", "60s", "-on-hang", "wait")
 				first, last := map[int64]int64{}, map[int64]int64{}
 				for _, s := range spansNamed(res.trace, semconv.SpanAcquire) {
 					at, ok := s.Attrs.Int(semconv.LockScheduled)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
 )
 
 // memSample is the memory of the locker processes at one instant.
@@ -89,9 +90,24 @@ func BenchmarkStartup(b *testing.B) {
 						}
 					}
 				}()
-				res := runLockprobe(b, "hold", "-procs", fmt.Sprint(procs), "-timeout", "3s")
+				dir := b.TempDir()
+				out := filepath.Join(dir, "out")
+				res := execLockprobe(b, 5*time.Minute, "run", "-file", filepath.Join(dir, "lock-file"), "-scenario", "hold", "-out", out,
+					"-procs", fmt.Sprint(procs), "-timeout", "3s")
 				close(stop)
 				<-done
+				if res.code == 1 {
+					// A start-up that fails is this figure's finding, not a broken benchmark.
+					b.Logf("%d lockers did not start (exit 1 after %s): %s\nstderr: %s", procs, res.wall.Round(time.Millisecond), res.stdout, tail(res.stderr))
+					b.ReportMetric(1, "start-failed")
+					b.ReportMetric(res.wall.Seconds(), "run-wall-s")
+					continue
+				}
+				tr, err := tracefile.Open(out)
+				if err != nil {
+					b.Fatal(err)
+				}
+				res.trace = tr
 				root := rootSpan(res.trace)
 				if root == nil {
 					b.Fatal("no root span")

@@ -67,6 +67,7 @@ var rows = []row{
 	{"start-up, 10 lockers", "root span start → latest lockprobe.locker span start (connected, clock-synced), `hold`", "BenchmarkStartup/procs=10", "ready-s", "", nil},
 	{"start-up, 100 lockers", "", "BenchmarkStartup/procs=100", "ready-s", "", nil},
 	{"start-up, 1000 lockers", "", "BenchmarkStartup/procs=1000", "ready-s", "< 5 s", below(5)},
+	{"start-up, 1000 lockers, failed", "1 when the run ended start-failed (no value above then)", "BenchmarkStartup/procs=1000", "start-failed", "absent", nil},
 	{"RSS per locker", "VmRSS of the locker processes while they wait (`hold`, 100 lockers), mean", "BenchmarkStartup/procs=100", "rss-MiB/locker", "", nil},
 	{"private memory per locker", "RssAnon, mean", "BenchmarkStartup/procs=100", "anon-MiB/locker", "", nil},
 	{"detection latency, median", "`ring` -lock ofd -procs 4, default -poll: \"deadlock detected D after it formed\", 5 runs", "BenchmarkDetection", "detect-median-ms", "< 250 ms", below(250)},
