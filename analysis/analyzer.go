@@ -1,7 +1,9 @@
 package analysis
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -28,7 +30,8 @@ const defaultStuckAfter = 5 * time.Second
 // Analyzer gathers merged spans and runs the detectors on them. It is not safe for concurrent use.
 type Analyzer struct {
 	opts      Options
-	spans     map[spanKey]*tracefile.Span
+	spans     map[spanKey]int   // → index in order
+	order     []*tracefile.Span // in the order first observed: a trace's order, offline
 	dirty     bool
 	truncated bool
 	m         *model
@@ -39,7 +42,7 @@ func New(opts Options) *Analyzer {
 	if opts.StuckAfter <= 0 {
 		opts.StuckAfter = defaultStuckAfter
 	}
-	return &Analyzer{opts: opts, spans: map[spanKey]*tracefile.Span{}}
+	return &Analyzer{opts: opts, spans: map[spanKey]int{}}
 }
 
 // Observe records the span as known now. The same span may be observed many times as its records
@@ -49,7 +52,13 @@ func (a *Analyzer) Observe(s *tracefile.Span) {
 	if s == nil {
 		return
 	}
-	a.spans[spanKey{s.TraceID, s.SpanID}] = s
+	k := spanKey{s.TraceID, s.SpanID}
+	if i, ok := a.spans[k]; ok {
+		a.order[i] = s
+	} else {
+		a.spans[k] = len(a.order)
+		a.order = append(a.order, s)
+	}
 	a.dirty = true
 }
 
@@ -80,8 +89,10 @@ type model struct {
 	lockers   []*Locker // role locker, sorted by id
 	observers []*Locker
 	byID      map[int64]*Locker
-	attempts  []*Attempt // sorted by begin, id
-	holds     []*Hold
+	attempts  []*Attempt // sorted by begin, id; they point into attBlock
+	holds     []*Hold    // sorted by begin, id; they point into holdBlock
+	attBlock  []Attempt  // the attempts in one allocation, shared with the Result
+	holdBlock []Hold
 	getlks    []*Getlk
 	obs       []Observation // sorted by instant
 	states    []ProcState
@@ -109,8 +120,20 @@ func (a *Analyzer) model() *model {
 		states:    []ProcState{},
 		plocks:    []ProcLock{},
 	}
-	// Map order does not matter: every list is sorted by a complete key below.
-	for _, s := range a.spans {
+	// Attempts and holds go into one block each, which the Result shares. In a trace's order
+	// (offline) they come sorted already, and the sort below finds nothing to do.
+	nAtt, nHold := 0, 0
+	for _, s := range a.order {
+		switch s.Name {
+		case semconv.SpanAcquire:
+			nAtt++
+		case semconv.SpanHold:
+			nHold++
+		}
+	}
+	m.attBlock = make([]Attempt, 0, nAtt)
+	m.holdBlock = make([]Hold, 0, nHold)
+	for _, s := range a.order {
 		m.note(s.Start)
 		m.note(s.End)
 		switch s.Name {
@@ -135,10 +158,9 @@ func (a *Analyzer) model() *model {
 				m.snapNode = attrStr(s, semconv.HostName)
 			}
 		case semconv.SpanAcquire:
-			at := attemptOf(s)
-			m.attempts = append(m.attempts, at)
+			m.attBlock = append(m.attBlock, attemptOf(s))
 		case semconv.SpanHold:
-			m.holds = append(m.holds, holdOf(s))
+			m.holdBlock = append(m.holdBlock, holdOf(s))
 		case semconv.SpanGetlk:
 			m.getlks = append(m.getlks, getlkOf(s))
 		}
@@ -148,20 +170,20 @@ func (a *Analyzer) model() *model {
 	}
 	sort.Slice(m.lockers, func(i, j int) bool { return m.lockers[i].ID < m.lockers[j].ID })
 	sort.Slice(m.observers, func(i, j int) bool { return m.observers[i].ID > m.observers[j].ID })
-	sort.Slice(m.attempts, func(i, j int) bool {
-		x, y := m.attempts[i], m.attempts[j]
-		if x.Begin != y.Begin {
-			return x.Begin < y.Begin
-		}
-		return x.ID < y.ID
-	})
-	sort.Slice(m.holds, func(i, j int) bool {
-		x, y := m.holds[i], m.holds[j]
-		if x.Begin != y.Begin {
-			return x.Begin < y.Begin
-		}
-		return x.ID < y.ID
-	})
+	if !slices.IsSortedFunc(m.attBlock, attemptCmp) {
+		slices.SortStableFunc(m.attBlock, attemptCmp)
+	}
+	if !slices.IsSortedFunc(m.holdBlock, holdCmp) {
+		slices.SortStableFunc(m.holdBlock, holdCmp)
+	}
+	m.attempts = make([]*Attempt, len(m.attBlock))
+	for i := range m.attBlock {
+		m.attempts[i] = &m.attBlock[i]
+	}
+	m.holds = make([]*Hold, len(m.holdBlock))
+	for i := range m.holdBlock {
+		m.holds[i] = &m.holdBlock[i]
+	}
 	sort.Slice(m.getlks, func(i, j int) bool {
 		if m.getlks[i].At != m.getlks[j].At {
 			return m.getlks[i].At < m.getlks[j].At
@@ -223,6 +245,20 @@ func (a *Analyzer) model() *model {
 	a.m = m
 	a.dirty = false
 	return m
+}
+
+func attemptCmp(x, y Attempt) int {
+	if c := cmp.Compare(x.Begin, y.Begin); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.ID, y.ID)
+}
+
+func holdCmp(x, y Hold) int {
+	if c := cmp.Compare(x.Begin, y.Begin); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.ID, y.ID)
 }
 
 // cutAtExit ends the attempts and holds of a locker whose process ended at that instant: the

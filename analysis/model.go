@@ -238,8 +238,8 @@ func attrInt(s *tracefile.Span, key string, def int64) int64 {
 
 // attemptOf reads an attempt span in one pass over its attributes: on a trace of 10^6 events, a
 // map lookup per field costs more than the rest of the analysis.
-func attemptOf(s *tracefile.Span) *Attempt {
-	a := &Attempt{ID: s.SpanID, Locker: -1, Begin: s.Start, End: s.End, Outcome: semconv.OutcomeWaiting,
+func attemptOf(s *tracefile.Span) Attempt {
+	a := Attempt{ID: s.SpanID, Locker: -1, Begin: s.Start, End: s.End, Outcome: semconv.OutcomeWaiting,
 		Style: semconv.StyleWait, Conflicts: []Conflict{}, TryTimes: []int64{}}
 	haveLocker := false
 	for k, v := range s.Attrs {
@@ -295,8 +295,8 @@ func attemptOf(s *tracefile.Span) *Attempt {
 	return a
 }
 
-func holdOf(s *tracefile.Span) *Hold {
-	h := &Hold{ID: s.SpanID, Locker: -1, Begin: s.Start, End: s.End, How: semconv.HoldOpen, ClosedFD: -1}
+func holdOf(s *tracefile.Span) Hold {
+	h := Hold{ID: s.SpanID, Locker: -1, Begin: s.Start, End: s.End, How: semconv.HoldOpen, ClosedFD: -1}
 	haveLocker := false
 	for k, v := range s.Attrs {
 		switch k {

@@ -143,14 +143,9 @@ func (r *Result) fill(m *model) {
 	for _, l := range m.observers {
 		r.Observers = append(r.Observers, *l)
 	}
-	r.Attempts = make([]Attempt, 0, len(m.attempts))
-	for _, a := range m.attempts {
-		r.Attempts = append(r.Attempts, *a)
-	}
-	r.Holds = make([]Hold, 0, len(m.holds))
-	for _, h := range m.holds {
-		r.Holds = append(r.Holds, *h)
-	}
+	// The model's blocks, not copies: nothing changes them once the model is built.
+	r.Attempts = m.attBlock
+	r.Holds = m.holdBlock
 	r.Getlks = make([]Getlk, 0, len(m.getlks))
 	for _, g := range m.getlks {
 		r.Getlks = append(r.Getlks, *g)

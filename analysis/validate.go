@@ -41,7 +41,8 @@ func Validate(t *tracefile.Trace) []error {
 		if s.Name != semconv.SpanHold {
 			continue
 		}
-		h := holdOf(s)
+		hv := holdOf(s)
+		h := &hv
 		byLocker[h.Locker] = append(byLocker[h.Locker], h)
 		a, ok := acquires[h.AcquireID]
 		switch {
