@@ -39,16 +39,12 @@ func Create(path string) (*Writer, error) {
 
 // Write appends one request as one line.
 func (w *Writer) Write(req *coltracepb.ExportTraceServiceRequest) error {
-	line, err := MarshalLine(req)
-	if err != nil {
-		return err
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
 		return w.err
 	}
-	w.buf = append(append(w.buf[:0], line...), '\n')
+	w.buf = append(appendRequest(w.buf[:0], req), '\n')
 	if _, err := w.f.Write(w.buf); err != nil {
 		w.err = fmt.Errorf("write trace file: %w", err)
 		return w.err
@@ -88,11 +84,7 @@ func (w *Writer) Close() error {
 
 // MarshalLine renders a request in the OTLP JSON encoding, on one line.
 func MarshalLine(req *coltracepb.ExportTraceServiceRequest) ([]byte, error) {
-	b, err := protojson.MarshalOptions{}.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("marshal spans: %w", err)
-	}
-	return rewriteIDs(b, base64ToHex)
+	return appendRequest(nil, req), nil
 }
 
 // UnmarshalLine parses one line written by MarshalLine (or any OTLP JSON exporter).
