@@ -67,8 +67,8 @@ type Span struct {
 	End      int64 // unix ns; 0 = never ended in this file
 	Attrs    Attrs
 	Events   []Event // in time order
-	Resource Attrs
-	Records  int // how many records were merged
+	Resource Attrs   // shared by the spans of one process when read from a file: do not change it
+	Records  int     // how many records were merged
 }
 
 // Open reports whether the span never ended.
