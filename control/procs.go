@@ -26,6 +26,7 @@ type member struct {
 	exitStatus, exitSignal                       string
 	lastSeq, received, lost                      uint64
 	commandsSentAt                               time.Time
+	welcomedAt                                   time.Time
 	commandsSends                                int
 	lockerSpanID                                 string // hex id of its lockprobe.locker span
 	traceID                                      string
@@ -52,7 +53,8 @@ type exitNote struct {
 // on the command line where every user of the node could read it. Pdeathsig makes the kernel
 // kill the locker if the controller dies without stopping it.
 func (r *run) spawn(m *member, exits chan<- exitNote, logFile *os.File) error {
-	args := []string{"locker", "-connect", r.conn.Addr(), "-id", strconv.Itoa(m.id), "-role", m.role, "-node", m.node, "-allow", m.file}
+	args := []string{"locker", "-connect", r.conn.Addr(), "-id", strconv.Itoa(m.id), "-role", m.role, "-node", m.node, "-allow", m.file,
+		"-startup-timeout", (r.opts.StartupTimeout + 5*time.Second).String()}
 	cmd := exec.Command(r.opts.Executable, args...)
 	cmd.Env = append(os.Environ(), "LOCKPROBE_TOKEN="+r.token)
 	cmd.Stdout = logFile

@@ -31,7 +31,11 @@ const syncRounds = 16
 // syncClock measures the offset to the controller. Messages other than pongs that arrive in the
 // meantime are not expected before Ready and are dropped with a warning.
 func (l *Locker) syncClock(ctx context.Context) error {
-	best, err := l.measure(ctx, syncRounds)
+	rounds := syncRounds
+	if l.welcome.SameClock {
+		rounds = 2 // recorded for information only: a thousand lockers must not queue 16 round trips each
+	}
+	best, err := l.measure(ctx, rounds)
 	if err != nil {
 		return err
 	}
@@ -86,15 +90,11 @@ func (l *Locker) awaitPong(ctx context.Context, t1 int64) (*proto.Pong, error) {
 	}
 }
 
-// spinWindow is how long before an instant the locker stops sleeping and spins: long enough to
-// absorb timer wake-up latency, short enough not to steal the cores from the other lockers.
-const spinWindow = 300 * time.Microsecond
-
 // sleepUntil waits until the local instant t: an absolute clock_nanosleep (no drift from
-// computing a relative duration), then a spin over the last stretch. The caller runs on a
-// locked OS thread with 1 ns timer slack.
-func sleepUntil(t time.Time) {
-	wake := t.Add(-spinWindow)
+// computing a relative duration), then a spin over the last stretch (spin; the controller's
+// choice). The caller runs on a locked OS thread with 1 ns timer slack.
+func sleepUntil(t time.Time, spin time.Duration) {
+	wake := t.Add(-spin)
 	if time.Until(wake) > 0 {
 		ts := unix.NsecToTimespec(wake.UnixNano())
 		for {

@@ -98,7 +98,7 @@ func (e *executor) waitUntil(t time.Time) bool {
 		case <-timer.C:
 		}
 	}
-	sleepUntil(t)
+	sleepUntil(t, e.l.welcome.Spin)
 	return true
 }
 
@@ -384,10 +384,16 @@ func (e *executor) release(index int, cmd *proto.Command, ifHeld bool) {
 		e.command(index, cmd, start, nil, attribute.Bool("lock.held", false))
 		return
 	}
-	// The hold ends just before the unlock call is entered.
-	e.cut(match, cmd.Start, end, e.l.clock.now().UnixNano(), reason)
 	e.mu.Unlock()
+	// The hold ends just before the unlock call is entered; its span is ended after the call,
+	// so that no span work delays the hand-off to the next waiter.
+	released := e.l.clock.now().UnixNano()
 	err := setLock(s.fd, lockReq{kind: kind, start: cmd.Start, len: cmd.Len})
+	e.mu.Lock()
+	if !e.dead {
+		e.cut(match, cmd.Start, end, released, reason)
+	}
+	e.mu.Unlock()
 	e.command(index, cmd, start, err, attribute.Bool("lock.held", held), attribute.String(semconv.LockKind, kind))
 }
 
@@ -407,10 +413,15 @@ func (e *executor) closeSlot(index int, cmd *proto.Command) {
 		}
 		return h.slot == cmd.FD
 	}
-	e.cut(match, 0, math.MaxInt64, e.l.clock.now().UnixNano(), semconv.HoldClose, attribute.Int(semconv.LockClosedFD, cmd.FD))
 	e.slots[cmd.FD] = nil
 	e.mu.Unlock()
+	closed := e.l.clock.now().UnixNano()
 	err := unix.Close(s.fd)
+	e.mu.Lock()
+	if !e.dead {
+		e.cut(match, 0, math.MaxInt64, closed, semconv.HoldClose, attribute.Int(semconv.LockClosedFD, cmd.FD))
+	}
+	e.mu.Unlock()
 	e.command(index, cmd, start, err, attribute.String(semconv.FilePath, s.path))
 }
 

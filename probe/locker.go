@@ -141,7 +141,10 @@ func (l *Locker) Run(ctx context.Context) error {
 // cannot route, and a DEALER's first message can race its connection).
 func (l *Locker) hello(ctx context.Context) error {
 	h := &proto.Hello{Version: proto.Version, LockerID: l.opts.ID, Role: l.opts.Role, PID: l.pid, Host: hostName(), Node: l.node, Token: l.opts.Token, Files: l.opts.Allow}
-	tick := time.NewTicker(200 * time.Millisecond)
+	// The DEALER queues the hello until it is connected, so one is normally enough; resends back
+	// off so that a thousand lockers starting at once do not flood the controller.
+	backoff := 200 * time.Millisecond
+	tick := time.NewTicker(backoff)
 	defer tick.Stop()
 	for {
 		if err := l.out.put(ctx, &proto.Message{Kind: proto.KindHello, Hello: h}); err != nil {
@@ -168,6 +171,10 @@ func (l *Locker) hello(ctx context.Context) error {
 				}
 			case <-tick.C:
 				waiting = false
+				if backoff < 2*time.Second {
+					backoff *= 2
+					tick.Reset(backoff)
+				}
 			}
 		}
 	}
@@ -212,7 +219,7 @@ func (l *Locker) setupTracing() {
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithSpanProcessor(&startNotifier{out: l.out}),
-		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(50*time.Millisecond), sdktrace.WithMaxQueueSize(1<<16), sdktrace.WithMaxExportBatchSize(512)),
+		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(5*time.Millisecond), sdktrace.WithMaxQueueSize(1<<16), sdktrace.WithMaxExportBatchSize(512)),
 	)
 	l.tracer = l.tp.Tracer("github.com/lockprobe/lockprobe/probe")
 	w := l.welcome

@@ -80,7 +80,7 @@ func (o *observer) run(peers map[int][]proto.Peer) {
 			now := l.clock.now()
 			l.self.AddEvent(semconv.EventObserved, trace.WithTimestamp(now), trace.WithAttributes(attrs...))
 			if ro, ok := l.self.(sdktrace.ReadOnlySpan); ok {
-				l.out.putLater(partialRecord(ro, []sdktrace.Event{{Name: semconv.EventObserved, Attributes: attrs, Time: now}}))
+				l.out.putSpan(ro, []sdktrace.Event{{Name: semconv.EventObserved, Attributes: attrs, Time: now}})
 			}
 		}
 		select {

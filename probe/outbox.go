@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/wire"
 )
@@ -15,7 +17,7 @@ import (
 // never steals the CPU from another locker that is about to fire.
 type outbox struct {
 	conn       *wire.Conn
-	ch         chan *proto.Message
+	ch         chan item
 	seq        atomic.Uint64
 	quietUntil atomic.Int64 // unix ns, local clock
 	log        *slog.Logger
@@ -24,26 +26,45 @@ type outbox struct {
 }
 
 func newOutbox(conn *wire.Conn, log *slog.Logger) *outbox {
-	o := &outbox{conn: conn, ch: make(chan *proto.Message, 1<<16), log: log, done: make(chan struct{})}
+	o := &outbox{conn: conn, ch: make(chan item, 1<<16), log: log, done: make(chan struct{})}
 	go o.run()
 	return o
+}
+
+// item is a queued message, or a live span to be rendered as a partial record when it is sent:
+// rendering (attribute conversion, allocation) then happens on the sender's goroutine after the
+// firing instant, not on the lock thread just before the lock call.
+type item struct {
+	msg    *proto.Message
+	span   sdktrace.ReadOnlySpan
+	events []sdktrace.Event // nil: the span's attributes and events so far
+}
+
+func (it item) message() *proto.Message {
+	if it.msg != nil {
+		return it.msg
+	}
+	return partialRecord(it.span, it.events)
 }
 
 // put queues m, waiting for room until ctx ends.
 func (o *outbox) put(ctx context.Context, m *proto.Message) error {
 	select {
-	case o.ch <- m:
+	case o.ch <- item{msg: m}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// putLater queues m from a path that must not wait long (a span start on the executor thread).
-func (o *outbox) putLater(m *proto.Message) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := o.put(ctx, m); err != nil {
+// putSpan queues a partial record of a live span (only the given events, or everything so far
+// when events is nil), from a path that must not wait long.
+func (o *outbox) putSpan(s sdktrace.ReadOnlySpan, events []sdktrace.Event) {
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case o.ch <- item{span: s, events: events}:
+	case <-t.C:
 		o.failed.Add(1)
 	}
 }
@@ -55,11 +76,24 @@ func (o *outbox) quiet(t time.Time) {
 
 func (o *outbox) run() {
 	defer close(o.done)
-	for m := range o.ch {
+	var next *proto.Message
+	for {
+		m := next
+		next = nil
+		if m == nil {
+			it, ok := <-o.ch
+			if !ok {
+				return
+			}
+			m = it.message()
+		}
 		if q := o.quietUntil.Load(); q != 0 {
 			if d := time.Until(time.Unix(0, q)); d > 0 && d < time.Minute {
 				time.Sleep(d)
 			}
+		}
+		if m.Kind == proto.KindSpans {
+			next = o.coalesce(m)
 		}
 		m.Seq = o.seq.Add(1)
 		if err := o.conn.Send(m); err != nil {
@@ -67,6 +101,46 @@ func (o *outbox) run() {
 			o.log.Warn("send to controller failed", "kind", m.Kind, "err", err)
 		}
 	}
+}
+
+// maxCoalesce bounds the span records folded into one message.
+const maxCoalesce = 512
+
+// coalesce folds the span messages already queued behind m into m, so that a burst of partial
+// records (every attempt and hold start is one) travels as one message with one resource instead
+// of one message each. It returns the first queued message it could not fold, to be sent next.
+// All of a locker's records share its one resource; spans are grouped under m's first scope.
+func (o *outbox) coalesce(m *proto.Message) *proto.Message {
+	rss := m.Spans.ResourceSpans
+	if len(rss) == 0 || len(rss[0].ScopeSpans) == 0 {
+		return nil
+	}
+	base := rss[0].ScopeSpans[0]
+	for n := len(base.Spans); n < maxCoalesce; {
+		select {
+		case it, ok := <-o.ch:
+			if !ok {
+				return nil
+			}
+			more := it.message()
+			if more.Kind != proto.KindSpans {
+				return more
+			}
+			for _, rs := range more.Spans.ResourceSpans {
+				for _, ss := range rs.ScopeSpans {
+					if ss.GetScope().GetName() == base.GetScope().GetName() {
+						base.Spans = append(base.Spans, ss.Spans...)
+					} else {
+						rss[0].ScopeSpans = append(rss[0].ScopeSpans, ss)
+					}
+					n += len(ss.Spans)
+				}
+			}
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // lastSeq is the sequence number of the last message sent.

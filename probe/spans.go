@@ -34,7 +34,7 @@ type startNotifier struct {
 }
 
 func (n *startNotifier) OnStart(_ context.Context, s sdktrace.ReadWriteSpan) {
-	n.out.putLater(partialRecord(s, nil))
+	n.out.putSpan(s, nil)
 }
 func (n *startNotifier) OnEnd(sdktrace.ReadOnlySpan)      {}
 func (n *startNotifier) Shutdown(context.Context) error   { return nil }

@@ -152,7 +152,7 @@ func (e *executor) addEvent(span trace.Span, name string, attrs []attribute.KeyV
 	now := e.l.clock.now()
 	span.AddEvent(name, trace.WithTimestamp(now), trace.WithAttributes(attrs...))
 	if ro, ok := span.(sdktrace.ReadOnlySpan); ok {
-		e.l.out.putLater(partialRecord(ro, []sdktrace.Event{{Name: name, Attributes: attrs, Time: now}}))
+		e.l.out.putSpan(ro, []sdktrace.Event{{Name: name, Attributes: attrs, Time: now}})
 	}
 }
 

@@ -114,6 +114,10 @@ type Welcome struct {
 	// SameClock says the locker runs on the controller's own host, so both read one clock:
 	// the locker stamps with offset 0 and no uncertainty, which no measurement could beat.
 	SameClock bool `json:"same_clock"`
+	// Spin is how long before an instant the locker stops sleeping and spins. The controller
+	// sets 0 when its host has more lockers than cores: spinners would hold the cores that the
+	// other lockers need to wake up.
+	Spin time.Duration `json:"spin"`
 }
 
 // Ping is a clock probe; T1 is the locker's send instant (unix ns, its own clock).

@@ -81,6 +81,10 @@ func (c *Conn) Addr() string {
 	return a.Network() + "://" + a.String()
 }
 
+// Backlog is how many received messages wait in In: a controller that is behind should not
+// judge the live state, which is older for some lockers than for others.
+func (c *Conn) Backlog() int { return len(c.in) }
+
 // In delivers received messages; it is closed when the socket closes.
 func (c *Conn) In() <-chan Incoming { return c.in }
 

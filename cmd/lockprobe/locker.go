@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/lockprobe/lockprobe/probe"
 )
@@ -20,6 +21,7 @@ func lockerCmd(args []string, stdout, stderr io.Writer) error {
 	id := fs.Int("id", 0, "this locker's run-unique id")
 	role := fs.String("role", "locker", "locker or observer")
 	node := fs.String("node", "", "the node name this locker stands for (default: host name)")
+	startup := fs.Duration("startup-timeout", 15*time.Second, "give up when the controller has not welcomed and synced this locker by then")
 	var allow stringList
 	fs.Var(&allow, "allow", "a file this locker may open (repeatable); files named by adding a suffix are allowed too")
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -29,7 +31,7 @@ func lockerCmd(args []string, stdout, stderr io.Writer) error {
 		return usagef("-connect and -allow are required")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := probe.New(probe.Options{Endpoint: *connect, ID: *id, Role: *role, Node: *node, Token: os.Getenv("LOCKPROBE_TOKEN"), Allow: allow, Version: version, Log: log})
+	l, err := probe.New(probe.Options{Endpoint: *connect, ID: *id, Role: *role, Node: *node, Token: os.Getenv("LOCKPROBE_TOKEN"), Allow: allow, StartupTimeout: *startup, Version: version, Log: log})
 	if err != nil {
 		return usagef("%v", err)
 	}
