@@ -317,6 +317,7 @@ func (r *run) handle(in wire.Incoming) {
 		r.snapshotReply(m, msg.Snapshot)
 	case proto.KindBye:
 		m.bye = true
+		r.send(m, &proto.Message{Kind: proto.KindAck, Ack: &proto.Ack{Kind: proto.KindBye, Seq: msg.Seq}})
 	}
 }
 

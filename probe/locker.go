@@ -219,7 +219,11 @@ func (l *Locker) setupTracing() {
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithSpanProcessor(&startNotifier{out: l.out}),
-		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(5*time.Millisecond), sdktrace.WithMaxQueueSize(1<<16), sdktrace.WithMaxExportBatchSize(512)),
+		// Ended spans go out in the order they end, right behind the partial records of the same
+		// spans: a batcher would let a hold's end arrive after the next attempt's start, and the
+		// live detector would see a locker holding and waiting at once. Exporting is a channel
+		// send (the outbox coalesces bursts), so a synchronous processor costs little.
+		sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(exp)),
 	)
 	l.tracer = l.tp.Tracer("github.com/lockprobe/lockprobe/probe")
 	w := l.welcome
@@ -259,6 +263,27 @@ func (l *Locker) finish(reason string) {
 	defer cancel()
 	_ = l.tp.ForceFlush(ctx)
 	_ = l.out.put(ctx, &proto.Message{Kind: proto.KindBye, Bye: &proto.Bye{}})
-	// The bye carries the sequence number of the message before it; the controller compares.
 	l.out.drain(ctx)
+	l.awaitByeAck(ctx)
+}
+
+// awaitByeAck waits (bounded) until the controller has read the bye, the last message. Closing
+// the socket earlier can reset the connection while the controller still has unread data from
+// us — the kernel then throws that data away, and with it the final spans.
+func (l *Locker) awaitByeAck(ctx context.Context) {
+	wait, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for {
+		select {
+		case <-wait.Done():
+			return
+		case in, ok := <-l.conn.In():
+			if !ok {
+				return
+			}
+			if in.Err == nil && in.Msg.Kind == proto.KindAck && in.Msg.Ack.Kind == proto.KindBye {
+				return
+			}
+		}
+	}
 }
