@@ -38,8 +38,16 @@ type executor struct {
 }
 
 type inflight struct {
-	span trace.Span
-	desc string
+	span     trace.Span
+	desc     string
+	describe func() string // when set, makes desc on demand
+}
+
+func (in *inflight) text() string {
+	if in.describe != nil {
+		return in.describe()
+	}
+	return in.desc
 }
 
 func unixTime(ns int64) time.Time { return time.Unix(0, ns) }
@@ -52,6 +60,10 @@ func (e *executor) run() string {
 	e.mu.Unlock()
 	for i := range e.queue {
 		cmd := &e.queue[i]
+		var prep *preparedLock
+		if cmd.Op == proto.OpLock {
+			prep = e.prepareLock(i, cmd)
+		}
 		if cmd.HasAt {
 			target := e.start.Add(cmd.After)
 			if !cmd.Abs.IsZero() {
@@ -66,7 +78,7 @@ func (e *executor) run() string {
 		if e.stopped() {
 			return "stopped"
 		}
-		stop := e.dispatch(i, cmd)
+		stop := e.dispatch(i, cmd, prep)
 		e.mu.Lock()
 		e.executed++
 		e.mu.Unlock()
@@ -103,12 +115,12 @@ func (e *executor) waitUntil(t time.Time) bool {
 }
 
 // dispatch is the one place commands are interpreted.
-func (e *executor) dispatch(index int, cmd *proto.Command) (stop bool) {
+func (e *executor) dispatch(index int, cmd *proto.Command, prep *preparedLock) (stop bool) {
 	switch cmd.Op {
 	case proto.OpFile:
 		e.openFile(index, cmd)
 	case proto.OpLock:
-		e.lock(index, cmd)
+		e.lock(prep, cmd)
 	case proto.OpRelease:
 		e.release(index, cmd, false)
 	case proto.OpReleaseIf:
@@ -223,7 +235,16 @@ func (e *executor) openFile(index int, cmd *proto.Command) {
 	e.command(index, cmd, start, nil, attribute.String(semconv.FilePath, cmd.Path), attribute.String(semconv.FileLogical, logical))
 }
 
-func (e *executor) lock(index int, cmd *proto.Command) {
+// preparedLock is a lock command made ready before its instant, so that after the wake-up only
+// the span's start lies between the instant and the lock call.
+type preparedLock struct {
+	kind, style string
+	s           *slot
+	req         lockReq
+	attrs       []attribute.KeyValue
+}
+
+func (e *executor) prepareLock(index int, cmd *proto.Command) *preparedLock {
 	kind, style := e.kindOf(cmd), e.styleOf(cmd)
 	s := e.slots[cmd.FD]
 	req := lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len, wait: style == semconv.StyleWait}
@@ -239,8 +260,13 @@ func (e *executor) lock(index int, cmd *proto.Command) {
 		attrs = append(attrs, attribute.String(semconv.FilePath, s.path), attribute.String(semconv.FileLogical, s.logical),
 			attribute.String(semconv.FileDev, devString(s.file)), attribute.Int64(semconv.FileInode, int64(s.file.Inode)))
 	}
+	return &preparedLock{kind: kind, style: style, s: s, req: req, attrs: attrs}
+}
+
+func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
+	kind, style, s, req := p.kind, p.style, p.s, p.req
 	// The attempt starts just before the lock call is entered: nothing but the span lies between.
-	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanAcquire, trace.WithTimestamp(e.l.clock.now()), trace.WithAttributes(attrs...))
+	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanAcquire, trace.WithTimestamp(e.l.clock.now()), trace.WithAttributes(p.attrs...))
 	if s == nil {
 		span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeError), attribute.String(semconv.LockErrno, "EBADF"))
 		span.SetStatus(codes.Error, fmt.Sprintf("no file open in slot %d", cmd.FD))
@@ -253,7 +279,10 @@ func (e *executor) lock(index int, cmd *proto.Command) {
 		// blocked upgrade holds nothing (the man page says so), so the hold ends as the call starts.
 		e.cut(func(h *hold) bool { return h.sameOwner(kind, cmd.FD, s.file) }, 0, math.MaxInt64, e.l.clock.now().UnixNano(), semconv.HoldConverted)
 	}
-	e.inflight = &inflight{span: span, desc: fmt.Sprintf("%s %s lock on [%d, %s) of %s (%s, line %d)", kind, cmd.Mode, cmd.Start, endText(cmd.Start, cmd.Len), s.path, style, cmd.Line)}
+	// The description is formatted only if a snapshot asks: nothing avoidable before the call.
+	e.inflight = &inflight{span: span, describe: func() string {
+		return fmt.Sprintf("%s %s lock on [%d, %s) of %s (%s, line %d)", kind, cmd.Mode, cmd.Start, endText(cmd.Start, cmd.Len), s.path, style, cmd.Line)
+	}}
 	e.mu.Unlock()
 
 	var err error
@@ -492,7 +521,7 @@ func (e *executor) snapshot() *proto.Snapshot {
 	tid, executed, holds := e.tid, e.executed, len(e.holds)
 	desc := ""
 	if e.inflight != nil {
-		desc = e.inflight.desc
+		desc = e.inflight.text()
 	}
 	e.mu.Unlock()
 	snap := &proto.Snapshot{At: e.l.clock.now().UnixNano(), PID: e.l.pid, TID: tid, Inflight: desc, Executed: executed, Holds: holds, Stack: []string{}}

@@ -23,10 +23,11 @@ type outbox struct {
 	log        *slog.Logger
 	done       chan struct{}
 	failed     atomic.Uint64
+	hush       chan struct{} // wakes the sender to sleep through a quiet period
 }
 
 func newOutbox(conn *wire.Conn, log *slog.Logger) *outbox {
-	o := &outbox{conn: conn, ch: make(chan item, 1<<16), log: log, done: make(chan struct{})}
+	o := &outbox{conn: conn, ch: make(chan item, 1<<16), log: log, done: make(chan struct{}), hush: make(chan struct{}, 1)}
 	go o.run()
 	return o
 }
@@ -72,6 +73,21 @@ func (o *outbox) putSpan(s sdktrace.ReadOnlySpan, events []sdktrace.Event) {
 // quiet holds messages back until t (local clock) plus a margin for the other lockers.
 func (o *outbox) quiet(t time.Time) {
 	o.quietUntil.Store(t.Add(2 * time.Millisecond).UnixNano())
+	select {
+	case o.hush <- struct{}{}:
+	default:
+	}
+}
+
+// sleepQuiet sleeps through the quiet period, if one is ahead. A sender asleep on a timer is not
+// woken by the span records queued at the instant (a sender parked on the channel would be,
+// taking a core from a locker about to fire).
+func (o *outbox) sleepQuiet() {
+	if q := o.quietUntil.Load(); q != 0 {
+		if d := time.Until(time.Unix(0, q)); d > 0 && d < time.Minute {
+			time.Sleep(d)
+		}
+	}
 }
 
 func (o *outbox) run() {
@@ -81,17 +97,20 @@ func (o *outbox) run() {
 		m := next
 		next = nil
 		if m == nil {
-			it, ok := <-o.ch
+			var it item
+			var ok bool
+			select {
+			case it, ok = <-o.ch:
+			case <-o.hush:
+				o.sleepQuiet()
+				continue
+			}
 			if !ok {
 				return
 			}
 			m = it.message()
 		}
-		if q := o.quietUntil.Load(); q != 0 {
-			if d := time.Until(time.Unix(0, q)); d > 0 && d < time.Minute {
-				time.Sleep(d)
-			}
-		}
+		o.sleepQuiet()
 		if m.Kind == proto.KindSpans {
 			next = o.coalesce(m)
 		}

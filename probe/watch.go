@@ -158,12 +158,16 @@ func (e *executor) addEvent(span trace.Span, name string, attrs []attribute.KeyV
 
 // watcher polls the conflict owner while an attempt waits and records each change.
 type watcher struct {
-	done chan struct{}
-	quit chan struct{}
+	done  chan struct{}
+	quit  chan struct{}
+	first *time.Timer
 }
 
 func (w *watcher) stop() {
 	close(w.quit)
+	if w.first.Stop() {
+		return // it never started
+	}
 	<-w.done
 }
 
@@ -175,10 +179,12 @@ func (e *executor) watch(span trace.Span, s *slot, req lockReq) *watcher {
 	if poll <= 0 {
 		poll = 100 * time.Millisecond
 	}
-	go func() {
+	// A timer, not a goroutine started now: starting one here could wake another thread just
+	// as the lock call is made, stealing a core from a locker that fires at the same instant.
+	first := min(poll/10, 5*time.Millisecond)
+	w.first = time.AfterFunc(first, func() {
 		defer close(w.done)
-		first := min(poll/10, 5*time.Millisecond)
-		timer := time.NewTimer(first)
+		timer := time.NewTimer(0)
 		defer timer.Stop()
 		last := owner{class: "unset"}
 		for {
@@ -199,7 +205,7 @@ func (e *executor) watch(span trace.Span, s *slot, req lockReq) *watcher {
 			}
 			timer.Reset(poll)
 		}
-	}()
+	})
 	return w
 }
 
