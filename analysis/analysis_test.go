@@ -84,7 +84,7 @@ func TestCheckOnline(t *testing.T) {
 
 // TestOnlineMatchesOffline: the verdict of a saved run is the one the live analysis reaches.
 func TestOnlineMatchesOffline(t *testing.T) {
-	for _, name := range []string{"deadlock-two-files", "stale-holder", "foreign-holder", "healthy"} {
+	for _, name := range []string{"deadlock-two-files", "stale-holder", "foreign-holder", "healthy", "lost-grant-stuck-watcher", "owner-by-tid"} {
 		fx := loadFixture(t, name)
 		a := analysis.New(analysis.Options{})
 		m := tracefile.NewMerger()
@@ -176,6 +176,29 @@ func TestStats(t *testing.T) {
 	}
 }
 
+// TestAttemptWaited checks that Attempt.Waited marks exactly the attempts Stats.Waits counts.
+func TestAttemptWaited(t *testing.T) {
+	for _, name := range []string{"healthy", "deadlock-upgrade", "lost-grant-stuck-watcher", "stale-holder"} {
+		res := analysis.Analyze(loadFixture(t, name).Trace(), analysis.Options{})
+		waits := 0
+		for _, a := range res.Attempts {
+			if a.Waited {
+				waits++
+			}
+			if (len(a.Conflicts) > 0 || a.Outcome != "granted") && !a.Waited {
+				t.Errorf("%s: attempt %s of locker %d (%s, %d conflicts) not marked waited", name, a.ID, a.Locker, a.Outcome, len(a.Conflicts))
+			}
+		}
+		if waits != res.Stats.Waits || waits == 0 {
+			t.Errorf("%s: %d attempts marked waited, stats count %d", name, waits, res.Stats.Waits)
+		}
+	}
+	res := analysis.Analyze(loadFixture(t, "healthy").Trace(), analysis.Options{})
+	if res.Attempts[0].Waited || !res.Attempts[1].Waited {
+		t.Errorf("healthy: waited %v %v, want false true", res.Attempts[0].Waited, res.Attempts[1].Waited)
+	}
+}
+
 func TestFixtureErrors(t *testing.T) {
 	tests := []struct{ src, want string }{
 		{"@0s L0 acquire a1", "unknown process L0"},
@@ -211,4 +234,41 @@ func FuzzFixture(f *testing.F) {
 			t.Fatal("no verdict")
 		}
 	})
+}
+
+// TestStaleHolderNeedsFreshAnswer checks that a stale holder is reported only on an answer
+// given after the holder's lock ended, from the waiter's watcher or an observer.
+func TestStaleHolderNeedsFreshAnswer(t *testing.T) {
+	const head = `run scenario=kill procs=2 timeout=20s poll=100ms kind=posix
+locker L0 node=g1 pid=900
+locker L1 node=g2 pid=901
+observer O0 node=g2 pid=902
+@0s      L0 acquire a1 mode=write range=0:EOF
+@1ms     L0 grant a1 h1
+@500ms   L1 acquire a2 mode=write range=0:EOF
+`
+	tests := []struct {
+		name, lines string
+		stale       bool
+	}{
+		{"answer before the exit only", "@600ms L1 conflict a2 owner=L0 mode=write range=0:EOF\n@3s C exit L0\n", false},
+		{"first answer after the exit", "@3s C exit L0\n@3.2s L1 conflict a2 owner=L0 mode=write range=0:EOF\n", true},
+		{"answer repeated after the exit", "@600ms L1 conflict a2 owner=L0 mode=write range=0:EOF\n@3s C exit L0\n@4s L1 conflict a2 owner=L0 mode=write range=0:EOF\n", true},
+		{"observer after the exit", "@600ms L1 conflict a2 owner=L0 mode=write range=0:EOF\n@3s C exit L0\n@3.1s O0 observed owner=L0 mode=write range=0:EOF query=read\n", true},
+		{"observer before the exit only", "@600ms L1 conflict a2 owner=L0 mode=write range=0:EOF\n@700ms O0 observed owner=L0 mode=write range=0:EOF\n@3s C exit L0\n", false},
+	}
+	for _, tt := range tests {
+		fx, err := fixture.Parse([]byte(head + tt.lines + "@20s C end reason=timeout\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		res := analysis.Analyze(fx.Trace(), analysis.Options{})
+		stale := false
+		for _, f := range res.Findings {
+			stale = stale || f.Class == analysis.ClassStaleHolder
+		}
+		if stale != tt.stale {
+			t.Errorf("%s: stale-holder %v, want %v (verdict %s)", tt.name, stale, tt.stale, res.Verdict.Summary)
+		}
+	}
 }

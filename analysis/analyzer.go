@@ -100,6 +100,7 @@ type model struct {
 	snapAt    int64
 	snapNode  string
 	byLocker  map[int64][]*Attempt
+	byPID     map[int64][]*Locker // process and lock-thread ids → lockers
 	holdsOf   map[int64][]*Hold
 	holdsFile map[string][]*Hold
 	obsRuns   map[string][]obsRun // per file, in time order
@@ -219,6 +220,8 @@ func (a *Analyzer) model() *model {
 		return m.lockers[i].SpanID < m.lockers[j].SpanID
 	})
 	m.cutAtExit()
+	m.indexPIDs()
+	m.mapOwners()
 	for i, at := range m.attempts {
 		at.idx = i
 		m.byLocker[at.Locker] = append(m.byLocker[at.Locker], at)
@@ -354,28 +357,6 @@ func (m *model) holdsAt(a *Attempt, t int64) []*Hold {
 		}
 	}
 	return out
-}
-
-// lockerByPID maps a pid reported on a node to a locker id, or -1.
-func (m *model) lockerByPID(node string, pid int64) int64 {
-	found := int64(-1)
-	for _, l := range m.lockers {
-		if l.PID != pid {
-			continue
-		}
-		if node != "" && (l.Node == node || l.Host == node) {
-			return l.ID
-		}
-		if found == -1 {
-			found = l.ID
-		} else {
-			found = -2 // ambiguous without a node
-		}
-	}
-	if found < -1 {
-		return -1
-	}
-	return found
 }
 
 // exitedBy reports whether the locker's process had ended by t.

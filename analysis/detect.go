@@ -9,10 +9,11 @@ import (
 
 // detector runs the detectors over a model.
 type detector struct {
-	m     *model
-	stuck int64
-	seen  map[string]int // class + attempt → index in out: one finding of a class per attempt
-	out   []Finding
+	m      *model
+	stuck  int64
+	settle int64          // the poll interval: how late a watcher's answer may come
+	seen   map[string]int // class + attempt → index in out: one finding of a class per attempt
+	out    []Finding
 }
 
 func (d *detector) add(f Finding) {
@@ -90,12 +91,20 @@ func (d *detector) waiterFindings(a *Attempt, until int64) {
 		}
 		switch o.Class {
 		case semconv.OwnerNone, "":
+			// A grant of a conflicting lock to another locker during the run would have changed
+			// a live watcher's answer: from there on the "nobody holds" it gave before is no
+			// evidence (its F_GETLK may be stuck in the file system).
+			to, cut := r.to, false
+			if h := d.firstGrant(a, r.from, r.to); h != nil {
+				to, cut = h.Begin, true
+			}
+			dur = to - r.from
 			if o.Source == "none" || dur < d.stuck {
 				continue
 			}
 			f := base
-			f.FormedAt, f.Duration, f.Resolved = r.from, dur, resolved && r.to == until
-			f.Evidence = append([]Evidence{ev}, d.observerSays(a, r.from, r.to)...)
+			f.FormedAt, f.Duration, f.Resolved = r.from, dur, cut || (resolved && r.to == until)
+			f.Evidence = append([]Evidence{ev}, d.observerSays(a, r.from, to)...)
 			f.Summary = fmt.Sprintf("%s has waited %s for %s that, according to its own F_GETLK, nobody holds: the wake-up never came — the signature of a lost wake-up",
 				m.who(a.Locker), secs(dur), attemptText(a))
 			d.add(newFinding(ClassLostWakeup, f))
@@ -165,6 +174,16 @@ func (d *detector) staleOwner(a *Attempt, r ownerRun, ev Evidence, base Finding,
 	f.FormedAt, f.Duration, f.Resolved = since, dur, resolved && r.to == base.DetectedAt
 	f.Lockers = []int64{a.Locker, o.Locker}
 	f.Evidence = []Evidence{ev}
+	if released := max(lastEnd, exitBefore(l, r.to)); released >= 0 {
+		// The claim is that the file system still names the owner after its lock ended. The
+		// watcher records changes only: an answer from before the release, never repeated, may
+		// come from a watcher stuck in the call (a stopped FUSE client) and proves nothing.
+		fresh := d.answersSince(a, r, o.Locker, released)
+		if len(fresh) == 0 {
+			return
+		}
+		f.Evidence = append(f.Evidence, fresh...)
+	}
 	if lastHold == nil {
 		// The file system names a locker that was never granted such a lock: if that locker is
 		// itself waiting for it, its grant was lost on the way.
@@ -199,6 +218,66 @@ func (d *detector) staleOwner(a *Attempt, r ownerRun, ev Evidence, base Finding,
 	f.Summary = fmt.Sprintf("%s has waited %s for %s behind %s, which %s %s ago: the file system still reports the released lock — the signature of a stale holder",
 		m.who(a.Locker), secs(r.to-r.from), attemptText(a), m.who(o.Locker), how, secs(dur))
 	d.add(newFinding(ClassStaleHolder, f))
+}
+
+// exitBefore returns the instant the locker's process ended if that was before t, else -1.
+func exitBefore(l *Locker, t int64) int64 {
+	if l.Exited && l.ExitAt < t {
+		return l.ExitAt
+	}
+	return -1
+}
+
+// answersSince returns the answers given after instant since, within the waiter's run r of
+// answers, that still name locker owner as holder of a lock the attempt conflicts with: the
+// waiter's own latest F_GETLK answer of the run, and the first such answer of each observer.
+func (d *detector) answersSince(a *Attempt, r ownerRun, owner, since int64) []Evidence {
+	m := d.m
+	var out []Evidence
+	for i := conflictAt(a, r.to-1); i >= 0 && a.Conflicts[i].At >= r.first.At; i-- {
+		c := a.Conflicts[i]
+		if c.At <= since {
+			break
+		}
+		if c.Owner.Locker == owner && c.Owner.Class == semconv.OwnerLocker {
+			out = append(out, Evidence{At: c.At, Source: SourceGetlk, By: fmt.Sprintf("locker %d", a.Locker),
+				Text: fmt.Sprintf("F_GETLK for its own request, answered again after that lock ended: %s", m.ownerText(c.Owner))})
+			break
+		}
+	}
+	seen := map[int64]bool{}
+	for _, x := range m.obsRuns[a.File] {
+		ob := x.o
+		if ob.At >= r.to {
+			break
+		}
+		if ob.At <= since || seen[ob.Observer] || ob.Owner.Locker != owner || ob.Owner.Class != semconv.OwnerLocker {
+			continue
+		}
+		if !conflicts(a.Kind, a.Mode, a.Start, a.Len, a.Kind, ob.Owner.Mode, ob.Owner.Start, ob.Owner.Len) {
+			continue
+		}
+		seen[ob.Observer] = true
+		out = append(out, Evidence{At: ob.At, Source: SourceObserver, By: "observer on " + ob.Node,
+			Text: fmt.Sprintf("F_GETLK for %s over the whole file, after that lock ended, answered: %s", ob.QueryMode, m.ownerText(ob.Owner))})
+	}
+	return out
+}
+
+// firstGrant returns the first hold of another locker, conflicting with the attempt, that began
+// in (from, to), or nil.
+func (d *detector) firstGrant(a *Attempt, from, to int64) *Hold {
+	list := d.m.holdsFile[a.File]
+	i := sort.Search(len(list), func(i int) bool { return list[i].Begin > from })
+	for _, h := range list[i:] {
+		if h.Begin >= to {
+			break
+		}
+		if h.Locker != a.Locker && conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+			return h
+		}
+	}
+	return nil
 }
 
 // lockersHolding returns the lockers with a recorded hold that conflicts with the attempt at

@@ -12,7 +12,7 @@ import (
 // StuckAfter. Findings come most severe first; their FormedAt tells when the condition began.
 func (a *Analyzer) Check(now int64) []Finding {
 	m := a.model()
-	d := &detector{m: m, stuck: int64(a.opts.StuckAfter), seen: map[string]int{}}
+	d := &detector{m: m, stuck: int64(a.opts.StuckAfter), settle: a.settle(m), seen: map[string]int{}}
 	g := m.buildGraph(now)
 	settle := a.settle(m)
 	for i, c := range g.Cycles {
@@ -39,7 +39,7 @@ func (a *Analyzer) Check(now int64) []Finding {
 func (a *Analyzer) Finalize(end int64) *Result {
 	m := a.model()
 	stuck := int64(a.opts.StuckAfter)
-	d := &detector{m: m, stuck: stuck, seen: map[string]int{}}
+	d := &detector{m: m, stuck: stuck, settle: a.settle(m), seen: map[string]int{}}
 	gEnd := m.buildGraph(end)
 	d.cycles(end, gEnd)
 	d.fsDetected()
@@ -205,7 +205,7 @@ func (d *detector) exclusion(end int64) {
 				if overlap <= bound {
 					continue
 				}
-				d.add(d.violation(x, h, overlap, bound))
+				d.add(d.violation(x, h, overlap, bound, min(xe, he)))
 			}
 			active = append(active, h)
 		}
@@ -219,7 +219,7 @@ func holdEnd(h *Hold, end int64) int64 {
 	return h.End
 }
 
-func (d *detector) violation(x, h *Hold, overlap, bound int64) Finding {
+func (d *detector) violation(x, h *Hold, overlap, bound, overlapEnd int64) Finding {
 	m := d.m
 	f := Finding{Lockers: []int64{x.Locker, h.Locker}, Attempts: []string{x.AcquireID, h.AcquireID},
 		File: h.File, Mode: h.Mode, Kind: h.Kind, Start: h.Start, Len: h.Len, FormedAt: h.Begin,
@@ -230,6 +230,10 @@ func (d *detector) violation(x, h *Hold, overlap, bound int64) Finding {
 	}
 	f.Summary = fmt.Sprintf("mutual exclusion violated: %s and %s both held conflicting locks on %s of %s for %s (clock uncertainty %s)",
 		m.who(x.Locker), m.who(h.Locker), rangeText(max(x.Start, h.Start), overlapLen(x, h)), h.File, secs(overlap), secs(bound))
+	if ev, why := d.lostClient(x, h, overlapEnd); why != "" {
+		f.Evidence = append(f.Evidence, ev...)
+		f.Summary += why
+	}
 	// A read hold still open when another locker's write hold began, while its owner waited to
 	// convert it to write: the file system dropped the read lock during the blocked conversion.
 	for _, pair := range [][2]*Hold{{x, h}, {h, x}} {

@@ -15,6 +15,7 @@ type Locker struct {
 	Node        string            `json:"node"`
 	Host        string            `json:"host"`
 	PID         int64             `json:"pid"`
+	TID         int64             `json:"tid"` // the thread that makes the lock calls, 0 when unknown
 	SpanID      string            `json:"span_id"`
 	Begin       int64             `json:"begin_ns"`
 	End         int64             `json:"end_ns"`
@@ -68,7 +69,11 @@ type Attempt struct {
 	CmdIndex  int64      `json:"cmd_index"`
 	Conflicts []Conflict `json:"conflicts"`
 	TryTimes  []int64    `json:"try_ns"`
-	idx       int        // position in the model's sorted attempts
+	// Waited says the attempt had to wait: a conflicting hold of another locker was open when it
+	// began, or it recorded a conflict or a failed try, or it did not end granted (the rule of
+	// Stats.Waits). Set by Finalize.
+	Waited bool `json:"waited"`
+	idx    int  // position in the model's sorted attempts
 }
 
 // Hold is a lock held from its grant to its release.
@@ -373,6 +378,7 @@ func processOf(s *tracefile.Span) *Locker {
 		Node:   attrStr(s, semconv.Node),
 		Host:   attrStr(s, semconv.HostName),
 		PID:    attrInt(s, semconv.ProcessPID, 0),
+		TID:    attrInt(s, semconv.ProcTID, 0),
 		SpanID: s.SpanID,
 		Begin:  s.Start,
 		End:    s.End,

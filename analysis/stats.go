@@ -154,6 +154,9 @@ func (r *Result) fill(m *model) {
 	r.States = m.states
 	r.ProcLocks = m.plocks
 	waited := m.waited(r.End)
+	for _, a := range m.attempts {
+		a.Waited = waited[a.idx]
+	}
 	r.Stats = m.stats(r.End, waited)
 	r.Summaries = m.summaries(r.End, waited)
 	r.Hosts = m.hosts()
