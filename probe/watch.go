@@ -156,6 +156,9 @@ func (e *executor) addEvent(span trace.Span, name string, attrs []attribute.KeyV
 	}
 }
 
+// repeatEvery is how often a waiter's watcher records an unchanged answer.
+const repeatEvery = 2 * time.Second
+
 // watcher polls the conflict owner while an attempt waits and records each change.
 type watcher struct {
 	done  chan struct{}
@@ -187,6 +190,7 @@ func (e *executor) watch(span trace.Span, s *slot, req lockReq) *watcher {
 		timer := time.NewTimer(0)
 		defer timer.Stop()
 		last := owner{class: "unset"}
+		var lastAt time.Time
 		for {
 			select {
 			case <-w.quit:
@@ -194,14 +198,17 @@ func (e *executor) watch(span trace.Span, s *slot, req lockReq) *watcher {
 			case <-timer.C:
 			}
 			o := e.query(s, req)
-			if !o.same(last) {
+			// Changes are recorded at once; an unchanged answer again every repeatEvery, so that
+			// "still the same owner, long after it released" rests on a fresh answer, and a
+			// watcher stuck in a dead client shows as silence.
+			if !o.same(last) || time.Since(lastAt) >= repeatEvery {
 				select {
 				case <-w.quit: // granted meanwhile: the answer no longer describes a waiter
 					return
 				default:
 				}
 				e.addEvent(span, semconv.EventConflict, ownerAttrs(o))
-				last = o
+				last, lastAt = o, time.Now()
 			}
 			timer.Reset(poll)
 		}
