@@ -483,7 +483,7 @@ func setList(m map[string]bool) []string {
 func lockerByPID(res *analysis.Result, node string, pid int64) int64 {
 	found := int64(-1)
 	for _, l := range res.Lockers {
-		if l.PID != pid || pid <= 0 {
+		if (l.PID != pid && l.TID != pid) || pid <= 0 {
 			continue
 		}
 		if node != "" && (l.Node == node || l.Host == node) {
