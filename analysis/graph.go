@@ -77,9 +77,6 @@ type graphBuilder struct {
 	edges  map[[2]ownerKey]*GraphEdge
 	waits  map[int64]bool
 	holds  map[int64]bool
-	self   []Conflict
-	froms  []ownerKey
-	byFrom map[ownerKey][]ownerKey
 }
 
 func lockerKey(id int64) ownerKey { return ownerKey{locker: id, class: semconv.OwnerLocker} }

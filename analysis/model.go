@@ -194,11 +194,6 @@ func conflicts(k1, m1 string, s1, l1 int64, k2, m2 string, s2, l2 int64) bool {
 	return overlaps(s1, l1, s2, l2)
 }
 
-// openAt reports whether an interval [begin, end) is open at t; end 0 means still open.
-func openAt(begin, end, t int64) bool {
-	return begin <= t && (end == 0 || t < end)
-}
-
 func ownerOf(a tracefile.Attrs) Owner {
 	o := Owner{
 		PID:    a.IntOr(semconv.OwnerPID, 0),

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -452,18 +451,6 @@ func (r *run) exited(note exitNote) {
 	m.exited, m.exitAt = true, note.at
 	m.exitStatus, m.exitSignal = describeExit(m.cmd)
 	r.recordExit(m)
-}
-
-// sortedMembers returns the members by role, then id, for stable output.
-func (r *run) sortedMembers() []*member {
-	out := append([]*member(nil), r.members...)
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].role != out[j].role {
-			return out[i].role == "locker"
-		}
-		return out[i].id < out[j].id
-	})
-	return out
 }
 
 // spinWindow is how long before an instant a locker spins when it has a core to itself: enough

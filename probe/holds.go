@@ -2,6 +2,7 @@ package probe
 
 import (
 	"math"
+	"strconv"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -84,7 +85,7 @@ func devString(f host.FileID) string {
 }
 
 func itoa(i int64) string {
-	return attribute.Int64Value(i).Emit()
+	return strconv.FormatInt(i, 10)
 }
 
 // startHold opens a hold span at t (controller clock).

@@ -162,9 +162,6 @@ func (o *outbox) coalesce(m *proto.Message) *proto.Message {
 	return nil
 }
 
-// lastSeq is the sequence number of the last message sent.
-func (o *outbox) lastSeq() uint64 { return o.seq.Load() }
-
 // drain closes the queue and waits until it is sent or ctx ends.
 func (o *outbox) drain(ctx context.Context) {
 	close(o.ch)

@@ -11,14 +11,6 @@ import (
 // encoding wants hex. The rewrite works on the bytes, which is far cheaper than a generic decode.
 var idKeys = [][]byte{[]byte(`"traceId"`), []byte(`"spanId"`), []byte(`"parentSpanId"`)}
 
-func base64ToHex(v []byte) ([]byte, error) {
-	raw, err := base64.StdEncoding.DecodeString(string(v))
-	if err != nil {
-		return nil, err
-	}
-	return []byte(hex.EncodeToString(raw)), nil
-}
-
 func hexToBase64(v []byte) ([]byte, error) {
 	raw, err := hex.DecodeString(string(v))
 	if err != nil {
