@@ -11,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION)
 DEB_PKGS := glusterfs-server chromium
 APT_STAMP := .cache/apt-$(shell echo $(DEB_PKGS) | tr ' ' '-').stamp
 
-.PHONY: all build test short deps lint fuzz bench package clean jaeger
+.PHONY: all build test short deps lint staticcheck fuzz bench package clean jaeger
 
 all: build
 
@@ -43,6 +43,10 @@ test: deps lint jaeger
 # jaeger builds the Jaeger pinned in tools/go.mod once, into .cache/bin (minutes on a cold cache).
 jaeger:
 	scripts/jaeger.sh build
+
+# staticcheck, pinned; not part of `make test` (it downloads and builds the checker).
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2026.2.2 ./...
 
 short:
 	$(GO) test -short -count=1 ./...
