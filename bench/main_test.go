@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockprobe/lockprobe/internal/lptest"
+
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -27,15 +29,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	lockprobeBin = filepath.Join(dir, "lockprobe")
-	baselineBin = filepath.Join(dir, "baseline")
-	for _, b := range []struct{ out, pkg string }{{lockprobeBin, "../cmd/lockprobe"}, {baselineBin, "./baseline"}} {
-		build := exec.Command("go", "build", "-o", b.out, b.pkg)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", b.pkg+":", err)
-			os.Exit(1)
-		}
+	if lockprobeBin, err = lptest.Build(dir, "lockprobe", lptest.Package); err == nil {
+		baselineBin, err = lptest.Build(dir, "baseline", "./baseline")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	// The figures depend on what else the machine runs: say so in the output.
 	fmt.Println("# load-before:", loadAvg())

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockprobe/lockprobe/internal/lptest"
+
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -25,20 +27,11 @@ type memSample struct {
 // sampleLockers reads VmRSS and RssAnon of every live locker process of the benchmark's binary.
 func sampleLockers() memSample {
 	var s memSample
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+	for _, p := range lptest.Lockers(lockprobeBin) {
+		if p.Observer {
 			continue
 		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := bytes.Split(cmdline, []byte{0})
-		if len(args) < 2 || string(args[0]) != lockprobeBin || string(args[1]) != "locker" || bytes.Contains(cmdline, []byte("observer")) {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.PID), "status"))
 		if err != nil {
 			continue
 		}

@@ -9,11 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lockprobe/lockprobe/internal/lptest"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -28,11 +28,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "lockprobe")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build lockprobe:", err)
+	binary, err = lptest.Build(dir, "lockprobe", ".")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -138,28 +136,7 @@ func assertNoLockers(t *testing.T) {
 	}
 }
 
-func lockerProcesses() []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmdline), "\x00")
-		if len(args) > 1 && args[0] == binary && args[1] == "locker" {
-			if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(st), ") Z ") {
-				continue // a zombie holds nothing
-			}
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func lockerProcesses() []int { return lptest.PIDs(lptest.Lockers(binary)) }
 
 func startLockprobe(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/lockprobe/lockprobe/internal/lptest"
 )
 
 // TestDeadlockRunReport opens the report of a real deadlock run: three lockers whose OFD read
@@ -20,10 +22,9 @@ func TestDeadlockRunReport(t *testing.T) {
 	}
 	bin := chromium(t)
 	tmp := t.TempDir()
-	lp := filepath.Join(tmp, "lockprobe")
-	build := exec.Command("go", "build", "-o", lp, "../../../cmd/lockprobe")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build lockprobe: %v\n%s", err, out)
+	lp, err := lptest.Build(tmp, "lockprobe", lptest.Package)
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := outDir(t, "deadlock-run")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -32,7 +33,7 @@ func TestDeadlockRunReport(t *testing.T) {
 		"-lock", "ofd", "-procs", "3", "-out", dir)
 	var stdout, stderr bytes.Buffer
 	run.Stdout, run.Stderr = &stdout, &stderr
-	err := run.Run()
+	err = run.Run()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
 		t.Fatalf("lockprobe run: %v (want exit 3, deadlock)\n%s\n%s", err, stdout.String(), stderr.String())

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockprobe/lockprobe/internal/lptest"
+
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 	"golang.org/x/sys/unix"
@@ -49,13 +51,7 @@ func lockprobeBinary(t *testing.T, d *Daemon) string {
 			lpErr = err
 			return
 		}
-		lpPath = filepath.Join(dir, "lockprobe")
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", lpPath, "github.com/lockprobe/lockprobe/cmd/lockprobe").CombinedOutput()
-		if err != nil {
-			lpErr = fmt.Errorf("go build lockprobe: %w: %s", err, out)
-		}
+		lpPath, lpErr = lptest.Build(dir, "lockprobe", lptest.Package)
 	})
 	if lpErr != nil {
 		t.Fatal(lpErr)
@@ -251,25 +247,7 @@ func (r *lpRun) expect(t *testing.T, class string, code int) {
 
 // lockerProcesses returns the pids of the binary's locker and observer
 // processes (both run as `lockprobe locker ...`), zombies excepted.
-func (c *lpCluster) lockerProcesses() []int {
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cl), "\x00")
-		if len(args) > 1 && args[0] == c.bin && args[1] == "locker" && alive(pid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func (c *lpCluster) lockerProcesses() []int { return lptest.PIDs(lptest.Lockers(c.bin)) }
 
 // assertNoLockers fails the test when a locker process outlives its run
 // (after a short grace for processes being reaped), and kills it.

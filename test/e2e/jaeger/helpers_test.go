@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockprobe/lockprobe/internal/lptest"
+
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -36,11 +38,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	lockprobeBin = filepath.Join(dir, "lockprobe")
-	build := exec.Command("go", "build", "-o", lockprobeBin, rootModule+"/cmd/lockprobe")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build lockprobe:", err)
+	lockprobeBin, err = lptest.Build(dir, "lockprobe", lptest.Package)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

@@ -1,0 +1,76 @@
+// Package lptest helps end-to-end tests and benchmarks run lockprobe as users do: it builds the
+// binary once and finds the locker processes a run may have left behind. Lockers must be real
+// processes; every package that starts them shares these two chores.
+package lptest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Package is the import path of the lockprobe command.
+const Package = "github.com/lockprobe/lockprobe/cmd/lockprobe"
+
+// Build builds pkg (an import path or a relative directory) into dir/name and returns the
+// binary's path. It gives up after five minutes.
+func Build(dir, name, pkg string) (string, error) {
+	out := filepath.Join(dir, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if msg, err := exec.CommandContext(ctx, "go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w: %s", pkg, err, msg)
+	}
+	return out, nil
+}
+
+// Process is a running locker or observer of a binary.
+type Process struct {
+	PID      int
+	Observer bool
+}
+
+// Lockers returns the live (not zombie) `locker` processes of binary, observers included.
+func Lockers(binary string) []Process {
+	entries, _ := os.ReadDir("/proc")
+	var out []Process
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) < 2 || args[0] != binary || args[1] != "locker" {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err != nil || zombie(string(stat)) {
+			continue // gone, or a zombie, which holds nothing
+		}
+		out = append(out, Process{PID: pid, Observer: strings.Contains(string(cmdline), "\x00observer")})
+	}
+	return out
+}
+
+// zombie reads the state letter after the command name, which may itself hold ") ".
+func zombie(stat string) bool {
+	i := strings.LastIndexByte(stat, ')')
+	return i >= 0 && strings.HasPrefix(stat[i:], ") Z")
+}
+
+// PIDs returns the pids of ps.
+func PIDs(ps []Process) []int {
+	out := make([]int, len(ps))
+	for i, p := range ps {
+		out[i] = p.PID
+	}
+	return out
+}
