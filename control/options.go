@@ -41,6 +41,16 @@ type Options struct {
 	Executable string
 	// Listen is the ROUTER endpoint. Optional: tcp://127.0.0.1:0 (loopback, any free port).
 	Listen string
+	// Remote is how many of the lockers (the last ones) run on other nodes: the controller does
+	// not start them; they connect with `lockprobe locker -connect ... -id K` and the token.
+	// Optional: 0.
+	Remote int
+	// Token is the secret lockers must present. Optional: a random one (remote lockers need it
+	// told: see Announce).
+	Token string
+	// Announce, when set, is called once the controller listens, with the endpoint and token,
+	// so that remote lockers can be told how to connect.
+	Announce func(endpoint, token string)
 	// StartupTimeout bounds the time until every locker is ready. Optional: 10s + 10ms per locker.
 	StartupTimeout time.Duration
 	// Grace is how long stopping lockers may take before they are killed. Optional: 3s.
@@ -71,6 +81,9 @@ func (o *Options) defaults() error {
 	}
 	if len(o.Queues) == 0 {
 		return errors.New("no lockers")
+	}
+	if o.Remote < 0 || o.Remote > len(o.Queues) {
+		return fmt.Errorf("%d remote lockers out of %d", o.Remote, len(o.Queues))
 	}
 	if o.OutDir == "" {
 		return errors.New("no output folder")

@@ -11,14 +11,16 @@ import (
 
 // member is one locker or observer process of the run, as the controller tracks it.
 type member struct {
-	id       int    // locker id; observers are -1-k
-	role     string // "locker" | "observer"
-	node     string
-	file     string
-	identity string // DEALER identity, known from its hello
-	pid      int
-	tid      int // its lock thread, from its ready
-	cmd      *exec.Cmd
+	id        int    // locker id; observers are -1-k
+	role      string // "locker" | "observer"
+	node      string
+	file      string
+	identity  string // DEALER identity, known from its hello
+	pid       int
+	remote    bool // runs on another node: not started here, no process to wait for
+	lastHeard time.Time
+	tid       int // its lock thread, from its ready
+	cmd       *exec.Cmd
 
 	welcomed, ready, commanded, acked, idle, bye bool
 	exited                                       bool

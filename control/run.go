@@ -82,7 +82,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		opts.Executable = exe
 	}
 	r := &run{opts: opts, byIdent: map[string]*member{}, merger: tracefile.NewMerger(), start: time.Now()}
-	r.token = randomHex(16)
+	r.token = opts.Token
+	if r.token == "" {
+		r.token = randomHex(16)
+	}
 	r.host, _ = os.Hostname()
 	_, _ = rand.Read(r.traceID[:])
 	_, _ = rand.Read(r.rootID[:])
@@ -119,7 +122,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		ff.fs, ff.fsErr = host.FileSystem(f)
 		r.files = append(r.files, ff)
 	}
+	if opts.Announce != nil {
+		opts.Announce(conn.Addr(), r.token)
+	}
 	for _, m := range r.members {
+		if m.remote {
+			continue
+		}
 		if err := r.spawn(m, exits, logFile); err != nil {
 			r.shutdown(exits, "start-failed")
 			return nil, err
@@ -161,9 +170,14 @@ func (r *run) plan() {
 		}
 		return fmt.Sprintf("%s/client%d", host, k)
 	}
+	firstRemote := len(r.opts.Queues) - r.opts.Remote
 	for i := range r.opts.Queues {
 		k := i % len(r.opts.Files)
-		r.members = append(r.members, &member{id: i, role: "locker", node: nodeOf(k), file: r.opts.Files[k]})
+		m := &member{id: i, role: "locker", node: nodeOf(k), file: r.opts.Files[k]}
+		if i >= firstRemote {
+			m.remote, m.node = true, "" // its node is what its hello says
+		}
+		r.members = append(r.members, m)
 	}
 	r.res.Lockers = len(r.opts.Queues)
 	if r.opts.Observers {
@@ -245,6 +259,9 @@ func (r *run) loop(ctx context.Context, exits chan exitNote) (string, error) {
 					r.send(m, &proto.Message{Kind: proto.KindBeat, Beat: &proto.Beat{}})
 				}
 			}
+			if r.silentRemotes() && started && r.allDone() {
+				return "done", nil
+			}
 		case <-progress.C:
 			if r.opts.Progress != nil && started {
 				r.opts.Progress(r.status())
@@ -299,6 +316,7 @@ func (r *run) handle(in wire.Incoming) {
 		return
 	}
 	r.count(m, msg.Seq)
+	m.lastHeard = in.At
 	switch msg.Kind {
 	case proto.KindPing:
 		r.send(m, &proto.Message{Kind: proto.KindPong, Pong: &proto.Pong{T1: msg.Ping.T1, TC: time.Now().UnixNano()}})
@@ -361,6 +379,12 @@ func (r *run) hello(from string, seq uint64, h *proto.Hello) {
 	if m.identity == "" {
 		m.identity = from
 		r.byIdent[from] = m
+		if m.remote {
+			m.pid, m.node = h.PID, h.Node
+			if m.node == "" {
+				m.node = h.Host
+			}
+		}
 	}
 	r.count(m, seq)
 	if m.welcomed && time.Since(m.welcomedAt) < time.Second {
@@ -464,4 +488,22 @@ func (r *run) spin() time.Duration {
 		return 0
 	}
 	return spinWindow
+}
+
+// remoteSilence is how long a remote locker may say nothing before it is taken for gone: it pings
+// every 2 s, and there is no process to wait for.
+const remoteSilence = 10 * time.Second
+
+// silentRemotes marks remote lockers that fell silent as exited and says whether it marked any.
+func (r *run) silentRemotes() bool {
+	marked := false
+	for _, m := range r.members {
+		if m.remote && m.welcomed && !m.exited && !m.bye && time.Since(m.lastHeard) > remoteSilence {
+			m.exited, m.exitAt, m.exitStatus = true, m.lastHeard, "silent for "+remoteSilence.String()
+			r.opts.Log.Warn("remote locker fell silent", "member", m.label(), "pid", m.pid, "node", m.node)
+			r.recordExit(m)
+			marked = true
+		}
+	}
+	return marked
 }

@@ -75,8 +75,10 @@ func (r *run) takeSnapshot(exits chan exitNote) {
 	}
 	for _, m := range r.members {
 		if m.alive() && m.welcomed && !m.bye && !m.snapshotDone {
-			r.res.Unresponsive = append(r.res.Unresponsive, fmt.Sprintf("%s (pid %d)", m.label(), m.pid))
-			r.snap.events = append(r.snap.events, r.procState(m))
+			r.res.Unresponsive = append(r.res.Unresponsive, fmt.Sprintf("%s (pid %d on %s)", m.label(), m.pid, m.node))
+			if !m.remote {
+				r.snap.events = append(r.snap.events, r.procState(m))
+			}
 		}
 	}
 	r.snap.events = append(r.snap.events, r.procLocks()...)
@@ -174,6 +176,10 @@ func (r *run) shutdown(exits chan exitNote, reason string) {
 func (r *run) allExited() bool {
 	for _, m := range r.members {
 		if m.cmd != nil && !m.exited {
+			return false
+		}
+		// A remote locker has no process here: its goodbye (or its silence) is its exit.
+		if m.remote && m.welcomed && !m.exited && !m.bye {
 			return false
 		}
 	}

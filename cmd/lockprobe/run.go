@@ -42,6 +42,10 @@ type runFlags struct {
 	otlp        string
 	verbose     bool
 	glusterSock string
+	remote      int
+	listen      string
+	token       string
+	startup     time.Duration
 }
 
 func runCmd(args []string, stdout, stderr io.Writer) error {
@@ -62,6 +66,10 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.stuckAfter, "stuck-after", 5*time.Second, "a waiter blocked this long under suspicious evidence is reported stuck")
 	fs.StringVar(&f.otlp, "otlp", "", "forward spans to this OTLP endpoint (http://host:4318 or grpc://host:4317); OTEL_EXPORTER_OTLP_* also work")
 	fs.BoolVar(&f.verbose, "v", false, "log diagnostics to stderr")
+	fs.IntVar(&f.remote, "remote", 0, "how many of the lockers (the last ones) run on other nodes and connect by themselves (lockprobe locker -connect ...)")
+	fs.StringVar(&f.listen, "listen", "tcp://127.0.0.1:0", "the controller's ZeroMQ endpoint; remote lockers need an address they can reach")
+	fs.StringVar(&f.token, "token", "", "the secret lockers must present (default: a random one; LOCKPROBE_TOKEN on the remote nodes)")
+	fs.DurationVar(&f.startup, "startup-timeout", 0, "how long to wait for every locker to be ready (default 10s + 10ms per locker; 5m with -remote)")
 	fs.StringVar(&f.glusterSock, "gluster-sock", "", "glusterd's CLI socket, for the brick statedump at the end of a run on GlusterFS (default: gluster's own)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -81,6 +89,9 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	opts.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
 	if isTerminal(stderr) {
 		opts.Progress = statusLine(stderr)
+	}
+	if f.remote > 0 {
+		opts.Announce = announceRemote(stderr, opts)
 	}
 
 	analyzer := analysis.New(analysis.Options{StuckAfter: f.stuckAfter, Settle: f.poll})
@@ -200,7 +211,16 @@ func (f *runFlags) options(cmdLine string) (control.Options, *scenario.Scenario,
 			return o, nil, usagef("%s %q: unknown value", k.flag, k.val)
 		}
 	}
-	if f.tries < 0 || f.interval < 0 || f.poll <= 0 || f.timeout < 0 || f.stuckAfter <= 0 {
+	if f.remote < 0 || f.remote > procs {
+		return o, nil, usagef("-remote %d: must be between 0 and -procs (%d)", f.remote, procs)
+	}
+	if !strings.HasPrefix(f.listen, "tcp://") {
+		return o, nil, usagef("-listen %q: want tcp://HOST:PORT", f.listen)
+	}
+	if f.startup == 0 && f.remote > 0 {
+		f.startup = 5 * time.Minute
+	}
+	if f.tries < 0 || f.interval < 0 || f.poll <= 0 || f.timeout < 0 || f.stuckAfter <= 0 || f.startup < 0 {
 		return o, nil, usagef("-tries, -interval, -timeout must not be negative; -poll and -stuck-after must be positive")
 	}
 	queues, err := sc.Queues(procs, f.files)
@@ -212,21 +232,25 @@ func (f *runFlags) options(cmdLine string) (control.Options, *scenario.Scenario,
 		out = defaultOutDir()
 	}
 	o = control.Options{
-		Files:         f.files,
-		Queues:        queues,
-		Timeout:       pick(f.timeout, sc.Header.Timeout.Or(30*time.Second)),
-		Kind:          pickStr(f.lock, sc.Header.Kind.Or("posix")),
-		Style:         pickStr(f.style, sc.Header.Style.Or("wait")),
-		Tries:         pickInt(f.tries, sc.Header.Tries.Or(3)),
-		Interval:      pick(f.interval, sc.Header.Interval.Or(time.Second)),
-		Poll:          f.poll,
-		Observers:     f.observers,
-		OutDir:        out,
-		CommandLine:   cmdLine,
-		ScenarioName:  sc.Name,
-		ScenarioText:  sc.Text,
-		Version:       version,
-		GlusterSocket: f.glusterSock,
+		Files:          f.files,
+		Queues:         queues,
+		Timeout:        pick(f.timeout, sc.Header.Timeout.Or(30*time.Second)),
+		Kind:           pickStr(f.lock, sc.Header.Kind.Or("posix")),
+		Style:          pickStr(f.style, sc.Header.Style.Or("wait")),
+		Tries:          pickInt(f.tries, sc.Header.Tries.Or(3)),
+		Interval:       pick(f.interval, sc.Header.Interval.Or(time.Second)),
+		Poll:           f.poll,
+		Observers:      f.observers,
+		OutDir:         out,
+		CommandLine:    cmdLine,
+		ScenarioName:   sc.Name,
+		ScenarioText:   sc.Text,
+		Version:        version,
+		GlusterSocket:  f.glusterSock,
+		Remote:         f.remote,
+		Listen:         f.listen,
+		Token:          f.token,
+		StartupTimeout: f.startup,
 	}
 	return o, sc, nil
 }
@@ -337,4 +361,13 @@ func shellJoin(args []string) string {
 		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(out, " ")
+}
+
+// announceRemote tells the user how to start the remote lockers once the controller listens.
+func announceRemote(w io.Writer, opts control.Options) func(endpoint, token string) {
+	return func(endpoint, token string) {
+		n := len(opts.Queues)
+		fmt.Fprintf(w, "waiting for %d remote lockers (ids %d-%d); on each remote node run:\n", opts.Remote, n-opts.Remote, n-1)
+		fmt.Fprintf(w, "  LOCKPROBE_TOKEN=%s lockprobe locker -connect %s -id ID -allow %s\n", token, endpoint, opts.Files[0])
+	}
 }

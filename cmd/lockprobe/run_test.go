@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -397,4 +402,73 @@ func TestLockersOutliveNoController(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRemoteLocker: the last locker is not started by the controller but comes from "another
+// node" (started here by hand, as a job script would on a cluster node) with the run's token;
+// one with a wrong token is refused.
+func TestRemoteLocker(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lock-file")
+	out := filepath.Join(dir, "out")
+	port := freePort(t)
+	endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", port)
+	cmd := startLockprobe(t, "run", "-file", file, "-procs", "3", "-remote", "1", "-listen", endpoint, "-token", "s3cret", "-out", out, "-timeout", "30s")
+	runDone := make(chan runResult, 1)
+	go func() { runDone <- waitLockprobe(t, cmd) }()
+
+	remote := func(token string) runResult {
+		c := exec.Command(binary, "locker", "-connect", endpoint, "-id", "2", "-allow", file, "-node", "far-node")
+		c.Env = append(os.Environ(), "LOCKPROBE_TOKEN="+token)
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		err := c.Run()
+		res := runResult{stderr: stderr.String()}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			res.code = ee.ExitCode()
+		}
+		return res
+	}
+	// The controller may not listen yet: the locker's own start-up timeout covers that.
+	if bad := remote("wrong"); bad.code == 0 || !strings.Contains(bad.stderr, "bad token") {
+		t.Errorf("a locker with a wrong token: exit %d, stderr %q; want refused", bad.code, bad.stderr)
+	}
+	if good := remote("s3cret"); good.code != 0 {
+		t.Fatalf("remote locker: exit %d: %s", good.code, good.stderr)
+	}
+	var res runResult
+	select {
+	case res = <-runDone:
+	case <-time.After(60 * time.Second):
+		t.Fatal("run did not end")
+	}
+	if res.code != 0 {
+		t.Fatalf("run: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	assertNoLockers(t)
+	tr, err := tracefile.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := map[int64]string{}
+	for _, a := range spansNamed(tr, semconv.SpanAcquire) {
+		if a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted {
+			granted[a.Attrs.IntOr(semconv.LockerID, -1)] = a.Resource.Str(semconv.Node)
+		}
+	}
+	if len(granted) != 3 || granted[2] != "far-node" {
+		t.Errorf("granted lockers and their nodes: %v; want 0, 1 and 2 on far-node", granted)
+	}
+	assertNoOverlap(t, spansNamed(tr, semconv.SpanHold))
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
