@@ -17,7 +17,7 @@ func (a *Analyzer) Check(now int64) []Finding {
 	settle := a.settle(m)
 	for i, c := range g.Cycles {
 		formed := g.cycleFormed(c)
-		if now-formed < settle {
+		if now-formed < settle || !m.allBlocking(c, now) {
 			continue
 		}
 		d.add(d.deadlock(g, g.SCCs[i], c, now, formed, now, false, ""))
@@ -92,6 +92,10 @@ func (d *detector) cycles(end int64, gEnd *WaitGraph) {
 			}
 		}
 		if broken == nil {
+			if !allWait {
+				// Pollers in a cycle are not stuck yet: each may give up and let go.
+				continue
+			}
 			if i := gEnd.sccOf(ep.cycle); i >= 0 {
 				if f, ok := formed[i]; !ok || ep.formed < f {
 					formed[i] = ep.formed
@@ -357,4 +361,19 @@ func (d *detector) involved(id string) bool {
 		}
 	}
 	return false
+}
+
+// allBlocking says whether every locker of cycle is blocked in a waiting lock call at t. A cycle
+// that a poll or try attempt closes is not a deadlock yet: that attempt may give up, and its
+// locker may release what the others wait for (casacore's upgrade polls first, then waits).
+func (m *model) allBlocking(cycle []int64, t int64) bool {
+	for _, id := range cycle {
+		if id >= foreignBase {
+			continue
+		}
+		if at := m.attemptAt(id, t); at == nil || at.Style != semconv.StyleWait {
+			return false
+		}
+	}
+	return true
 }
