@@ -54,7 +54,8 @@ type run struct {
 	snap    *snapshot
 	live    live
 	host    string
-	endAt   time.Time // when the run was decided to be over
+	endAt   time.Time    // when the run was decided to be over
+	peers   []proto.Peer // the lockers' table, fixed when the queues go out
 	// files holds each file's identity and file-system facts, taken once at the start: at the
 	// end a client may be stopped or dead, and a stat(2) through it would never return.
 	files []fileFacts
@@ -404,21 +405,15 @@ func (r *run) hello(from string, seq uint64, h *proto.Hello) {
 func (r *run) sendCommands() {
 	lead := 100*time.Millisecond + time.Duration(len(r.members))*time.Millisecond
 	r.scenAt = time.Now().Add(lead)
-	peers := make([]proto.Peer, 0, len(r.members))
+	r.peers = make([]proto.Peer, 0, len(r.members))
 	for _, m := range r.members {
 		if m.role == "locker" {
-			peers = append(peers, proto.Peer{LockerID: m.id, Node: m.node, PID: m.pid, TID: m.tid})
+			r.peers = append(r.peers, proto.Peer{LockerID: m.id, Node: m.node, PID: m.pid, TID: m.tid})
 		}
 	}
 	for _, m := range r.members {
-		var q []proto.Command
-		if m.role == "locker" {
-			q = r.opts.Queues[m.id]
-		}
 		m.commanded = true
-		m.commandsSentAt = time.Now()
-		m.commandsSends++
-		r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: peers}})
+		r.sendQueue(m)
 	}
 	r.writeRoot(false, nil)
 }
@@ -428,21 +423,20 @@ func (r *run) sendCommands() {
 func (r *run) resendCommands() {
 	for _, m := range r.members {
 		if m.commanded && !m.acked && m.alive() && m.commandsSends < 5 && time.Since(m.commandsSentAt) > time.Second {
-			var q []proto.Command
-			if m.role == "locker" {
-				q = r.opts.Queues[m.id]
-			}
-			peers := []proto.Peer{}
-			for _, p := range r.members {
-				if p.role == "locker" {
-					peers = append(peers, proto.Peer{LockerID: p.id, Node: p.node, PID: p.pid, TID: p.tid})
-				}
-			}
-			m.commandsSentAt = time.Now()
-			m.commandsSends++
-			r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: peers}})
+			r.sendQueue(m)
 		}
 	}
+}
+
+// sendQueue sends m its queue (observers get none) with the scenario start and the peer table.
+func (r *run) sendQueue(m *member) {
+	var q []proto.Command
+	if m.role == "locker" {
+		q = r.opts.Queues[m.id]
+	}
+	m.commandsSentAt = time.Now()
+	m.commandsSends++
+	r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: r.peers}})
 }
 
 // spans writes a batch to the trace file at once, then shares it with the watchers.

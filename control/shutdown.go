@@ -98,13 +98,7 @@ func (r *run) procState(m *member) *tracepb.Span_Event {
 	if err != nil || len(threads) == 0 {
 		return stateEvent(m, now, m.pid, 0, "?", "", nil, "", "proc: "+fmt.Sprint(err))
 	}
-	pick := threads[0]
-	for _, t := range threads {
-		if t.BlockedInLocks() || t.State == "D" {
-			pick = t
-			break
-		}
-	}
+	pick := host.WaitingThread(threads)
 	return stateEvent(m, now, m.pid, pick.TID, pick.State, pick.Wchan, pick.Stack, "", "proc (no answer)")
 }
 

@@ -166,3 +166,15 @@ func isLockFunc(f string) bool {
 	}
 	return false
 }
+
+// WaitingThread picks, of a process's threads, the one a hang report should show: the first
+// waiting in the kernel's lock code or in uninterruptible sleep (a call stuck in a FUSE or
+// network file system), else the first thread. threads must not be empty.
+func WaitingThread(threads []ProcState) ProcState {
+	for _, t := range threads {
+		if t.BlockedInLocks() || t.State == "D" {
+			return t
+		}
+	}
+	return threads[0]
+}

@@ -138,13 +138,7 @@ func (l *Locker) threadsSnapshot() *proto.Snapshot {
 	if err != nil || len(threads) == 0 {
 		return snap
 	}
-	pick := threads[0]
-	for _, t := range threads {
-		if t.BlockedInLocks() || t.State == "D" {
-			pick = t
-			break
-		}
-	}
+	pick := host.WaitingThread(threads)
 	snap.TID, snap.State, snap.Wchan = pick.TID, pick.State, pick.Wchan
 	if pick.Stack != nil {
 		snap.Stack = pick.Stack
