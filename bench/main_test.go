@@ -1,12 +1,8 @@
 package bench
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -93,26 +89,11 @@ func tail(s string) string {
 // execLockprobe runs the binary with args under a deadline; exit statuses are the caller's.
 func execLockprobe(b *testing.B, timeout time.Duration, args ...string) result {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, lockprobeBin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	t0 := time.Now()
-	err := cmd.Run()
-	res := result{stdout: stdout.String(), stderr: stderr.String(), wall: time.Since(t0)}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		res.code = ee.ExitCode()
-	default:
-		b.Fatalf("lockprobe %v: %v", args, err)
+	r, err := lptest.Run(lockprobeBin, timeout, args...)
+	if err != nil {
+		b.Fatalf("%v\nstderr: %s", err, tail(r.Stderr))
 	}
-	if ctx.Err() != nil {
-		b.Fatalf("lockprobe %v did not end within %s\nstderr: %s", args, timeout, tail(res.stderr))
-	}
-	return res
+	return result{code: r.Code, stdout: r.Stdout, stderr: r.Stderr, wall: r.Wall}
 }
 
 // spansNamed returns the spans of one name in start order.

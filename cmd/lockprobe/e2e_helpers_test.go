@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -48,25 +47,11 @@ type runResult struct {
 // lockprobe runs the binary with args and a deadline; out is passed as -out for run.
 func lockprobe(t *testing.T, timeout time.Duration, args ...string) runResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := runResult{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		res.code = ee.ExitCode()
-	default:
-		t.Fatalf("lockprobe %v: %v", args, err)
+	r, err := lptest.Run(binary, timeout, args...)
+	if err != nil {
+		t.Fatalf("%v\nstderr: %s", err, r.Stderr)
 	}
-	if ctx.Err() != nil {
-		t.Fatalf("lockprobe %v did not end within %s\nstderr: %s", args, timeout, res.stderr)
-	}
-	return res
+	return runResult{code: r.Code, stdout: r.Stdout, stderr: r.Stderr}
 }
 
 // runScenario runs `lockprobe run` with a scenario text on a fresh file and reads the trace.

@@ -5,6 +5,7 @@ package lptest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -73,4 +74,36 @@ func PIDs(ps []Process) []int {
 		out[i] = p.PID
 	}
 	return out
+}
+
+// Result is how one command ended.
+type Result struct {
+	Code           int // exit status
+	Stdout, Stderr string
+	Wall           time.Duration
+}
+
+// Run runs binary with args and a deadline. A command that cannot start, or that does not end
+// within timeout (it is killed), is an error; an exit status other than 0 is not.
+func Run(binary string, timeout time.Duration, args ...string) (Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	t0 := time.Now()
+	err := cmd.Run()
+	res := Result{Stdout: stdout.String(), Stderr: stderr.String(), Wall: time.Since(t0)}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("%s %v did not end within %s", filepath.Base(binary), args, timeout)
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		res.Code = ee.ExitCode()
+	default:
+		return res, fmt.Errorf("%s %v: %w", filepath.Base(binary), args, err)
+	}
+	return res, nil
 }
