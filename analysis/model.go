@@ -236,24 +236,61 @@ func attrInt(s *tracefile.Span, key string, def int64) int64 {
 	return s.Resource.IntOr(key, def)
 }
 
+// lockAttrs are the attributes attempts and holds share: who, which lock, which file.
+type lockAttrs struct {
+	locker                 int64
+	haveLocker             bool
+	kind, mode, file, path string
+	start, length, fd      int64
+}
+
+// set takes one shared attribute and says whether k was one.
+func (l *lockAttrs) set(k string, v any) bool {
+	switch k {
+	case semconv.LockerID:
+		l.locker, l.haveLocker = intOf(v, -1), true
+	case semconv.LockKind:
+		l.kind = strOf(v)
+	case semconv.LockMode:
+		l.mode = strOf(v)
+	case semconv.LockStart:
+		l.start = intOf(v, 0)
+	case semconv.LockLen:
+		l.length = intOf(v, 0)
+	case semconv.LockFD:
+		l.fd = intOf(v, 0)
+	case semconv.FileLogical:
+		l.file = strOf(v)
+	case semconv.FilePath:
+		l.path = strOf(v)
+	default:
+		return false
+	}
+	return true
+}
+
+// finish fills what a span may leave out: the locker from the resource, the logical file from
+// the path.
+func (l *lockAttrs) finish(s *tracefile.Span) {
+	if !l.haveLocker {
+		l.locker = s.Resource.IntOr(semconv.LockerID, -1)
+	}
+	if l.file == "" {
+		l.file = l.path
+	}
+}
+
 // attemptOf reads an attempt span in one pass over its attributes: on a trace of 10^6 events, a
 // map lookup per field costs more than the rest of the analysis.
 func attemptOf(s *tracefile.Span) Attempt {
-	a := Attempt{ID: s.SpanID, Locker: -1, Begin: s.Start, End: s.End, Outcome: semconv.OutcomeWaiting,
+	a := Attempt{ID: s.SpanID, Begin: s.Start, End: s.End, Outcome: semconv.OutcomeWaiting,
 		Style: semconv.StyleWait, Conflicts: []Conflict{}, TryTimes: []int64{}}
-	haveLocker := false
+	var l lockAttrs
 	for k, v := range s.Attrs {
+		if l.set(k, v) {
+			continue
+		}
 		switch k {
-		case semconv.LockerID:
-			a.Locker, haveLocker = intOf(v, -1), true
-		case semconv.LockKind:
-			a.Kind = strOf(v)
-		case semconv.LockMode:
-			a.Mode = strOf(v)
-		case semconv.LockStart:
-			a.Start = intOf(v, 0)
-		case semconv.LockLen:
-			a.Len = intOf(v, 0)
 		case semconv.LockStyle:
 			a.Style = nonEmpty(strOf(v), semconv.StyleWait)
 		case semconv.LockOutcome:
@@ -262,12 +299,6 @@ func attemptOf(s *tracefile.Span) Attempt {
 			a.Errno = strOf(v)
 		case semconv.LockTries:
 			a.Tries = intOf(v, 0)
-		case semconv.LockFD:
-			a.FD = intOf(v, 0)
-		case semconv.FileLogical:
-			a.File = strOf(v)
-		case semconv.FilePath:
-			a.Path = strOf(v)
 		case semconv.LockScheduled:
 			a.Scheduled = intOf(v, 0)
 		case semconv.LockCmdLine:
@@ -278,12 +309,8 @@ func attemptOf(s *tracefile.Span) Attempt {
 			a.CmdIndex = intOf(v, 0)
 		}
 	}
-	if !haveLocker {
-		a.Locker = s.Resource.IntOr(semconv.LockerID, -1)
-	}
-	if a.File == "" {
-		a.File = a.Path
-	}
+	l.finish(s)
+	a.Locker, a.Kind, a.Mode, a.Start, a.Len, a.FD, a.File, a.Path = l.locker, l.kind, l.mode, l.start, l.length, l.fd, l.file, l.path
 	for _, e := range s.Events {
 		switch e.Name {
 		case semconv.EventConflict:
@@ -296,26 +323,13 @@ func attemptOf(s *tracefile.Span) Attempt {
 }
 
 func holdOf(s *tracefile.Span) Hold {
-	h := Hold{ID: s.SpanID, Locker: -1, Begin: s.Start, End: s.End, How: semconv.HoldOpen, ClosedFD: -1}
-	haveLocker := false
+	h := Hold{ID: s.SpanID, Begin: s.Start, End: s.End, How: semconv.HoldOpen, ClosedFD: -1}
+	var l lockAttrs
 	for k, v := range s.Attrs {
+		if l.set(k, v) {
+			continue
+		}
 		switch k {
-		case semconv.LockerID:
-			h.Locker, haveLocker = intOf(v, -1), true
-		case semconv.LockKind:
-			h.Kind = strOf(v)
-		case semconv.LockMode:
-			h.Mode = strOf(v)
-		case semconv.LockStart:
-			h.Start = intOf(v, 0)
-		case semconv.LockLen:
-			h.Len = intOf(v, 0)
-		case semconv.LockFD:
-			h.FD = intOf(v, 0)
-		case semconv.FileLogical:
-			h.File = strOf(v)
-		case semconv.FilePath:
-			h.Path = strOf(v)
 		case semconv.LockHoldEnd:
 			h.How = nonEmpty(strOf(v), semconv.HoldOpen)
 		case semconv.LockAcquireID:
@@ -324,12 +338,8 @@ func holdOf(s *tracefile.Span) Hold {
 			h.ClosedFD = intOf(v, -1)
 		}
 	}
-	if !haveLocker {
-		h.Locker = s.Resource.IntOr(semconv.LockerID, -1)
-	}
-	if h.File == "" {
-		h.File = h.Path
-	}
+	l.finish(s)
+	h.Locker, h.Kind, h.Mode, h.Start, h.Len, h.FD, h.File, h.Path = l.locker, l.kind, l.mode, l.start, l.length, l.fd, l.file, l.path
 	return h
 }
 
