@@ -78,7 +78,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	cmdLine := "lockprobe run " + shellJoin(args)
-	opts, sc, err := f.options(cmdLine)
+	opts, err := f.options(cmdLine)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,6 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if res == nil {
 		return runErr
 	}
-	_ = sc
 	code, err := report(res, opts, hangAt, formedAt, f.stuckAfter, f.poll, fwd, stdout)
 	// Closed only now: the verdict that report adds to the root span goes out with it.
 	if fwd != nil {
@@ -172,32 +171,32 @@ func report(res *control.Result, opts control.Options, hangAt, formedAt int64, s
 
 // options validates the flags and the scenario into control.Options. Every problem is a usage
 // error: one line, exit status 2, and no process started.
-func (f *runFlags) options(cmdLine string) (control.Options, *scenario.Scenario, error) {
+func (f *runFlags) options(cmdLine string) (control.Options, error) {
 	var o control.Options
 	if len(f.files) == 0 {
-		return o, nil, usagef("-file is required: the file the lockers lock")
+		return o, usagef("-file is required: the file the lockers lock")
 	}
 	for i, p := range f.files {
 		abs, err := checkLockFile(p)
 		if err != nil {
-			return o, nil, err
+			return o, err
 		}
 		f.files[i] = abs
 	}
 	sc, err := scenario.Load(f.scenario, scenario.ParseOptions{})
 	if err != nil {
-		return o, nil, usagef("%v", err)
+		return o, usagef("%v", err)
 	}
 	procs := sc.Header.Procs.Or(10)
 	if f.procs != "" {
 		n, err := parsePositive(f.procs)
 		if err != nil {
-			return o, nil, usagef("-procs %q: %v", f.procs, err)
+			return o, usagef("-procs %q: %v", f.procs, err)
 		}
 		procs = n
 	}
 	if procs > maxProcs {
-		return o, nil, usagef("-procs %d: at most %d lockers", procs, maxProcs)
+		return o, usagef("-procs %d: at most %d lockers", procs, maxProcs)
 	}
 	for _, k := range []struct {
 		flag, val string
@@ -208,24 +207,24 @@ func (f *runFlags) options(cmdLine string) (control.Options, *scenario.Scenario,
 		{"-on-hang", f.onHang, func(s string) bool { return s == "stop" || s == "wait" }},
 	} {
 		if k.val != "" && !k.ok(k.val) {
-			return o, nil, usagef("%s %q: unknown value", k.flag, k.val)
+			return o, usagef("%s %q: unknown value", k.flag, k.val)
 		}
 	}
 	if f.remote < 0 || f.remote > procs {
-		return o, nil, usagef("-remote %d: must be between 0 and -procs (%d)", f.remote, procs)
+		return o, usagef("-remote %d: must be between 0 and -procs (%d)", f.remote, procs)
 	}
 	if !strings.HasPrefix(f.listen, "tcp://") {
-		return o, nil, usagef("-listen %q: want tcp://HOST:PORT", f.listen)
+		return o, usagef("-listen %q: want tcp://HOST:PORT", f.listen)
 	}
 	if f.startup == 0 && f.remote > 0 {
 		f.startup = 5 * time.Minute
 	}
 	if f.tries < 0 || f.interval < 0 || f.poll <= 0 || f.timeout < 0 || f.stuckAfter <= 0 || f.startup < 0 {
-		return o, nil, usagef("-tries, -interval, -timeout must not be negative; -poll and -stuck-after must be positive")
+		return o, usagef("-tries, -interval, -timeout must not be negative; -poll and -stuck-after must be positive")
 	}
 	queues, err := sc.Queues(procs, f.files)
 	if err != nil {
-		return o, nil, usagef("%v", err)
+		return o, usagef("%v", err)
 	}
 	out := f.out
 	if out == "" {
@@ -252,7 +251,7 @@ func (f *runFlags) options(cmdLine string) (control.Options, *scenario.Scenario,
 		Token:          f.token,
 		StartupTimeout: f.startup,
 	}
-	return o, sc, nil
+	return o, nil
 }
 
 func pick(flagVal, def time.Duration) time.Duration {
