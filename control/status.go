@@ -11,7 +11,6 @@ import (
 type live struct {
 	waiting map[string]waiter // open attempt span id → who, since when
 	holding map[string]bool   // open hold span ids
-	granted int
 }
 
 type waiter struct {
@@ -29,9 +28,6 @@ func (l *live) observe(s *tracefile.Span) {
 			l.waiting[s.SpanID] = waiter{start: s.Start, locker: s.Attrs.IntOr(semconv.LockerID, -1)}
 		} else {
 			delete(l.waiting, s.SpanID)
-			if s.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted && s.Records <= 2 {
-				l.granted++
-			}
 		}
 	case semconv.SpanHold:
 		if s.Open() {
