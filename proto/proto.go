@@ -192,10 +192,9 @@ type Stop struct {
 	At int64 `json:"at"`
 }
 
-// Bye is a locker's last message.
-type Bye struct {
-	LastSeq uint64 `json:"last_seq"`
-}
+// Bye is a locker's last message; its frame's sequence number is the last one the locker sent,
+// and the controller acks it before the locker closes its socket.
+type Bye struct{}
 
 // Beat is the controller's heartbeat.
 type Beat struct{}
