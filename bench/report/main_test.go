@@ -9,7 +9,7 @@ import (
 func TestParse(t *testing.T) {
 	in := `# load-before: 1.00 2.00 3.00
 goos: linux
-BenchmarkFireSpread/procs=10-2   	       1	3379189757 ns/op	        28.78 late-median-µs	      1525 spread-median-µs
+BenchmarkFireSpread/procs=10-2   	       1	3379189757 ns/op	        28.78 late-median-µs	      1525 spread-median-µs	      5.2 ratio-to-floor
 BenchmarkGetlk-2   	       1	 234958884 ns/op	      1223 ns/call-cpu
 PASS
 `
@@ -23,6 +23,7 @@ PASS
 	}{
 		{"BenchmarkFireSpread/procs=10", "spread-median-µs", 1525},
 		{"BenchmarkFireSpread/procs=10", "late-median-µs", 28.78},
+		{"BenchmarkFireSpread/procs=10", "ratio-to-floor", 5.2},
 		{"BenchmarkGetlk", "ns/call-cpu", 1223},
 	} {
 		if got := metrics[c.bench][c.unit]; got != c.want {
@@ -34,7 +35,7 @@ PASS
 	}
 	var buf bytes.Buffer
 	render(&buf, metrics, notes, raw, false)
-	if !strings.Contains(buf.String(), "| 1525 spread-median-µs | < 200 µs | **no** |") {
+	if !strings.Contains(buf.String(), "| 1525 spread-median-µs | not run |  |  |") || !strings.Contains(buf.String(), "| 5.20 ratio-to-floor |  | ≤ 1.3 | **no** |") {
 		t.Errorf("table row missing:\n%s", buf.String())
 	}
 }
