@@ -8,7 +8,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Debian packages the end-to-end tests use (their Go helpers also install them when missing).
-DEB_PKGS := glusterfs-server chromium
+DEB_PKGS := glusterfs-server chromium slurmd slurmctld slurm-client munge openssh-server openssh-client
 APT_STAMP := .cache/apt-$(shell echo $(DEB_PKGS) | tr ' ' '-').stamp
 
 .PHONY: all build test short deps lint staticcheck fuzz bench package clean jaeger
@@ -27,7 +27,7 @@ $(APT_STAMP):
 		if [ "$$(id -u)" != 0 ]; then echo "deps: need root to apt-get install$$missing; tests that need them will skip"; exit 0; fi; \
 		echo "deps: apt-get install$$missing"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=120$$missing >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300$$missing >/dev/null; \
 	fi
 	@touch $@
 

@@ -27,6 +27,12 @@ type Options struct {
 	// Mounts is how many FUSE mounts (glusterfs client processes, "nodes")
 	// of the volume to make. Optional: 2 when 0.
 	Mounts int
+	// NoMounts makes a volume nobody here mounts: its clients run
+	// elsewhere (inside network namespaces) and connect to Daemon.Addr.
+	NoMounts bool
+	// Set holds volume options ("server.keepalive-time", "2") set before
+	// the volume starts, so that every client connects under them. Optional.
+	Set [][2]string
 	// Daemon is used by Start for the glusterd it starts. Optional.
 	Daemon DaemonOptions
 }
@@ -116,10 +122,19 @@ func (d *Daemon) NewCluster(ctx context.Context, t testing.TB, opts Options) (*C
 	return c, nil
 }
 
+// Create creates, starts and mounts a new volume on d, for callers that are
+// not tests; the caller must Close it (the daemon's Close does too).
+func (d *Daemon) Create(ctx context.Context, opts Options) (*Cluster, error) {
+	return d.newCluster(ctx, opts)
+}
+
 func (d *Daemon) newCluster(ctx context.Context, opts Options) (*Cluster, error) {
 	n := opts.Mounts
 	if n <= 0 {
 		n = 2
+	}
+	if opts.NoMounts {
+		n = 0
 	}
 	var rnd [4]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -144,14 +159,14 @@ func (d *Daemon) newCluster(ctx context.Context, opts Options) (*Cluster, error)
 	d.mu.Lock()
 	d.live[c] = true
 	d.mu.Unlock()
-	if err := c.setUp(ctx); err != nil {
+	if err := c.setUp(ctx, opts.Set); err != nil {
 		return nil, errors.Join(err, c.Close())
 	}
 	return c, nil
 }
 
-// setUp creates and starts the volume and mounts it.
-func (c *Cluster) setUp(ctx context.Context) error {
+// setUp creates the volume, sets its options, starts and mounts it.
+func (c *Cluster) setUp(ctx context.Context, set [][2]string) error {
 	start := time.Now()
 	// "force": GlusterFS refuses bricks on the root file system otherwise.
 	if _, err := c.d.Gluster(ctx, "volume", "create", c.Volume, c.d.Addr+":"+c.Brick, "force"); err != nil {
@@ -160,6 +175,11 @@ func (c *Cluster) setUp(ctx context.Context) error {
 	// Dumps go to the cluster's own directory, not /var/run/gluster.
 	if _, err := c.d.Gluster(ctx, "volume", "set", c.Volume, "server.statedump-path", c.dumpDir); err != nil {
 		return err
+	}
+	for _, kv := range set {
+		if _, err := c.d.Gluster(ctx, "volume", "set", c.Volume, kv[0], kv[1]); err != nil {
+			return err
+		}
 	}
 	c.d.log.Debug("volume created", "volume", c.Volume, "after", time.Since(start).Round(time.Millisecond))
 	if _, err := c.d.Gluster(ctx, "volume", "start", c.Volume); err != nil {

@@ -52,6 +52,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/internal/lptest"
 )
 
 // ErrUnavailable is wrapped by the errors of StartDaemon and Start when
@@ -72,6 +74,10 @@ type DaemonOptions struct {
 	// NoInstall makes a missing GlusterFS an ErrUnavailable instead of
 	// installing glusterfs-server with apt-get. Optional.
 	NoInstall bool
+	// Addr is the address glusterd and its bricks bind to: one of this
+	// host's, e.g. a bridge's that network namespaces reach. Optional: the
+	// first loopback address of 127.0.0.2-254 where glusterd's port is free.
+	Addr string
 }
 
 // Daemon is one glusterd of this package: bound to a loopback address of
@@ -117,14 +123,19 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 	}
 	// The lock makes cleanup, the choice of address and glusterd's bind
 	// one step for test binaries that start daemons at the same time.
-	unlock, err := lockFile(ctx, filepath.Join(base, ".lock"))
+	unlock, err := lptest.LockFile(ctx, filepath.Join(base, ".lock"))
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	CleanStale(log)
 
-	addr, err := freeLoopback()
+	addr := opts.Addr
+	if addr == "" {
+		addr, err = freeLoopback()
+	} else {
+		err = portFree(addr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -154,13 +165,8 @@ func (d *Daemon) start(ctx context.Context) error {
 	}
 	// The owner file lets CleanStale tell a live daemon of another test
 	// binary from one whose test process died.
-	st, err := procStartTime(os.Getpid())
-	if err != nil {
+	if err := lptest.WriteOwner(d.Dir); err != nil {
 		return err
-	}
-	owner := fmt.Sprintf("%d %d\n", os.Getpid(), st)
-	if err := os.WriteFile(filepath.Join(d.Dir, "owner"), []byte(owner), 0o644); err != nil {
-		return fmt.Errorf("gluster owner file: %w", err)
 	}
 	vol := filepath.Join(d.Dir, "glusterd.vol")
 	if err := os.WriteFile(vol, []byte(d.volfile()), 0o644); err != nil {
@@ -321,18 +327,24 @@ func stopChild(p *os.Process, exited <-chan struct{}, grace time.Duration) error
 	}
 }
 
+// portFree checks that glusterd's port is free on addr.
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(glusterdPort)))
+	if err != nil {
+		return fmt.Errorf("glusterd's port on %s: %w", addr, err)
+	}
+	return l.Close()
+}
+
 // freeLoopback returns the first address of 127.0.0.2-127.0.0.254 where
 // glusterd's port is free. 127.0.0.1 is not usable: the gluster CLI refuses
 // it (and localhost) as a brick host.
 func freeLoopback() (string, error) {
 	for i := 2; i < 255; i++ {
 		addr := fmt.Sprintf("127.0.0.%d", i)
-		l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(glusterdPort)))
-		if err != nil {
-			continue
+		if portFree(addr) == nil {
+			return addr, nil
 		}
-		l.Close()
-		return addr, nil
 	}
 	return "", fmt.Errorf("%w: port %d is taken on every address 127.0.0.2-254 (a system glusterd on 0.0.0.0?)", ErrUnavailable, glusterdPort)
 }

@@ -3,7 +3,6 @@ package gluster
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,70 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/internal/lptest"
 )
-
-// lockFile takes an exclusive flock on path, polling so that ctx can end
-// the wait, and returns the function that releases it.
-func lockFile(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening lock file: %w", err)
-	}
-	err = waitUntil(ctx, 50*time.Millisecond, "lock "+path, func() (bool, error) {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return true, nil
-		}
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return false, nil
-		}
-		return false, fmt.Errorf("flock %s: %w", path, err)
-	})
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { f.Close() }, nil
-}
-
-// procStartTime returns a process's start time in clock ticks since boot
-// (field 22 of /proc/PID/stat), which with the pid names it uniquely.
-func procStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("reading stat of %d: %w", pid, err)
-	}
-	// The command name may hold spaces and parentheses: fields count from
-	// the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("stat of %d: no ')'", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, fmt.Errorf("stat of %d: %d fields", pid, len(f))
-	}
-	return strconv.ParseUint(f[19], 10, 64)
-}
-
-// ownerAlive tells whether the test process that wrote dir's owner file
-// still runs.
-func ownerAlive(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "owner"))
-	if err != nil {
-		return false
-	}
-	var pid int
-	var start uint64
-	if _, err := fmt.Sscan(string(b), &pid, &start); err != nil {
-		return false
-	}
-	st, err := procStartTime(pid)
-	return err == nil && st == start
-}
 
 // CleanStale ends what crashed runs left under BaseDir: for each daemon
 // directory whose owning test process is gone it SIGCONTs and kills the
@@ -86,7 +26,7 @@ func CleanStale(log *slog.Logger) {
 	dirs, _ := filepath.Glob(filepath.Join(base, "d-*"))
 	live := map[string]bool{}
 	for _, d := range dirs {
-		if ownerAlive(d) {
+		if lptest.OwnerAlive(d) {
 			live[d] = true
 		}
 	}
