@@ -49,6 +49,7 @@ var commands = map[string]command{
 	"analyze":   {analyzeCmd, "analyse a saved run: DIR or trace.jsonl → verdict and reports"},
 	"export":    {exportCmd, "send a saved run's spans to an OTLP collector"},
 	"scenarios": {scenariosCmd, "list the built-in scenarios"},
+	"simfs":     {simfsCmd, "serve a FUSE lock file system with Lustre's lock semantics and faults, through K mounts"},
 	"version":   {versionCmd, "print the version"},
 }
 
