@@ -44,7 +44,7 @@ type Lock struct {
 	ID    uint64
 	State State
 	Node  int
-	PID   int64 // the requester's process id in simfs's pid namespace
+	PID   int64  // the requester's process id in simfs's pid namespace
 	Kind  string // fcntl | flock (FUSE does not tell posix from OFD)
 	Type  string // read | write
 	Start int64
