@@ -11,6 +11,7 @@ import (
 
 	"github.com/lockprobe/lockprobe/analysis"
 	"github.com/lockprobe/lockprobe/analysis/fixture"
+	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
 
@@ -142,13 +143,19 @@ func TestValidate(t *testing.T) {
 			break
 		}
 	}
+	for _, s := range bad.Spans {
+		if s.Name == "lock.acquire" {
+			s.Attrs["lock.kind"] = "lockf"
+			break
+		}
+	}
 	bad.Spans = append(bad.Spans, bad.Spans[0])
 	errs := analysis.Validate(bad)
 	text := ""
 	for _, e := range errs {
 		text += e.Error() + "\n"
 	}
-	for _, want := range []string{"used twice", "no attempt"} {
+	for _, want := range []string{"used twice", "no attempt", `lock.kind: kind "lockf" is not posix, ofd or flock`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("Validate missed %q: %s", want, text)
 		}
@@ -161,7 +168,7 @@ func TestStats(t *testing.T) {
 	if st.Attempts != 2 || st.Waits != 1 || st.Holds != 2 {
 		t.Errorf("counts: %+v", st)
 	}
-	if w := st.WaitByMode["write"]; w.Count != 1 || w.Max != int64(990100*time.Microsecond) {
+	if w := st.WaitByMode[semconv.ModeWrite]; w.Count != 1 || w.Max != int64(990100*time.Microsecond) {
 		t.Errorf("wait: %+v", w)
 	}
 	if st.HandOff.Count != 1 || st.HandOff.Max != int64(100*time.Microsecond) {
@@ -185,7 +192,7 @@ func TestAttemptWaited(t *testing.T) {
 			if a.Waited {
 				waits++
 			}
-			if (len(a.Conflicts) > 0 || a.Outcome != "granted") && !a.Waited {
+			if (len(a.Conflicts) > 0 || a.Outcome != semconv.OutcomeGranted) && !a.Waited {
 				t.Errorf("%s: attempt %s of locker %d (%s, %d conflicts) not marked waited", name, a.ID, a.Locker, a.Outcome, len(a.Conflicts))
 			}
 		}

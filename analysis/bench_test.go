@@ -36,23 +36,23 @@ func contention(n, lockers int) *tracefile.Trace {
 		l := int64(r % lockers)
 		grant := benchBase + int64(r+1)*step
 		begin := grant - step + 10_000
-		mode := semconv.ModeWrite
+		mode := semconv.ModeWrite.String()
 		if r%4 == 3 {
-			mode = semconv.ModeRead
+			mode = semconv.ModeRead.String()
 		}
-		lock := tracefile.Attrs{semconv.LockKind: semconv.KindPOSIX, semconv.LockMode: mode, semconv.LockStart: int64(0),
+		lock := tracefile.Attrs{semconv.LockKind: semconv.KindPOSIX.String(), semconv.LockMode: mode, semconv.LockStart: int64(0),
 			semconv.LockLen: int64(0), semconv.FileLogical: "{file}", semconv.LockerID: l}
-		at := tracefile.Attrs{semconv.LockOutcome: semconv.OutcomeGranted, semconv.LockStyle: semconv.StyleWait,
+		at := tracefile.Attrs{semconv.LockOutcome: semconv.OutcomeGranted.String(), semconv.LockStyle: semconv.StyleWait.String(),
 			semconv.LockScheduled: begin - 1000}
 		for k, v := range lock {
 			at[k] = v
 		}
 		a := span(0, semconv.SpanAcquire, begin, grant, at)
 		a.Events = []tracefile.Event{{Time: begin + 5000, Name: semconv.EventConflict, Attrs: tracefile.Attrs{
-			semconv.OwnerClass: semconv.OwnerLocker, semconv.OwnerLockerID: int64((r + lockers - 1) % lockers),
-			semconv.OwnerMode: semconv.ModeWrite, semconv.OwnerPID: int64(1000 + (r+lockers-1)%lockers)}}}
+			semconv.LockOwnerClass: semconv.OwnerLocker.String(), semconv.LockOwnerLockerID: int64((r + lockers - 1) % lockers),
+			semconv.LockOwnerMode: semconv.ModeWrite.String(), semconv.LockOwnerPID: int64(1000 + (r+lockers-1)%lockers)}}}
 		add(a)
-		h := tracefile.Attrs{semconv.LockHoldEnd: semconv.HoldRelease, semconv.LockAcquireID: a.SpanID}
+		h := tracefile.Attrs{semconv.LockHoldEnd: semconv.HoldRelease.String(), semconv.LockAcquireID: a.SpanID}
 		for k, v := range lock {
 			h[k] = v
 		}
@@ -71,14 +71,14 @@ func ring(n int) (*tracefile.Trace, int64) {
 		add(span(0, semconv.SpanLocker, benchBase, end, tracefile.Attrs{semconv.LockerID: int64(l), semconv.Node: "n0",
 			semconv.ProcessPID: int64(1000 + l)}))
 		lock := func(start int64) tracefile.Attrs {
-			return tracefile.Attrs{semconv.LockKind: semconv.KindOFD, semconv.LockMode: semconv.ModeWrite, semconv.LockStart: start,
+			return tracefile.Attrs{semconv.LockKind: semconv.KindOFD.String(), semconv.LockMode: semconv.ModeWrite.String(), semconv.LockStart: start,
 				semconv.LockLen: int64(1), semconv.FileLogical: "{file}", semconv.LockerID: int64(l)}
 		}
 		h := lock(int64(l))
-		h[semconv.LockHoldEnd] = semconv.HoldRunEnd
+		h[semconv.LockHoldEnd] = semconv.HoldRunEnd.String()
 		add(span(0, semconv.SpanHold, benchBase+int64(l), end, h))
 		w := lock(int64((l + 1) % n))
-		w[semconv.LockOutcome] = semconv.OutcomeBlocked
+		w[semconv.LockOutcome] = semconv.OutcomeBlocked.String()
 		add(span(0, semconv.SpanAcquire, benchBase+1e9+int64(l), end, w))
 	}
 	return &tracefile.Trace{Spans: spans}, end

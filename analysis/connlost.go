@@ -3,10 +3,9 @@ package analysis
 import (
 	"fmt"
 	"strings"
-)
 
-// errorPrefix starts the owner source of an F_GETLK that failed: "getlk-error:ENOTCONN".
-const errorPrefix = "getlk-error:"
+	"github.com/lockprobe/lockprobe/semconv"
+)
 
 // connErrnos are the errors of a client that lost its connection to the file system's server.
 var connErrnos = map[string]bool{
@@ -34,11 +33,11 @@ func (d *detector) clientFailed(y *Hold, to int64) *clientFailure {
 	var cf clientFailure
 	seen := map[string]bool{}
 	note := func(at int64, src, by, what string, o Owner) {
-		if !strings.HasPrefix(o.Source, errorPrefix) || at < y.Begin || at > to || seen[by] {
+		if !strings.HasPrefix(o.Source, semconv.OwnerFromError) || at < y.Begin || at > to || seen[by] {
 			return
 		}
 		seen[by] = true
-		errno := strings.TrimPrefix(o.Source, errorPrefix)
+		errno := strings.TrimPrefix(o.Source, semconv.OwnerFromError)
 		if cf.errno == "" || (connErrnos[errno] && !connErrnos[cf.errno]) {
 			cf.errno = errno
 		}

@@ -86,11 +86,11 @@ func (d *detector) waiterFindings(a *Attempt, until int64) {
 		o := r.first.Owner
 		ev := Evidence{At: r.first.At, Source: SourceGetlk, By: by,
 			Text: fmt.Sprintf("F_GETLK for its own request answered: %s", m.ownerText(o))}
-		if o.Source != "" && o.Source != "none" && o.Source != SourceGetlk {
+		if o.Source != "" && o.Source != semconv.OwnerFromNone && o.Source != SourceGetlk {
 			ev.Source = o.Source
 		}
 		switch o.Class {
-		case semconv.OwnerNone, "":
+		case semconv.OwnerNone:
 			// A grant of a conflicting lock to another locker during the run would have changed
 			// a live watcher's answer: from there on the "nobody holds" it gave before is no
 			// evidence (its F_GETLK may be stuck in the file system).
@@ -99,7 +99,7 @@ func (d *detector) waiterFindings(a *Attempt, until int64) {
 				to, cut = h.Begin, true
 			}
 			dur = to - r.from
-			if o.Source == "none" || dur < d.stuck {
+			if o.Source == semconv.OwnerFromNone || dur < d.stuck {
 				continue
 			}
 			f := base

@@ -270,9 +270,9 @@ func overlapLen(x, h *Hold) int64 {
 
 func endText(h *Hold) string {
 	if h.End == 0 {
-		return "the end (" + h.How + ")"
+		return "the end (" + h.How.String() + ")"
 	}
-	return h.How
+	return h.How.String()
 }
 
 // implicitRelease reports POSIX holds ended by closing a descriptor other than the one the lock

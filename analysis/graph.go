@@ -27,29 +27,29 @@ const foreignBase = int64(1) << 32
 
 // GraphNode is one lock owner in a wait-for graph.
 type GraphNode struct {
-	ID      int64  `json:"id"`     // the locker id, or foreignBase+k for other owners
-	Locker  int64  `json:"locker"` // -1 for an owner that is no locker
-	Class   string `json:"class"`  // locker | foreign | unknown
-	Node    string `json:"node"`
-	PID     int64  `json:"pid"`
-	Waiting bool   `json:"waiting"`
-	Holding bool   `json:"holding"`
-	Label   string `json:"label"`
+	ID      int64              `json:"id"`     // the locker id, or foreignBase+k for other owners
+	Locker  int64              `json:"locker"` // -1 for an owner that is no locker
+	Class   semconv.OwnerClass `json:"class"`  // locker | foreign | unknown
+	Node    string             `json:"node"`
+	PID     int64              `json:"pid"`
+	Waiting bool               `json:"waiting"`
+	Holding bool               `json:"holding"`
+	Label   string             `json:"label"`
 }
 
 // GraphEdge is "waiter waits for owner" at the graph's instant.
 type GraphEdge struct {
-	From    int64    `json:"from"`
-	To      int64    `json:"to"`
-	Attempt string   `json:"attempt"` // the waiter's attempt
-	Kind    string   `json:"kind"`
-	Mode    string   `json:"mode"` // the mode the waiter asks for
-	Start   int64    `json:"start"`
-	Len     int64    `json:"len"`
-	File    string   `json:"file"`
-	Sources []string `json:"sources"`
-	Since   int64    `json:"since_ns"` // since when the edge has been there
-	Label   string   `json:"label"`
+	From    int64        `json:"from"`
+	To      int64        `json:"to"`
+	Attempt string       `json:"attempt"` // the waiter's attempt
+	Kind    semconv.Kind `json:"kind"`
+	Mode    semconv.Mode `json:"mode"` // the mode the waiter asks for
+	Start   int64        `json:"start"`
+	Len     int64        `json:"len"`
+	File    string       `json:"file"`
+	Sources []string     `json:"sources"`
+	Since   int64        `json:"since_ns"` // since when the edge has been there
+	Label   string       `json:"label"`
 }
 
 // WaitGraph is the wait-for graph at one instant.
@@ -63,7 +63,7 @@ type WaitGraph struct {
 
 type ownerKey struct {
 	locker int64
-	class  string
+	class  semconv.OwnerClass
 	node   string
 	pid    int64
 }
@@ -132,7 +132,7 @@ func (b *graphBuilder) addWaiter(a *Attempt) {
 			since = a.Conflicts[j].At
 		}
 		src := c.Owner.Source
-		if src == "" || src == "none" {
+		if src == "" || src == semconv.OwnerFromNone {
 			src = SourceGetlk
 		}
 		b.edgeTo(a, c.Owner, b.m.locker(a.Locker).Node, max(since, a.Begin), src)

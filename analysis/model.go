@@ -30,14 +30,14 @@ type Locker struct {
 
 // Owner is what F_GETLK (or the observer, or /proc/locks) named as the holder of a lock.
 type Owner struct {
-	PID    int64  `json:"pid"`
-	Mode   string `json:"mode"` // read | write | none
-	Start  int64  `json:"start"`
-	Len    int64  `json:"len"`
-	Locker int64  `json:"locker"` // -1 when it maps to no locker
-	Class  string `json:"class"`  // locker | self | foreign | unknown | none
-	Source string `json:"source"` // getlk | proc-locks | fdinfo | none
-	Node   string `json:"node"`   // the owner's node when known
+	PID    int64              `json:"pid"`
+	Mode   semconv.Mode       `json:"mode"`
+	Start  int64              `json:"start"`
+	Len    int64              `json:"len"`
+	Locker int64              `json:"locker"` // -1 when it maps to no locker
+	Class  semconv.OwnerClass `json:"class"`
+	Source string             `json:"source"` // getlk | proc-locks | fdinfo | none
+	Node   string             `json:"node"`   // the owner's node when known
 }
 
 // Conflict is one change of a waiter's own F_GETLK answer.
@@ -48,27 +48,27 @@ type Conflict struct {
 
 // Attempt is one request for a lock.
 type Attempt struct {
-	ID        string     `json:"id"`
-	Locker    int64      `json:"locker"`
-	Kind      string     `json:"kind"`
-	Mode      string     `json:"mode"`
-	Start     int64      `json:"start"`
-	Len       int64      `json:"len"`
-	Style     string     `json:"style"`
-	Outcome   string     `json:"outcome"`
-	Errno     string     `json:"errno"`
-	Tries     int64      `json:"tries"`
-	FD        int64      `json:"fd"`
-	File      string     `json:"file"` // file.logical
-	Path      string     `json:"path"`
-	Begin     int64      `json:"begin_ns"`
-	End       int64      `json:"end_ns"` // 0 while it is still open
-	Scheduled int64      `json:"scheduled_ns"`
-	CmdLine   int64      `json:"cmd_line"`
-	CmdText   string     `json:"cmd_text"`
-	CmdIndex  int64      `json:"cmd_index"`
-	Conflicts []Conflict `json:"conflicts"`
-	TryTimes  []int64    `json:"try_ns"`
+	ID        string          `json:"id"`
+	Locker    int64           `json:"locker"`
+	Kind      semconv.Kind    `json:"kind"`
+	Mode      semconv.Mode    `json:"mode"`
+	Start     int64           `json:"start"`
+	Len       int64           `json:"len"`
+	Style     semconv.Style   `json:"style"`
+	Outcome   semconv.Outcome `json:"outcome"`
+	Errno     string          `json:"errno"`
+	Tries     int64           `json:"tries"`
+	FD        int64           `json:"fd"`
+	File      string          `json:"file"` // file.logical
+	Path      string          `json:"path"`
+	Begin     int64           `json:"begin_ns"`
+	End       int64           `json:"end_ns"` // 0 while it is still open
+	Scheduled int64           `json:"scheduled_ns"`
+	CmdLine   int64           `json:"cmd_line"`
+	CmdText   string          `json:"cmd_text"`
+	CmdIndex  int64           `json:"cmd_index"`
+	Conflicts []Conflict      `json:"conflicts"`
+	TryTimes  []int64         `json:"try_ns"`
 	// Waited says the attempt had to wait: a conflicting hold of another locker was open when it
 	// began, or it recorded a conflict or a failed try, or it did not end granted (the rule of
 	// Stats.Waits). Set by Finalize.
@@ -78,20 +78,20 @@ type Attempt struct {
 
 // Hold is a lock held from its grant to its release.
 type Hold struct {
-	ID        string `json:"id"`
-	Locker    int64  `json:"locker"`
-	Kind      string `json:"kind"`
-	Mode      string `json:"mode"`
-	Start     int64  `json:"start"`
-	Len       int64  `json:"len"`
-	FD        int64  `json:"fd"`
-	File      string `json:"file"`
-	Path      string `json:"path"`
-	Begin     int64  `json:"begin_ns"`
-	End       int64  `json:"end_ns"` // 0 while it is still open
-	How       string `json:"how"`    // lock.hold.end
-	AcquireID string `json:"acquire_id"`
-	ClosedFD  int64  `json:"closed_fd"` // -1 when not ended by close
+	ID        string          `json:"id"`
+	Locker    int64           `json:"locker"`
+	Kind      semconv.Kind    `json:"kind"`
+	Mode      semconv.Mode    `json:"mode"`
+	Start     int64           `json:"start"`
+	Len       int64           `json:"len"`
+	FD        int64           `json:"fd"`
+	File      string          `json:"file"`
+	Path      string          `json:"path"`
+	Begin     int64           `json:"begin_ns"`
+	End       int64           `json:"end_ns"` // 0 while it is still open
+	How       semconv.HoldEnd `json:"how"`
+	AcquireID string          `json:"acquire_id"`
+	ClosedFD  int64           `json:"closed_fd"` // -1 when not ended by close
 }
 
 // Observation is one change of an observer's F_GETLK answer over the whole file.
@@ -106,14 +106,14 @@ type Observation struct {
 
 // Getlk is one explicit F_GETLK query of a scenario.
 type Getlk struct {
-	ID     string `json:"id"`
-	Locker int64  `json:"locker"`
-	At     int64  `json:"at_ns"`
-	Mode   string `json:"mode"`
-	Start  int64  `json:"start"`
-	Len    int64  `json:"len"`
-	File   string `json:"file"`
-	Owner  Owner  `json:"owner"`
+	ID     string       `json:"id"`
+	Locker int64        `json:"locker"`
+	At     int64        `json:"at_ns"`
+	Mode   semconv.Mode `json:"mode"`
+	Start  int64        `json:"start"`
+	Len    int64        `json:"len"`
+	File   string       `json:"file"`
+	Owner  Owner        `json:"owner"`
 }
 
 // ProcState is one locker's process state in the end-of-run snapshot.
@@ -176,12 +176,12 @@ func overlaps(s1, l1, s2, l2 int64) bool {
 
 // kindsConflict reports whether locks of two kinds can conflict: POSIX and OFD locks live in one
 // table, flock locks in another.
-func kindsConflict(k1, k2 string) bool {
+func kindsConflict(k1, k2 semconv.Kind) bool {
 	return (k1 == semconv.KindFlock) == (k2 == semconv.KindFlock)
 }
 
 // conflicts reports whether two lock requests on one file exclude each other.
-func conflicts(k1, m1 string, s1, l1 int64, k2, m2 string, s2, l2 int64) bool {
+func conflicts(k1 semconv.Kind, m1 semconv.Mode, s1, l1 int64, k2 semconv.Kind, m2 semconv.Mode, s2, l2 int64) bool {
 	if !kindsConflict(k1, k2) {
 		return false
 	}
@@ -196,29 +196,32 @@ func conflicts(k1, m1 string, s1, l1 int64, k2, m2 string, s2, l2 int64) bool {
 
 func ownerOf(a tracefile.Attrs) Owner {
 	o := Owner{
-		PID:    a.IntOr(semconv.OwnerPID, 0),
-		Mode:   a.Str(semconv.OwnerMode),
-		Start:  a.IntOr(semconv.OwnerStart, 0),
-		Len:    a.IntOr(semconv.OwnerLen, 0),
-		Locker: a.IntOr(semconv.OwnerLockerID, -1),
-		Class:  a.Str(semconv.OwnerClass),
-		Source: a.Str(semconv.OwnerSource),
+		PID:    a.IntOr(semconv.LockOwnerPID, 0),
+		Mode:   value(semconv.ParseMode, a.Str(semconv.LockOwnerMode)),
+		Start:  a.IntOr(semconv.LockOwnerStart, 0),
+		Len:    a.IntOr(semconv.LockOwnerLen, 0),
+		Locker: a.IntOr(semconv.LockOwnerLockerID, -1),
+		Source: a.Str(semconv.LockOwnerSource),
 		Node:   a.Str(semconv.Node),
 	}
-	if o.Class == "" {
-		switch {
-		case o.Mode == semconv.ModeNone || o.Mode == "":
-			o.Class = semconv.OwnerNone
-		case o.Locker >= 0:
-			o.Class = semconv.OwnerLocker
-		default:
-			o.Class = semconv.OwnerUnknown
-		}
-	}
-	if o.Mode == "" {
-		o.Mode = semconv.ModeNone
+	switch cls := a.Str(semconv.LockOwnerClass); {
+	case cls != "":
+		o.Class = value(semconv.ParseOwnerClass, cls)
+	case o.Mode == semconv.ModeNone:
+		o.Class = semconv.OwnerNone
+	case o.Locker >= 0:
+		o.Class = semconv.OwnerLocker
+	default:
+		o.Class = semconv.OwnerUnknown
 	}
 	return o
+}
+
+// value reads a value of a closed set from a trace: a name this version does not know reads as
+// the set's zero value (Validate reports it).
+func value[T any](parse func(string) (T, error), s string) T {
+	v, _ := parse(s)
+	return v
 }
 
 // attr returns the span attribute, or the resource attribute of the same key.
@@ -238,10 +241,12 @@ func attrInt(s *tracefile.Span, key string, def int64) int64 {
 
 // lockAttrs are the attributes attempts and holds share: who, which lock, which file.
 type lockAttrs struct {
-	locker                 int64
-	haveLocker             bool
-	kind, mode, file, path string
-	start, length, fd      int64
+	locker            int64
+	haveLocker        bool
+	kind              semconv.Kind
+	mode              semconv.Mode
+	file, path        string
+	start, length, fd int64
 }
 
 // set takes one shared attribute and says whether k was one.
@@ -250,9 +255,9 @@ func (l *lockAttrs) set(k string, v any) bool {
 	case semconv.LockerID:
 		l.locker, l.haveLocker = intOf(v, -1), true
 	case semconv.LockKind:
-		l.kind = strOf(v)
+		l.kind = value(semconv.ParseKind, strOf(v))
 	case semconv.LockMode:
-		l.mode = strOf(v)
+		l.mode = value(semconv.ParseMode, strOf(v))
 	case semconv.LockStart:
 		l.start = intOf(v, 0)
 	case semconv.LockLen:
@@ -292,9 +297,11 @@ func attemptOf(s *tracefile.Span) Attempt {
 		}
 		switch k {
 		case semconv.LockStyle:
-			a.Style = nonEmpty(strOf(v), semconv.StyleWait)
+			if st := value(semconv.ParseStyle, strOf(v)); st != semconv.StyleUnset {
+				a.Style = st
+			}
 		case semconv.LockOutcome:
-			a.Outcome = nonEmpty(strOf(v), semconv.OutcomeWaiting)
+			a.Outcome = value(semconv.ParseOutcome, strOf(v))
 		case semconv.LockErrno:
 			a.Errno = strOf(v)
 		case semconv.LockTries:
@@ -331,7 +338,7 @@ func holdOf(s *tracefile.Span) Hold {
 		}
 		switch k {
 		case semconv.LockHoldEnd:
-			h.How = nonEmpty(strOf(v), semconv.HoldOpen)
+			h.How = value(semconv.ParseHoldEnd, strOf(v))
 		case semconv.LockAcquireID:
 			h.AcquireID = strOf(v)
 		case semconv.LockClosedFD:
@@ -363,7 +370,7 @@ func getlkOf(s *tracefile.Span) *Getlk {
 		ID:     s.SpanID,
 		Locker: attrInt(s, semconv.LockerID, -1),
 		At:     s.Start,
-		Mode:   s.Attrs.Str(semconv.LockMode),
+		Mode:   value(semconv.ParseMode, s.Attrs.Str(semconv.LockMode)),
 		Start:  s.Attrs.IntOr(semconv.LockStart, 0),
 		Len:    s.Attrs.IntOr(semconv.LockLen, 0),
 		File:   s.Attrs.Str(semconv.FileLogical),

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 // Finding classes.
@@ -65,24 +67,24 @@ type Evidence struct {
 
 // Finding is one detected signature.
 type Finding struct {
-	Class       string     `json:"class"`
-	Exit        int        `json:"exit"`
-	Summary     string     `json:"summary"`
-	Lockers     []int64    `json:"lockers"`
-	Attempts    []string   `json:"attempts"`
-	Cycle       []int64    `json:"cycle"` // graph node ids of the cycle, for deadlocks
-	Evidence    []Evidence `json:"evidence"`
-	FormedAt    int64      `json:"formed_ns"`   // when the condition began
-	DetectedAt  int64      `json:"detected_ns"` // the instant of the check that found it
-	Duration    int64      `json:"duration_ns"` // how long the condition lasted (to the check or its end)
-	Resolved    bool       `json:"resolved"`    // the condition ended before the run did
-	File        string     `json:"file"`
-	Mode        string     `json:"mode"`
-	Kind        string     `json:"kind"`
-	Start       int64      `json:"start"`
-	Len         int64      `json:"len"`
-	Range       string     `json:"range"`
-	Uncertainty int64      `json:"clock_uncertainty_ns"` // the clock bound the conclusion rests on
+	Class       string       `json:"class"`
+	Exit        int          `json:"exit"`
+	Summary     string       `json:"summary"`
+	Lockers     []int64      `json:"lockers"`
+	Attempts    []string     `json:"attempts"`
+	Cycle       []int64      `json:"cycle"` // graph node ids of the cycle, for deadlocks
+	Evidence    []Evidence   `json:"evidence"`
+	FormedAt    int64        `json:"formed_ns"`   // when the condition began
+	DetectedAt  int64        `json:"detected_ns"` // the instant of the check that found it
+	Duration    int64        `json:"duration_ns"` // how long the condition lasted (to the check or its end)
+	Resolved    bool         `json:"resolved"`    // the condition ended before the run did
+	File        string       `json:"file"`
+	Mode        semconv.Mode `json:"mode"`
+	Kind        semconv.Kind `json:"kind"`
+	Start       int64        `json:"start"`
+	Len         int64        `json:"len"`
+	Range       string       `json:"range"`
+	Uncertainty int64        `json:"clock_uncertainty_ns"` // the clock bound the conclusion rests on
 }
 
 // Verdict is the run's conclusion: the most severe finding, or healthy.
@@ -200,11 +202,11 @@ func (m *model) who(id int64) string {
 // ownerText says what an F_GETLK answer named.
 func (m *model) ownerText(o Owner) string {
 	switch o.Class {
-	case "none", "":
+	case semconv.OwnerNone:
 		return "no conflicting lock"
-	case "self":
+	case semconv.OwnerSelf:
 		return fmt.Sprintf("the waiter itself (pid %d) holding a %s lock on %s", o.PID, o.Mode, rangeText(o.Start, o.Len))
-	case "locker":
+	case semconv.OwnerLocker:
 		return fmt.Sprintf("%s holding a %s lock on %s", m.who(o.Locker), o.Mode, rangeText(o.Start, o.Len))
 	}
 	node := o.Node
@@ -217,7 +219,7 @@ func (m *model) ownerText(o Owner) string {
 // attemptText describes a request: "a write lock on [0, EOF) of {file}".
 func attemptText(a *Attempt) string {
 	article := "a"
-	if a.Kind == "ofd" {
+	if a.Kind == semconv.KindOFD {
 		article = "an"
 	}
 	return fmt.Sprintf("%s %s %s lock on %s of %s", article, a.Kind, a.Mode, rangeText(a.Start, a.Len), a.File)

@@ -24,13 +24,13 @@ type Fairness struct {
 
 // Starvation is a waiter that later requests overtook.
 type Starvation struct {
-	Locker     int64  `json:"locker"`
-	Attempt    string `json:"attempt"`
-	File       string `json:"file"`
-	Mode       string `json:"mode"`
-	PassedOver int    `json:"passed_over"`
-	WaitNS     int64  `json:"wait_ns"`
-	Granted    bool   `json:"granted"`
+	Locker     int64        `json:"locker"`
+	Attempt    string       `json:"attempt"`
+	File       string       `json:"file"`
+	Mode       semconv.Mode `json:"mode"`
+	PassedOver int          `json:"passed_over"`
+	WaitNS     int64        `json:"wait_ns"`
+	Granted    bool         `json:"granted"`
 }
 
 // FireInstant is one scheduled instant that several attempts shared.
@@ -50,35 +50,35 @@ type FireSpread struct {
 
 // Stats are the run's statistics.
 type Stats struct {
-	Attempts   int                    `json:"attempts"`
-	Waits      int                    `json:"waits"`
-	Holds      int                    `json:"holds"`
-	Outcomes   map[string]int         `json:"outcomes"`
-	WaitByMode map[string]Percentiles `json:"wait_by_mode"`
-	HandOff    Percentiles            `json:"hand_off"`
-	Fairness   Fairness               `json:"fairness"`
-	Starved    []Starvation           `json:"starved"` // passed over at least twice, worst first
-	Fire       FireSpread             `json:"fire"`
+	Attempts   int                          `json:"attempts"`
+	Waits      int                          `json:"waits"`
+	Holds      int                          `json:"holds"`
+	Outcomes   map[semconv.Outcome]int      `json:"outcomes"`
+	WaitByMode map[semconv.Mode]Percentiles `json:"wait_by_mode"`
+	HandOff    Percentiles                  `json:"hand_off"`
+	Fairness   Fairness                     `json:"fairness"`
+	Starved    []Starvation                 `json:"starved"` // passed over at least twice, worst first
+	Fire       FireSpread                   `json:"fire"`
 }
 
 // LockerSummary is one row of the per-locker table.
 type LockerSummary struct {
-	Locker      int64          `json:"locker"`
-	Role        string         `json:"role"`
-	Node        string         `json:"node"`
-	PID         int64          `json:"pid"`
-	State       string         `json:"state"`
-	Wchan       string         `json:"wchan"`
-	Stack       []string       `json:"stack"`
-	Inflight    string         `json:"inflight"`
-	LastCommand string         `json:"last_command"`
-	Attempts    int            `json:"attempts"`
-	Waits       int            `json:"waits"`
-	Holds       int            `json:"holds"`
-	WaitNS      int64          `json:"wait_ns"`
-	HoldNS      int64          `json:"hold_ns"`
-	Outcomes    map[string]int `json:"outcomes"`
-	Exit        string         `json:"exit"`
+	Locker      int64                   `json:"locker"`
+	Role        string                  `json:"role"`
+	Node        string                  `json:"node"`
+	PID         int64                   `json:"pid"`
+	State       string                  `json:"state"`
+	Wchan       string                  `json:"wchan"`
+	Stack       []string                `json:"stack"`
+	Inflight    string                  `json:"inflight"`
+	LastCommand string                  `json:"last_command"`
+	Attempts    int                     `json:"attempts"`
+	Waits       int                     `json:"waits"`
+	Holds       int                     `json:"holds"`
+	WaitNS      int64                   `json:"wait_ns"`
+	HoldNS      int64                   `json:"hold_ns"`
+	Outcomes    map[semconv.Outcome]int `json:"outcomes"`
+	Exit        string                  `json:"exit"`
 }
 
 // HostFacts are the facts of one node.
@@ -163,9 +163,9 @@ func (r *Result) fill(m *model) {
 }
 
 func (m *model) stats(end int64, waited []bool) Stats {
-	st := Stats{Attempts: len(m.attempts), Holds: len(m.holds), Outcomes: map[string]int{},
-		WaitByMode: map[string]Percentiles{}, Starved: []Starvation{}, Fire: FireSpread{Instants: []FireInstant{}}}
-	byMode := map[string][]int64{}
+	st := Stats{Attempts: len(m.attempts), Holds: len(m.holds), Outcomes: map[semconv.Outcome]int{},
+		WaitByMode: map[semconv.Mode]Percentiles{}, Starved: []Starvation{}, Fire: FireSpread{Instants: []FireInstant{}}}
+	byMode := map[semconv.Mode][]int64{}
 	for _, a := range m.attempts {
 		st.Outcomes[a.Outcome]++
 		if waited[a.idx] {
@@ -346,7 +346,7 @@ func (m *model) summaries(end int64, waited []bool) []LockerSummary {
 		states[s.Locker] = s
 	}
 	for _, l := range m.lockers {
-		s := LockerSummary{Locker: l.ID, Role: l.Role, Node: l.Node, PID: l.PID, Stack: []string{}, Outcomes: map[string]int{}}
+		s := LockerSummary{Locker: l.ID, Role: l.Role, Node: l.Node, PID: l.PID, Stack: []string{}, Outcomes: map[semconv.Outcome]int{}}
 		if st, ok := states[l.ID]; ok {
 			s.State, s.Wchan, s.Inflight = st.State, st.Wchan, st.Inflight
 			if st.Stack != nil {

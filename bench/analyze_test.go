@@ -100,9 +100,9 @@ func synthTrace(path string, events, lockers int) error {
 		p := procs[l]
 		begin := base + int64(r)*step + 10_000
 		grant := base + int64(r+1)*step
-		lock := []*commonpb.KeyValue{num(semconv.LockerID, int64(l)), str(semconv.LockKind, semconv.KindPOSIX), str(semconv.LockMode, semconv.ModeWrite),
+		lock := []*commonpb.KeyValue{num(semconv.LockerID, int64(l)), str(semconv.LockKind, semconv.KindPOSIX.String()), str(semconv.LockMode, semconv.ModeWrite.String()),
 			num(semconv.LockStart, 0), num(semconv.LockLen, 0), str(semconv.FileLogical, "{file}"), str(semconv.FilePath, "/tmp/lock-file"), num(semconv.LockFD, 0)}
-		acqAttrs := append(append([]*commonpb.KeyValue{}, lock...), str(semconv.LockStyle, semconv.StyleWait), num(semconv.LockCmdLine, 4),
+		acqAttrs := append(append([]*commonpb.KeyValue{}, lock...), str(semconv.LockStyle, semconv.StyleWait.String()), num(semconv.LockCmdLine, 4),
 			str(semconv.LockCmdText, "all: write style=wait"), num(semconv.LockCmdIndex, int64(r/lockers)))
 		acqID, holdID := newID(), newID()
 		mk := func(id []byte, name string, start, end int64, attrs []*commonpb.KeyValue, events ...*tracepb.Span_Event) *tracepb.Span {
@@ -111,17 +111,17 @@ func synthTrace(path string, events, lockers int) error {
 		}
 		owner := (l + lockers - 1) % lockers
 		ev := &tracepb.Span_Event{TimeUnixNano: uint64(begin + 5000), Name: semconv.EventConflict, Attributes: []*commonpb.KeyValue{
-			num(semconv.OwnerPID, int64(1000+owner)), str(semconv.OwnerMode, semconv.ModeWrite), num(semconv.OwnerStart, 0), num(semconv.OwnerLen, 0),
-			num(semconv.OwnerLockerID, int64(owner)), str(semconv.OwnerClass, semconv.OwnerLocker), str(semconv.OwnerSource, "getlk"), str(semconv.Node, "vm")}}
+			num(semconv.LockOwnerPID, int64(1000+owner)), str(semconv.LockOwnerMode, semconv.ModeWrite.String()), num(semconv.LockOwnerStart, 0), num(semconv.LockOwnerLen, 0),
+			num(semconv.LockOwnerLockerID, int64(owner)), str(semconv.LockOwnerClass, semconv.OwnerLocker.String()), str(semconv.LockOwnerSource, "getlk"), str(semconv.Node, "vm")}}
 		with := func(attrs []*commonpb.KeyValue, more ...*commonpb.KeyValue) []*commonpb.KeyValue {
 			return append(append([]*commonpb.KeyValue{}, attrs...), more...)
 		}
 		acqHex := fmt.Sprintf("%x", acqID)
-		partial := mk(acqID, semconv.SpanAcquire, begin, 0, with(acqAttrs, str(semconv.LockOutcome, semconv.OutcomeWaiting)))
+		partial := mk(acqID, semconv.SpanAcquire, begin, 0, with(acqAttrs, str(semconv.LockOutcome, semconv.OutcomeWaiting.String())))
 		conflict := mk(acqID, semconv.SpanAcquire, begin, 0, nil, ev)
-		final := mk(acqID, semconv.SpanAcquire, begin, grant, with(acqAttrs, str(semconv.LockOutcome, semconv.OutcomeGranted), num(semconv.LockTries, 1)), ev)
-		hold := mk(holdID, semconv.SpanHold, grant, 0, with(lock, str(semconv.LockAcquireID, acqHex), str(semconv.LockHoldEnd, semconv.HoldOpen)))
-		holdFinal := mk(holdID, semconv.SpanHold, grant, grant+step-1000, with(lock, str(semconv.LockAcquireID, acqHex), str(semconv.LockHoldEnd, semconv.HoldRelease)))
+		final := mk(acqID, semconv.SpanAcquire, begin, grant, with(acqAttrs, str(semconv.LockOutcome, semconv.OutcomeGranted.String()), num(semconv.LockTries, 1)), ev)
+		hold := mk(holdID, semconv.SpanHold, grant, 0, with(lock, str(semconv.LockAcquireID, acqHex), str(semconv.LockHoldEnd, semconv.HoldOpen.String())))
+		holdFinal := mk(holdID, semconv.SpanHold, grant, grant+step-1000, with(lock, str(semconv.LockAcquireID, acqHex), str(semconv.LockHoldEnd, semconv.HoldRelease.String())))
 		for _, s := range []*tracepb.Span{partial, conflict, hold} {
 			if err := line(p.res, s); err != nil {
 				return err

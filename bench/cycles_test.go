@@ -31,7 +31,7 @@ func cyclesOfTrace(tr *tracefile.Trace) []cycle {
 	var out []cycle
 	for _, h := range spansNamed(tr, semconv.SpanHold) {
 		at, ok := attempts[h.Attrs.Str(semconv.LockAcquireID)]
-		if !ok || h.Open() || h.Attrs.Str(semconv.LockHoldEnd) != semconv.HoldRelease {
+		if !ok || h.Open() || h.Attrs.Str(semconv.LockHoldEnd) != semconv.HoldRelease.String() {
 			continue
 		}
 		out = append(out, cycle{locker: h.Attrs.IntOr(semconv.LockerID, -1), attempt: at, grant: h.Start, release: h.End})
@@ -132,7 +132,7 @@ all: stop
 func conflictRate(tr *tracefile.Trace) float64 {
 	events, wait := 0, int64(0)
 	for _, s := range spansNamed(tr, semconv.SpanAcquire) {
-		if s.Open() || s.Attrs.Str(semconv.LockStyle) != semconv.StyleWait {
+		if s.Open() || s.Attrs.Str(semconv.LockStyle) != semconv.StyleWait.String() {
 			continue
 		}
 		wait += s.End - s.Start

@@ -14,6 +14,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
 
@@ -27,8 +28,8 @@ type Options struct {
 	// Timeout ends the run. Optional: 30s.
 	Timeout time.Duration
 	// Kind, Style, Tries, Interval are the lockers' defaults for lock commands. Optional.
-	Kind     string
-	Style    string
+	Kind     semconv.Kind
+	Style    semconv.Style
 	Tries    int
 	Interval time.Duration
 	// Poll is the watcher's and observer's interval and the online detector's period. Optional: 100ms.

@@ -157,13 +157,13 @@ func (r *run) closeOpenSpans() {
 			Name: s.Name, StartTimeUnixNano: uint64(s.Start), EndTimeUnixNano: uint64(at.UnixNano())}
 		switch s.Name {
 		case semconv.SpanAcquire:
-			rec.Attributes = append(rec.Attributes, str(semconv.LockOutcome, semconv.OutcomeBlocked))
+			rec.Attributes = append(rec.Attributes, str(semconv.LockOutcome, semconv.OutcomeBlocked.String()))
 		case semconv.SpanHold:
 			reason := semconv.HoldRunEnd
 			if died {
 				reason = semconv.HoldExit
 			}
-			rec.Attributes = append(rec.Attributes, str(semconv.LockHoldEnd, reason))
+			rec.Attributes = append(rec.Attributes, str(semconv.LockHoldEnd, reason.String()))
 		}
 		if died {
 			rec.Attributes = append(rec.Attributes, str("lockprobe.closed_by", "controller: process exited"))

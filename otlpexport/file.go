@@ -171,7 +171,7 @@ func mergeSpans(reqs []*coltracepb.ExportTraceServiceRequest) []*tracepb.Resourc
 		if s.GetEndTimeUnixNano() == 0 {
 			s.EndTimeUnixNano = max(latest, s.GetStartTimeUnixNano())
 			if s.GetName() == semconv.SpanAcquire {
-				setString(&s.Attributes, semconv.LockOutcome, semconv.OutcomeBlocked)
+				setString(&s.Attributes, semconv.LockOutcome, semconv.OutcomeBlocked.String())
 			}
 		}
 		rb, _ := marshal.Marshal(rec.resource)

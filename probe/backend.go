@@ -11,14 +11,14 @@ import (
 
 // lockReq is one lock or unlock call.
 type lockReq struct {
-	kind  string
-	mode  string // read | write; "" for unlock
+	kind  semconv.Kind
+	mode  semconv.Mode // read | write; none for unlock
 	start int64
 	len   int64
 	wait  bool
 }
 
-func lockType(mode string) int16 {
+func lockType(mode semconv.Mode) int16 {
 	switch mode {
 	case semconv.ModeRead:
 		return unix.F_RDLCK
@@ -66,11 +66,11 @@ func setLock(fd int, r lockReq) error {
 			}
 		}
 	}
-	return fmt.Errorf("unknown lock kind %q", r.kind)
+	return fmt.Errorf("unknown lock kind %s", r.kind)
 }
 
 // outcomeOf maps a lock call's error to an attempt outcome and errno name.
-func outcomeOf(err error) (outcome, errno string) {
+func outcomeOf(err error) (outcome semconv.Outcome, errno string) {
 	if err == nil {
 		return semconv.OutcomeGranted, ""
 	}
@@ -102,7 +102,7 @@ func getLock(fd int, r lockReq) (fl unix.Flock_t, found bool, err error) {
 	return fl, fl.Type != unix.F_UNLCK, nil
 }
 
-func modeOfType(t int16) string {
+func modeOfType(t int16) semconv.Mode {
 	switch t {
 	case unix.F_RDLCK:
 		return semconv.ModeRead

@@ -52,9 +52,9 @@ func (in *inflight) text() string {
 
 func unixTime(ns int64) time.Time { return time.Unix(0, ns) }
 
-// run executes the queue and says why it ended: "stop" for a stop command, "" when the queue
-// ran out.
-func (e *executor) run() string {
+// run executes the queue and says why it ended: endStopCmd for a stop command, endStopped when
+// told to stop, endQueueEmpty when the queue ran out.
+func (e *executor) run() end {
 	e.mu.Lock()
 	e.tid = e.l.thread.tid
 	e.mu.Unlock()
@@ -72,21 +72,21 @@ func (e *executor) run() string {
 			local := e.l.clock.local(target)
 			e.l.out.quiet(local)
 			if !e.waitUntil(local) {
-				return "stopped"
+				return endStopped
 			}
 		}
 		if e.stopped() {
-			return "stopped"
+			return endStopped
 		}
 		stop := e.dispatch(i, cmd, prep)
 		e.mu.Lock()
 		e.executed++
 		e.mu.Unlock()
 		if stop {
-			return "stop"
+			return endStopCmd
 		}
 	}
-	return ""
+	return endQueueEmpty
 }
 
 func (e *executor) stopped() bool {
@@ -141,21 +141,21 @@ func (e *executor) dispatch(index int, cmd *proto.Command, prep *preparedLock) (
 	return false
 }
 
-func (e *executor) kindOf(cmd *proto.Command) string {
-	if cmd.Kind != "" {
+func (e *executor) kindOf(cmd *proto.Command) semconv.Kind {
+	if cmd.Kind != semconv.KindUnset {
 		return cmd.Kind
 	}
-	if e.l.welcome.Kind != "" {
+	if e.l.welcome.Kind != semconv.KindUnset {
 		return e.l.welcome.Kind
 	}
 	return semconv.KindPOSIX
 }
 
-func (e *executor) styleOf(cmd *proto.Command) string {
-	if cmd.Style != "" {
+func (e *executor) styleOf(cmd *proto.Command) semconv.Style {
+	if cmd.Style != semconv.StyleUnset {
 		return cmd.Style
 	}
-	if e.l.welcome.Style != "" {
+	if e.l.welcome.Style != semconv.StyleUnset {
 		return e.l.welcome.Style
 	}
 	return semconv.StyleWait
@@ -238,10 +238,11 @@ func (e *executor) openFile(index int, cmd *proto.Command) {
 // preparedLock is a lock command made ready before its instant, so that after the wake-up only
 // the span's start lies between the instant and the lock call.
 type preparedLock struct {
-	kind, style string
-	s           *slot
-	req         lockReq
-	attrs       []attribute.KeyValue
+	kind  semconv.Kind
+	style semconv.Style
+	s     *slot
+	req   lockReq
+	attrs []attribute.KeyValue
 }
 
 func (e *executor) prepareLock(index int, cmd *proto.Command) *preparedLock {
@@ -249,12 +250,12 @@ func (e *executor) prepareLock(index int, cmd *proto.Command) *preparedLock {
 	s := e.slots[cmd.FD]
 	req := lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len, wait: style == semconv.StyleWait}
 	attrs := append(e.cmdAttrs(index, cmd),
-		attribute.String(semconv.LockKind, kind),
-		attribute.String(semconv.LockMode, cmd.Mode),
+		attribute.String(semconv.LockKind, kind.String()),
+		attribute.String(semconv.LockMode, cmd.Mode.String()),
 		attribute.Int64(semconv.LockStart, cmd.Start),
 		attribute.Int64(semconv.LockLen, cmd.Len),
-		attribute.String(semconv.LockStyle, style),
-		attribute.String(semconv.LockOutcome, semconv.OutcomeWaiting),
+		attribute.String(semconv.LockStyle, style.String()),
+		attribute.String(semconv.LockOutcome, semconv.OutcomeWaiting.String()),
 	)
 	if s != nil {
 		attrs = append(attrs, attribute.String(semconv.FilePath, s.path), attribute.String(semconv.FileLogical, s.logical),
@@ -268,7 +269,7 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 	// The attempt starts just before the lock call is entered: nothing but the span lies between.
 	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanAcquire, trace.WithTimestamp(e.l.clock.now()), trace.WithAttributes(p.attrs...))
 	if s == nil {
-		span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeError), attribute.String(semconv.LockErrno, "EBADF"))
+		span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeError.String()), attribute.String(semconv.LockErrno, "EBADF"))
 		span.SetStatus(codes.Error, fmt.Sprintf("no file open in slot %d", cmd.FD))
 		span.End(trace.WithTimestamp(e.l.clock.now()))
 		return
@@ -325,7 +326,7 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 	if e.dead {
 		return
 	}
-	span.SetAttributes(attribute.String(semconv.LockOutcome, outcome), attribute.String(semconv.LockErrno, errno), attribute.Int(semconv.LockTries, tries))
+	span.SetAttributes(attribute.String(semconv.LockOutcome, outcome.String()), attribute.String(semconv.LockErrno, errno), attribute.Int(semconv.LockTries, tries))
 	if outcome == semconv.OutcomeError {
 		span.SetStatus(codes.Error, errno)
 	}
@@ -423,7 +424,7 @@ func (e *executor) release(index int, cmd *proto.Command, ifHeld bool) {
 		e.cut(match, cmd.Start, end, released, reason)
 	}
 	e.mu.Unlock()
-	e.command(index, cmd, start, err, attribute.Bool("lock.held", held), attribute.String(semconv.LockKind, kind))
+	e.command(index, cmd, start, err, attribute.Bool("lock.held", held), attribute.String(semconv.LockKind, kind.String()))
 }
 
 func (e *executor) closeSlot(index int, cmd *proto.Command) {
@@ -476,7 +477,7 @@ func (e *executor) getlk(index int, cmd *proto.Command) {
 	kind := e.kindOf(cmd)
 	o := e.query(s, lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len})
 	attrs := append(e.cmdAttrs(index, cmd), ownerAttrs(o)...)
-	attrs = append(attrs, attribute.String(semconv.LockKind, kind), attribute.String(semconv.LockMode, cmd.Mode),
+	attrs = append(attrs, attribute.String(semconv.LockKind, kind.String()), attribute.String(semconv.LockMode, cmd.Mode.String()),
 		attribute.Int64(semconv.LockStart, cmd.Start), attribute.Int64(semconv.LockLen, cmd.Len),
 		attribute.String(semconv.FilePath, s.path), attribute.String(semconv.FileLogical, s.logical))
 	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanGetlk, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
@@ -484,7 +485,7 @@ func (e *executor) getlk(index int, cmd *proto.Command) {
 }
 
 // endAll ends every hold at now for reason. e.mu is held.
-func (e *executor) endAll(now int64, reason string) {
+func (e *executor) endAll(now int64, reason semconv.HoldEnd) {
 	for _, h := range e.holds {
 		endHold(h, trace.WithTimestamp(unixTime(now)), reason)
 	}
@@ -493,7 +494,7 @@ func (e *executor) endAll(now int64, reason string) {
 
 // abandon ends the spans the executor cannot end itself: the attempt it is blocked in (outcome
 // blocked) and the holds the process's exit is about to release.
-func (e *executor) abandon(reason string) {
+func (e *executor) abandon(reason end) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.dead {
@@ -505,11 +506,11 @@ func (e *executor) abandon(reason string) {
 		now = e.l.endAt // the run's end, the same instant for every locker
 	}
 	if in := e.inflight; in != nil && in.span != nil {
-		in.span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeBlocked))
+		in.span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeBlocked.String()))
 		in.span.End(trace.WithTimestamp(now))
 	}
 	holdEnd := semconv.HoldExit
-	if reason == "run-end" {
+	if reason == endRunEnd {
 		holdEnd = semconv.HoldRunEnd
 	}
 	e.endAll(now.UnixNano(), holdEnd)

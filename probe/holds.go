@@ -21,7 +21,8 @@ type slot struct {
 
 // hold is a lock this locker was granted and has not released: what the scenario believes.
 type hold struct {
-	kind, mode string
+	kind       semconv.Kind
+	mode       semconv.Mode
 	start, end int64 // [start, end); end = math.MaxInt64 for "to EOF"
 	slot       int
 	file       host.FileID
@@ -48,7 +49,7 @@ func rangeLen(start, end int64) int64 {
 // sameOwner says whether a lock of kind taken through slot s on file f belongs to the same
 // owner as h: the process for posix (any descriptor of the file), the open file description
 // for ofd and flock.
-func (h *hold) sameOwner(kind string, s int, f host.FileID) bool {
+func (h *hold) sameOwner(kind semconv.Kind, s int, f host.FileID) bool {
 	if h.kind != kind {
 		return false
 	}
@@ -67,8 +68,8 @@ func (h *hold) overlaps(start, end int64) bool {
 
 func (h *hold) attrs() []attribute.KeyValue {
 	return []attribute.KeyValue{
-		attribute.String(semconv.LockKind, h.kind),
-		attribute.String(semconv.LockMode, h.mode),
+		attribute.String(semconv.LockKind, h.kind.String()),
+		attribute.String(semconv.LockMode, h.mode.String()),
 		attribute.Int64(semconv.LockStart, h.start),
 		attribute.Int64(semconv.LockLen, rangeLen(h.start, h.end)),
 		attribute.Int(semconv.LockFD, h.slot),
@@ -90,21 +91,21 @@ func itoa(i int64) string {
 
 // startHold opens a hold span at t (controller clock).
 func (e *executor) startHold(h *hold, t trace.SpanStartOption) {
-	attrs := append(h.attrs(), attribute.Int(semconv.LockerID, e.l.opts.ID), attribute.String(semconv.LockHoldEnd, semconv.HoldOpen))
+	attrs := append(h.attrs(), attribute.Int(semconv.LockerID, e.l.opts.ID), attribute.String(semconv.LockHoldEnd, semconv.HoldOpen.String()))
 	_, h.span = e.l.tracer.Start(e.l.rootCtx, semconv.SpanHold, t, trace.WithAttributes(attrs...))
 	e.holds = append(e.holds, h)
 }
 
 // endHold ends h's span at t for reason.
-func endHold(h *hold, t trace.SpanEndOption, reason string, extra ...attribute.KeyValue) {
-	h.span.SetAttributes(append(extra, attribute.String(semconv.LockHoldEnd, reason))...)
+func endHold(h *hold, t trace.SpanEndOption, reason semconv.HoldEnd, extra ...attribute.KeyValue) {
+	h.span.SetAttributes(append(extra, attribute.String(semconv.LockHoldEnd, reason.String()))...)
 	h.span.End(t)
 }
 
 // cut ends the parts of the holds selected by match that overlap [start, end) at instant now,
 // and reopens the parts outside the range as new holds: an unlock or a conversion of part of a
 // range leaves the rest held. It returns how many holds it touched. e.mu is held.
-func (e *executor) cut(match func(*hold) bool, start, end int64, now int64, reason string, extra ...attribute.KeyValue) int {
+func (e *executor) cut(match func(*hold) bool, start, end int64, now int64, reason semconv.HoldEnd, extra ...attribute.KeyValue) int {
 	var kept, pieces []*hold
 	touched := 0
 	for _, h := range e.holds {

@@ -247,7 +247,7 @@ func (l *Locker) setupTracing() {
 }
 
 // finish ends the spans still open, flushes them and says goodbye.
-func (l *Locker) finish(reason string) {
+func (l *Locker) finish(reason end) {
 	if l.tp == nil {
 		return
 	}

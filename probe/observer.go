@@ -63,20 +63,20 @@ func (o *observer) run(peers map[int][]proto.Peer) {
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
-		for _, mode := range []string{semconv.ModeWrite, semconv.ModeRead, semconv.KindFlock} {
+		for _, q := range observerQueries {
 			var ow owner
-			if mode == semconv.KindFlock {
+			if q.kind == semconv.KindFlock {
 				// flock has no query call: /proc/locks names its holders where the kernel
 				// arbitrates (local file systems).
 				ow = o.flockHolder(e, s)
 			} else {
-				ow = e.query(s, lockReq{kind: semconv.KindPOSIX, mode: mode})
+				ow = e.query(s, lockReq{kind: q.kind, mode: q.mode})
 			}
-			if prev, ok := last[mode]; ok && prev.same(ow) {
+			if prev, ok := last[q.name]; ok && prev.same(ow) {
 				continue
 			}
-			last[mode] = ow
-			attrs := append(ownerAttrs(ow), attribute.String(semconv.QueryMode, mode), attribute.String(semconv.FileLogical, "{file}"), attribute.String(semconv.FilePath, path))
+			last[q.name] = ow
+			attrs := append(ownerAttrs(ow), attribute.String(semconv.QueryMode, q.name), attribute.String(semconv.FileLogical, "{file}"), attribute.String(semconv.FilePath, path))
 			now := l.clock.now()
 			l.self.AddEvent(semconv.EventObserved, trace.WithTimestamp(now), trace.WithAttributes(attrs...))
 			if ro, ok := l.self.(sdktrace.ReadOnlySpan); ok {
@@ -91,6 +91,19 @@ func (o *observer) run(peers map[int][]proto.Peer) {
 	}
 }
 
+// observerQueries are the questions an observer asks over the whole file, each recorded under
+// its name (lock.query.mode): a write request (any holder), a read request (writers), and the
+// flock holders.
+var observerQueries = []struct {
+	name string
+	kind semconv.Kind
+	mode semconv.Mode
+}{
+	{"write", semconv.KindPOSIX, semconv.ModeWrite},
+	{"read", semconv.KindPOSIX, semconv.ModeRead},
+	{"flock", semconv.KindFlock, semconv.ModeNone},
+}
+
 // flockHolder returns the first FLOCK holder of the file in /proc/locks, or no owner.
 func (o *observer) flockHolder(e *executor, s *slot) owner {
 	entries, err := host.ReadLocks()
@@ -101,7 +114,7 @@ func (o *observer) flockHolder(e *executor, s *slot) owner {
 		if en.Class != "FLOCK" || en.Waiter {
 			continue
 		}
-		ow := owner{pid: en.PID, mode: procMode(en.Mode), lockerID: -1, source: "proc-locks"}
+		ow := owner{pid: en.PID, mode: procMode(en.Mode), lockerID: -1, source: semconv.OwnerFromProcLocks}
 		e.classify(&ow, s)
 		return ow
 	}

@@ -36,8 +36,8 @@ func openTwice(t *testing.T) (int, int) {
 }
 
 func TestBackendsConflictAndReport(t *testing.T) {
-	for _, kind := range []string{semconv.KindOFD, semconv.KindFlock} {
-		t.Run(kind, func(t *testing.T) {
+	for _, kind := range []semconv.Kind{semconv.KindOFD, semconv.KindFlock} {
+		t.Run(kind.String(), func(t *testing.T) {
 			a, b := openTwice(t)
 			if err := setLock(a, lockReq{kind: kind, mode: semconv.ModeWrite, start: 0, len: 10}); err != nil {
 				t.Fatalf("first lock: %v", err)
@@ -64,8 +64,9 @@ func TestBackendsConflictAndReport(t *testing.T) {
 
 func TestOutcomeOf(t *testing.T) {
 	cases := []struct {
-		err           error
-		outcome, name string
+		err     error
+		outcome semconv.Outcome
+		name    string
 	}{
 		{nil, semconv.OutcomeGranted, ""},
 		{unix.EAGAIN, semconv.OutcomeWouldBlock, "EAGAIN"},
@@ -102,7 +103,7 @@ func TestCutSplitsHolds(t *testing.T) {
 		t.Fatalf("touched %d holds, want 1", n)
 	}
 	type rng struct {
-		kind       string
+		kind       semconv.Kind
 		start, end int64
 		file       host.FileID
 	}

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -15,9 +16,8 @@ import (
 // resyncEvery is how often the clock offset is measured again during the run.
 const resyncEvery = 2 * time.Second
 
-// serve handles the controller's messages until the run ends for this locker, and says why:
-// "stop" (the queue's stop), "run-end" (the controller's stop), "controller-gone", "interrupted".
-func (l *Locker) serve(ctx context.Context) (string, error) {
+// serve handles the controller's messages until the run ends for this locker, and says why.
+func (l *Locker) serve(ctx context.Context) (end, error) {
 	beat := l.welcome.Heartbeat
 	if beat <= 0 {
 		beat = time.Second
@@ -27,7 +27,7 @@ func (l *Locker) serve(ctx context.Context) (string, error) {
 	defer tick.Stop()
 	resync := time.NewTicker(resyncEvery)
 	defer resync.Stop()
-	execDone := make(chan string, 1)
+	execDone := make(chan end, 1)
 	var obs *observer
 	defer func() {
 		if obs != nil {
@@ -38,10 +38,10 @@ func (l *Locker) serve(ctx context.Context) (string, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return "interrupted", ctx.Err()
+			return endInterrupted, ctx.Err()
 		case in, ok := <-l.conn.In():
 			if !ok {
-				return "controller-gone", nil
+				return endControllerGone, nil
 			}
 			lastHeard = time.Now()
 			if in.Err != nil {
@@ -76,7 +76,7 @@ func (l *Locker) serve(ctx context.Context) (string, error) {
 				if l.exec != nil {
 					close(l.exec.stop)
 				}
-				return "run-end", nil
+				return endRunEnd, nil
 			case proto.KindSnapReq:
 				snap := l.threadsSnapshot()
 				if l.exec != nil {
@@ -90,10 +90,10 @@ func (l *Locker) serve(ctx context.Context) (string, error) {
 				}
 			}
 		case why := <-execDone:
-			if why == "stop" {
-				return "stop", nil
+			if why == endStopCmd {
+				return endStopCmd, nil
 			}
-			if why == "" {
+			if why == endQueueEmpty {
 				_ = l.out.put(ctx, &proto.Message{Kind: proto.KindIdle, Idle: &proto.Idle{Executed: len(l.exec.queue)}})
 			}
 		case <-resync.C:
@@ -106,7 +106,7 @@ func (l *Locker) serve(ctx context.Context) (string, error) {
 				if l.exec != nil {
 					close(l.exec.stop)
 				}
-				return "controller-gone", nil
+				return endControllerGone, nil
 			}
 		}
 	}
@@ -144,4 +144,29 @@ func (l *Locker) threadsSnapshot() *proto.Snapshot {
 		snap.Stack = pick.Stack
 	}
 	return snap
+}
+
+// end says why a locker's queue, or its whole run, ended.
+type end uint8
+
+// Why a queue or a run ended.
+const (
+	endQueueEmpty     end = iota // the queue ran out; the locker waits for the controller's stop
+	endStopCmd                   // the queue's stop command
+	endStopped                   // the executor was told to stop before its queue ran out
+	endRunEnd                    // the controller's Stop: the run ended
+	endControllerGone            // the controller went silent or closed the connection
+	endInterrupted               // the locker's own context was cancelled
+)
+
+var endNames = [...]string{
+	endQueueEmpty: "queue-empty", endStopCmd: "stop", endStopped: "stopped", endRunEnd: "run-end",
+	endControllerGone: "controller-gone", endInterrupted: "interrupted",
+}
+
+func (e end) String() string {
+	if int(e) < len(endNames) {
+		return endNames[e]
+	}
+	return fmt.Sprintf("end(%d)", uint8(e))
 }

@@ -119,13 +119,13 @@ func anyValue(v attribute.Value) *commonpb.AnyValue {
 // observer events.
 func ownerAttrs(o owner) []attribute.KeyValue {
 	return []attribute.KeyValue{
-		attribute.Int(semconv.OwnerPID, o.pid),
-		attribute.String(semconv.OwnerMode, o.mode),
-		attribute.Int64(semconv.OwnerStart, o.start),
-		attribute.Int64(semconv.OwnerLen, o.len),
-		attribute.Int(semconv.OwnerLockerID, o.lockerID),
-		attribute.String(semconv.OwnerClass, o.class),
-		attribute.String(semconv.OwnerSource, o.source),
+		attribute.Int(semconv.LockOwnerPID, o.pid),
+		attribute.String(semconv.LockOwnerMode, o.mode.String()),
+		attribute.Int64(semconv.LockOwnerStart, o.start),
+		attribute.Int64(semconv.LockOwnerLen, o.len),
+		attribute.Int(semconv.LockOwnerLockerID, o.lockerID),
+		attribute.String(semconv.LockOwnerClass, o.class.String()),
+		attribute.String(semconv.LockOwnerSource, o.source),
 		attribute.String(semconv.Node, o.node),
 	}
 }

@@ -16,10 +16,10 @@ import (
 // owner is one answer to "who blocks this request?".
 type owner struct {
 	pid        int
-	mode       string
+	mode       semconv.Mode
 	start, len int64
 	lockerID   int
-	class      string
+	class      semconv.OwnerClass
 	source     string
 	node       string
 }
@@ -28,7 +28,7 @@ func (o owner) same(p owner) bool {
 	return o.pid == p.pid && o.mode == p.mode && o.start == p.start && o.len == p.len && o.class == p.class
 }
 
-var noOwner = owner{mode: semconv.ModeNone, lockerID: -1, class: semconv.OwnerNone, source: semconv.OwnerNone}
+var noOwner = owner{mode: semconv.ModeNone, lockerID: -1, class: semconv.OwnerNone, source: semconv.OwnerFromNone}
 
 // query asks the kernel who would block req on slot s: F_GETLK (F_OFD_GETLK) on the locker's
 // own descriptor (never a second one: closing it would drop the process's POSIX locks), and
@@ -40,15 +40,15 @@ func (e *executor) query(s *slot, req lockReq) owner {
 	fl, found, err := getLock(s.fd, req)
 	if err != nil {
 		o := noOwner
-		o.class, o.source = semconv.OwnerUnknown, "getlk-error:"+unix.ErrnoName(errnoOf(err))
+		o.class, o.source = semconv.OwnerUnknown, semconv.OwnerFromError+unix.ErrnoName(errnoOf(err))
 		return o
 	}
 	if !found {
 		o := noOwner
-		o.source = "getlk" // evidence: the file system says nothing conflicts
+		o.source = semconv.OwnerFromGetlk // evidence: the file system says nothing conflicts
 		return o
 	}
-	o := owner{pid: int(fl.Pid), mode: modeOfType(fl.Type), start: fl.Start, len: fl.Len, lockerID: -1, source: "getlk"}
+	o := owner{pid: int(fl.Pid), mode: modeOfType(fl.Type), start: fl.Start, len: fl.Len, lockerID: -1, source: semconv.OwnerFromGetlk}
 	e.classify(&o, s)
 	return o
 }
@@ -102,7 +102,7 @@ func (e *executor) resolveOFD(o *owner, s *slot) {
 				if (lk.Mode == "WRITE") != (o.mode == semconv.ModeWrite) {
 					continue
 				}
-				o.class, o.lockerID, o.node, o.pid, o.source = semconv.OwnerLocker, p.LockerID, p.Node, pid, "fdinfo"
+				o.class, o.lockerID, o.node, o.pid, o.source = semconv.OwnerLocker, p.LockerID, p.Node, pid, semconv.OwnerFromFDInfo
 				return
 			}
 		}
@@ -115,7 +115,7 @@ func (e *executor) queryProcLocks(s *slot) owner {
 	entries, err := host.ReadLocks()
 	if err != nil {
 		o := noOwner
-		o.class, o.source = semconv.OwnerUnknown, "none"
+		o.class, o.source = semconv.OwnerUnknown, semconv.OwnerFromNone
 		return o
 	}
 	entries = host.FilterFile(entries, s.file)
@@ -124,19 +124,19 @@ func (e *executor) queryProcLocks(s *slot) owner {
 			if w.PID != e.l.pid || g.Holder.Class != "FLOCK" {
 				continue
 			}
-			o := owner{pid: g.Holder.PID, mode: procMode(g.Holder.Mode), lockerID: -1, source: "proc-locks"}
+			o := owner{pid: g.Holder.PID, mode: procMode(g.Holder.Mode), lockerID: -1, source: semconv.OwnerFromProcLocks}
 			e.classify(&o, s)
 			return o
 		}
 	}
 	o := noOwner
 	if e.l.localLocks {
-		o.source = "proc-locks" // evidence only where this kernel arbitrates the locks
+		o.source = semconv.OwnerFromProcLocks // evidence only where this kernel arbitrates the locks
 	}
 	return o
 }
 
-func procMode(m string) string {
+func procMode(m string) semconv.Mode {
 	switch m {
 	case "READ":
 		return semconv.ModeRead
@@ -189,8 +189,8 @@ func (e *executor) watch(span trace.Span, s *slot, req lockReq) *watcher {
 		defer close(w.done)
 		timer := time.NewTimer(0)
 		defer timer.Stop()
-		last := owner{class: "unset"}
-		var lastAt time.Time
+		var last owner
+		var lastAt time.Time // zero: the first answer is recorded whatever it is
 		for {
 			select {
 			case <-w.quit:

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 // Op is what a queued command does.
@@ -46,9 +48,9 @@ type Command struct {
 	After time.Duration `json:"after,omitempty"`
 	Abs   time.Time     `json:"abs,omitempty"`
 
-	Mode     string        `json:"mode,omitempty"`  // read | write (lock, getlk)
-	Kind     string        `json:"kind,omitempty"`  // posix | ofd | flock ("" = locker default)
-	Style    string        `json:"style,omitempty"` // wait | try | poll ("" = locker default)
+	Mode     semconv.Mode  `json:"mode,omitempty"`  // read | write (lock, getlk)
+	Kind     semconv.Kind  `json:"kind,omitempty"`  // posix | ofd | flock (unset = locker default)
+	Style    semconv.Style `json:"style,omitempty"` // wait | try | poll (unset = locker default)
 	Tries    int           `json:"tries,omitempty"` // poll: number of F_SETLK calls
 	Interval time.Duration `json:"interval,omitempty"`
 	Start    int64         `json:"start,omitempty"`
@@ -66,22 +68,18 @@ func (c *Command) Validate() error {
 			return fmt.Errorf("file: empty path")
 		}
 	case OpLock, OpGetlk:
-		if c.Mode != "read" && c.Mode != "write" {
+		if c.Mode != semconv.ModeRead && c.Mode != semconv.ModeWrite {
 			return fmt.Errorf("%s: mode %q is not read or write", c.Op, c.Mode)
 		}
 	case OpRelease, OpReleaseIf, OpSleep, OpClose, OpStop:
 	default:
 		return fmt.Errorf("unknown op %d", c.Op)
 	}
-	switch c.Kind {
-	case "", "posix", "ofd", "flock":
-	default:
-		return fmt.Errorf("unknown lock kind %q", c.Kind)
+	if !c.Kind.Valid() {
+		return fmt.Errorf("unknown lock kind %s", c.Kind)
 	}
-	switch c.Style {
-	case "", "wait", "try", "poll":
-	default:
-		return fmt.Errorf("unknown style %q", c.Style)
+	if !c.Style.Valid() {
+		return fmt.Errorf("unknown style %s", c.Style)
 	}
 	if c.Start < 0 || c.Len < 0 || c.FD < 0 || c.FD > 63 || c.Tries < 0 || c.Interval < 0 || c.Duration < 0 {
 		return fmt.Errorf("%s: negative or out-of-range field", c.Op)
@@ -94,7 +92,7 @@ func (c Command) String() string {
 	var b strings.Builder
 	switch c.Op {
 	case OpLock:
-		b.WriteString(c.Mode)
+		b.WriteString(c.Mode.String())
 	case OpFile:
 		b.WriteString("file@" + c.Path)
 	case OpSleep:
@@ -110,13 +108,13 @@ func (c Command) String() string {
 		}
 	}
 	if c.Op == OpGetlk {
-		b.WriteString(" mode=" + c.Mode)
+		b.WriteString(" mode=" + c.Mode.String())
 	}
-	if c.Kind != "" {
-		b.WriteString(" kind=" + c.Kind)
+	if c.Kind != semconv.KindUnset {
+		b.WriteString(" kind=" + c.Kind.String())
 	}
-	if c.Style != "" {
-		b.WriteString(" style=" + c.Style)
+	if c.Style != semconv.StyleUnset {
+		b.WriteString(" style=" + c.Style.String())
 	}
 	if c.Tries != 0 {
 		fmt.Fprintf(&b, " tries=%d", c.Tries)

@@ -16,6 +16,8 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	pb "google.golang.org/protobuf/proto"
+
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 // Version is the protocol version; a hello with another version is refused.
@@ -107,8 +109,8 @@ type Welcome struct {
 	ParentSpanID [8]byte       `json:"parent_span_id"`
 	Poll         time.Duration `json:"poll"`      // watcher / observer interval
 	Heartbeat    time.Duration `json:"heartbeat"` // the locker exits after 5 missed beats
-	Kind         string        `json:"kind"`      // default lock kind
-	Style        string        `json:"style"`     // default acquire style
+	Kind         semconv.Kind  `json:"kind"`      // default lock kind
+	Style        semconv.Style `json:"style"`     // default acquire style
 	Tries        int           `json:"tries"`     // default poll tries
 	Interval     time.Duration `json:"interval"`  // default poll interval
 	// SameClock says the locker runs on the controller's own host, so both read one clock:

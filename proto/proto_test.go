@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockprobe/lockprobe/semconv"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -49,18 +50,18 @@ func sampleMessages() []*Message {
 			Host: "node-a", Node: "a", Token: "s3cret", Files: []string{"/mnt/shared/f", "/mnt/shared/g"}}},
 		{Kind: KindHello, Seq: 1, Hello: &Hello{Version: Version, Role: "observer", PID: 1}},
 		{Kind: KindWelcome, Seq: 1, Welcome: &Welcome{TraceID: [16]byte(testTraceID), ParentSpanID: [8]byte(testParent),
-			Poll: 20 * time.Millisecond, Heartbeat: time.Second, Kind: "ofd", Style: "wait", Tries: 3, Interval: 5 * time.Millisecond}},
+			Poll: 20 * time.Millisecond, Heartbeat: time.Second, Kind: semconv.KindOFD, Style: semconv.StyleWait, Tries: 3, Interval: 5 * time.Millisecond}},
 		{Kind: KindPing, Seq: 2, Ping: &Ping{T1: 1_700_000_000_000_000_001}},
 		{Kind: KindPong, Seq: 2, Pong: &Pong{T1: 1_700_000_000_000_000_001, TC: -5}},
 		{Kind: KindReady, Seq: 3, Ready: &Ready{Offset: -1234, Uncertainty: 56}},
 		{Kind: KindCommands, Seq: 3, Commands: &Commands{Start: start,
 			Queue: []Command{
 				{Op: OpFile, Line: 1, Text: "file@/mnt/f", Path: "/mnt/f", FD: 1},
-				{Op: OpLock, Line: 2, Mode: "write", Kind: "posix", Style: "poll", Tries: 4, Interval: time.Millisecond,
+				{Op: OpLock, Line: 2, Mode: semconv.ModeWrite, Kind: semconv.KindPOSIX, Style: semconv.StylePoll, Tries: 4, Interval: time.Millisecond,
 					Start: 10, Len: 5, FD: 1, HasAt: true, After: 50 * time.Millisecond},
-				{Op: OpLock, Mode: "read", HasAt: true, Abs: start.Add(time.Second)},
+				{Op: OpLock, Mode: semconv.ModeRead, HasAt: true, Abs: start.Add(time.Second)},
 				{Op: OpSleep, Duration: 2 * time.Second},
-				{Op: OpGetlk, Mode: "read"}, {Op: OpRelease}, {Op: OpReleaseIf}, {Op: OpClose, FD: 63}, {Op: OpStop},
+				{Op: OpGetlk, Mode: semconv.ModeRead}, {Op: OpRelease}, {Op: OpReleaseIf}, {Op: OpClose, FD: 63}, {Op: OpStop},
 			},
 			Peers: []Peer{{LockerID: 1, Node: "a", PID: 10}, {LockerID: 2, Node: "b", PID: 11}}}},
 		{Kind: KindAck, Seq: 4, Ack: &Ack{Kind: KindCommands, Seq: 3}},
@@ -153,6 +154,11 @@ func commandsFrame(t *testing.T, c Command) []byte {
 	return mustEncode(t, &Message{Kind: KindCommands, Commands: &Commands{Queue: []Command{{Op: OpStop}, c}}})
 }
 
+// rawCommand is a commands frame holding one command written as JSON, for values no Command can hold.
+func rawCommand(cmd string) []byte {
+	return frameOf(Version, KindCommands, `{"start":"2025-03-01T12:00:00Z","queue":[`+cmd+`],"peers":null}`)
+}
+
 func TestDecodeRejects(t *testing.T) {
 	good := mustEncode(t, &Message{Kind: KindPing, Ping: &Ping{T1: 1}})
 	badMagic := bytes.Clone(good)
@@ -186,10 +192,12 @@ func TestDecodeRejects(t *testing.T) {
 		{"hello negative pid", frameOf(Version, KindHello, `{"role":"locker","pid":-3}`), "pid -3"},
 		{"ack of kind zero", frameOf(Version, KindAck, `{"kind":0,"seq":1}`), "ack of unknown kind"},
 		{"ack of unknown kind", frameOf(Version, KindAck, `{"kind":16,"seq":1}`), "ack of unknown kind"},
-		{"command bad mode", commandsFrame(t, Command{Op: OpLock, Mode: "exclusive"}), "command 1: lock: mode"},
+		{"command bad mode", rawCommand(`{"op":2,"mode":"exclusive"}`), `mode "exclusive" is not`},
+		{"command no mode", commandsFrame(t, Command{Op: OpLock}), "command 1: lock: mode"},
 		{"getlk no mode", commandsFrame(t, Command{Op: OpGetlk}), "getlk: mode"},
-		{"command bad kind", commandsFrame(t, Command{Op: OpLock, Mode: "read", Kind: "lockf"}), "lock kind"},
-		{"command bad style", commandsFrame(t, Command{Op: OpLock, Mode: "read", Style: "spin"}), "style"},
+		{"command bad kind", rawCommand(`{"op":2,"mode":"read","kind":"lockf"}`), `kind "lockf" is not posix, ofd or flock`},
+		{"command bad style", rawCommand(`{"op":2,"mode":"read","style":"spin"}`), `style "spin" is not wait, try or poll`},
+		{"command kind as a number", rawCommand(`{"op":2,"mode":"read","kind":1}`), "decode commands"},
 		{"command unknown op", commandsFrame(t, Command{Op: 99}), "unknown op 99"},
 		{"command op zero", commandsFrame(t, Command{}), "unknown op 0"},
 		{"file without path", commandsFrame(t, Command{Op: OpFile}), "empty path"},
@@ -197,8 +205,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"negative len", commandsFrame(t, Command{Op: OpRelease, Len: -1}), "out-of-range"},
 		{"negative fd", commandsFrame(t, Command{Op: OpClose, FD: -1}), "out-of-range"},
 		{"fd 64", commandsFrame(t, Command{Op: OpClose, FD: 64}), "out-of-range"},
-		{"negative tries", commandsFrame(t, Command{Op: OpLock, Mode: "read", Tries: -1}), "out-of-range"},
-		{"negative interval", commandsFrame(t, Command{Op: OpLock, Mode: "read", Interval: -1}), "out-of-range"},
+		{"negative tries", commandsFrame(t, Command{Op: OpLock, Mode: semconv.ModeRead, Tries: -1}), "out-of-range"},
+		{"negative interval", commandsFrame(t, Command{Op: OpLock, Mode: semconv.ModeRead, Interval: -1}), "out-of-range"},
 		{"negative sleep", commandsFrame(t, Command{Op: OpSleep, Duration: -time.Second}), "out-of-range"},
 		{"span id of 3 bytes", spansFrame(testTraceID, []byte{1, 2, 3}, nil), "span id of 3"},
 		{"trace id of 8 bytes", spansFrame(testTraceID[:8], testSpanID, nil), "trace id of 8"},

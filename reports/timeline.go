@@ -165,7 +165,7 @@ func buildTimeline(res *analysis.Result, v *View) timeline {
 			if x1-x0 >= 0.5 {
 				waits[r] = append(waits[r], span{x0, x1, "w-granted", title})
 			}
-			marks[r] = append(marks[r], span{x1 - 1.5, x1 + 1.5, "m-" + a.Outcome, title})
+			marks[r] = append(marks[r], span{x1 - 1.5, x1 + 1.5, "m-" + a.Outcome.String(), title})
 		}
 		for _, c := range a.Conflicts {
 			cx := x(max(c.At, a.Begin))
@@ -183,7 +183,7 @@ func buildTimeline(res *analysis.Result, v *View) timeline {
 			end = t1
 		}
 		x0, x1 := x(h.Begin), x(end)
-		holds[r] = append(holds[r], span{x0, max(x1, x0+1), "h-" + h.Mode,
+		holds[r] = append(holds[r], span{x0, max(x1, x0+1), "h-" + h.Mode.String(),
 			fmt.Sprintf("holds %s %s %s of %s for %s, ended by %s", h.Kind, h.Mode, rangeText(h.Start, h.Len), h.File, dur(end-h.Begin), h.How)})
 	}
 	for _, l := range res.Lockers {
@@ -356,7 +356,7 @@ func count(rows [][]span) int {
 // ownerWords says briefly what an F_GETLK answer named.
 func ownerWords(o analysis.Owner) string {
 	switch o.Class {
-	case semconv.OwnerNone, "":
+	case semconv.OwnerNone:
 		return "no conflicting lock"
 	case semconv.OwnerSelf:
 		return fmt.Sprintf("the waiter itself holds %s %s", o.Mode, rangeText(o.Start, o.Len))

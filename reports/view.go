@@ -338,7 +338,7 @@ func findingView(f analysis.Finding, start int64) FindingView {
 		Class: f.Class, Title: classTitle(f.Class), Exit: f.Exit, Summary: f.Summary,
 		Lockers: nonNil(f.Lockers), Attempts: nonNil(f.Attempts), Cycle: nonNil(f.Cycle),
 		Evidence: make([]EvidenceView, 0, len(f.Evidence)), FormedNS: f.FormedAt, DetectedNS: f.DetectedAt,
-		DurationNS: f.Duration, Resolved: f.Resolved, File: f.File, Kind: f.Kind, Mode: f.Mode,
+		DurationNS: f.Duration, Resolved: f.Resolved, File: f.File, Kind: f.Kind.String(), Mode: f.Mode.String(),
 		Start: f.Start, Len: f.Len, Range: f.Range, ClockUncertaintyNS: f.Uncertainty,
 	}
 	for _, e := range f.Evidence {
@@ -362,7 +362,7 @@ func lockerViews(res *analysis.Result, inVerdict []int64) []LockerView {
 	}
 	last := map[int64]string{}
 	for _, a := range res.Attempts { // sorted by begin: the last one wins
-		last[a.Locker] = a.Outcome
+		last[a.Locker] = a.Outcome.String()
 	}
 	hot := map[int64]bool{}
 	for _, id := range inVerdict {
@@ -375,11 +375,8 @@ func lockerViews(res *analysis.Result, inVerdict []int64) []LockerView {
 			ID: l.ID, Node: l.Node, Host: l.Host, PID: l.PID, State: s.State, Wchan: s.Wchan,
 			Stack: nonNil(s.Stack), Inflight: s.Inflight, LastCommand: s.LastCommand, LastOutcome: last[l.ID],
 			Attempts: s.Attempts, Waits: s.Waits, Holds: s.Holds, WaitNS: s.WaitNS, HoldNS: s.HoldNS,
-			Outcomes: s.Outcomes, Exit: s.Exit, ClockOffsetNS: l.Offset, ClockUncertaintyNS: l.Uncertainty,
+			Outcomes: byName(s.Outcomes), Exit: s.Exit, ClockOffsetNS: l.Offset, ClockUncertaintyNS: l.Uncertainty,
 			InVerdict: hot[l.ID],
-		}
-		if lv.Outcomes == nil {
-			lv.Outcomes = map[string]int{}
 		}
 		out = append(out, lv)
 	}
@@ -416,12 +413,12 @@ func graphView(g *analysis.WaitGraph) GraphView {
 		}
 	}
 	for _, n := range g.Nodes {
-		gv.Nodes = append(gv.Nodes, GraphNodeView{ID: n.ID, Locker: n.Locker, Class: n.Class, Node: n.Node, PID: n.PID,
+		gv.Nodes = append(gv.Nodes, GraphNodeView{ID: n.ID, Locker: n.Locker, Class: n.Class.String(), Node: n.Node, PID: n.PID,
 			Waiting: n.Waiting, Holding: n.Holding, Label: n.Label, InCycle: comp[n.ID] != 0})
 	}
 	for _, e := range g.Edges {
 		in := cycleEdge[[2]int64{e.From, e.To}] || (comp[e.From] > 0 && comp[e.From] == comp[e.To])
-		gv.Edges = append(gv.Edges, GraphEdgeView{From: e.From, To: e.To, Attempt: e.Attempt, Kind: e.Kind, Mode: e.Mode,
+		gv.Edges = append(gv.Edges, GraphEdgeView{From: e.From, To: e.To, Attempt: e.Attempt, Kind: e.Kind.String(), Mode: e.Mode.String(),
 			Range: rangeText(e.Start, e.Len), File: e.File, Sources: nonNil(e.Sources), SinceNS: e.Since, InCycle: in})
 	}
 	return gv
@@ -430,20 +427,18 @@ func graphView(g *analysis.WaitGraph) GraphView {
 func statsView(res *analysis.Result) StatsView {
 	st := res.Stats
 	sv := StatsView{
-		Attempts: st.Attempts, Waits: st.Waits, Holds: st.Holds, Outcomes: st.Outcomes,
+		Attempts: st.Attempts, Waits: st.Waits, Holds: st.Holds, Outcomes: byName(st.Outcomes),
 		WaitByMode: map[string]Percentiles{}, HandOff: Percentiles(st.HandOff),
 		Fairness: FairnessView(st.Fairness), Starved: make([]StarvedView, 0, len(st.Starved)),
 		Fire:      FireView{Instants: len(st.Fire.Instants), MedianNS: st.Fire.Median, P99NS: st.Fire.P99, MaxNS: st.Fire.Max},
 		Histogram: histogram(res),
 	}
-	if sv.Outcomes == nil {
-		sv.Outcomes = map[string]int{}
-	}
 	for mode, p := range st.WaitByMode {
-		sv.WaitByMode[mode] = Percentiles(p)
+		sv.WaitByMode[mode.String()] = Percentiles(p)
 	}
 	for _, s := range st.Starved {
-		sv.Starved = append(sv.Starved, StarvedView(s))
+		sv.Starved = append(sv.Starved, StarvedView{Locker: s.Locker, Attempt: s.Attempt, File: s.File, Mode: s.Mode.String(),
+			PassedOver: s.PassedOver, WaitNS: s.WaitNS, Granted: s.Granted})
 	}
 	return sv
 }
@@ -495,6 +490,18 @@ func lockerByPID(res *analysis.Result, node string, pid int64) int64 {
 		found = l.ID
 	}
 	return found
+}
+
+// byName keys counts by the values' names, as verdict.json says them; never nil.
+func byName[K interface {
+	comparable
+	String() string
+}](m map[K]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, n := range m {
+		out[k.String()] = n
+	}
+	return out
 }
 
 func nonNil[T any](s []T) []T {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 // tmpl is a per-locker template word, resolved when queues are expanded.
@@ -117,10 +118,12 @@ func (p *parser) command(n int, text string, toks []token) (stmt, error) {
 	argTok := token{s: arg, col: w.col + len(word) + 1}
 	rest := toks[1:]
 	switch word {
-	case "read", "write":
-		st.cmd.Mode = word
+	case "read":
+		st.cmd.Mode = semconv.ModeRead
+	case "write":
+		st.cmd.Mode = semconv.ModeWrite
 	case "getlk":
-		st.cmd.Mode = "write"
+		st.cmd.Mode = semconv.ModeWrite
 	case "file":
 		if !hasAt || arg == "" {
 			return st, p.errf(n, w.col, "want file@PATH")

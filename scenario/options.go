@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 // options reads the key=value options after a command word and checks how they combine.
@@ -34,20 +35,26 @@ func (p *parser) options(n int, word string, allowed optSet, toks []token, st *s
 		c := &st.cmd
 		switch opt {
 		case optKind:
-			if !validKind(val) {
-				return p.errf(n, v.col, "kind %q is not posix, ofd or flock", val)
+			k, err := semconv.ParseKind(val)
+			if err != nil {
+				return p.errf(n, v.col, "%v", err)
 			}
-			c.Kind, kindCol = val, t.col
+			c.Kind, kindCol = k, t.col
 		case optStyle:
-			if !validStyle(val) {
-				return p.errf(n, v.col, "style %q is not wait, try or poll", val)
+			st, err := semconv.ParseStyle(val)
+			if err != nil {
+				return p.errf(n, v.col, "%v", err)
 			}
-			c.Style = val
+			c.Style = st
 		case optMode:
-			if val != "read" && val != "write" {
+			switch val {
+			case "read":
+				c.Mode = semconv.ModeRead
+			case "write":
+				c.Mode = semconv.ModeWrite
+			default:
 				return p.errf(n, v.col, "mode %q is not read or write", val)
 			}
-			c.Mode = val
 		case optTries:
 			k, err := p.intIn(n, v, "tries", 1, math.MaxInt32)
 			if err != nil {
@@ -74,17 +81,17 @@ func (p *parser) options(n int, word string, allowed optSet, toks []token, st *s
 		}
 	}
 	c := &st.cmd
-	poll := c.Style == "poll" || c.Style == "" && p.sc.Header.Style.Value == "poll"
+	poll := c.Style == semconv.StylePoll || c.Style == semconv.StyleUnset && p.sc.Header.Style.Value == semconv.StylePoll
 	if triesCol != 0 && !poll {
 		return p.errf(n, triesCol, "tries needs style=poll")
 	}
 	if intervalCol != 0 && !poll {
 		return p.errf(n, intervalCol, "interval needs style=poll")
 	}
-	if c.Kind == "flock" && rangeCol != 0 {
+	if c.Kind == semconv.KindFlock && rangeCol != 0 {
 		return p.errf(n, rangeCol, "kind=flock locks the whole file: it takes no range")
 	}
-	if c.Kind == "flock" && c.Op == proto.OpGetlk {
+	if c.Kind == semconv.KindFlock && c.Op == proto.OpGetlk {
 		return p.errf(n, kindCol, "getlk cannot ask about kind=flock: flock(2) has no query call")
 	}
 	return nil

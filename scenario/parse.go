@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 // token is one whitespace-separated word of a line and where it starts.
@@ -234,23 +235,25 @@ func (p *parser) header(n int, toks []token) error {
 		if err := dup(h.Kind.Set); err != nil {
 			return err
 		}
-		if !validKind(v.s) {
-			return p.errf(n, v.col, "kind %q is not posix, ofd or flock", v.s)
+		k, err := semconv.ParseKind(v.s)
+		if err != nil {
+			return p.errf(n, v.col, "%v", err)
 		}
-		h.Kind = Setting[string]{v.s, true}
+		h.Kind = Setting[semconv.Kind]{k, true}
 	case "style":
 		if err := dup(h.Style.Set); err != nil {
 			return err
 		}
-		if !validStyle(v.s) {
-			return p.errf(n, v.col, "style %q is not wait, try or poll", v.s)
+		st, err := semconv.ParseStyle(v.s)
+		if err != nil {
+			return p.errf(n, v.col, "%v", err)
 		}
-		h.Style = Setting[string]{v.s, true}
+		h.Style = Setting[semconv.Style]{st, true}
 	case "tries":
 		if err := dup(h.Tries.Set); err != nil {
 			return err
 		}
-		if h.Style.Value != "poll" {
+		if h.Style.Value != semconv.StylePoll {
 			return p.errf(n, w.col, "tries needs style poll in the header before it")
 		}
 		k, err := p.intIn(n, v, "tries", 1, 1<<31-1)
@@ -262,7 +265,7 @@ func (p *parser) header(n int, toks []token) error {
 		if err := dup(h.Interval.Set); err != nil {
 			return err
 		}
-		if h.Style.Value != "poll" {
+		if h.Style.Value != semconv.StylePoll {
 			return p.errf(n, w.col, "interval needs style poll in the header before it")
 		}
 		d, err := p.duration(n, v, "interval", false)
@@ -273,9 +276,6 @@ func (p *parser) header(n int, toks []token) error {
 	}
 	return nil
 }
-
-func validKind(s string) bool  { return s == "posix" || s == "ofd" || s == "flock" }
-func validStyle(s string) bool { return s == "wait" || s == "try" || s == "poll" }
 
 func isDigits(s string) bool {
 	if s == "" {

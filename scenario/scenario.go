@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 // Limits that keep a hostile or mistyped scenario from exhausting memory.
@@ -49,8 +51,8 @@ func (s Setting[T]) Or(def T) T {
 type Header struct {
 	Procs    Setting[int]
 	Timeout  Setting[time.Duration]
-	Kind     Setting[string] // posix | ofd | flock
-	Style    Setting[string] // wait | try | poll
+	Kind     Setting[semconv.Kind]
+	Style    Setting[semconv.Style]
 	Tries    Setting[int]
 	Interval Setting[time.Duration]
 }

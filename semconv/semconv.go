@@ -89,14 +89,14 @@ const (
 	EventVerdict  = "lock.verdict"  // the verdict, on the root span
 	EventFire     = "lockprobe.fire"
 
-	OwnerPID      = "lock.owner.pid"       // int: l_pid as the file system reported it
-	OwnerMode     = "lock.owner.mode"      // "read" | "write" | "none"
-	OwnerStart    = "lock.owner.start"     // int
-	OwnerLen      = "lock.owner.len"       // int
-	OwnerLockerID = "lock.owner.locker.id" // int, -1 when it maps to no locker
-	OwnerClass    = "lock.owner.class"     // OwnerClass values
-	OwnerSource   = "lock.owner.source"    // "getlk" | "proc-locks" | "fdinfo" | "none"
-	QueryMode     = "lock.query.mode"      // observer: the mode it asked F_GETLK about
+	LockOwnerPID      = "lock.owner.pid"       // int: l_pid as the file system reported it
+	LockOwnerMode     = "lock.owner.mode"      // Mode values
+	LockOwnerStart    = "lock.owner.start"     // int
+	LockOwnerLen      = "lock.owner.len"       // int
+	LockOwnerLockerID = "lock.owner.locker.id" // int, -1 when it maps to no locker
+	LockOwnerClass    = "lock.owner.class"     // OwnerClass values
+	LockOwnerSource   = "lock.owner.source"    // OwnerFrom values
+	QueryMode         = "lock.query.mode"      // observer: the mode it asked F_GETLK about
 
 	ClockOffset      = "clock.offset_ns"      // int: controller − locker
 	ClockUncertainty = "clock.uncertainty_ns" // int: half the best round trip
@@ -120,55 +120,4 @@ const (
 	FireIndex  = "lockprobe.fire.at" // int unix ns: the shared scheduled instant
 	FireSpread = "lockprobe.fire.spread_ns"
 	FireCount  = "lockprobe.fire.count"
-)
-
-// Lock kinds.
-const (
-	KindPOSIX = "posix"
-	KindOFD   = "ofd"
-	KindFlock = "flock"
-)
-
-// Lock modes.
-const (
-	ModeRead  = "read"
-	ModeWrite = "write"
-	ModeNone  = "none"
-)
-
-// Acquire styles.
-const (
-	StyleWait = "wait"
-	StyleTry  = "try"
-	StylePoll = "poll"
-)
-
-// Attempt outcomes.
-const (
-	OutcomeGranted    = "granted"
-	OutcomeWouldBlock = "would-block"
-	OutcomeDeadlock   = "deadlock"
-	OutcomeError      = "error"
-	OutcomeBlocked    = "blocked" // still waiting when the run ended
-	OutcomeWaiting    = "waiting" // on a partial record: the attempt has started, no outcome yet
-)
-
-// How a hold ended.
-const (
-	HoldRelease   = "release"   // explicit unlock
-	HoldReleaseIf = "releaseif" // unlock because it was held
-	HoldClose     = "close"     // a descriptor of the file was closed
-	HoldConverted = "converted" // replaced by a grant of another mode over its range
-	HoldExit      = "exit"      // the process stopped or died while holding
-	HoldRunEnd    = "run-end"   // still held when the run ended
-	HoldOpen      = "open"      // on a partial record: not ended yet
-)
-
-// Conflict owner classes.
-const (
-	OwnerLocker  = "locker"  // maps to a locker of this run
-	OwnerSelf    = "self"    // the waiter itself
-	OwnerForeign = "foreign" // a pid that matches no locker
-	OwnerUnknown = "unknown" // the file system does not say (OFD -1, NFSv4 0, NFSv3 negative svid)
-	OwnerNone    = "none"    // nothing conflicts
 )

@@ -46,15 +46,15 @@ all: stop
 			t.Fatalf("locker %d waited %s and recorded no conflict owner", id, time.Duration(a.End-a.Start))
 		}
 		first := conflicts[0]
-		owner := first.Attrs.IntOr(semconv.OwnerLockerID, -1)
-		if first.Attrs.Str(semconv.OwnerClass) != semconv.OwnerLocker || owner == id || owner < 0 {
+		owner := first.Attrs.IntOr(semconv.LockOwnerLockerID, -1)
+		if first.Attrs.Str(semconv.LockOwnerClass) != semconv.OwnerLocker.String() || owner == id || owner < 0 {
 			t.Errorf("locker %d: first conflict %+v, want another locker", id, first.Attrs)
 		}
-		if pid := first.Attrs.IntOr(semconv.OwnerPID, 0); pid != pids[owner] {
+		if pid := first.Attrs.IntOr(semconv.LockOwnerPID, 0); pid != pids[owner] {
 			t.Errorf("locker %d: owner pid %d, want locker %d's pid %d", id, pid, owner, pids[owner])
 		}
-		if first.Attrs.Str(semconv.OwnerMode) != semconv.ModeWrite || first.Attrs.Str(semconv.OwnerSource) != "getlk" {
-			t.Errorf("locker %d: owner mode %q source %q, want write from getlk", id, first.Attrs.Str(semconv.OwnerMode), first.Attrs.Str(semconv.OwnerSource))
+		if first.Attrs.Str(semconv.LockOwnerMode) != semconv.ModeWrite.String() || first.Attrs.Str(semconv.LockOwnerSource) != "getlk" {
+			t.Errorf("locker %d: owner mode %q source %q, want write from getlk", id, first.Attrs.Str(semconv.LockOwnerMode), first.Attrs.Str(semconv.LockOwnerSource))
 		}
 	}
 
@@ -62,8 +62,8 @@ all: stop
 	holders := map[int64]bool{}
 	for _, s := range spansNamed(res.trace, semconv.SpanObserver) {
 		for _, e := range s.Events {
-			if e.Name == semconv.EventObserved && e.Attrs.Str(semconv.QueryMode) == semconv.ModeWrite {
-				holders[e.Attrs.IntOr(semconv.OwnerLockerID, -1)] = true
+			if e.Name == semconv.EventObserved && e.Attrs.Str(semconv.QueryMode) == semconv.ModeWrite.String() {
+				holders[e.Attrs.IntOr(semconv.LockOwnerLockerID, -1)] = true
 			}
 		}
 	}

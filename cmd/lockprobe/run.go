@@ -19,6 +19,7 @@ import (
 	"github.com/lockprobe/lockprobe/analysis"
 	"github.com/lockprobe/lockprobe/control"
 	"github.com/lockprobe/lockprobe/scenario"
+	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
 
@@ -30,8 +31,8 @@ type runFlags struct {
 	procs       string
 	timeout     time.Duration
 	scenario    string
-	lock        string
-	style       string
+	lock        semconv.Kind
+	style       semconv.Style
 	tries       int
 	interval    time.Duration
 	poll        time.Duration
@@ -55,8 +56,8 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.procs, "procs", "", "number of lockers (default: the scenario's procs, else 10)")
 	fs.DurationVar(&f.timeout, "timeout", 0, "end the run after this long (default: the scenario's, else 30s)")
 	fs.StringVar(&f.scenario, "scenario", "", "a built-in scenario name or a scenario file (default contend)")
-	fs.StringVar(&f.lock, "lock", "", "default lock kind: posix, ofd or flock (default posix)")
-	fs.StringVar(&f.style, "style", "", "default acquire style: wait, try or poll (default wait)")
+	fs.TextVar(&f.lock, "lock", semconv.KindUnset, "default lock kind: posix, ofd or flock (default posix)")
+	fs.TextVar(&f.style, "style", semconv.StyleUnset, "default acquire style: wait, try or poll (default wait)")
 	fs.IntVar(&f.tries, "tries", 0, "default number of tries for style poll (default 3)")
 	fs.DurationVar(&f.interval, "interval", 0, "default interval between tries for style poll (default 1s)")
 	fs.DurationVar(&f.poll, "poll", 100*time.Millisecond, "how often waiters and observers ask F_GETLK, and the online detector runs")
@@ -198,17 +199,8 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 	if procs > maxProcs {
 		return o, usagef("-procs %d: at most %d lockers", procs, maxProcs)
 	}
-	for _, k := range []struct {
-		flag, val string
-		ok        func(string) bool
-	}{
-		{"-lock", f.lock, func(s string) bool { return s == "posix" || s == "ofd" || s == "flock" }},
-		{"-style", f.style, func(s string) bool { return s == "wait" || s == "try" || s == "poll" }},
-		{"-on-hang", f.onHang, func(s string) bool { return s == "stop" || s == "wait" }},
-	} {
-		if k.val != "" && !k.ok(k.val) {
-			return o, usagef("%s %q: unknown value", k.flag, k.val)
-		}
+	if f.onHang != "stop" && f.onHang != "wait" {
+		return o, usagef("-on-hang %q: unknown value", f.onHang)
 	}
 	if f.remote < 0 || f.remote > procs {
 		return o, usagef("-remote %d: must be between 0 and -procs (%d)", f.remote, procs)
@@ -234,9 +226,9 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 		Files:          f.files,
 		Queues:         queues,
 		Timeout:        pick(f.timeout, sc.Header.Timeout.Or(30*time.Second)),
-		Kind:           pickStr(f.lock, sc.Header.Kind.Or("posix")),
-		Style:          pickStr(f.style, sc.Header.Style.Or("wait")),
-		Tries:          pickInt(f.tries, sc.Header.Tries.Or(3)),
+		Kind:           pick(f.lock, sc.Header.Kind.Or(semconv.KindPOSIX)),
+		Style:          pick(f.style, sc.Header.Style.Or(semconv.StyleWait)),
+		Tries:          pick(f.tries, sc.Header.Tries.Or(3)),
 		Interval:       pick(f.interval, sc.Header.Interval.Or(time.Second)),
 		Poll:           f.poll,
 		Observers:      f.observers,
@@ -254,22 +246,10 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 	return o, nil
 }
 
-func pick(flagVal, def time.Duration) time.Duration {
-	if flagVal != 0 {
-		return flagVal
-	}
-	return def
-}
-
-func pickStr(flagVal, def string) string {
-	if flagVal != "" {
-		return flagVal
-	}
-	return def
-}
-
-func pickInt(flagVal, def int) int {
-	if flagVal != 0 {
+// pick returns the flag's value when it was given (not zero), else def.
+func pick[T comparable](flagVal, def T) T {
+	var zero T
+	if flagVal != zero {
 		return flagVal
 	}
 	return def

@@ -37,7 +37,7 @@ func TestContendGrantsEachOnce(t *testing.T) {
 		t.Fatalf("attempts from %d lockers, want 10", len(attempts))
 	}
 	for id, as := range attempts {
-		if len(as) != 1 || as[0].Attrs.Str(semconv.LockOutcome) != semconv.OutcomeGranted {
+		if len(as) != 1 || as[0].Attrs.Str(semconv.LockOutcome) != semconv.OutcomeGranted.String() {
 			t.Errorf("locker %d: %d attempts, outcome %q; want one granted", id, len(as), as[0].Attrs.Str(semconv.LockOutcome))
 		}
 		if as[0].Attrs.IntOr(semconv.LockScheduled, 0) == 0 {
@@ -50,7 +50,7 @@ func TestContendGrantsEachOnce(t *testing.T) {
 	}
 	assertNoOverlap(t, holds)
 	for _, h := range holds {
-		if h.Open() || h.Attrs.Str(semconv.LockHoldEnd) != semconv.HoldReleaseIf {
+		if h.Open() || h.Attrs.Str(semconv.LockHoldEnd) != semconv.HoldReleaseIf.String() {
 			t.Errorf("hold of locker %d ended %q (open=%v), want releaseif", h.Attrs.IntOr(semconv.LockerID, -1), h.Attrs.Str(semconv.LockHoldEnd), h.Open())
 		}
 	}
@@ -93,17 +93,17 @@ all: stop
 		t.Fatalf("exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
 	got := outcomes(spansNamed(res.trace, semconv.SpanAcquire))
-	if got[semconv.OutcomeGranted] != 1 || got[semconv.OutcomeWouldBlock] != 4 || len(got) != 2 {
+	if got[semconv.OutcomeGranted.String()] != 1 || got[semconv.OutcomeWouldBlock.String()] != 4 || len(got) != 2 {
 		t.Errorf("outcomes %v, want 1 granted and 4 would-block", got)
 	}
 	for _, a := range spansNamed(res.trace, semconv.SpanAcquire) {
-		if a.Attrs.Str(semconv.LockOutcome) != semconv.OutcomeWouldBlock {
+		if a.Attrs.Str(semconv.LockOutcome) != semconv.OutcomeWouldBlock.String() {
 			continue
 		}
 		if a.Attrs.Str(semconv.LockErrno) != "EAGAIN" && a.Attrs.Str(semconv.LockErrno) != "EACCES" {
 			t.Errorf("would-block with errno %q", a.Attrs.Str(semconv.LockErrno))
 		}
-		if len(a.Events) == 0 || a.Events[0].Attrs.IntOr(semconv.OwnerLockerID, -1) != 0 {
+		if len(a.Events) == 0 || a.Events[0].Attrs.IntOr(semconv.LockOwnerLockerID, -1) != 0 {
 			t.Errorf("failed try of locker %d does not name locker 0 as owner: %+v", a.Attrs.IntOr(semconv.LockerID, -1), a.Events)
 		}
 	}
@@ -127,7 +127,7 @@ all: stop
 	if poll == nil {
 		t.Fatal("no attempt of locker 1")
 	}
-	if o := poll.Attrs.Str(semconv.LockOutcome); o != semconv.OutcomeWouldBlock {
+	if o := poll.Attrs.Str(semconv.LockOutcome); o != semconv.OutcomeWouldBlock.String() {
 		t.Errorf("outcome %q, want would-block", o)
 	}
 	if n := poll.Attrs.IntOr(semconv.LockTries, 0); n != 3 {
@@ -176,13 +176,13 @@ all: stop
 	if hold0 == nil || grant1 == nil {
 		t.Fatalf("missing hold of 0 (%v) or attempt of 1 (%v)", hold0, grant1)
 	}
-	if e := hold0.Attrs.Str(semconv.LockHoldEnd); e != semconv.HoldClose {
+	if e := hold0.Attrs.Str(semconv.LockHoldEnd); e != semconv.HoldClose.String() {
 		t.Errorf("locker 0's hold ended %q, want close", e)
 	}
 	if fd := hold0.Attrs.IntOr(semconv.LockClosedFD, -1); fd != 1 {
 		t.Errorf("closed fd %d, want 1", fd)
 	}
-	if grant1.Attrs.Str(semconv.LockOutcome) != semconv.OutcomeGranted {
+	if grant1.Attrs.Str(semconv.LockOutcome) != semconv.OutcomeGranted.String() {
 		t.Fatalf("locker 1 outcome %q", grant1.Attrs.Str(semconv.LockOutcome))
 	}
 	if grant1.End < hold0.End {
@@ -305,10 +305,10 @@ all: stop
 	if !killed {
 		t.Error("no locker.exit event with signal killed")
 	}
-	if hold0 == nil || hold0.Attrs.Str(semconv.LockHoldEnd) != semconv.HoldExit {
+	if hold0 == nil || hold0.Attrs.Str(semconv.LockHoldEnd) != semconv.HoldExit.String() {
 		t.Errorf("locker 0's hold: %+v, want ended by exit", hold0)
 	}
-	if attempt1 == nil || attempt1.Attrs.Str(semconv.LockOutcome) != semconv.OutcomeGranted {
+	if attempt1 == nil || attempt1.Attrs.Str(semconv.LockOutcome) != semconv.OutcomeGranted.String() {
 		t.Errorf("locker 1's attempt: %+v, want granted after the kill", attempt1)
 	}
 	if res.code == 1 || res.code == 2 {
@@ -362,7 +362,7 @@ func TestInterruptLeavesNothingBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := outcomes(spansNamed(tr, semconv.SpanAcquire))
-	if got[semconv.OutcomeBlocked] != 2 || got[semconv.OutcomeGranted] != 1 {
+	if got[semconv.OutcomeBlocked.String()] != 2 || got[semconv.OutcomeGranted.String()] != 1 {
 		t.Errorf("outcomes %v, want 1 granted and 2 blocked", got)
 	}
 	for _, s := range tr.Spans {
@@ -453,7 +453,7 @@ func TestRemoteLocker(t *testing.T) {
 	}
 	granted := map[int64]string{}
 	for _, a := range spansNamed(tr, semconv.SpanAcquire) {
-		if a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted {
+		if a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted.String() {
 			granted[a.Attrs.IntOr(semconv.LockerID, -1)] = a.Resource.Str(semconv.Node)
 		}
 	}

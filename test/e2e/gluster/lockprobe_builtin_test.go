@@ -18,7 +18,7 @@ import (
 // conversion.
 func TestLockprobeUpgradeAcrossClients(t *testing.T) {
 	ctx := lpContext(t)
-	for _, kind := range []string{semconv.KindPOSIX, semconv.KindOFD} {
+	for _, kind := range []string{semconv.KindPOSIX.String(), semconv.KindOFD.String()} {
 		t.Run(kind, func(t *testing.T) {
 			c := newLPCluster(ctx, t)
 			r := c.start(t, "upgrade-"+kind, "upgrade.lock", "upgrade", "-procs", "2", "-lock", kind, "-timeout", "10s", "-stuck-after", "2s")
@@ -38,8 +38,8 @@ func TestLockprobeUpgradeAcrossClients(t *testing.T) {
 			// Both upgrades were granted: no EDEADLK, no hang.
 			writes := 0
 			for _, a := range spans(r.trace, semconv.SpanAcquire) {
-				if a.Attrs.Str(semconv.LockMode) == semconv.ModeWrite {
-					if o := a.Attrs.Str(semconv.LockOutcome); o == semconv.OutcomeGranted {
+				if a.Attrs.Str(semconv.LockMode) == semconv.ModeWrite.String() {
+					if o := a.Attrs.Str(semconv.LockOutcome); o == semconv.OutcomeGranted.String() {
 						writes++
 					} else {
 						t.Errorf("upgrade of locker %d ended %s (%s)", lockerID(a), o, a.Attrs.Str(semconv.LockErrno))
@@ -58,7 +58,7 @@ func TestLockprobeUpgradeAcrossClients(t *testing.T) {
 // wait for ever; lockprobe must find the cycle and end the run.
 func TestLockprobeABBAAcrossClients(t *testing.T) {
 	ctx := lpContext(t)
-	for _, kind := range []string{semconv.KindPOSIX, semconv.KindOFD} {
+	for _, kind := range []string{semconv.KindPOSIX.String(), semconv.KindOFD.String()} {
 		t.Run(kind, func(t *testing.T) {
 			c := newLPCluster(ctx, t)
 			r := c.start(t, "abba-"+kind, "abba.lock", "abba", "-lock", kind, "-timeout", "8s", "-stuck-after", "2s")
@@ -74,7 +74,7 @@ func TestLockprobeABBAAcrossClients(t *testing.T) {
 			r.expect(t, "deadlock", 3)
 			checkOwnersMapped(t, r.trace)
 			for _, a := range spans(r.trace, semconv.SpanAcquire) {
-				if a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeDeadlock {
+				if a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeDeadlock.String() {
 					t.Errorf("locker %d got EDEADLK: GlusterFS was not expected to detect the cycle", lockerID(a))
 				}
 			}

@@ -47,7 +47,7 @@ all: stop
 func waiting(id int64) func(*tracefile.Trace) bool {
 	return func(tr *tracefile.Trace) bool {
 		a := attempt(tr, id)
-		return a != nil && a.Open() && a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeWaiting
+		return a != nil && a.Open() && a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeWaiting.String()
 	}
 }
 
@@ -177,8 +177,8 @@ func TestLockprobeLostGrant(t *testing.T) {
 	}
 	waiter := attempt(r.trace, 1)
 	t.Logf("locker 1's attempt: %s", describe(waiter))
-	if o := waiter.Attrs.Str(semconv.LockOutcome); o != semconv.OutcomeBlocked {
-		t.Errorf("locker 1's attempt ended %q, want %q (still in F_SETLKW at the end)", o, semconv.OutcomeBlocked)
+	if o := waiter.Attrs.Str(semconv.LockOutcome); o != semconv.OutcomeBlocked.String() {
+		t.Errorf("locker 1's attempt ended %q, want %q (still in F_SETLKW at the end)", o, semconv.OutcomeBlocked.String())
 	}
 
 	// The observer on A sees locker 1's pid as holder after the release.
@@ -190,7 +190,7 @@ func TestLockprobeLostGrant(t *testing.T) {
 				continue
 			}
 			t.Logf("observer %d on %s: %s", lockerID(o), node(o), describeEvent(e))
-			if strings.HasSuffix(node(o), "client0") && e.Time >= release && e.Attrs.IntOr(semconv.OwnerPID, 0) == pid1 {
+			if strings.HasSuffix(node(o), "client0") && e.Time >= release && e.Attrs.IntOr(semconv.LockOwnerPID, 0) == pid1 {
 				seen = true
 			}
 		}
@@ -281,7 +281,7 @@ func TestLockprobeHolderClientDies(t *testing.T) {
 	var enotconn bool
 	for _, o := range spans(r.trace, semconv.SpanObserver) {
 		for _, e := range o.Events {
-			if strings.HasSuffix(node(o), "client0") && strings.Contains(e.Attrs.Str(semconv.OwnerSource), "ENOTCONN") {
+			if strings.HasSuffix(node(o), "client0") && strings.Contains(e.Attrs.Str(semconv.LockOwnerSource), "ENOTCONN") {
 				enotconn = true
 			}
 		}
@@ -294,7 +294,7 @@ func TestLockprobeHolderClientDies(t *testing.T) {
 	// to the run's end.
 	var granted bool
 	for _, s := range spans(r.trace, semconv.SpanAcquire) {
-		if lockerID(s) == 1 && s.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted && s.End >= killed {
+		if lockerID(s) == 1 && s.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted.String() && s.End >= killed {
 			granted = true
 		}
 	}
@@ -386,8 +386,8 @@ func checkOwnersMapped(t *testing.T, tr *tracefile.Trace) {
 			if e.Name != semconv.EventConflict && e.Name != semconv.EventObserved {
 				continue
 			}
-			pid := e.Attrs.IntOr(semconv.OwnerPID, 0)
-			if id, ok := tids[pid]; ok && e.Attrs.Str(semconv.OwnerClass) == "foreign" {
+			pid := e.Attrs.IntOr(semconv.LockOwnerPID, 0)
+			if id, ok := tids[pid]; ok && e.Attrs.Str(semconv.LockOwnerClass) == "foreign" {
 				t.Errorf("%s of locker %d at %d: owner pid %d is locker %d's lock thread, yet classed foreign (span ended at %d)",
 					e.Name, lockerID(s), e.Time, pid, id, s.End)
 			}

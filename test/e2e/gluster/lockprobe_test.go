@@ -34,7 +34,7 @@ func TestLockprobeHealthyContention(t *testing.T) {
 
 	grants := map[int64]int{}
 	for _, a := range spans(r.trace, semconv.SpanAcquire) {
-		if a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted {
+		if a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted.String() {
 			grants[lockerID(a)]++
 		}
 	}
@@ -50,7 +50,7 @@ func TestLockprobeHealthyContention(t *testing.T) {
 	for i, h := range holds {
 		nodes[node(h)] = true
 		for _, g := range holds[i+1:] {
-			if h.Attrs.Str(semconv.LockMode) == semconv.ModeWrite && g.Start < h.End {
+			if h.Attrs.Str(semconv.LockMode) == semconv.ModeWrite.String() && g.Start < h.End {
 				t.Errorf("write holds overlap:\n%s\n%s", describe(h), describe(g))
 			}
 		}

@@ -156,7 +156,7 @@ func checkTree(t *testing.T, tr Trace, run savedRun) {
 			t.Errorf("%s %s has locker.id %v under the span of locker %v", s.OperationName, s.SpanID, a, b)
 		}
 		if s.OperationName == semconv.SpanAcquire {
-			if v := tagOf(s, semconv.LockOutcome); v != semconv.OutcomeGranted {
+			if v := tagOf(s, semconv.LockOutcome); v != semconv.OutcomeGranted.String() {
 				t.Errorf("acquire %s: lock.outcome %v, want granted", s.SpanID, v)
 			}
 		}
@@ -302,7 +302,7 @@ func checkDeadlock(t *testing.T, j *Jaeger) {
 	}
 	blocked := 0
 	for _, s := range tr.Spans {
-		if s.OperationName == semconv.SpanAcquire && tagOf(s, semconv.LockOutcome) == semconv.OutcomeBlocked {
+		if s.OperationName == semconv.SpanAcquire && tagOf(s, semconv.LockOutcome) == semconv.OutcomeBlocked.String() {
 			blocked++
 		}
 	}
