@@ -43,9 +43,9 @@ func lastLine(s string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// fileSum returns the hex SHA-256 of a file: how a node's copy of the binary is told to be
+// Sum returns the hex SHA-256 of a file: how a node's copy of the binary is told to be
 // ours.
-func fileSum(path string) (string, error) {
+func Sum(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -150,7 +150,7 @@ func (s *slurm) allocate(ctx context.Context) (string, error) {
 // Deliver checks that binary is the same file on every node (each node's copy prints its own
 // SHA-256); else it copies it with sbcast to the nodes' /tmp.
 func (s *slurm) Deliver(ctx context.Context, binary string) (Delivery, error) {
-	sum, err := fileSum(binary)
+	sum, err := Sum(binary)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("binary: %w", err)
 	}

@@ -138,7 +138,7 @@ func (l *sshLauncher) each(f func(i int, n Node) error) error {
 // Deliver checks that binary is the same file on every host; else it copies it with scp to
 // every host's /tmp. A host that refuses ssh fails here, before anything starts.
 func (l *sshLauncher) Deliver(ctx context.Context, binary string) (Delivery, error) {
-	sum, err := fileSum(binary)
+	sum, err := Sum(binary)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("binary: %w", err)
 	}

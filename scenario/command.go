@@ -41,9 +41,11 @@ func (v numTmpl) resolve(id, procs int) int64 {
 	return v.n
 }
 
-// targetItem is N, N-M or N-{last}; a single N has lo == hi.
+// targetItem is N, N-M or N-{last}; a single N has lo == hi. With node set it is node=N or
+// node=N-M: the lockers on those nodes.
 type targetItem struct {
 	lo, hi numTmpl // t is tmplNone or tmplLast
+	node   bool
 	col    int
 }
 
@@ -157,14 +159,15 @@ func (p *parser) command(n int, text string, toks []token) (stmt, error) {
 func isTargetText(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == ',' || c == '-' || c == '{' || c == '}') {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == ',' || c == '-' || c == '{' || c == '}' || c == '=') {
 			return false
 		}
 	}
 	return true
 }
 
-// targets reads all | ITEM[,ITEM...] with ITEM = N | N-M, where N or M may be {last}.
+// targets reads all | ITEM[,ITEM...] with ITEM = N | N-M, where N or M may be {last}, or
+// node=N | node=N-M.
 func (p *parser) targets(n int, t token) ([]targetItem, error) {
 	if t.s == "all" {
 		return nil, nil
@@ -177,6 +180,15 @@ func (p *parser) targets(n int, t token) ([]targetItem, error) {
 	for part := range strings.SplitSeq(t.s, ",") {
 		if part == "all" {
 			return nil, p.errf(n, col, "all cannot be combined with other targets")
+		}
+		if nodes, ok := strings.CutPrefix(part, "node="); ok {
+			it, err := p.nodeTarget(n, token{s: nodes, col: col + len("node=")})
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, it)
+			col += len(part) + 1
+			continue
 		}
 		loS, hiS, isRange := strings.Cut(part, "-")
 		lo, err := p.bound(n, token{s: loS, col: col})
@@ -201,7 +213,7 @@ func (p *parser) targets(n int, t token) ([]targetItem, error) {
 	// Literal items must not overlap: naming a locker twice is a slip, not a wish.
 	lits := make([]targetItem, 0, len(items))
 	for _, it := range items {
-		if it.lo.t == tmplNone && it.hi.t == tmplNone {
+		if !it.node && it.lo.t == tmplNone && it.hi.t == tmplNone {
 			lits = append(lits, it)
 		}
 	}
@@ -212,6 +224,35 @@ func (p *parser) targets(n int, t token) ([]targetItem, error) {
 		}
 	}
 	return items, nil
+}
+
+// nodeTarget reads the N or N-M of node=N / node=N-M.
+func (p *parser) nodeTarget(n int, t token) (targetItem, error) {
+	loS, hiS, isRange := strings.Cut(t.s, "-")
+	num := func(s string, col int) (int64, error) {
+		if !isDigits(s) {
+			return 0, p.errf(n, col, "node=%s: want a node number or a range N-M", t.s)
+		}
+		k, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || k >= MaxProcs {
+			return 0, p.errf(n, col, "node %s is beyond the largest possible (%d)", s, MaxProcs-1)
+		}
+		return k, nil
+	}
+	lo, err := num(loS, t.col)
+	if err != nil {
+		return targetItem{}, err
+	}
+	hi := lo
+	if isRange {
+		if hi, err = num(hiS, t.col+len(loS)+1); err != nil {
+			return targetItem{}, err
+		}
+		if lo > hi {
+			return targetItem{}, p.errf(n, t.col, "node range %q runs backwards", t.s)
+		}
+	}
+	return targetItem{lo: numTmpl{n: lo}, hi: numTmpl{n: hi}, node: true, col: t.col - len("node=")}, nil
 }
 
 func (p *parser) bound(n int, t token) (numTmpl, error) {

@@ -30,8 +30,11 @@
 // locker (procs-1) and is the way to say "all but locker 0": 1-{last}. A range N-{last} is
 // empty when N is past the last locker, so scenarios written that way run with any number of
 // lockers; any other target that names a locker >= procs is an error when queues are expanded,
-// and so is naming a locker twice in one list. The space after the colon may be left out
-// (0:read).
+// and so is naming a locker twice in one list. node=K (or node=K-M) names the lockers on node
+// K: with several -file, the lockers of the K-th file (locker i uses file i % files); with a
+// launcher, the K-th node of the run, where lockprobe -spread placed them. It may stand in a
+// list beside locker numbers (0,node=2:), and names no locker when node K has none; a node past
+// the last is an error. The space after the colon may be left out (0:read).
 //
 // WHEN schedules a command: +DURATION is a Go duration after the scenario's start instant,
 // which all lockers share (+1s, +1.5s, +450us); an RFC 3339 time (2025-01-02T03:04:05.5Z) is an

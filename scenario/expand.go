@@ -8,20 +8,45 @@ import (
 	"github.com/lockprobe/lockprobe/proto"
 )
 
+// Placement says on which node each locker runs, for node=K targets.
+type Placement struct {
+	// Nodes is how many nodes the run has.
+	Nodes int
+	// Node holds locker i's node (0..Nodes-1). Optional: locker i on node i % Nodes.
+	Node []int
+}
+
+func (pl Placement) nodeOf(id int) int {
+	if id < len(pl.Node) {
+		return pl.Node[id]
+	}
+	return id % max(pl.Nodes, 1)
+}
+
 // Queues expands the scenario for procs lockers: queue i holds, in file order, the commands
 // whose targets include locker i, with {file} (files[i % len(files)]), {id}, {next} and {last}
-// resolved. A target that names a locker >= procs, a {file} with no files, and a command after a
+// resolved. Each file is a node (node=K names the lockers of files[K]). A target that names a
+// locker >= procs or a node past the last, a {file} with no files, and a command after a
 // locker's stop are errors at the statement's position.
 func (s *Scenario) Queues(procs int, files []string) ([][]proto.Command, error) {
+	return s.QueuesOn(procs, files, Placement{Nodes: max(len(files), 1)})
+}
+
+// QueuesOn is Queues with the lockers placed on nodes as pl says (a run across the nodes of a
+// cluster, where every node sees the file at the same path).
+func (s *Scenario) QueuesOn(procs int, files []string, pl Placement) ([][]proto.Command, error) {
 	if procs < 1 || procs > MaxProcs {
 		return nil, fmt.Errorf("scenario %s: %d lockers is not from 1 to %d", s.Name, procs, MaxProcs)
+	}
+	if pl.Node != nil && len(pl.Node) != procs {
+		return nil, fmt.Errorf("scenario %s: placement of %d lockers for %d", s.Name, len(pl.Node), procs)
 	}
 	queues := make([][]proto.Command, procs)
 	stopped := make([]int, procs) // line of the locker's stop, 0 if none yet
 	member := make([]bool, procs)
 	for i := range s.stmts {
 		st := &s.stmts[i]
-		if err := s.mark(st, procs, member); err != nil {
+		if err := s.mark(st, procs, pl, member); err != nil {
 			return nil, err
 		}
 		for id, in := range member {
@@ -49,7 +74,7 @@ func (s *Scenario) errAt(st *stmt, col int, format string, args ...any) error {
 }
 
 // mark sets member[i] for the lockers st targets.
-func (s *Scenario) mark(st *stmt, procs int, member []bool) error {
+func (s *Scenario) mark(st *stmt, procs int, pl Placement, member []bool) error {
 	if st.targets == nil {
 		for i := range member {
 			member[i] = true
@@ -59,6 +84,20 @@ func (s *Scenario) mark(st *stmt, procs int, member []bool) error {
 	clear(member)
 	for _, it := range st.targets {
 		lo, hi := it.lo.resolve(0, procs), it.hi.resolve(0, procs)
+		if it.node {
+			if hi >= int64(pl.Nodes) {
+				if pl.Nodes == 1 {
+					return s.errAt(st, it.col, "target names node %d but the run has one node (0)", hi)
+				}
+				return s.errAt(st, it.col, "target names node %d but there are only %d nodes (0-%d)", hi, pl.Nodes, pl.Nodes-1)
+			}
+			for id := range member {
+				if k := int64(pl.nodeOf(id)); k >= lo && k <= hi {
+					member[id] = true
+				}
+			}
+			continue
+		}
 		if it.hi.t == tmplLast && lo > hi {
 			continue // N-{last} is empty when N is past the last locker
 		}

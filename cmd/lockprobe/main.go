@@ -8,10 +8,13 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+
+	"github.com/lockprobe/lockprobe/launch"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -104,6 +107,22 @@ func printUsage(w io.Writer) {
 }
 
 func versionCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	sum := fs.Bool("sum", false, "also print the SHA-256 of this binary (how a launcher tells that a node's copy is this build)")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "lockprobe %s\n", version)
+	if *sum {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		h, err := launch.Sum(exe)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, launch.SumLine(h))
+	}
 	return nil
 }
