@@ -84,7 +84,8 @@ func (l *sshLauncher) sshArgs(host string, argv ...string) []string {
 	return args
 }
 
-// shellQuote quotes s for a POSIX shell: single quotes, each ' written as '\''.
+// shellQuote quotes s for a POSIX shell: in single quotes, each quote inside closed, escaped
+// and reopened.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
