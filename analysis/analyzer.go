@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -100,7 +101,10 @@ type model struct {
 	snapAt    int64
 	snapNode  string
 	byLocker  map[int64][]*Attempt
-	byPID     map[int64][]*Locker // process and lock-thread ids → lockers
+	procs     *lockmodel.Processes // the lockers by process and lock-thread ids: the owner rule's table
+	// sem is how the run's file system arbitrates locks. A local Linux file system's until the
+	// model reads it off the host facts.
+	sem       lockmodel.Semantics
 	holdsOf   map[int64][]*Hold
 	holdsFile map[string][]*Hold
 	obsRuns   map[string][]obsRun // per file, in time order
@@ -352,7 +356,7 @@ func (m *model) holdsAt(a *Attempt, t int64) []*Hold {
 		if h.Locker == a.Locker || !holdOpen(h, t) {
 			continue
 		}
-		if conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+		if m.sem.Conflict(a.Request, h.Request) {
 			out = append(out, h)
 		}
 	}

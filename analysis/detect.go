@@ -148,7 +148,7 @@ func (d *detector) staleOwner(a *Attempt, r ownerRun, ev Evidence, base Finding,
 		if h.Begin >= r.to {
 			break
 		}
-		if h.File != a.File || !conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+		if h.File != a.File || !d.m.sem.Conflict(a.Request, h.Request) {
 			continue
 		}
 		if holdOpen(h, r.to-1) || (h.End == 0) {
@@ -254,7 +254,7 @@ func (d *detector) answersSince(a *Attempt, r ownerRun, owner, since int64) []Ev
 		if ob.At <= since || seen[ob.Observer] || ob.Owner.Locker != owner || ob.Owner.Class != semconv.OwnerLocker {
 			continue
 		}
-		if !conflicts(a.Kind, a.Mode, a.Start, a.Len, a.Kind, ob.Owner.Mode, ob.Owner.Start, ob.Owner.Len) {
+		if !d.m.sem.Conflict(a.Request, ob.Owner.request(a.Kind)) {
 			continue
 		}
 		seen[ob.Observer] = true
@@ -273,7 +273,7 @@ func (d *detector) firstGrant(a *Attempt, from, to int64) *Hold {
 		if h.Begin >= to {
 			break
 		}
-		if h.Locker != a.Locker && conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+		if h.Locker != a.Locker && d.m.sem.Conflict(a.Request, h.Request) {
 			return h
 		}
 	}
@@ -292,7 +292,7 @@ func (d *detector) lockersHolding(a *Attempt, from, to int64) []int64 {
 		if h.Locker == a.Locker || seen[h.Locker] || (h.End != 0 && h.End <= from) {
 			continue
 		}
-		if conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+		if d.m.sem.Conflict(a.Request, h.Request) {
 			seen[h.Locker] = true
 			out = append(out, h.Locker)
 		}
@@ -330,7 +330,7 @@ func (d *detector) observedSelf(a *Attempt, until int64, base Finding, resolved 
 		if to-from < d.stuck || o.Mode != a.Mode && a.Mode == semconv.ModeWrite {
 			continue
 		}
-		if !overlaps(o.Start, o.Len, a.Start, a.Len) || d.holdsMode(a.Locker, a.File, o, from) {
+		if !o.request(a.Kind).Overlaps(a.Request) || d.holdsMode(a.Locker, a.File, o, from) {
 			continue // it holds such a lock already (the read lock it wants to upgrade)
 		}
 		f := base
@@ -351,7 +351,7 @@ func (d *detector) holdsMode(locker int64, file string, o Owner, t int64) bool {
 		if h.Begin > t {
 			break
 		}
-		if h.File == file && h.Mode == o.Mode && holdOpen(h, t) && overlaps(h.Start, h.Len, o.Start, o.Len) {
+		if h.File == file && h.Mode == o.Mode && holdOpen(h, t) && h.Overlaps(o.request(h.Kind)) {
 			return true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
@@ -200,7 +201,7 @@ func (d *detector) exclusion(end int64) {
 			}
 			active = kept
 			for _, x := range active {
-				if x.Locker == h.Locker || !conflicts(x.Kind, x.Mode, x.Start, x.Len, h.Kind, h.Mode, h.Start, h.Len) {
+				if x.Locker == h.Locker || !m.sem.Conflict(x.Request, h.Request) {
 					continue
 				}
 				xe, he := holdEnd(x, end), holdEnd(h, end)
@@ -245,7 +246,7 @@ func (d *detector) violation(x, h *Hold, overlap, bound, overlapEnd int64) Findi
 		if r.Mode != semconv.ModeRead {
 			continue
 		}
-		if p := m.attemptAt(r.Locker, w.Begin); p != nil && p.Mode == semconv.ModeWrite && p.File == r.File && overlaps(p.Start, p.Len, r.Start, r.Len) {
+		if p := m.attemptAt(r.Locker, w.Begin); p != nil && p.Mode == semconv.ModeWrite && p.File == r.File && p.Overlaps(r.Request) {
 			f.Evidence = append(f.Evidence, Evidence{At: p.Begin, Source: SourceTrace, By: fmt.Sprintf("locker %d", r.Locker),
 				Text: fmt.Sprintf("was waiting to convert its read lock to %s when locker %d was granted its %s lock", attemptText(p), w.Locker, w.Mode)})
 			f.Summary += fmt.Sprintf("; locker %d was blocked converting its read lock to write when locker %d got its write lock: the file system dropped the read lock during the blocked conversion",
@@ -261,8 +262,8 @@ func overlapLen(x, h *Hold) int64 {
 		return 0
 	}
 	s := max(x.Start, h.Start)
-	e := min(rangeEnd(x.Start, x.Len), rangeEnd(h.Start, h.Len))
-	if e == EOF {
+	e := min(x.To(), h.To())
+	if e == lockmodel.EOF {
 		return 0
 	}
 	return e - s

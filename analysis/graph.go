@@ -138,7 +138,7 @@ func (b *graphBuilder) addWaiter(a *Attempt) {
 		b.edgeTo(a, c.Owner, b.m.locker(a.Locker).Node, max(since, a.Begin), src)
 	}
 	// (b) recorded holds of other lockers that conflict.
-	b.open[a.File].each(a, func(h *Hold) {
+	b.open[a.File].each(b.m.sem, a, func(h *Hold) {
 		b.addEdge(a, lockerKey(h.Locker), max(h.Begin, a.Begin), SourceTrace)
 	})
 	// (c) observers: the latest answer of each observer for the file.
@@ -151,7 +151,7 @@ func (b *graphBuilder) addWaiter(a *Attempt) {
 		if o.Owner.Class == semconv.OwnerNone || o.Owner.Mode == semconv.ModeNone {
 			continue
 		}
-		if !conflicts(a.Kind, a.Mode, a.Start, a.Len, a.Kind, o.Owner.Mode, o.Owner.Start, o.Owner.Len) {
+		if !b.m.sem.Conflict(a.Request, o.Owner.request(a.Kind)) {
 			continue
 		}
 		b.edgeTo(a, o.Owner, o.Node, max(o.At, a.Begin), SourceObserver)
@@ -227,21 +227,15 @@ func (b *graphBuilder) addProcLocks() {
 		if !ok {
 			continue
 		}
-		w := b.m.lockerByPID(p.Node, p.PID)
-		if w < 0 {
+		if p.Locker < 0 {
 			continue
 		}
-		a := b.m.attemptAt(w, b.t)
+		a := b.m.attemptAt(p.Locker, b.t)
 		if a == nil {
 			continue
 		}
-		o := Owner{PID: holder.PID, Locker: b.m.lockerByPID(holder.Node, holder.PID), Class: semconv.OwnerLocker}
-		if o.Locker < 0 {
-			o.Class = semconv.OwnerForeign
-			if holder.PID <= 0 {
-				o.Class = semconv.OwnerUnknown
-			}
-		}
+		w := b.m.owner(holder.Node, holder.PID, p.Locker)
+		o := Owner{PID: holder.PID, Locker: w.Locker(), Class: w.Class, Node: w.Node}
 		b.edgeTo(a, o, holder.Node, b.m.snapAt, SourceProcLocks)
 	}
 }

@@ -3,6 +3,7 @@ package analysis
 import (
 	"sort"
 
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
@@ -15,7 +16,7 @@ type holdIndex struct {
 	maxLen  int64   // an upper bound of the lengths in byStart
 }
 
-func wholeFile(h *Hold) bool { return h.Len <= 0 || h.Kind == semconv.KindFlock }
+func wholeFile(h *Hold) bool { return h.To() == lockmodel.EOF }
 
 func holdLess(x, y *Hold) bool {
 	if x.Start != y.Start {
@@ -52,25 +53,29 @@ func (x *holdIndex) remove(h *Hold) {
 	}
 }
 
-// each calls fn for every indexed hold of another locker that conflicts with the request.
-func (x *holdIndex) each(a *Attempt, fn func(h *Hold)) {
+// each calls fn for every indexed hold of another locker that conflicts with the request under
+// the file system's semantics.
+func (x *holdIndex) each(sem lockmodel.Semantics, a *Attempt, fn func(h *Hold)) {
 	if x == nil {
 		return
 	}
 	for _, h := range x.toEOF {
-		if h.Locker != a.Locker && conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+		if h.Locker != a.Locker && sem.Conflict(a.Request, h.Request) {
 			fn(h)
 		}
 	}
-	if a.Kind == semconv.KindFlock {
-		return
+	if a.Kind == semconv.KindFlock && !sem.FlockWithFcntl {
+		return // a flock request conflicts with no bounded fcntl lock
 	}
-	end := rangeEnd(a.Start, a.Len)
-	lo := a.Start - x.maxLen
+	end := a.To()
+	if a.Kind == semconv.KindFlock {
+		end = lockmodel.EOF
+	}
+	lo := a.From() - x.maxLen
 	i := sort.Search(len(x.byStart), func(i int) bool { return x.byStart[i].Start > lo })
 	for ; i < len(x.byStart) && x.byStart[i].Start < end; i++ {
 		h := x.byStart[i]
-		if h.Locker != a.Locker && conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+		if h.Locker != a.Locker && sem.Conflict(a.Request, h.Request) {
 			fn(h)
 		}
 	}

@@ -1,12 +1,10 @@
 package analysis
 
 import (
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
-
-// EOF is the end of a range that runs to the end of the file (a length of 0).
-const EOF = int64(1<<63 - 1)
 
 // Locker is one process of the run: a locker, an observer or the controller.
 type Locker struct {
@@ -48,12 +46,9 @@ type Conflict struct {
 
 // Attempt is one request for a lock.
 type Attempt struct {
-	ID        string          `json:"id"`
-	Locker    int64           `json:"locker"`
-	Kind      semconv.Kind    `json:"kind"`
-	Mode      semconv.Mode    `json:"mode"`
-	Start     int64           `json:"start"`
-	Len       int64           `json:"len"`
+	ID     string `json:"id"`
+	Locker int64  `json:"locker"`
+	lockmodel.Request
 	Style     semconv.Style   `json:"style"`
 	Outcome   semconv.Outcome `json:"outcome"`
 	Errno     string          `json:"errno"`
@@ -78,12 +73,9 @@ type Attempt struct {
 
 // Hold is a lock held from its grant to its release.
 type Hold struct {
-	ID        string          `json:"id"`
-	Locker    int64           `json:"locker"`
-	Kind      semconv.Kind    `json:"kind"`
-	Mode      semconv.Mode    `json:"mode"`
-	Start     int64           `json:"start"`
-	Len       int64           `json:"len"`
+	ID     string `json:"id"`
+	Locker int64  `json:"locker"`
+	lockmodel.Request
 	FD        int64           `json:"fd"`
 	File      string          `json:"file"`
 	Path      string          `json:"path"`
@@ -136,6 +128,7 @@ type ProcLock struct {
 	Class   string `json:"class"`   // POSIX | OFDLCK | FLOCK
 	Mode    string `json:"mode"`    // READ | WRITE
 	PID     int64  `json:"pid"`
+	Locker  int64  `json:"locker"` // the locker the owner rule names by PID on Node; -1 for none
 	Start   int64  `json:"start"`
 	End     int64  `json:"end"` // -1 = EOF
 	Raw     string `json:"raw"`
@@ -161,37 +154,10 @@ type Run struct {
 	Host         string `json:"host"`
 }
 
-// rangeEnd returns the exclusive end of [start, start+len), EOF for len 0.
-func rangeEnd(start, length int64) int64 {
-	if length <= 0 {
-		return EOF
-	}
-	return start + length
-}
-
-// overlaps reports whether two byte ranges share a byte.
-func overlaps(s1, l1, s2, l2 int64) bool {
-	return s1 < rangeEnd(s2, l2) && s2 < rangeEnd(s1, l1)
-}
-
-// kindsConflict reports whether locks of two kinds can conflict: POSIX and OFD locks live in one
-// table, flock locks in another.
-func kindsConflict(k1, k2 semconv.Kind) bool {
-	return (k1 == semconv.KindFlock) == (k2 == semconv.KindFlock)
-}
-
-// conflicts reports whether two lock requests on one file exclude each other.
-func conflicts(k1 semconv.Kind, m1 semconv.Mode, s1, l1 int64, k2 semconv.Kind, m2 semconv.Mode, s2, l2 int64) bool {
-	if !kindsConflict(k1, k2) {
-		return false
-	}
-	if m1 != semconv.ModeWrite && m2 != semconv.ModeWrite {
-		return false
-	}
-	if k1 == semconv.KindFlock {
-		return true // flock locks the whole file
-	}
-	return overlaps(s1, l1, s2, l2)
+// request is the lock an owner holds, as a request of kind: F_GETLK's answer has no kind of its
+// own, it is the kind of the request that asked.
+func (o Owner) request(kind semconv.Kind) lockmodel.Request {
+	return lockmodel.Request{Kind: kind, Mode: o.Mode, Start: o.Start, Len: o.Len}
 }
 
 func ownerOf(a tracefile.Attrs) Owner {
@@ -241,12 +207,11 @@ func attrInt(s *tracefile.Span, key string, def int64) int64 {
 
 // lockAttrs are the attributes attempts and holds share: who, which lock, which file.
 type lockAttrs struct {
-	locker            int64
-	haveLocker        bool
-	kind              semconv.Kind
-	mode              semconv.Mode
-	file, path        string
-	start, length, fd int64
+	locker     int64
+	haveLocker bool
+	req        lockmodel.Request
+	file, path string
+	fd         int64
 }
 
 // set takes one shared attribute and says whether k was one.
@@ -255,13 +220,13 @@ func (l *lockAttrs) set(k string, v any) bool {
 	case semconv.LockerID:
 		l.locker, l.haveLocker = intOf(v, -1), true
 	case semconv.LockKind:
-		l.kind = value(semconv.ParseKind, strOf(v))
+		l.req.Kind = value(semconv.ParseKind, strOf(v))
 	case semconv.LockMode:
-		l.mode = value(semconv.ParseMode, strOf(v))
+		l.req.Mode = value(semconv.ParseMode, strOf(v))
 	case semconv.LockStart:
-		l.start = intOf(v, 0)
+		l.req.Start = intOf(v, 0)
 	case semconv.LockLen:
-		l.length = intOf(v, 0)
+		l.req.Len = intOf(v, 0)
 	case semconv.LockFD:
 		l.fd = intOf(v, 0)
 	case semconv.FileLogical:
@@ -317,7 +282,7 @@ func attemptOf(s *tracefile.Span) Attempt {
 		}
 	}
 	l.finish(s)
-	a.Locker, a.Kind, a.Mode, a.Start, a.Len, a.FD, a.File, a.Path = l.locker, l.kind, l.mode, l.start, l.length, l.fd, l.file, l.path
+	a.Locker, a.Request, a.FD, a.File, a.Path = l.locker, l.req, l.fd, l.file, l.path
 	for _, e := range s.Events {
 		switch e.Name {
 		case semconv.EventConflict:
@@ -346,7 +311,7 @@ func holdOf(s *tracefile.Span) Hold {
 		}
 	}
 	l.finish(s)
-	h.Locker, h.Kind, h.Mode, h.Start, h.Len, h.FD, h.File, h.Path = l.locker, l.kind, l.mode, l.start, l.length, l.fd, l.file, l.path
+	h.Locker, h.Request, h.FD, h.File, h.Path = l.locker, l.req, l.fd, l.file, l.path
 	return h
 }
 
@@ -518,6 +483,7 @@ func snapshotOf(s *tracefile.Span) ([]ProcState, []ProcLock) {
 				Class:   e.Attrs.Str(semconv.ProcLockCl),
 				Mode:    e.Attrs.Str(semconv.ProcLockRW),
 				PID:     e.Attrs.IntOr(semconv.ProcLockPI, 0),
+				Locker:  -1,
 				Start:   e.Attrs.IntOr(semconv.ProcLockSt, 0),
 				End:     e.Attrs.IntOr(semconv.ProcLockEn, -1),
 				Raw:     e.Attrs.Str(semconv.ProcLockRa),

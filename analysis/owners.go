@@ -1,25 +1,19 @@
 package analysis
 
 import (
-	"slices"
-
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
-// indexPIDs maps every process and thread id of the lockers to them. FUSE file systems name a
-// lock's owner by the thread that made the call (GlusterFS records the caller's thread id on the
-// brick, and a restarted request comes back with it as l_pid), so the lock thread's id
-// (process.tid on the locker's resource, or in the snapshot) names the locker as well as its pid.
+// indexPIDs builds the owner rule's table of the lockers, by process and thread ids. FUSE file
+// systems name a lock's owner by the thread that made the call (GlusterFS records the caller's
+// thread id on the brick, and a restarted request comes back with it as l_pid), so the lock
+// thread's id (process.tid on the locker's resource, or in the snapshot) names the locker as
+// well as its pid.
 func (m *model) indexPIDs() {
-	m.byPID = map[int64][]*Locker{}
-	add := func(id int64, l *Locker) {
-		if id > 0 && !slices.Contains(m.byPID[id], l) {
-			m.byPID[id] = append(m.byPID[id], l)
-		}
-	}
+	m.procs = &lockmodel.Processes{}
 	for _, l := range m.lockers {
-		add(l.PID, l)
-		add(l.TID, l)
+		m.procs.Add(lockmodel.Process{Locker: l.ID, Node: l.Node, Host: l.Host, PID: l.PID, TIDs: []int64{l.TID}})
 	}
 	for _, st := range m.states {
 		l, ok := m.byID[st.Locker]
@@ -29,43 +23,26 @@ func (m *model) indexPIDs() {
 		if l.TID == 0 {
 			l.TID = st.TID
 		}
-		add(st.TID, l)
+		m.procs.Add(lockmodel.Process{Locker: l.ID, Node: l.Node, Host: l.Host, PID: l.PID, TIDs: []int64{st.TID}})
 	}
 }
 
-// lockerByPID maps a pid (or a lock thread's id) reported on a node to a locker id, or -1: a
-// locker of that node first, else the one locker of any node with that id (a run's nodes may be
-// mounts on one host), never one of several.
-func (m *model) lockerByPID(node string, pid int64) int64 {
-	list := m.byPID[pid]
-	if node != "" {
-		for _, l := range list {
-			if l.Node == node || l.Host == node {
-				return l.ID
-			}
-		}
-	}
-	if len(list) == 1 {
-		return list[0].ID
-	}
-	return -1
+// owner applies the owner rule to a pid reported on node, asked by locker asker (-1: none).
+func (m *model) owner(node string, pid, asker int64) lockmodel.Owner {
+	return m.procs.Owner(lockmodel.Query{Node: node, PID: pid, Asker: asker})
 }
 
 // mapOwners names the lockers behind owners a locker could not map: traces written before
 // lockers shared their lock thread's id with their peers class an owner named by a thread id
-// foreign.
+// foreign. It also names the locker of each /proc/locks line.
 func (m *model) mapOwners() {
 	remap := func(o *Owner, self int64) {
 		if o.Locker >= 0 || o.PID <= 0 || (o.Class != semconv.OwnerForeign && o.Class != semconv.OwnerUnknown) {
 			return
 		}
-		id := m.lockerByPID(o.Node, o.PID)
-		if id < 0 {
-			return
-		}
-		o.Locker, o.Class, o.Node = id, semconv.OwnerLocker, m.locker(id).Node
-		if id == self {
-			o.Class = semconv.OwnerSelf
+		w := m.owner(o.Node, o.PID, self)
+		if id := w.Locker(); id >= 0 {
+			o.Locker, o.Class, o.Node = id, w.Class, w.Node
 		}
 	}
 	for _, a := range m.attempts {
@@ -78,5 +55,9 @@ func (m *model) mapOwners() {
 	}
 	for _, g := range m.getlks {
 		remap(&g.Owner, g.Locker)
+	}
+	for i := range m.plocks {
+		p := &m.plocks[i]
+		p.Locker = m.owner(p.Node, p.PID, -1).Locker()
 	}
 }

@@ -154,12 +154,12 @@ func (s *sweep) out(x int64, buf []int64) []int64 {
 			buf = append(buf, o.Locker)
 		}
 	}
-	s.holds[a.File].each(a, func(h *Hold) { buf = append(buf, h.Locker) })
+	s.holds[a.File].each(s.m.sem, a, func(h *Hold) { buf = append(buf, h.Locker) })
 	if a.Kind != semconv.KindFlock {
 		for _, o := range s.obs[a.File] {
 			ow := o.Owner
 			if ow.Locker >= 0 && ow.Locker != x && ow.Mode != semconv.ModeNone &&
-				conflicts(a.Kind, a.Mode, a.Start, a.Len, a.Kind, ow.Mode, ow.Start, ow.Len) {
+				s.m.sem.Conflict(a.Request, ow.request(a.Kind)) {
 				buf = append(buf, ow.Locker)
 			}
 		}

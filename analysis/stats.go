@@ -3,6 +3,7 @@ package analysis
 import (
 	"sort"
 
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
@@ -124,7 +125,7 @@ func (m *model) waited(end int64) []bool {
 		for _, h := range list {
 			if holdOpen(h, a.Begin) {
 				kept = append(kept, h)
-				if h.Locker != a.Locker && conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+				if h.Locker != a.Locker && m.sem.Conflict(a.Request, h.Request) {
 					out[a.idx] = true
 				}
 			}
@@ -210,7 +211,7 @@ func (m *model) handOff(waited []bool) Percentiles {
 		i := sort.Search(len(list), func(i int) bool { return list[i].End > a.End })
 		for j := i - 1; j >= 0 && list[j].End >= a.Begin; j-- {
 			h := list[j]
-			if h.Locker != a.Locker && conflicts(a.Kind, a.Mode, a.Start, a.Len, h.Kind, h.Mode, h.Start, h.Len) {
+			if h.Locker != a.Locker && m.sem.Conflict(a.Request, h.Request) {
 				v = append(v, a.End-h.End)
 				break
 			}
@@ -286,7 +287,7 @@ func (m *model) fairness(end int64, waited []bool) (Fairness, []Starvation) {
 // grantEnd is when an attempt stopped waiting; never, for one still blocked at the end.
 func grantEnd(a *Attempt, end int64) int64 {
 	if a.End == 0 || a.Outcome == semconv.OutcomeBlocked || a.Outcome == semconv.OutcomeWaiting {
-		return EOF
+		return lockmodel.EOF
 	}
 	return a.End
 }

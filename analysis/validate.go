@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -66,12 +67,12 @@ func Validate(t *tracefile.Trace) []error {
 				if x.End != 0 && y.Begin >= x.End {
 					break
 				}
-				if x.File == y.File && x.FD != y.FD && conflicts(x.Kind, x.Mode, x.Start, x.Len, y.Kind, y.Mode, y.Start, y.Len) &&
+				if x.File == y.File && x.FD != y.FD && lockmodel.Local.Conflict(x.Request, y.Request) &&
 					x.Kind != semconv.KindPOSIX {
 					errs = append(errs, fmt.Errorf("locker %d holds conflicting locks %s and %s at once", id, x.ID, y.ID))
 				}
 				if x.File == y.File && x.FD == y.FD && x.Kind == y.Kind && x.Kind != semconv.KindPOSIX &&
-					(x.Kind == semconv.KindFlock || overlaps(x.Start, x.Len, y.Start, y.Len)) && x.How != semconv.HoldConverted {
+					x.Overlaps(y.Request) && x.How != semconv.HoldConverted {
 					errs = append(errs, fmt.Errorf("locker %d holds %s and %s on one descriptor at once without a conversion", id, x.ID, y.ID))
 				}
 			}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -25,7 +26,7 @@ type executor struct {
 	l     *Locker
 	queue []proto.Command
 	start time.Time            // scenario start, controller clock
-	peers map[int][]proto.Peer // by pid, every node
+	peers *lockmodel.Processes // every node's lockers, for the owner rule
 	stop  chan struct{}
 
 	mu       sync.Mutex

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
-	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
@@ -23,7 +23,7 @@ type observer struct {
 	done chan struct{}
 }
 
-func (l *Locker) startObserver(peers map[int][]proto.Peer) *observer {
+func (l *Locker) startObserver(peers *lockmodel.Processes) *observer {
 	o := &observer{l: l, quit: make(chan struct{}), done: make(chan struct{})}
 	go o.run(peers)
 	return o
@@ -37,7 +37,7 @@ func (o *observer) stop() {
 	}
 }
 
-func (o *observer) run(peers map[int][]proto.Peer) {
+func (o *observer) run(peers *lockmodel.Processes) {
 	defer close(o.done)
 	l := o.l
 	path := l.opts.Allow[0]

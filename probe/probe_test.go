@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
@@ -121,6 +122,40 @@ func TestCutSplitsHolds(t *testing.T) {
 	for _, w := range want {
 		if !got[w] {
 			t.Errorf("missing hold %+v after cut; have %v", w, got)
+		}
+	}
+}
+
+// TestClassify checks that the locker names conflict owners by the one owner rule: its own lock
+// thread is itself (FUSE file systems report the thread that locked), a pid of its node wins, a
+// pid two other nodes share is unknown, and one nobody has is foreign on this node.
+func TestClassify(t *testing.T) {
+	l := &Locker{opts: Options{ID: 1, Role: "locker"}, node: "n1", pid: 10, thread: &lockThread{tid: 11}}
+	e := &executor{l: l, peers: l.peerTable([]proto.Peer{
+		{LockerID: 0, Node: "n1", PID: 20, TID: 21},
+		{LockerID: 2, Node: "n2", PID: 30},
+		{LockerID: 3, Node: "n3", PID: 30},
+		{LockerID: 4, Node: "n2", PID: 20},
+	})}
+	tests := []struct {
+		pid    int
+		class  semconv.OwnerClass
+		locker int
+		node   string
+	}{
+		{10, semconv.OwnerSelf, 1, "n1"},
+		{11, semconv.OwnerSelf, 1, "n1"},
+		{20, semconv.OwnerLocker, 0, "n1"},
+		{21, semconv.OwnerLocker, 0, "n1"},
+		{30, semconv.OwnerUnknown, -1, ""},
+		{99, semconv.OwnerForeign, -1, "n1"},
+		{0, semconv.OwnerUnknown, -1, ""},
+	}
+	for _, tt := range tests {
+		o := owner{pid: tt.pid, mode: semconv.ModeWrite, lockerID: -1}
+		e.classify(&o, nil)
+		if o.class != tt.class || o.lockerID != tt.locker || o.node != tt.node {
+			t.Errorf("pid %d: %s locker %d node %q, want %s locker %d node %q", tt.pid, o.class, o.lockerID, o.node, tt.class, tt.locker, tt.node)
 		}
 	}
 }

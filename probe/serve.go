@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -55,13 +56,7 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 				if l.exec != nil || obs != nil {
 					continue // a resend after a lost ack
 				}
-				peers := map[int][]proto.Peer{}
-				for _, p := range m.Commands.Peers {
-					peers[p.PID] = append(peers[p.PID], p)
-					if p.TID != 0 && p.TID != p.PID {
-						peers[p.TID] = append(peers[p.TID], p)
-					}
-				}
+				peers := l.peerTable(m.Commands.Peers)
 				if l.opts.Role == "observer" {
 					obs = l.startObserver(peers)
 					continue
@@ -144,6 +139,18 @@ func (l *Locker) threadsSnapshot() *proto.Snapshot {
 		snap.Stack = pick.Stack
 	}
 	return snap
+}
+
+// peerTable is the owner rule's table of the run's lockers, this one among them.
+func (l *Locker) peerTable(peers []proto.Peer) *lockmodel.Processes {
+	t := &lockmodel.Processes{}
+	for _, p := range peers {
+		t.Add(lockmodel.Process{Locker: int64(p.LockerID), Node: p.Node, PID: int64(p.PID), TIDs: []int64{int64(p.TID)}})
+	}
+	if l.opts.Role == "locker" {
+		t.Add(lockmodel.Process{Locker: int64(l.opts.ID), Node: l.node, PID: int64(l.pid), TIDs: []int64{int64(l.thread.tid)}})
+	}
+	return t
 }
 
 // end says why a locker's queue, or its whole run, ended.

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
-	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
@@ -60,36 +60,24 @@ func errnoOf(err error) unix.Errno {
 	return 0
 }
 
-// classify maps an l_pid to a locker of this run where it can: a pid names a process on the
-// answering node only, and OFD locks (and NFSv4) give no pid at all.
+// classify maps an l_pid to a locker of this run by the owner rule: a pid names a process on
+// the answering node only, and OFD locks (and NFSv4) give no pid at all.
 func (e *executor) classify(o *owner, s *slot) {
-	switch {
-	case o.pid == e.l.pid:
-		o.class, o.lockerID, o.node = semconv.OwnerSelf, e.l.opts.ID, e.l.node
-	case o.pid > 0:
-		if p, ok := e.peerByPID(o.pid); ok {
-			o.class, o.lockerID, o.node = semconv.OwnerLocker, p.LockerID, p.Node
-		} else if len(e.peers[o.pid]) > 1 {
-			o.class = semconv.OwnerUnknown // the same pid on several nodes: ambiguous
-		} else {
-			o.class, o.node = semconv.OwnerForeign, e.l.node
-		}
-	default:
-		o.class = semconv.OwnerUnknown
-		if o.pid == -1 {
-			e.resolveOFD(o, s)
-		}
+	w := e.peers.Owner(lockmodel.Query{Node: e.l.node, PID: int64(o.pid), Asker: int64(e.l.opts.ID)})
+	o.class, o.lockerID, o.node = w.Class, int(w.Locker()), w.Node
+	if o.pid == -1 {
+		e.resolveOFD(o, s)
 	}
 }
 
 // resolveOFD names the owner of an OFD lock (pid -1 everywhere) by finding a local peer whose
 // descriptor of the same file lists a matching lock in /proc/PID/fdinfo, as lslocks does.
 func (e *executor) resolveOFD(o *owner, s *slot) {
-	for pid, ps := range e.peers {
-		p, ok := samePeerNode(ps, e.l.node)
-		if !ok {
+	for _, p := range e.peers.List() {
+		if p.Node != e.l.node || p.Locker < 0 {
 			continue
 		}
+		pid := int(p.PID)
 		for fd := 3; fd < 64; fd++ {
 			locks, err := host.FDLocks(pid, fd)
 			if err != nil {
@@ -102,7 +90,7 @@ func (e *executor) resolveOFD(o *owner, s *slot) {
 				if (lk.Mode == "WRITE") != (o.mode == semconv.ModeWrite) {
 					continue
 				}
-				o.class, o.lockerID, o.node, o.pid, o.source = semconv.OwnerLocker, p.LockerID, p.Node, pid, semconv.OwnerFromFDInfo
+				o.class, o.lockerID, o.node, o.pid, o.source = semconv.OwnerLocker, int(p.Locker), p.Node, pid, semconv.OwnerFromFDInfo
 				return
 			}
 		}
@@ -214,28 +202,4 @@ func (e *executor) watch(span trace.Span, s *slot, req lockReq) *watcher {
 		}
 	})
 	return w
-}
-
-// peerByPID maps an l_pid to a locker. A pid names a process on the answering file system's
-// node: a peer of this node wins; else a pid that exactly one locker has on any node (the
-// "nodes" of a run may be mounts on one host, where pids are unique; Lustre and GlusterFS report
-// the holder's pid on its own node). A pid shared by lockers of several other nodes is ambiguous.
-func (e *executor) peerByPID(pid int) (proto.Peer, bool) {
-	ps := e.peers[pid]
-	if p, ok := samePeerNode(ps, e.l.node); ok {
-		return p, true
-	}
-	if len(ps) == 1 {
-		return ps[0], true
-	}
-	return proto.Peer{}, false
-}
-
-func samePeerNode(ps []proto.Peer, node string) (proto.Peer, bool) {
-	for _, p := range ps {
-		if p.Node == node {
-			return p, true
-		}
-	}
-	return proto.Peer{}, false
 }

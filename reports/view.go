@@ -298,7 +298,7 @@ func NewView(res *analysis.Result, opts Options) *View {
 	}
 	for _, p := range res.ProcLocks {
 		v.ProcLocks = append(v.ProcLocks, ProcLockV{AtNS: p.At, Node: p.Node, ID: p.ID, Blocker: p.Blocker,
-			Class: p.Class, Mode: p.Mode, PID: p.PID, Locker: lockerByPID(res, p.Node, p.PID),
+			Class: p.Class, Mode: p.Mode, PID: p.PID, Locker: p.Locker,
 			Start: p.Start, End: p.End, File: p.File, Raw: p.Raw})
 	}
 	return v
@@ -472,24 +472,6 @@ func setList(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// lockerByPID maps a pid seen on a node to a locker id, -1 when none (or ambiguous).
-func lockerByPID(res *analysis.Result, node string, pid int64) int64 {
-	found := int64(-1)
-	for _, l := range res.Lockers {
-		if (l.PID != pid && l.TID != pid) || pid <= 0 {
-			continue
-		}
-		if node != "" && (l.Node == node || l.Host == node) {
-			return l.ID
-		}
-		if found >= 0 {
-			return -1
-		}
-		found = l.ID
-	}
-	return found
 }
 
 // byName keys counts by the values' names, as verdict.json says them; never nil.

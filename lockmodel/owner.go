@@ -1,0 +1,147 @@
+package lockmodel
+
+import (
+	"slices"
+
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// Process is a process that a pid reported as a lock's owner may name: a locker of the run, or
+// a process that is none (a program lockprobe traces or watches, named by its command line).
+type Process struct {
+	Locker  int64   // the run's locker id; -1 for a process that is no locker
+	Node    string  // the node it runs on (a host name, or a mount's label in a multi-mount run)
+	Host    string  // its host name, when Node is a label
+	PID     int64   // its process id on its node
+	TIDs    []int64 // threads that make lock calls: FUSE file systems name a holder by its thread
+	Command string  // its command line, for a process that is no locker
+}
+
+// on reports whether the process runs on node, by node label or host name.
+func (p *Process) on(node string) bool {
+	return node != "" && (p.Node == node || p.Host == node)
+}
+
+// Processes is the table reported pids are looked up in. The zero value is an empty table.
+type Processes struct {
+	list []Process
+	byID map[int64][]int // pid or thread id → indexes into list
+}
+
+// NewProcesses returns a table of ps.
+func NewProcesses(ps ...Process) *Processes {
+	t := &Processes{}
+	for _, p := range ps {
+		t.Add(p)
+	}
+	return t
+}
+
+// Add puts p into the table; a process added again under the same locker id (or, for one that is
+// no locker, the same node and pid) gains the new thread ids instead.
+func (t *Processes) Add(p Process) {
+	if t.byID == nil {
+		t.byID = map[int64][]int{}
+	}
+	i := slices.IndexFunc(t.list, func(q Process) bool {
+		return q.Locker == p.Locker && (p.Locker >= 0 || q.Node == p.Node && q.PID == p.PID)
+	})
+	if i < 0 {
+		i = len(t.list)
+		t.list = append(t.list, Process{Locker: p.Locker, Node: p.Node, Host: p.Host, PID: p.PID, Command: p.Command})
+		t.index(p.PID, i)
+	}
+	for _, tid := range p.TIDs {
+		if tid > 0 && !slices.Contains(t.list[i].TIDs, tid) {
+			t.list[i].TIDs = append(t.list[i].TIDs, tid)
+			t.index(tid, i)
+		}
+	}
+}
+
+func (t *Processes) index(id int64, i int) {
+	if id > 0 && !slices.Contains(t.byID[id], i) {
+		t.byID[id] = append(t.byID[id], i)
+	}
+}
+
+// List returns the processes in the order they were added. The caller must not change them.
+func (t *Processes) List() []Process { return t.list }
+
+// Query is a pid that a file system (F_GETLK, /proc/locks) reported as the owner of a lock.
+type Query struct {
+	Node  string // the node whose file system gave the answer
+	PID   int64  // the pid (or thread id) it named; ≤ 0 names nobody (OFD's -1, NFSv4's 0, NFSv3's svid)
+	Asker int64  // the locker that asked, whose own pid names itself (OwnerSelf); -1 for none
+	// Holds, when not nil, says whether a candidate holds the lock the answer describes, by its
+	// own records or by what an observer saw. Lustre and GlusterFS report a holder's pid as it is
+	// on the holder's node, so a pid may stand for processes of several nodes; the ones that
+	// hold the lock come first.
+	Holds func(p *Process) bool
+}
+
+// Owner is whom a reported pid names.
+type Owner struct {
+	Class semconv.OwnerClass // OwnerLocker, OwnerSelf, OwnerForeign or OwnerUnknown
+	// Process is the process named, when the table knows it: a locker (Class locker or self) or a
+	// process that is no locker (Class foreign, Process.Locker -1). Nil for a pid the table does
+	// not know, or one it cannot decide between.
+	Process *Process
+	Node    string // the owner's node when known: the process's, or for a pid matching nothing, the answering node's
+}
+
+// Owner decides whom a reported pid names. Among the processes with that pid (or thread id),
+// those that hold the lock win when the query says which do; then the one on the answering node
+// (a pid names a process on its own node); then the only one of any node (a run's nodes may be
+// mounts on one host, where pids are unique). A pid matching nobody is a foreign owner on the
+// answering node; one shared by several processes and not decided is unknown, as is no pid.
+func (t *Processes) Owner(q Query) Owner {
+	if q.PID <= 0 {
+		return Owner{Class: semconv.OwnerUnknown}
+	}
+	cands := t.byID[q.PID]
+	if q.Holds != nil {
+		var held []int
+		for _, i := range cands {
+			if q.Holds(&t.list[i]) {
+				held = append(held, i)
+			}
+		}
+		if len(held) > 0 {
+			cands = held
+		}
+	}
+	pick := -1
+	for _, i := range cands {
+		if t.list[i].on(q.Node) {
+			pick = i
+			break
+		}
+	}
+	if pick < 0 && len(cands) == 1 {
+		pick = cands[0]
+	}
+	switch {
+	case pick >= 0:
+		p := &t.list[pick]
+		o := Owner{Class: semconv.OwnerLocker, Process: p, Node: p.Node}
+		switch {
+		case p.Locker < 0:
+			o.Class = semconv.OwnerForeign
+		case p.Locker == q.Asker:
+			o.Class = semconv.OwnerSelf
+		}
+		return o
+	case len(cands) == 0:
+		return Owner{Class: semconv.OwnerForeign, Node: q.Node}
+	}
+	return Owner{Class: semconv.OwnerUnknown}
+}
+
+// Locker returns the locker id the owner names, or -1.
+func (o Owner) Locker() int64 {
+	if o.Process == nil {
+		return -1
+	}
+	return o.Process.Locker
+}
