@@ -18,15 +18,16 @@ type spanKey struct{ trace, span string }
 type Options struct {
 	// StuckAfter is how long a waiter must stay blocked under the same suspicious evidence
 	// (F_GETLK says nothing conflicts, the owner is gone, ...) before it is reported. Optional:
-	// 5 s when zero.
+	// DefaultStuckAfter when zero.
 	StuckAfter time.Duration
 	// Settle is how long a cycle must have existed before Check reports it, so that a span
 	// whose end is still on its way does not make a false cycle. Optional: the run's poll
-	// interval (lockprobe.poll_ns), else 100 ms.
+	// interval (lockprobe.poll_ns), else lockmodel.DefaultPoll.
 	Settle time.Duration
 }
 
-const defaultStuckAfter = 5 * time.Second
+// DefaultStuckAfter is Options.StuckAfter when zero.
+const DefaultStuckAfter = 5 * time.Second
 
 // Analyzer gathers merged spans and runs the detectors on them. It is not safe for concurrent use.
 type Analyzer struct {
@@ -41,7 +42,7 @@ type Analyzer struct {
 // New returns an empty Analyzer.
 func New(opts Options) *Analyzer {
 	if opts.StuckAfter <= 0 {
-		opts.StuckAfter = defaultStuckAfter
+		opts.StuckAfter = DefaultStuckAfter
 	}
 	return &Analyzer{opts: opts, spans: map[spanKey]int{}}
 }
@@ -384,5 +385,5 @@ func (a *Analyzer) settle(m *model) int64 {
 	if m.run.PollNS > 0 {
 		return m.run.PollNS
 	}
-	return int64(100 * time.Millisecond)
+	return int64(lockmodel.DefaultPoll)
 }

@@ -13,6 +13,7 @@ import (
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
@@ -25,17 +26,19 @@ type Options struct {
 	Files []string
 	// Queues holds one command queue per locker; len(Queues) is the number of lockers. Required.
 	Queues [][]proto.Command
-	// Timeout ends the run. Optional: 30s.
+	// Timeout ends the run. Optional: DefaultTimeout.
 	Timeout time.Duration
-	// Kind, Style, Tries, Interval are the lockers' defaults for lock commands. Optional.
+	// Kind, Style, Tries, Interval are the lockers' defaults for lock commands. Optional:
+	// lockmodel's defaults.
 	Kind     semconv.Kind
 	Style    semconv.Style
 	Tries    int
 	Interval time.Duration
-	// Poll is the watcher's and observer's interval and the online detector's period. Optional: 100ms.
+	// Poll is the watcher's and observer's interval and the online detector's period. Optional:
+	// lockmodel.DefaultPoll.
 	Poll time.Duration
-	// Observers starts one observer process per file (node). Optional: true via the CLI.
-	Observers bool
+	// NoObservers starts no observer processes. Optional: false, one observer per file (node).
+	NoObservers bool
 	// OutDir is where the trace file and reports go. Required.
 	OutDir string
 	// Executable is the lockprobe binary to start lockers with. Optional: this process's own.
@@ -76,6 +79,9 @@ type Options struct {
 	Log      *slog.Logger
 }
 
+// DefaultTimeout is Options.Timeout when zero.
+const DefaultTimeout = 30 * time.Second
+
 func (o *Options) defaults() error {
 	if len(o.Files) == 0 {
 		return errors.New("no file to lock")
@@ -90,10 +96,22 @@ func (o *Options) defaults() error {
 		return errors.New("no output folder")
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	if o.Poll <= 0 {
-		o.Poll = 100 * time.Millisecond
+		o.Poll = lockmodel.DefaultPoll
+	}
+	if o.Kind == semconv.KindUnset {
+		o.Kind = lockmodel.DefaultKind
+	}
+	if o.Style == semconv.StyleUnset {
+		o.Style = lockmodel.DefaultStyle
+	}
+	if o.Tries <= 0 {
+		o.Tries = lockmodel.DefaultTries
+	}
+	if o.Interval <= 0 {
+		o.Interval = lockmodel.DefaultInterval
 	}
 	if o.Listen == "" {
 		o.Listen = "tcp://127.0.0.1:0"

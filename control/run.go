@@ -181,7 +181,7 @@ func (r *run) plan() {
 		r.members = append(r.members, m)
 	}
 	r.res.Lockers = len(r.opts.Queues)
-	if r.opts.Observers {
+	if !r.opts.NoObservers {
 		for k, f := range r.opts.Files {
 			r.members = append(r.members, &member{id: -1 - k, role: "observer", node: nodeOf(k), file: f})
 		}

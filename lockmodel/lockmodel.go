@@ -6,7 +6,11 @@
 // It is a leaf below everything but semconv, whose value sets (kind, mode, owner class) it uses.
 package lockmodel
 
-import "github.com/lockprobe/lockprobe/semconv"
+import (
+	"time"
+
+	"github.com/lockprobe/lockprobe/semconv"
+)
 
 // EOF is the end of a range that runs to the end of the file (a length of 0).
 const EOF = int64(1<<63 - 1)
@@ -69,3 +73,15 @@ func (s Semantics) Conflict(a, b Request) bool {
 	}
 	return a.Overlaps(b)
 }
+
+// Defaults of lock commands and of watching them: what a command, a scenario header, a flag or
+// a protocol field left unset means.
+const (
+	DefaultKind     = semconv.KindPOSIX
+	DefaultStyle    = semconv.StyleWait
+	DefaultTries    = 3           // style poll: F_SETLK calls
+	DefaultInterval = time.Second // style poll: between two calls
+	// DefaultPoll is how often a waiter's watcher and an observer ask who holds the lock, and
+	// the online detector looks for a hang.
+	DefaultPoll = 100 * time.Millisecond
+)

@@ -149,7 +149,7 @@ func (e *executor) kindOf(cmd *proto.Command) semconv.Kind {
 	if e.l.welcome.Kind != semconv.KindUnset {
 		return e.l.welcome.Kind
 	}
-	return semconv.KindPOSIX
+	return lockmodel.DefaultKind
 }
 
 func (e *executor) styleOf(cmd *proto.Command) semconv.Style {
@@ -159,7 +159,7 @@ func (e *executor) styleOf(cmd *proto.Command) semconv.Style {
 	if e.l.welcome.Style != semconv.StyleUnset {
 		return e.l.welcome.Style
 	}
-	return semconv.StyleWait
+	return lockmodel.DefaultStyle
 }
 
 func (e *executor) cmdAttrs(index int, cmd *proto.Command) []attribute.KeyValue {
@@ -358,13 +358,13 @@ func (e *executor) pollParams(cmd *proto.Command) (int, time.Duration) {
 		n = e.l.welcome.Tries
 	}
 	if n == 0 {
-		n = 3
+		n = lockmodel.DefaultTries
 	}
 	if interval == 0 {
 		interval = e.l.welcome.Interval
 	}
 	if interval == 0 {
-		interval = time.Second
+		interval = lockmodel.DefaultInterval
 	}
 	return n, interval
 }

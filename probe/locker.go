@@ -36,11 +36,14 @@ type Options struct {
 	// Allow lists the files this locker may open. Required: a locker only touches the files its
 	// own command line allows.
 	Allow []string
-	// StartupTimeout bounds connecting, hello and clock sync. Optional: 15s.
+	// StartupTimeout bounds connecting, hello and clock sync. Optional: DefaultStartupTimeout.
 	StartupTimeout time.Duration
 	Version        string
 	Log            *slog.Logger
 }
+
+// DefaultStartupTimeout is Options.StartupTimeout when zero.
+const DefaultStartupTimeout = 15 * time.Second
 
 // Locker is one locker or observer process's state.
 type Locker struct {
@@ -87,7 +90,7 @@ func New(opts Options) (*Locker, error) {
 		opts.Allow[i] = abs
 	}
 	if opts.StartupTimeout == 0 {
-		opts.StartupTimeout = 15 * time.Second
+		opts.StartupTimeout = DefaultStartupTimeout
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()

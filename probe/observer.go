@@ -57,7 +57,7 @@ func (o *observer) run(peers *lockmodel.Processes) {
 	s := &slot{fd: fd, path: path, logical: "{file}", file: id}
 	poll := l.welcome.Poll
 	if poll <= 0 {
-		poll = 100 * time.Millisecond
+		poll = lockmodel.DefaultPoll
 	}
 	last := map[string]owner{}
 	tick := time.NewTicker(poll)

@@ -168,7 +168,7 @@ func (e *executor) watch(span trace.Span, s *slot, req lockReq) *watcher {
 	w := &watcher{done: make(chan struct{}), quit: make(chan struct{})}
 	poll := e.l.welcome.Poll
 	if poll <= 0 {
-		poll = 100 * time.Millisecond
+		poll = lockmodel.DefaultPoll
 	}
 	// A timer, not a goroutine started now: starting one here could wake another thread just
 	// as the lock call is made, stealing a core from a locker that fires at the same instant.

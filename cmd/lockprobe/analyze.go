@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/lockprobe/lockprobe/analysis"
 	"github.com/lockprobe/lockprobe/scenario"
@@ -16,7 +15,7 @@ import (
 
 func analyzeCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
-	stuckAfter := fs.Duration("stuck-after", 5*time.Second, "a waiter blocked this long under suspicious evidence is reported stuck")
+	stuckAfter := fs.Duration("stuck-after", analysis.DefaultStuckAfter, "a waiter blocked this long under suspicious evidence is reported stuck")
 	out := fs.String("out", "", "where to write the reports (default: the run's folder, or beside the trace file)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,7 +26,7 @@ func lockerCmd(args []string, stdout, stderr io.Writer) error {
 	id := fs.Int("id", 0, "this locker's run-unique id")
 	role := fs.String("role", "locker", "locker or observer")
 	node := fs.String("node", "", "the node name this locker stands for (default: host name)")
-	startup := fs.Duration("startup-timeout", 15*time.Second, "give up when the controller has not welcomed and synced this locker by then")
+	startup := fs.Duration("startup-timeout", probe.DefaultStartupTimeout, "give up when the controller has not welcomed and synced this locker by then")
 	var allow stringList
 	fs.Var(&allow, "allow", "a file this locker may open (repeatable); files named by adding a suffix are allowed too")
 	slurmLockers := fs.Int("slurm-lockers", -1, "started as a task of an srun step (-launcher slurm): the task's rank (SLURM_PROCID) is the locker id; ranks from this number on are the nodes' observers, in node order")

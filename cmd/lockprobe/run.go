@@ -18,6 +18,7 @@ import (
 
 	"github.com/lockprobe/lockprobe/analysis"
 	"github.com/lockprobe/lockprobe/control"
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/scenario"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
@@ -54,17 +55,17 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.Var(&f.files, "file", "the file to lock (repeat it for the same file seen through other mounts or clients)")
 	fs.StringVar(&f.procs, "procs", "", "number of lockers (default: the scenario's procs, else 10)")
-	fs.DurationVar(&f.timeout, "timeout", 0, "end the run after this long (default: the scenario's, else 30s)")
+	fs.DurationVar(&f.timeout, "timeout", 0, fmt.Sprintf("end the run after this long (default: the scenario's, else %s)", control.DefaultTimeout))
 	fs.StringVar(&f.scenario, "scenario", "", "a built-in scenario name or a scenario file (default contend)")
-	fs.TextVar(&f.lock, "lock", semconv.KindUnset, "default lock kind: posix, ofd or flock (default posix)")
-	fs.TextVar(&f.style, "style", semconv.StyleUnset, "default acquire style: wait, try or poll (default wait)")
-	fs.IntVar(&f.tries, "tries", 0, "default number of tries for style poll (default 3)")
-	fs.DurationVar(&f.interval, "interval", 0, "default interval between tries for style poll (default 1s)")
-	fs.DurationVar(&f.poll, "poll", 100*time.Millisecond, "how often waiters and observers ask F_GETLK, and the online detector runs")
+	fs.TextVar(&f.lock, "lock", semconv.KindUnset, fmt.Sprintf("default lock kind: posix, ofd or flock (default: the scenario's, else %s)", lockmodel.DefaultKind))
+	fs.TextVar(&f.style, "style", semconv.StyleUnset, fmt.Sprintf("default acquire style: wait, try or poll (default: the scenario's, else %s)", lockmodel.DefaultStyle))
+	fs.IntVar(&f.tries, "tries", 0, fmt.Sprintf("default number of tries for style poll (default: the scenario's, else %d)", lockmodel.DefaultTries))
+	fs.DurationVar(&f.interval, "interval", 0, fmt.Sprintf("default interval between tries for style poll (default: the scenario's, else %s)", lockmodel.DefaultInterval))
+	fs.DurationVar(&f.poll, "poll", lockmodel.DefaultPoll, "how often waiters and observers ask F_GETLK, and the online detector runs")
 	fs.StringVar(&f.out, "out", "", "output folder (default: a new lockprobe-out-TIMESTAMP folder here)")
 	fs.BoolVar(&f.observers, "observers", true, "start one observer process per file (never locks; F_GETLK witness)")
 	fs.StringVar(&f.onHang, "on-hang", "stop", "when a deadlock forms: stop (snapshot and end) or wait (watch until -timeout)")
-	fs.DurationVar(&f.stuckAfter, "stuck-after", 5*time.Second, "a waiter blocked this long under suspicious evidence is reported stuck")
+	fs.DurationVar(&f.stuckAfter, "stuck-after", analysis.DefaultStuckAfter, "a waiter blocked this long under suspicious evidence is reported stuck")
 	fs.StringVar(&f.otlp, "otlp", "", "forward spans to this OTLP endpoint (http://host:4318 or grpc://host:4317); OTEL_EXPORTER_OTLP_* also work")
 	fs.BoolVar(&f.verbose, "v", false, "log diagnostics to stderr")
 	fs.IntVar(&f.remote, "remote", 0, "how many of the lockers (the last ones) run on other nodes and connect by themselves (lockprobe locker -connect ...)")
@@ -225,13 +226,13 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 	o = control.Options{
 		Files:          f.files,
 		Queues:         queues,
-		Timeout:        pick(f.timeout, sc.Header.Timeout.Or(30*time.Second)),
-		Kind:           pick(f.lock, sc.Header.Kind.Or(semconv.KindPOSIX)),
-		Style:          pick(f.style, sc.Header.Style.Or(semconv.StyleWait)),
-		Tries:          pick(f.tries, sc.Header.Tries.Or(3)),
-		Interval:       pick(f.interval, sc.Header.Interval.Or(time.Second)),
+		Timeout:        pick(f.timeout, sc.Header.Timeout.Value),
+		Kind:           pick(f.lock, sc.Header.Kind.Value),
+		Style:          pick(f.style, sc.Header.Style.Value),
+		Tries:          pick(f.tries, sc.Header.Tries.Value),
+		Interval:       pick(f.interval, sc.Header.Interval.Value),
 		Poll:           f.poll,
-		Observers:      f.observers,
+		NoObservers:    !f.observers,
 		OutDir:         out,
 		CommandLine:    cmdLine,
 		ScenarioName:   sc.Name,
