@@ -83,6 +83,7 @@ func (r *run) takeSnapshot(exits chan exitNote) {
 	}
 	r.snap.events = append(r.snap.events, r.procLocks()...)
 	r.snap.events = append(r.snap.events, r.glusterEvents()...)
+	r.snap.events = append(r.snap.events, r.simfsEvents()...)
 	sort.SliceStable(r.snap.events, func(i, j int) bool { return r.snap.events[i].TimeUnixNano < r.snap.events[j].TimeUnixNano })
 	span := &tracepb.Span{TraceId: r.traceID[:], SpanId: newSpanID(), ParentSpanId: r.rootID[:], Name: semconv.SpanSnapshot,
 		StartTimeUnixNano: uint64(r.snap.at.UnixNano()), EndTimeUnixNano: uint64(time.Now().UnixNano()), Events: r.snap.events,

@@ -69,7 +69,28 @@ func FileSystem(path string) (FSInfo, error) {
 	info.FSType = m.FSType
 	info.Options = m.Options()
 	info.LockOptions = LockOptions(m.FSType, info.Options)
+	if o := simfsLockOption(m.FSType, m.Source); o != "" {
+		info.LockOptions = append(info.LockOptions, o)
+	}
 	return info, nil
+}
+
+// simfsLockOption reads the mode out of a simfs mount's source, "simfs:MODE:PID": FUSE accepts
+// no options of a file system's own, so simfs (lockprobe's Lustre stand-in) carries Lustre's
+// flock/localflock/noflock there, and it becomes a lock option like Lustre's.
+func simfsLockOption(fsType, source string) string {
+	if fsType != "fuse.simfs" {
+		return ""
+	}
+	parts := strings.Split(source, ":")
+	if len(parts) != 3 || parts[0] != "simfs" {
+		return ""
+	}
+	switch parts[1] {
+	case "flock", "localflock", "noflock":
+		return parts[1]
+	}
+	return ""
 }
 
 // lockOptionRules lists, per base file system type (before any ".subtype"),

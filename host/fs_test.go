@@ -215,3 +215,18 @@ func TestFileSystemMountWithSpace(t *testing.T) {
 		t.Errorf("got %+v, want tmpfs \"lockprobe test\" on %q with size=64k", info, dir)
 	}
 }
+
+func TestSimfsLockOption(t *testing.T) {
+	for _, tc := range []struct{ typ, src, want string }{
+		{"fuse.simfs", "simfs:flock:123", "flock"},
+		{"fuse.simfs", "simfs:localflock:9", "localflock"},
+		{"fuse.simfs", "simfs:noflock:9", "noflock"},
+		{"fuse.simfs", "simfs:global:9", ""},
+		{"fuse.simfs", "simfs", ""},
+		{"fuse.glusterfs", "simfs:flock:1", ""},
+	} {
+		if got := simfsLockOption(tc.typ, tc.src); got != tc.want {
+			t.Errorf("simfsLockOption(%q, %q) = %q, want %q", tc.typ, tc.src, got, tc.want)
+		}
+	}
+}

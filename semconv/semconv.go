@@ -121,3 +121,20 @@ const (
 	FireSpread = "lockprobe.fire.spread_ns"
 	FireCount  = "lockprobe.fire.count"
 )
+
+// The simfs lock table in the snapshot (simfs/locktable): one event per lock or request, and
+// one per thing the server did (a fault acting, an eviction) at the instant it did it.
+const (
+	EventSimfsLock  = "simfs.lock"
+	EventSimfsEvent = "simfs.event"
+	SimfsLockID     = "simfs.lock.id"
+	SimfsState      = "simfs.lock.state" // granted | waiting | undelivered | delayed | ghost
+	SimfsNode       = "simfs.node"       // the mount's node index
+	SimfsKind       = "simfs.lock.kind"  // fcntl | flock
+	SimfsEnd        = "simfs.lock.end"   // inclusive, -1 = EOF
+	SimfsGranted    = "simfs.lock.granted_at"
+	SimfsEnqueued   = "simfs.lock.enqueued_at"
+	SimfsBlockedBy  = "simfs.lock.blocked_by"
+	SimfsWhat       = "simfs.event.what"
+	SimfsMode       = "simfs.mode"
+)
