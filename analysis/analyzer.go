@@ -103,9 +103,10 @@ type model struct {
 	snapNode  string
 	byLocker  map[int64][]*Attempt
 	procs     *lockmodel.Processes // the lockers by process and lock-thread ids: the owner rule's table
-	// sem is how the run's file system arbitrates locks. A local Linux file system's until the
-	// model reads it off the host facts.
+	// sem is how the run's file system arbitrates locks, read off the lockers' host facts
+	// (semanticsOf).
 	sem       lockmodel.Semantics
+	fs        Semantics // sem, and what the reports say of it
 	holdsOf   map[int64][]*Hold
 	holdsFile map[string][]*Hold
 	obsRuns   map[string][]obsRun // per file, in time order
@@ -175,6 +176,8 @@ func (a *Analyzer) model() *model {
 		}
 	}
 	sort.Slice(m.lockers, func(i, j int) bool { return m.lockers[i].ID < m.lockers[j].ID })
+	m.fs = semanticsOf(append(slices.Clone(m.lockers), m.observers...))
+	m.sem = m.fs.lock()
 	sort.Slice(m.observers, func(i, j int) bool { return m.observers[i].ID > m.observers[j].ID })
 	if !slices.IsSortedFunc(m.attBlock, attemptCmp) {
 		slices.SortStableFunc(m.attBlock, attemptCmp)
@@ -226,7 +229,6 @@ func (a *Analyzer) model() *model {
 	})
 	m.cutAtExit()
 	m.indexPIDs()
-	m.mapOwners()
 	for i, at := range m.attempts {
 		at.idx = i
 		m.byLocker[at.Locker] = append(m.byLocker[at.Locker], at)
@@ -235,6 +237,7 @@ func (a *Analyzer) model() *model {
 		m.holdsOf[h.Locker] = append(m.holdsOf[h.Locker], h)
 		m.holdsFile[h.File] = append(m.holdsFile[h.File], h)
 	}
+	m.mapOwners() // after the holds: a pid shared across nodes names the locker that held the lock
 	m.obsRuns = map[string][]obsRun{}
 	open := map[string]int{} // observer/query/file → index in obsRuns[file]
 	for _, o := range m.obs {

@@ -69,6 +69,7 @@ func (a *Analyzer) Finalize(end int64) *Result {
 		MessagesLost: m.run.MessagesLost,
 		StuckAfter:   stuck,
 		Graph:        gEnd,
+		Semantics:    m.fs,
 	}
 	if len(fs) > 0 && len(gEnd.Edges) == 0 && fs[0].FormedAt > 0 {
 		r.Graph = m.buildGraph(fs[0].FormedAt + fs[0].Duration - 1)
@@ -238,6 +239,13 @@ func (d *detector) violation(x, h *Hold, overlap, bound, overlapEnd int64) Findi
 	if ev, why := d.lostClient(x, h, overlapEnd); why != "" {
 		f.Evidence = append(f.Evidence, ev...)
 		f.Summary += why
+	}
+	if nx, nh := m.locker(x.Locker), m.locker(h.Locker); m.fs.NodeLocal && nx != nil && nh != nil && nx.Node != nh.Node {
+		f.Evidence = append(f.Evidence, Evidence{At: h.Begin, Source: SourceFS, By: "mount options of " + nh.Node,
+			Text: fmt.Sprintf("the file system is %s: each node arbitrates its own locks and none across nodes", m.fs.FS)})
+		f.Summary += fmt.Sprintf("; the cause is the mount option %s, which makes locks node-local (%s and %s are on different nodes): configuration, not a bug of the lock manager",
+			m.fs.Option, nx.Node, nh.Node)
+		f.Cause = CauseMountOption
 	}
 	// A read hold still open when another locker's write hold began, while its owner waited to
 	// convert it to write: the file system dropped the read lock during the blocked conversion.

@@ -15,6 +15,7 @@ import (
 // Evidence sources of a wait-for edge or a finding.
 const (
 	SourceTrace     = "trace"      // recorded holds and attempts
+	SourceFS        = "fs"         // the file system's facts: type and mount options
 	SourceGetlk     = "getlk"      // the waiter's own F_GETLK
 	SourceObserver  = "observer"   // an observer's F_GETLK
 	SourceProcLocks = "proc-locks" // /proc/locks in the snapshot

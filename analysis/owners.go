@@ -32,32 +32,54 @@ func (m *model) owner(node string, pid, asker int64) lockmodel.Owner {
 	return m.procs.Owner(lockmodel.Query{Node: node, PID: pid, Asker: asker})
 }
 
-// mapOwners names the lockers behind owners a locker could not map: traces written before
+// mapOwners names the lockers behind owners a locker could not map (traces written before
 // lockers shared their lock thread's id with their peers class an owner named by a thread id
-// foreign. It also names the locker of each /proc/locks line.
+// foreign), and re-decides every owner with the evidence of the holds: Lustre and GlusterFS
+// give a holder's pid as it is on its own node, so a pid may stand for lockers of several nodes,
+// and the locker's first guess (the one of its own node) may hold nothing there; the one that
+// held such a lock at that instant is the owner. It also names the locker of each /proc/locks
+// line.
 func (m *model) mapOwners() {
-	remap := func(o *Owner, self int64) {
-		if o.Locker >= 0 || o.PID <= 0 || (o.Class != semconv.OwnerForeign && o.Class != semconv.OwnerUnknown) {
+	remap := func(o *Owner, self int64, file string, at int64) {
+		if o.PID <= 0 {
 			return
 		}
-		w := m.owner(o.Node, o.PID, self)
+		mapped := o.Locker >= 0 && (o.Class == semconv.OwnerLocker || o.Class == semconv.OwnerSelf)
+		if !mapped && o.Class != semconv.OwnerForeign && o.Class != semconv.OwnerUnknown {
+			return
+		}
+		w := m.procs.Owner(lockmodel.Query{Node: o.Node, PID: o.PID, Asker: self, Holds: m.holding(file, at, *o)})
 		if id := w.Locker(); id >= 0 {
 			o.Locker, o.Class, o.Node = id, w.Class, w.Node
 		}
 	}
 	for _, a := range m.attempts {
 		for i := range a.Conflicts {
-			remap(&a.Conflicts[i].Owner, a.Locker)
+			remap(&a.Conflicts[i].Owner, a.Locker, a.File, a.Conflicts[i].At)
 		}
 	}
 	for i := range m.obs {
-		remap(&m.obs[i].Owner, -1)
+		remap(&m.obs[i].Owner, -1, m.obs[i].File, m.obs[i].At)
 	}
 	for _, g := range m.getlks {
-		remap(&g.Owner, g.Locker)
+		remap(&g.Owner, g.Locker, g.File, g.At)
 	}
 	for i := range m.plocks {
 		p := &m.plocks[i]
 		p.Locker = m.owner(p.Node, p.PID, -1).Locker()
+	}
+}
+
+// holding says whether a locker held, at instant at, a lock on file of the owner's mode over the
+// owner's range: the evidence that picks among lockers sharing a pid.
+func (m *model) holding(file string, at int64, o Owner) func(p *lockmodel.Process) bool {
+	want := o.request(semconv.KindPOSIX)
+	return func(p *lockmodel.Process) bool {
+		for _, h := range m.holdsOf[p.Locker] {
+			if h.File == file && holdOpen(h, at) && h.Mode == o.Mode && h.Overlaps(want) {
+				return true
+			}
+		}
+		return false
 	}
 }

@@ -85,7 +85,14 @@ type Finding struct {
 	Len         int64        `json:"len"`
 	Range       string       `json:"range"`
 	Uncertainty int64        `json:"clock_uncertainty_ns"` // the clock bound the conclusion rests on
+	// Cause says, when the evidence shows it, that the finding follows from configuration
+	// rather than a bug (CauseMountOption); "" otherwise.
+	Cause string `json:"cause"`
 }
+
+// CauseMountOption: the file system does what its mount options ask (Lustre -o localflock:
+// no exclusion across nodes).
+const CauseMountOption = "mount-option"
 
 // Verdict is the run's conclusion: the most severe finding, or healthy.
 type Verdict struct {
@@ -117,6 +124,9 @@ type Result struct {
 	ProcLocks    []ProcLock      `json:"proc_locks"`
 	Graph        *WaitGraph      `json:"graph"` // the wait-for graph at the verdict's instant
 	Stats        Stats           `json:"stats"`
+	// Semantics is how the file system arbitrates locks, read from the lockers' facts: it
+	// decides which requests conflict.
+	Semantics Semantics `json:"semantics"`
 }
 
 // newFinding fills in the derived fields of a finding.

@@ -25,6 +25,8 @@ func fsFamily(hosts []HostView) (family string, mount HostView) {
 	for _, h := range hosts {
 		t := strings.ToLower(h.FSType + " " + h.MountType)
 		switch {
+		case strings.Contains(t, "simfs"):
+			return "simfs", h
 		case strings.Contains(t, "lustre"):
 			return "lustre", h
 		case strings.Contains(t, "glusterfs"):
@@ -45,15 +47,12 @@ func ticketFor(hosts []HostView) Ticket {
 	case "lustre":
 		return Ticket{FS: family, Title: "Lustre",
 			Note: "Run these on every client that took part (and the debug dump on the MDS/OSS too) while the hang is still there, then attach the files.",
-			Commands: []Command{
-				{"lctl set_param debug=+dlmtrace", "log the distributed lock manager's traffic (before reproducing)"},
-				{"lctl set_param ldlm.dump_namespaces=1", "dump every LDLM namespace and its locks into the debug log"},
-				{"lctl dk /tmp/lustre-debug.txt", "save the kernel debug log"},
-				{"echo t > /proc/sysrq-trigger", "dump every task's kernel stack into dmesg (then: dmesg > /tmp/dmesg.txt)"},
-				{"lctl get_param ldlm.namespaces.*.lock_count", "granted lock counts per namespace"},
-				{"lctl get_param version", "the Lustre version of each node"},
-				{"cat /proc/locks", "the local kernel's view of the file's locks"},
-			}}
+			Commands: lustreCommands}
+	case "simfs":
+		return Ticket{FS: family, Title: "Lustre (rehearsed on simfs)",
+			Note: "This run went through simfs, lockprobe's FUSE stand-in for Lustre's lock manager: its lock table (simfs-locks.txt beside this report, with the faults it was told to inject) is what ldlm.dump_namespaces shows on Lustre. " +
+				"On the real file system, a Lustre developer will ask for these, from every client that took part (and the debug dump on the MDS/OSS too), taken while the hang is still there.",
+			Commands: lustreCommands}
 	case "nfs":
 		return Ticket{FS: family, Title: "NFS",
 			Note: "Turn the debugging on before reproducing; the messages go to the kernel log (dmesg or journalctl -k).",
@@ -87,6 +86,19 @@ func ticketFor(hosts []HostView) Ticket {
 			{"echo w > /proc/sysrq-trigger", "kernel stacks of all blocked (D state) tasks into dmesg"},
 			{"dmesg | tail -n 200", "read those stacks"},
 		}}
+}
+
+// lustreCommands are what a Lustre developer asks for about a lock hang.
+var lustreCommands = []Command{
+	{"lctl set_param debug=+dlmtrace", "log the distributed lock manager's traffic (before reproducing)"},
+	{"lctl set_param ldlm.dump_namespaces=1", "dump every LDLM namespace and its locks into the debug log"},
+	{"lctl dk /tmp/lustre-debug.txt", "save the kernel debug log"},
+	{"cat /proc/PID/stack", "the kernel stack of each blocked locker (pids in the table above): a waiter for a lost callback sits in ldlm_flock_completion_ast"},
+	{"echo t > /proc/sysrq-trigger", "dump every task's kernel stack into dmesg (then: dmesg > /tmp/dmesg.txt)"},
+	{"grep lustre /proc/mounts", "the client's mount options: flock, localflock or noflock decide whether locks are global"},
+	{"lctl get_param ldlm.namespaces.*.lock_count", "granted lock counts per namespace"},
+	{"lctl get_param version", "the Lustre version of each node"},
+	{"cat /proc/locks", "the local kernel's view of the file's locks"},
 }
 
 // glusterVolume reads the volume name off a mount source "server:/vol" or "server:vol".

@@ -103,6 +103,8 @@ type FindingView struct {
 	Len                int64          `json:"len"`
 	Range              string         `json:"range"`
 	ClockUncertaintyNS int64          `json:"clock_uncertainty_ns"`
+	// Cause is set when the finding follows from configuration (analysis.CauseMountOption).
+	Cause string `json:"cause,omitempty"`
 }
 
 // LockerView is one locker: who it is, what it did, and its state at the end.
@@ -339,7 +341,7 @@ func findingView(f analysis.Finding, start int64) FindingView {
 		Lockers: nonNil(f.Lockers), Attempts: nonNil(f.Attempts), Cycle: nonNil(f.Cycle),
 		Evidence: make([]EvidenceView, 0, len(f.Evidence)), FormedNS: f.FormedAt, DetectedNS: f.DetectedAt,
 		DurationNS: f.Duration, Resolved: f.Resolved, File: f.File, Kind: f.Kind.String(), Mode: f.Mode.String(),
-		Start: f.Start, Len: f.Len, Range: f.Range, ClockUncertaintyNS: f.Uncertainty,
+		Start: f.Start, Len: f.Len, Range: f.Range, ClockUncertaintyNS: f.Uncertainty, Cause: f.Cause,
 	}
 	for _, e := range f.Evidence {
 		fv.Evidence = append(fv.Evidence, EvidenceView{AtNS: e.At, SinceNS: since(e.At, start), Source: e.Source, By: e.By, Text: e.Text})
