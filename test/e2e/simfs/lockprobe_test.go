@@ -18,7 +18,7 @@ func TestContendThreeNodes(t *testing.T) {
 	grants := map[int64]int{}
 	nodes := map[string]bool{}
 	for _, a := range spans(r.trace, semconv.SpanAcquire) {
-		if a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted {
+		if a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted.String() {
 			grants[lockerOf(a)]++
 			nodes[a.Resource.Str(semconv.FSMountPoint)] = true
 		}
@@ -66,7 +66,7 @@ func TestDropGrant(t *testing.T) {
 	var seen bool
 	for _, o := range spans(r.trace, semconv.SpanObserver) {
 		for _, e := range o.Events {
-			if e.Name == semconv.EventObserved && e.Time >= release && e.Attrs.IntOr(semconv.OwnerPID, 0) == pid1 &&
+			if e.Name == semconv.EventObserved && e.Time >= release && e.Attrs.IntOr(semconv.LockOwnerPID, 0) == pid1 &&
 				strings.HasSuffix(o.Resource.Str(semconv.FSMountPoint), "node0") {
 				seen = true
 			}
@@ -75,7 +75,7 @@ func TestDropGrant(t *testing.T) {
 	if !seen {
 		t.Errorf("the observer on node 0 never named locker 1 (pid %d) as holder after locker 0's release", pid1)
 	}
-	if a := spans(r.trace, semconv.SpanAcquire); len(a) < 2 || a[len(a)-1].Attrs.Str(semconv.LockOutcome) != semconv.OutcomeBlocked {
+	if a := spans(r.trace, semconv.SpanAcquire); len(a) < 2 || a[len(a)-1].Attrs.Str(semconv.LockOutcome) != semconv.OutcomeBlocked.String() {
 		t.Errorf("locker 1's attempt did not end blocked")
 	}
 	var undelivered bool
@@ -148,7 +148,7 @@ func TestFlockBlocksPosix(t *testing.T) {
 	r.expect(t, "healthy", 0)
 	var waited bool
 	for _, a := range spans(r.trace, semconv.SpanAcquire) {
-		if lockerOf(a) == 1 && a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted && a.End-a.Start > 3e9 {
+		if lockerOf(a) == 1 && a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted.String() && a.End-a.Start > 3e9 {
 			waited = true
 		}
 	}
