@@ -46,7 +46,7 @@ func ticketFor(hosts []HostView) Ticket {
 	switch family {
 	case "lustre":
 		return Ticket{FS: family, Title: "Lustre",
-			Note: "Run these on every client that took part (and the debug dump on the MDS/OSS too) while the hang is still there, then attach the files.",
+			Note:     "Run these on every client that took part (and the debug dump on the MDS/OSS too) while the hang is still there, then attach the files.",
 			Commands: lustreCommands}
 	case "simfs":
 		return Ticket{FS: family, Title: "Lustre (rehearsed on simfs)",

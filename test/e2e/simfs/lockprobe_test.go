@@ -31,9 +31,8 @@ func TestContendThreeNodes(t *testing.T) {
 	if len(nodes) != 3 {
 		t.Errorf("grants through mounts %v, want three", nodes)
 	}
-	tb := r.table(t)
-	if tb.Mode != "flock" || len(tb.Locks) != 0 {
-		t.Errorf("lock table at the end: mode %q, %d locks; want flock and none held", tb.Mode, len(tb.Locks))
+	if !strings.Contains(r.report(t), "Lustre (rehearsed on simfs)") {
+		t.Errorf("the report's ticket section is not Lustre's")
 	}
 }
 
@@ -93,6 +92,7 @@ procs 2
 all: file@{file}
 0: write@+0s
 0: release@+1s
+0: sleep 10s
 1: write@+1.5s style=wait
 1: release
 all: stop
@@ -100,6 +100,8 @@ all: stop
 
 // TestGhost: the server acknowledges locker 0's unlock but keeps the lock (LU-12828): locker 1
 // blocks behind a holder that released: stale holder, the release instant in the evidence.
+// (Locker 0 stays alive: through FUSE the kernel turns the pid of a process that has exited into
+// 0, so a ghost of a dead holder reads as an unknown pid, where Lustre would still name it.)
 func TestGhost(t *testing.T) {
 	s := startSimfs(t, 2, "-fault", "ghost:node=0")
 	r := startRun(t, s.files(t, "ghost"), ghost, "-timeout", "6s")
