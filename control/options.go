@@ -5,10 +5,12 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -17,6 +19,7 @@ import (
 	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
+	"github.com/lockprobe/lockprobe/wire"
 )
 
 // Options configure a run. The CLI fills them from flags; zero values get defaults.
@@ -43,8 +46,16 @@ type Options struct {
 	OutDir string
 	// Executable is the lockprobe binary to start lockers with. Optional: this process's own.
 	Executable string
-	// Listen is the ROUTER endpoint. Optional: tcp://127.0.0.1:0 (loopback, any free port).
+	// Start starts one member on this host. Optional: Executable as a child process (its own
+	// process group, killed by the kernel if the controller dies).
+	Start func(Spec) (Process, error)
+	// Listen is a TCP endpoint for lockers on other nodes. Members on this host always connect
+	// over a Unix socket in a folder only this user can open; without remote lockers there is no
+	// TCP port at all. Optional: none, or tcp://127.0.0.1:0 (loopback, any free port) when
+	// Remote > 0.
 	Listen string
+	// Listener binds the controller's socket. Optional: wire.Listen.
+	Listener func(context.Context, wire.ListenOptions) (*wire.Conn, error)
 	// Remote is how many of the lockers (the last ones) run on other nodes: the controller does
 	// not start them; they connect with `lockprobe locker -connect ... -id K` and the token.
 	// Optional: 0.
@@ -52,8 +63,8 @@ type Options struct {
 	// Token is the secret lockers must present. Optional: a random one (remote lockers need it
 	// told: see Announce).
 	Token string
-	// Announce, when set, is called once the controller listens, with the endpoint and token,
-	// so that remote lockers can be told how to connect.
+	// Announce, when set and Remote > 0, is called once the controller listens, with the TCP
+	// endpoint and the token, so that remote lockers can be told how to connect.
 	Announce func(endpoint, token string)
 	// StartupTimeout bounds the time until every locker is ready. Optional: 10s + 10ms per locker.
 	StartupTimeout time.Duration
@@ -113,8 +124,21 @@ func (o *Options) defaults() error {
 	if o.Interval <= 0 {
 		o.Interval = lockmodel.DefaultInterval
 	}
-	if o.Listen == "" {
+	if o.Listen == "" && o.Remote > 0 {
 		o.Listen = "tcp://127.0.0.1:0"
+	}
+	if o.Listener == nil {
+		o.Listener = wire.Listen
+	}
+	if o.Start == nil {
+		exe := o.Executable
+		if exe == "" {
+			var err error
+			if exe, err = os.Executable(); err != nil {
+				return fmt.Errorf("find own executable: %w", err)
+			}
+		}
+		o.Start = startChild(exe)
 	}
 	if o.StartupTimeout <= 0 {
 		o.StartupTimeout = 10*time.Second + time.Duration(len(o.Queues))*10*time.Millisecond

@@ -21,6 +21,10 @@ func str(k, v string) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
 }
 
+func boolean(k string, v bool) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: v}}}
+}
+
 func num(k string, v int64) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
 }
@@ -63,8 +67,8 @@ func mustHex(s string) []byte {
 	return b
 }
 
-// writeRoot writes the root span: partial at the start, final at the end with extra attributes.
-func (r *run) writeRoot(final bool, extra []*commonpb.KeyValue) {
+// writeRoot writes the root span: partial at the start, final at the end.
+func (r *run) writeRoot(final bool) {
 	o := r.opts
 	attrs := []*commonpb.KeyValue{
 		str(semconv.RunCommand, o.CommandLine),
@@ -81,14 +85,10 @@ func (r *run) writeRoot(final bool, extra []*commonpb.KeyValue) {
 	span := &tracepb.Span{TraceId: r.traceID[:], SpanId: r.rootID[:], Name: semconv.SpanRun,
 		Kind: tracepb.Span_SPAN_KIND_INTERNAL, StartTimeUnixNano: uint64(r.start.UnixNano())}
 	if final {
-		var lost uint64
-		for _, m := range r.members {
-			lost += m.lost
-		}
-		attrs = append(attrs, str(semconv.RunEndReason, r.res.EndReason), num(semconv.RunLost, int64(lost)))
+		attrs = append(attrs, str(semconv.RunEndReason, r.res.EndReason), num(semconv.RunLost, int64(r.lost())))
 		span.EndTimeUnixNano = uint64(r.res.End.UnixNano())
 	}
-	span.Attributes = append(attrs, extra...)
+	span.Attributes = attrs
 	r.writeRecord(resourceSpans(controllerResource(o.Version), span))
 }
 
@@ -118,18 +118,21 @@ func WriteVerdict(res *Result, rec *tracepb.ResourceSpans) error {
 	return w.Close()
 }
 
-// recordExit adds a locker.exit event to the member's own span.
+// recordExit adds a locker.exit event to the member's own span: how it ended, whether it said
+// goodbye first, and how many records it still had queued if it did not.
 func (r *run) recordExit(m *member) {
 	if m.lockerSpanID == "" {
 		return
 	}
 	name := semconv.SpanLocker
-	if m.role == "observer" {
+	if m.role == roleObserver {
 		name = semconv.SpanObserver
 	}
 	span := &tracepb.Span{TraceId: mustHex(m.traceID), SpanId: mustHex(m.lockerSpanID), Name: name,
-		Events: []*tracepb.Span_Event{{TimeUnixNano: uint64(m.exitAt.UnixNano()), Name: semconv.EventExit,
-			Attributes: []*commonpb.KeyValue{str(semconv.ExitStatus, m.exitStatus), str(semconv.ExitSignal, m.exitSignal), num(semconv.ProcessPID, int64(m.pid)), num(semconv.LockerID, int64(m.id))}}}}
+		Events: []*tracepb.Span_Event{{TimeUnixNano: uint64(m.exit.At.UnixNano()), Name: semconv.EventExit,
+			Attributes: []*commonpb.KeyValue{str(semconv.ExitStatus, m.exit.Status), str(semconv.ExitSignal, m.exit.Signal),
+				num(semconv.ProcessPID, int64(m.pid)), num(semconv.LockerID, int64(m.id)),
+				boolean(semconv.ExitGoodbye, m.saidBye()), num(semconv.ExitUnsent, int64(m.unsent()))}}}}
 	r.writeRecord(resourceSpans(controllerResource(r.opts.Version), span))
 }
 
@@ -139,8 +142,8 @@ func (r *run) recordExit(m *member) {
 func (r *run) closeOpenSpans() {
 	exitAt := map[int64]time.Time{}
 	for _, m := range r.members {
-		if m.exited && !m.bye {
-			exitAt[int64(m.id)] = m.exitAt
+		if m.phase == phaseExited && !m.saidBye() {
+			exitAt[int64(m.id)] = m.exit.At
 		}
 	}
 	end := r.res.End
@@ -152,6 +155,11 @@ func (r *run) closeOpenSpans() {
 		at, died := exitAt[id]
 		if !died {
 			at = end
+		}
+		// A span that began after the end (a command under way as the run ended) ends where it
+		// began: never before it.
+		if at.UnixNano() < s.Start {
+			at = time.Unix(0, s.Start)
 		}
 		rec := &tracepb.Span{TraceId: mustHex(s.TraceID), SpanId: mustHex(s.SpanID), ParentSpanId: mustHex(s.ParentID),
 			Name: s.Name, StartTimeUnixNano: uint64(s.Start), EndTimeUnixNano: uint64(at.UnixNano())}

@@ -25,22 +25,25 @@ import (
 type Result struct {
 	OutDir       string
 	TracePath    string
-	EndReason    string // done | timeout | hang | interrupted
-	HangReason   string // what the online detector said, when EndReason is hang
+	EndReason    string // done | timeout | hang | interrupted | start-failed
 	Start, End   time.Time
-	ScenarioAt   time.Time // the scenario's start instant
-	Lost         uint64    // messages lost, from sequence gaps
-	Lockers      int
 	Killed       []string // members that had to be killed
 	Unresponsive []string // members that did not answer the snapshot request
-	Spans        []*tracefile.Span
 	RootSpanID   string
 	TraceID      string
 }
 
+// ListenError says the controller could not listen where it was told to (Options.Listen): the
+// endpoint is malformed or taken. Nothing was started and nothing written.
+type ListenError struct{ Err error }
+
+func (e *ListenError) Error() string { return e.Err.Error() }
+func (e *ListenError) Unwrap() error { return e.Err }
+
 type run struct {
 	opts    Options
 	conn    *wire.Conn
+	in      <-chan wire.Incoming // the socket's messages; nil once it has closed
 	token   string
 	traceID [16]byte
 	rootID  [8]byte
@@ -48,6 +51,8 @@ type run struct {
 	merger  *tracefile.Merger
 	members []*member
 	byIdent map[string]*member
+	refused map[string]bool // identities refused once; their further hellos are ignored
+	exits   chan exitNote
 	res     *Result
 	start   time.Time
 	scenAt  time.Time
@@ -69,20 +74,20 @@ type fileFacts struct {
 	fsErr error
 }
 
-// Run performs one run. It returns an error only when the run could not take place (the
-// lockers could not be started); a run that hangs, times out or is interrupted is a Result.
+type exitNote struct {
+	m    *member
+	exit Exit
+}
+
+// Run performs one run. It returns an error only when the run could not take place (a
+// *ListenError, or the lockers could not be started); a run that hangs, times out or is
+// interrupted is a Result. Output files are readable by this user only: they hold host names,
+// mount sources, kernel stacks and command lines.
 func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	if opts.Executable == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find own executable: %w", err)
-		}
-		opts.Executable = exe
-	}
-	r := &run{opts: opts, byIdent: map[string]*member{}, merger: tracefile.NewMerger(), start: time.Now()}
+	r := &run{opts: opts, byIdent: map[string]*member{}, refused: map[string]bool{}, merger: tracefile.NewMerger(), start: time.Now()}
 	r.token = opts.Token
 	if r.token == "" {
 		r.token = randomHex(16)
@@ -90,7 +95,16 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	r.host, _ = os.Hostname()
 	_, _ = rand.Read(r.traceID[:])
 	_, _ = rand.Read(r.rootID[:])
-	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+	// Listen before anything is written: a run that cannot listen leaves the output folder, and a
+	// previous run's trace in it, as they were. The sockets live on their own context: an
+	// interrupted run still stops its lockers over them.
+	conn, err := opts.Listener(context.Background(), wire.ListenOptions{TCP: opts.Listen})
+	if err != nil {
+		return nil, &ListenError{err}
+	}
+	r.conn, r.in = conn, conn.In()
+	defer conn.Close()
+	if err := os.MkdirAll(opts.OutDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create output folder: %w", err)
 	}
 	r.res = &Result{OutDir: opts.OutDir, TracePath: filepath.Join(opts.OutDir, tracefile.FileName), Start: r.start,
@@ -101,21 +115,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	r.writer = w
 	defer w.Close()
-	// The sockets live on their own context: an interrupted run still stops its lockers over them.
-	conn, err := wire.Listen(context.Background(), opts.Listen)
-	if err != nil {
-		return nil, err
-	}
-	r.conn = conn
-	defer conn.Close()
-	r.writeRoot(false, nil)
+	r.writeRoot(false)
 
-	logFile, err := os.Create(filepath.Join(opts.OutDir, "lockers.log"))
+	logFile, err := os.OpenFile(filepath.Join(opts.OutDir, "lockers.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create locker log: %w", err)
 	}
 	defer logFile.Close()
-	exits := make(chan exitNote, len(opts.Queues)+len(opts.Files))
+	r.exits = make(chan exitNote, len(opts.Queues)+len(opts.Files))
 	r.plan()
 	for _, f := range opts.Files {
 		ff := fileFacts{path: f}
@@ -123,67 +130,77 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		ff.fs, ff.fsErr = host.FileSystem(f)
 		r.files = append(r.files, ff)
 	}
-	if opts.Announce != nil {
-		opts.Announce(conn.Addr(), r.token)
+	if opts.Announce != nil && opts.Remote > 0 {
+		opts.Announce(conn.RemoteEndpoint(), r.token)
 	}
 	for _, m := range r.members {
 		if m.remote {
 			continue
 		}
-		if err := r.spawn(m, exits, logFile); err != nil {
-			r.shutdown(exits, "start-failed")
+		if err := r.spawn(m, logFile); err != nil {
+			r.endAt = time.Now()
+			r.shutdown("start-failed")
+			r.finish("start-failed")
 			return nil, err
 		}
 	}
-	reason, loopErr := r.loop(ctx, exits)
+	reason, loopErr := r.loop(ctx)
 	r.endAt = time.Now()
 	if r.opts.Progress != nil {
 		r.opts.Progress(Status{})
 	}
-	r.shutdown(exits, reason)
-	r.res.End = r.endAt
-	r.res.EndReason = reason
-	r.res.ScenarioAt = r.scenAt
-	r.closeOpenSpans()
-	r.writeRoot(true, nil)
-	if err := r.writer.Close(); err != nil && loopErr == nil {
+	r.shutdown(reason)
+	if err := r.finish(reason); err != nil && loopErr == nil {
 		loopErr = err
 	}
-	r.res.Spans = r.merger.Spans()
+	return r.res, loopErr
+}
+
+// finish writes the records that close the run: spans nobody ended, and the root's final one.
+func (r *run) finish(reason string) error {
+	r.res.End = r.endAt
+	r.res.EndReason = reason
+	r.closeOpenSpans()
+	r.writeRoot(true)
 	for _, m := range r.members {
-		if m.exited && !m.bye && m.cmd != nil {
-			r.opts.Log.Warn("member exited without goodbye", "member", m.label(), "pid", m.pid, "status", m.exitStatus)
+		if m.phase == phaseExited && !m.saidBye() && m.proc != nil {
+			r.opts.Log.Warn("member exited without goodbye", "member", m.label(), "pid", m.pid, "status", m.exit.Status)
 		}
 	}
+	return r.writer.Close()
+}
+
+// lost is how many of the members' messages never arrived: gaps in their sequence numbers, and
+// what a member that ended without its goodbye still had queued.
+func (r *run) lost() uint64 {
+	var n uint64
 	for _, m := range r.members {
-		r.res.Lost += m.lost
+		n += m.lost + m.unsent()
 	}
-	return r.res, loopErr
+	return n
 }
 
 // plan names the members: lockers round-robin over the files (each file is a node), then one
 // observer per file.
 func (r *run) plan() {
-	host, _ := os.Hostname()
 	nodeOf := func(k int) string {
 		if len(r.opts.Files) == 1 {
-			return host
+			return r.host
 		}
-		return fmt.Sprintf("%s/client%d", host, k)
+		return fmt.Sprintf("%s/client%d", r.host, k)
 	}
 	firstRemote := len(r.opts.Queues) - r.opts.Remote
 	for i := range r.opts.Queues {
 		k := i % len(r.opts.Files)
-		m := &member{id: i, role: "locker", node: nodeOf(k), file: r.opts.Files[k]}
+		m := &member{id: i, role: roleLocker, node: nodeOf(k), file: r.opts.Files[k]}
 		if i >= firstRemote {
 			m.remote, m.node = true, "" // its node is what its hello says
 		}
 		r.members = append(r.members, m)
 	}
-	r.res.Lockers = len(r.opts.Queues)
 	if !r.opts.NoObservers {
 		for k, f := range r.opts.Files {
-			r.members = append(r.members, &member{id: -1 - k, role: "observer", node: nodeOf(k), file: f})
+			r.members = append(r.members, &member{id: -1 - k, role: roleObserver, node: nodeOf(k), file: f})
 		}
 	}
 }
@@ -194,8 +211,33 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// spawn starts one member through Options.Start.
+func (r *run) spawn(m *member, log *os.File) error {
+	p, err := r.opts.Start(Spec{ID: m.id, Role: m.role.String(), Node: m.node, File: m.file, Endpoint: r.conn.LocalEndpoint(),
+		Token: r.token, StartupTimeout: r.opts.StartupTimeout + 5*time.Second, Log: log})
+	if err != nil {
+		return fmt.Errorf("start %s: %w", m.label(), err)
+	}
+	m.proc, m.pid = p, p.PID()
+	m.to(phaseStarted)
+	go func() { r.exits <- exitNote{m: m, exit: p.Wait()} }()
+	return nil
+}
+
+// receive takes the next message from the socket; ok is false once the socket has closed, and
+// from then on r.in is nil, so that a select on it waits for its other cases instead of
+// spinning on a closed channel.
+func (r *run) receive(in wire.Incoming, ok bool) bool {
+	if !ok {
+		r.in = nil
+		return false
+	}
+	r.handle(in)
+	return true
+}
+
 // loop runs the protocol until the run ends and says why.
-func (r *run) loop(ctx context.Context, exits chan exitNote) (string, error) {
+func (r *run) loop(ctx context.Context) (string, error) {
 	startup := time.NewTimer(r.opts.StartupTimeout)
 	defer startup.Stop()
 	var timeout <-chan time.Time
@@ -210,11 +252,10 @@ func (r *run) loop(ctx context.Context, exits chan exitNote) (string, error) {
 		select {
 		case <-ctx.Done():
 			return "interrupted", nil
-		case in, ok := <-r.conn.In():
-			if !ok {
+		case in, ok := <-r.in:
+			if !r.receive(in, ok) {
 				return "interrupted", errors.New("controller socket closed")
 			}
-			r.handle(in)
 			if !started && r.allReady() {
 				started = true
 				startup.Stop()
@@ -226,10 +267,10 @@ func (r *run) loop(ctx context.Context, exits chan exitNote) (string, error) {
 			if started && r.allDone() {
 				return "done", nil
 			}
-		case note := <-exits:
+		case note := <-r.exits:
 			r.exited(note)
-			if !started && note.m.role == "locker" {
-				return "start-failed", fmt.Errorf("%s (pid %d) exited during start-up: %s; see %s", note.m.label(), note.m.pid, note.m.exitStatus, filepath.Join(r.opts.OutDir, "lockers.log"))
+			if !started && note.m.role == roleLocker {
+				return "start-failed", fmt.Errorf("%s (pid %d) exited during start-up: %s; see %s", note.m.label(), note.m.pid, note.exit.Status, filepath.Join(r.opts.OutDir, "lockers.log"))
 			}
 			if started && r.allDone() {
 				return "done", nil
@@ -237,7 +278,7 @@ func (r *run) loop(ctx context.Context, exits chan exitNote) (string, error) {
 		case <-startup.C:
 			var missing []string
 			for _, m := range r.members {
-				if !m.ready {
+				if m.phase < phaseReady {
 					missing = append(missing, m.label())
 				}
 			}
@@ -250,13 +291,13 @@ func (r *run) loop(ctx context.Context, exits chan exitNote) (string, error) {
 			// state and another's new one: judge only a drained queue.
 			if started && r.opts.Hang != nil && r.conn.Backlog() == 0 {
 				if why := r.opts.Hang(time.Now().UnixNano()); why != "" {
-					r.res.HangReason = why
+					r.opts.Log.Info("run ends on a hang", "why", why)
 					return "hang", nil
 				}
 			}
 		case <-beat.C:
 			for _, m := range r.members {
-				if m.welcomed && m.alive() && !m.bye {
+				if m.connected() {
 					r.send(m, &proto.Message{Kind: proto.KindBeat, Beat: &proto.Beat{}})
 				}
 			}
@@ -273,18 +314,28 @@ func (r *run) loop(ctx context.Context, exits chan exitNote) (string, error) {
 
 func (r *run) allReady() bool {
 	for _, m := range r.members {
-		if !m.ready {
+		if m.phase < phaseReady || m.phase == phaseExited {
 			return false
 		}
 	}
 	return true
 }
 
-// allDone says whether every locker has finished its queue (idle, said bye, or exited).
+// allDone says whether every locker has finished its queue (idle, left, or exited).
 // Observers do not count: they watch until told to stop.
 func (r *run) allDone() bool {
 	for _, m := range r.members {
-		if m.role == "locker" && !(m.idle || m.bye || m.exited) {
+		if m.role == roleLocker && !m.done() {
+			return false
+		}
+	}
+	return true
+}
+
+// allGone says whether nothing of any member runs any more.
+func (r *run) allGone() bool {
+	for _, m := range r.members {
+		if !m.gone() {
 			return false
 		}
 	}
@@ -308,7 +359,7 @@ func (r *run) handle(in wire.Incoming) {
 	}
 	msg := in.Msg
 	if msg.Kind == proto.KindHello {
-		r.hello(in.From, msg.Seq, msg.Hello)
+		r.hello(in.From, msg)
 		return
 	}
 	m := r.byIdent[in.From]
@@ -316,44 +367,56 @@ func (r *run) handle(in wire.Incoming) {
 		r.opts.Log.Warn("message from unknown identity", "from", in.From, "kind", msg.Kind)
 		return
 	}
-	r.count(m, msg.Seq)
+	r.count(m, msg)
 	m.lastHeard = in.At
 	switch msg.Kind {
 	case proto.KindPing:
 		r.send(m, &proto.Message{Kind: proto.KindPong, Pong: &proto.Pong{T1: msg.Ping.T1, TC: time.Now().UnixNano()}})
 	case proto.KindReady:
-		m.ready, m.tid = true, msg.Ready.TID
+		if m.to(phaseReady) {
+			m.tid = msg.Ready.TID
+		}
 	case proto.KindAck:
 		if msg.Ack.Kind == proto.KindCommands {
-			m.acked = true
+			m.queue.acked = true
 		}
 	case proto.KindSpans:
 		r.spans(m, msg.Spans)
 	case proto.KindIdle:
-		m.idle = true
+		m.to(phaseIdle)
 	case proto.KindSnapshot:
 		r.snapshotReply(m, msg.Snapshot)
 	case proto.KindBye:
-		m.bye = true
+		m.to(phaseLeft)
 		r.send(m, &proto.Message{Kind: proto.KindAck, Ack: &proto.Ack{Kind: proto.KindBye, Seq: msg.Seq}})
 	}
 }
 
-// count tracks the member's sequence numbers; a gap is a lost message.
-func (r *run) count(m *member, seq uint64) {
+// count tracks the member's sequence numbers (a gap is a lost message) and its backlog.
+func (r *run) count(m *member, msg *proto.Message) {
+	seq := msg.Seq
 	m.received++
 	if seq > m.lastSeq+1 {
 		m.lost += seq - m.lastSeq - 1
 	}
 	if seq > m.lastSeq {
 		m.lastSeq = seq
+		m.backlog = msg.Backlog
 	}
 }
 
-func (r *run) hello(from string, seq uint64, h *proto.Hello) {
+func (r *run) hello(from string, msg *proto.Message) {
+	h := msg.Hello
 	refuse := func(why string) {
+		if r.refused[from] {
+			return // one answer per stranger: its resent hellos must not make us write on
+		}
+		if len(r.refused) < 10000 {
+			r.refused[from] = true
+		}
 		r.opts.Log.Warn("hello refused", "from", from, "why", why)
 		_ = r.conn.SendTo(from, &proto.Message{Kind: proto.KindRefuse, Refuse: &proto.Refuse{Reason: why}})
+		r.conn.Drop(from, time.Second)
 	}
 	if h.Version != proto.Version {
 		refuse(fmt.Sprintf("protocol version %d, controller speaks %d", h.Version, proto.Version))
@@ -365,7 +428,7 @@ func (r *run) hello(from string, seq uint64, h *proto.Hello) {
 	}
 	var m *member
 	for _, c := range r.members {
-		if c.id == h.LockerID && c.role == h.Role {
+		if c.id == h.LockerID && c.role.String() == h.Role {
 			m = c
 		}
 	}
@@ -378,8 +441,13 @@ func (r *run) hello(from string, seq uint64, h *proto.Hello) {
 		return
 	}
 	if m.identity == "" {
+		if !m.to(phaseWelcomed) {
+			refuse(fmt.Sprintf("%s is %s", m.label(), m.phase))
+			return
+		}
 		m.identity = from
 		r.byIdent[from] = m
+		r.conn.Trust(from)
 		if m.remote {
 			m.pid, m.node = h.PID, h.Node
 			if m.node == "" {
@@ -387,15 +455,16 @@ func (r *run) hello(from string, seq uint64, h *proto.Hello) {
 			}
 		}
 	}
-	r.count(m, seq)
-	if m.welcomed && time.Since(m.welcomedAt) < time.Second {
+	r.count(m, msg)
+	m.lastHeard = time.Now()
+	if time.Since(m.welcomedAt) < time.Second {
 		return // a resent hello that crossed our welcome
 	}
-	m.welcomed, m.welcomedAt = true, time.Now()
+	m.welcomedAt = time.Now()
 	r.send(m, &proto.Message{Kind: proto.KindWelcome, Welcome: &proto.Welcome{
 		TraceID: r.traceID, ParentSpanID: r.rootID, Poll: r.opts.Poll, Heartbeat: time.Second,
 		Kind: r.opts.Kind, Style: r.opts.Style, Tries: r.opts.Tries, Interval: r.opts.Interval,
-		SameClock: m.cmd != nil && h.Host == r.host,
+		SameClock: !m.remote && h.Host == r.host,
 		Spin:      r.spin(),
 	}})
 }
@@ -407,22 +476,24 @@ func (r *run) sendCommands() {
 	r.scenAt = time.Now().Add(lead)
 	r.peers = make([]proto.Peer, 0, len(r.members))
 	for _, m := range r.members {
-		if m.role == "locker" {
+		if m.role == roleLocker {
 			r.peers = append(r.peers, proto.Peer{LockerID: m.id, Node: m.node, PID: m.pid, TID: m.tid})
 		}
 	}
 	for _, m := range r.members {
-		m.commanded = true
-		r.sendQueue(m)
+		if m.to(phaseRunning) {
+			r.sendQueue(m)
+		}
 	}
-	r.writeRoot(false, nil)
+	r.writeRoot(false)
 }
 
 // resendCommands repeats a queue whose ack has not come within a second (app-level ack: a
 // message the transport lost must not leave a locker without work).
 func (r *run) resendCommands() {
 	for _, m := range r.members {
-		if m.commanded && !m.acked && m.alive() && m.commandsSends < 5 && time.Since(m.commandsSentAt) > time.Second {
+		q := &m.queue
+		if m.phase >= phaseRunning && m.connected() && !q.acked && q.sends < 5 && time.Since(q.sentAt) > time.Second {
 			r.sendQueue(m)
 		}
 	}
@@ -431,24 +502,25 @@ func (r *run) resendCommands() {
 // sendQueue sends m its queue (observers get none) with the scenario start and the peer table.
 func (r *run) sendQueue(m *member) {
 	var q []proto.Command
-	if m.role == "locker" {
+	if m.role == roleLocker {
 		q = r.opts.Queues[m.id]
 	}
-	m.commandsSentAt = time.Now()
-	m.commandsSends++
+	m.queue.sentAt = time.Now()
+	m.queue.sends++
 	r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: r.peers}})
 }
 
-// spans writes a batch to the trace file at once, then shares it with the watchers.
-func (r *run) spans(m *member, req *coltracepb.ExportTraceServiceRequest) {
+// spans writes a batch to the trace file at once, then shares it with the watchers. from is
+// the member that sent it, nil for the controller's own records.
+func (r *run) spans(from *member, req *coltracepb.ExportTraceServiceRequest) {
 	if err := r.writer.Write(req); err != nil {
 		r.opts.Log.Error("trace file", "err", err)
 	}
 	touched := r.merger.Add(req.ResourceSpans)
 	for _, s := range touched {
 		r.live.observe(s)
-		if s.Name == semconv.SpanLocker || s.Name == semconv.SpanObserver {
-			m.lockerSpanID, m.traceID = s.SpanID, s.TraceID
+		if from != nil && (s.Name == semconv.SpanLocker || s.Name == semconv.SpanObserver) {
+			from.lockerSpanID, from.traceID = s.SpanID, s.TraceID
 		}
 		if r.opts.Watch != nil {
 			r.opts.Watch(s)
@@ -461,13 +533,16 @@ func (r *run) spans(m *member, req *coltracepb.ExportTraceServiceRequest) {
 
 // writeRecord writes spans the controller made itself.
 func (r *run) writeRecord(rs *tracepb.ResourceSpans) {
-	r.spans(&member{}, &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{rs}})
+	r.spans(nil, &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{rs}})
 }
 
 func (r *run) exited(note exitNote) {
 	m := note.m
-	m.exited, m.exitAt = true, note.at
-	m.exitStatus, m.exitSignal = describeExit(m.cmd)
+	m.exitPhase = m.phase
+	if !m.to(phaseExited) {
+		return
+	}
+	m.exit = note.exit
 	r.recordExit(m)
 }
 
@@ -492,10 +567,9 @@ const remoteSilence = 10 * time.Second
 func (r *run) silentRemotes() bool {
 	marked := false
 	for _, m := range r.members {
-		if m.remote && m.welcomed && !m.exited && !m.bye && time.Since(m.lastHeard) > remoteSilence {
-			m.exited, m.exitAt, m.exitStatus = true, m.lastHeard, "silent for "+remoteSilence.String()
+		if m.remote && m.connected() && time.Since(m.lastHeard) > remoteSilence {
+			r.exited(exitNote{m: m, exit: Exit{At: m.lastHeard, Status: "silent for " + remoteSilence.String()}})
 			r.opts.Log.Warn("remote locker fell silent", "member", m.label(), "pid", m.pid, "node", m.node)
-			r.recordExit(m)
 			marked = true
 		}
 	}

@@ -3,7 +3,6 @@ package control
 import (
 	"fmt"
 	"sort"
-	"syscall"
 	"time"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -35,7 +34,7 @@ func stateEvent(m *member, at int64, pid, tid int, state, wchan string, stack []
 		stack = []string{}
 	}
 	return &tracepb.Span_Event{TimeUnixNano: uint64(at), Name: semconv.EventState, Attributes: []*commonpb.KeyValue{
-		num(semconv.LockerID, int64(m.id)), str(semconv.LockerRole, m.role), str(semconv.Node, m.node),
+		num(semconv.LockerID, int64(m.id)), str(semconv.LockerRole, m.role.String()), str(semconv.Node, m.node),
 		num(semconv.ProcessPID, int64(pid)), num(semconv.ProcTID, int64(tid)),
 		str(semconv.ProcState, state), str(semconv.ProcWchan, wchan), strs(semconv.ProcStack, stack),
 		str(semconv.ProcInfl, inflight), str("lockprobe.snapshot.source", source),
@@ -44,37 +43,34 @@ func stateEvent(m *member, at int64, pid, tid int, state, wchan string, stack []
 
 // takeSnapshot asks the members still running for their state, waits up to a second, and
 // reads /proc for those that did not answer: a locker stuck in a file system call still has
-// a reader goroutine, but a process in D state or a stopped client may answer nothing.
-func (r *run) takeSnapshot(exits chan exitNote) {
+// a reader goroutine, but a process in D state or a stopped client may answer nothing. The
+// request also tells each locker that the run is over: it starts no further command.
+func (r *run) takeSnapshot() {
 	r.snap = &snapshot{at: time.Now()}
-	waiting := 0
+	awaited := map[*member]bool{}
 	for _, m := range r.members {
-		if m.alive() && m.welcomed && !m.bye {
-			r.send(m, &proto.Message{Kind: proto.KindSnapReq, SnapReq: &proto.SnapReq{Reason: r.res.EndReason}})
-			waiting++
+		if m.connected() {
+			r.send(m, &proto.Message{Kind: proto.KindSnapReq, SnapReq: &proto.SnapReq{Reason: r.res.EndReason, At: r.endAt.UnixNano()}})
+			awaited[m] = true
 		}
 	}
-	deadline := time.After(time.Second)
-	for waiting > 0 {
+	deadline := time.NewTimer(time.Second)
+	defer deadline.Stop()
+	for len(awaited) > 0 {
 		select {
-		case in, ok := <-r.conn.In():
-			if !ok {
-				waiting = 0
-				continue
+		case in, ok := <-r.in:
+			if r.receive(in, ok) && in.Msg != nil && in.Msg.Kind == proto.KindSnapshot {
+				delete(awaited, r.byIdent[in.From])
 			}
-			r.handle(in)
-			if in.Msg != nil && in.Msg.Kind == proto.KindSnapshot {
-				waiting--
-			}
-		case note := <-exits:
+		case note := <-r.exits:
 			r.exited(note)
-			waiting--
-		case <-deadline:
-			waiting = 0
+			delete(awaited, note.m)
+		case <-deadline.C:
+			clear(awaited)
 		}
 	}
 	for _, m := range r.members {
-		if m.alive() && m.welcomed && !m.bye && !m.snapshotDone {
+		if m.connected() && !m.snapshotDone {
 			r.res.Unresponsive = append(r.res.Unresponsive, fmt.Sprintf("%s (pid %d on %s)", m.label(), m.pid, m.node))
 			if !m.remote {
 				r.snap.events = append(r.snap.events, r.procState(m))
@@ -141,90 +137,77 @@ func (r *run) procLocks() []*tracepb.Span_Event {
 
 // shutdown ends the run for every member: snapshot, stop, wait for goodbyes, kill what is left.
 // It never waits without a deadline.
-func (r *run) shutdown(exits chan exitNote, reason string) {
+func (r *run) shutdown(reason string) {
 	r.res.EndReason = reason
 	if reason != "start-failed" && reason != "done" {
-		r.takeSnapshot(exits)
+		r.takeSnapshot()
 	}
 	for _, m := range r.members {
-		if m.alive() && !m.bye {
+		if m.connected() {
 			r.send(m, &proto.Message{Kind: proto.KindStop, Stop: &proto.Stop{Reason: reason, At: r.endAt.UnixNano()}})
 		}
 	}
-	deadline := time.After(r.opts.Grace)
-	for !r.allExited() {
-		select {
-		case in, ok := <-r.conn.In():
-			if ok {
-				r.handle(in)
-			}
-		case note := <-exits:
-			r.exited(note)
-		case <-deadline:
-			r.killAll(exits)
-			return
-		}
+	if !r.await(r.opts.Grace) {
+		r.killAll()
+		return
 	}
 	r.drain()
 }
 
-func (r *run) allExited() bool {
-	for _, m := range r.members {
-		if m.cmd != nil && !m.exited {
-			return false
-		}
-		// A remote locker has no process here: its goodbye (or its silence) is its exit.
-		if m.remote && m.welcomed && !m.exited && !m.bye {
+// await handles messages and exits until every member is gone, or for at most d; it says
+// whether they are all gone.
+func (r *run) await(d time.Duration) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for !r.allGone() {
+		select {
+		case in, ok := <-r.in:
+			r.receive(in, ok)
+		case note := <-r.exits:
+			r.exited(note)
+		case <-deadline.C:
 			return false
 		}
 	}
 	return true
 }
 
+// killWait is how long the run waits for killed members to be reaped: a process whose thread
+// waits on a stopped FUSE server may not die until the server runs again.
+const killWait = 2 * time.Second
+
 // killAll kills the members that did not stop in time and waits (bounded) for them to go.
-func (r *run) killAll(exits chan exitNote) {
+func (r *run) killAll() {
 	for _, m := range r.members {
-		if m.cmd != nil && !m.exited {
+		if !m.gone() && m.proc != nil {
 			r.res.Killed = append(r.res.Killed, fmt.Sprintf("%s (pid %d)", m.label(), m.pid))
-			// Resume a stopped member first so that it can leave its FUSE waits and be reaped.
-			_ = syscall.Kill(m.pid, syscall.SIGCONT)
-			_ = m.cmd.Process.Kill()
+			if err := m.proc.Kill(); err != nil {
+				r.opts.Log.Warn("kill", "member", m.label(), "pid", m.pid, "err", err)
+			}
 		}
 	}
-	// A process whose thread waits on a stopped FUSE server may not die until the server runs
-	// again; the run does not wait for it longer than this.
-	deadline := time.After(2 * time.Second)
-	for !r.allExited() {
-		select {
-		case note := <-exits:
-			r.exited(note)
-		case in, ok := <-r.conn.In():
-			if ok {
-				r.handle(in)
+	if !r.await(killWait) {
+		for _, m := range r.members {
+			if !m.gone() && m.proc != nil {
+				r.res.Unresponsive = append(r.res.Unresponsive, fmt.Sprintf("%s (pid %d): still alive %s after SIGKILL", m.label(), m.pid, killWait))
 			}
-		case <-deadline:
-			for _, m := range r.members {
-				if m.cmd != nil && !m.exited {
-					r.res.Unresponsive = append(r.res.Unresponsive, fmt.Sprintf("%s (pid %d): still alive 2 s after SIGKILL", m.label(), m.pid))
-				}
-			}
-			r.opts.Log.Error("members still running after SIGKILL (uninterruptible sleep?)")
-			return
 		}
+		r.opts.Log.Error("members still running after SIGKILL (uninterruptible sleep?)")
+		return
 	}
 	r.drain()
 }
 
 // drain takes the messages that are still queued after every member has gone.
 func (r *run) drain() {
-	for {
+	idle := time.NewTimer(50 * time.Millisecond)
+	defer idle.Stop()
+	for r.in != nil {
 		select {
-		case in, ok := <-r.conn.In():
-			if !ok {
-				return
-			}
-			r.handle(in)
-		case <-time.After(50 * time.Millisecond):
+		case in, ok := <-r.in:
+			r.receive(in, ok)
+			idle.Reset(50 * time.Millisecond)
+		case <-idle.C:
 			return
 		}
 	}

@@ -49,7 +49,7 @@ type Status struct {
 }
 
 func (r *run) status() Status {
-	st := Status{Elapsed: time.Since(r.start), Lockers: r.res.Lockers, Holding: len(r.live.holding), Waiting: len(r.live.waiting)}
+	st := Status{Elapsed: time.Since(r.start), Lockers: len(r.opts.Queues), Holding: len(r.live.holding), Waiting: len(r.live.waiting)}
 	now := time.Now().UnixNano()
 	for _, w := range r.live.waiting {
 		if d := time.Duration(now - w.start); d > st.LongestWait {

@@ -3,6 +3,8 @@
 // header (magic, protocol version, kind, sender's sequence number) and a payload. Control
 // payloads are JSON; span payloads are OTLP protobuf (an ExportTraceServiceRequest), so spans
 // travel in the format every collector already reads.
+//
+// Header: magic "LP", version, kind, sequence number (8 bytes), backlog (4 bytes), big-endian.
 package proto
 
 import (
@@ -20,14 +22,15 @@ import (
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
-// Version is the protocol version; a hello with another version is refused.
-const Version = 1
+// Version is the protocol version; a hello with another version is refused. Version 2 added
+// the backlog to the header.
+const Version = 2
 
 // magic opens every frame so that a stray connection is recognised at once.
 var magic = [2]byte{'L', 'P'}
 
 // HeaderSize is the size of the fixed frame header.
-const HeaderSize = 2 + 1 + 1 + 8
+const HeaderSize = 2 + 1 + 1 + 8 + 4
 
 // MaxPayload bounds a frame's payload; a larger one is rejected rather than allocated.
 const MaxPayload = 64 << 20
@@ -73,6 +76,9 @@ func (k Kind) String() string {
 type Message struct {
 	Kind Kind
 	Seq  uint64 // the sender's sequence number, from 1; gaps mean lost messages
+	// Backlog is how many records the sender still had queued behind this message when it sent
+	// it: a sender that dies without its goodbye leaves at least the last one's backlog unsent.
+	Backlog uint32
 
 	Hello    *Hello
 	Welcome  *Welcome
@@ -168,9 +174,11 @@ type Idle struct {
 	Executed int `json:"executed"`
 }
 
-// SnapReq asks for a snapshot.
+// SnapReq asks for a snapshot. The run is over: the locker starts no further command, so that
+// the snapshot shows the state at the end and nothing happens after it.
 type SnapReq struct {
 	Reason string `json:"reason"`
+	At     int64  `json:"at"` // the run's end instant (unix ns, controller clock)
 }
 
 // Snapshot is a locker's state at one moment.
@@ -234,6 +242,7 @@ func Encode(m *Message) ([]byte, error) {
 	frame[2] = Version
 	frame[3] = byte(m.Kind)
 	binary.BigEndian.PutUint64(frame[4:], m.Seq)
+	binary.BigEndian.PutUint32(frame[12:], m.Backlog)
 	return append(frame, payload...), nil
 }
 
@@ -299,7 +308,7 @@ func Decode(frame []byte) (*Message, error) {
 	if len(payload) > MaxPayload {
 		return nil, fmt.Errorf("decode %s: payload of %d bytes exceeds %d", kind, len(payload), MaxPayload)
 	}
-	m := &Message{Kind: kind, Seq: binary.BigEndian.Uint64(frame[4:])}
+	m := &Message{Kind: kind, Seq: binary.BigEndian.Uint64(frame[4:]), Backlog: binary.BigEndian.Uint32(frame[12:])}
 	var target any
 	switch kind {
 	case KindSpans:

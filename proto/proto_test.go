@@ -65,11 +65,11 @@ func sampleMessages() []*Message {
 			},
 			Peers: []Peer{{LockerID: 1, Node: "a", PID: 10}, {LockerID: 2, Node: "b", PID: 11}}}},
 		{Kind: KindAck, Seq: 4, Ack: &Ack{Kind: KindCommands, Seq: 3}},
-		{Kind: KindSpans, Seq: 5, Spans: spansReq(testTraceID, testSpanID, testParent)},
+		{Kind: KindSpans, Seq: 5, Backlog: 17, Spans: spansReq(testTraceID, testSpanID, testParent)},
 		{Kind: KindSpans, Seq: 5, Spans: spansReq(testTraceID, testSpanID, nil)},
 		{Kind: KindSpans, Seq: 5, Spans: &coltracepb.ExportTraceServiceRequest{}},
 		{Kind: KindIdle, Seq: 6, Idle: &Idle{Executed: 9}},
-		{Kind: KindSnapReq, Seq: 7, SnapReq: &SnapReq{Reason: "timeout"}},
+		{Kind: KindSnapReq, Seq: 7, SnapReq: &SnapReq{Reason: "timeout", At: 1_700_000_000_500_000_000}},
 		{Kind: KindSnapshot, Seq: 8, Snapshot: &Snapshot{At: 1_700_000_000_000_000_000, PID: 4242, TID: 4243, State: "S",
 			Wchan: "locks_lock_inode_wait", Stack: []string{"fcntl_setlk", "do_syscall_64"}, Inflight: "write range=0:0",
 			Executed: 3, Holds: 1}},
@@ -103,8 +103,11 @@ func TestRoundTripEveryKind(t *testing.T) {
 			if len(frame) < HeaderSize || string(frame[:2]) != "LP" || frame[2] != Version || Kind(frame[3]) != m.Kind {
 				t.Fatalf("header % x does not say magic LP, version %d, kind %d", frame[:min(len(frame), HeaderSize)], Version, m.Kind)
 			}
-			if seq := binary.BigEndian.Uint64(frame[4:HeaderSize]); seq != m.Seq {
+			if seq := binary.BigEndian.Uint64(frame[4:12]); seq != m.Seq {
 				t.Errorf("header seq %d, want %d", seq, m.Seq)
+			}
+			if b := binary.BigEndian.Uint32(frame[12:HeaderSize]); b != m.Backlog {
+				t.Errorf("header backlog %d, want %d", b, m.Backlog)
 			}
 			got, err := Decode(frame)
 			if err != nil {
@@ -137,7 +140,7 @@ func TestKindString(t *testing.T) {
 
 // frameOf builds a frame by hand so that the tests can send what Encode refuses to write.
 func frameOf(version byte, kind Kind, payload string) []byte {
-	f := []byte{'L', 'P', version, byte(kind), 0, 0, 0, 0, 0, 0, 0, 7}
+	f := []byte{'L', 'P', version, byte(kind), 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 3}
 	return append(f, payload...)
 }
 
@@ -174,7 +177,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"empty", nil, "shorter than"},
 		{"short frame", good[:HeaderSize-1], "shorter than"},
 		{"bad magic", badMagic, "bad magic"},
-		{"other version", frameOf(Version+1, KindPing, `{"t1":1}`), "protocol version 2"},
+		{"other version", frameOf(Version+1, KindPing, `{"t1":1}`), "protocol version 3"},
 		{"version zero", frameOf(0, KindPing, `{"t1":1}`), "protocol version 0"},
 		{"kind zero", frameOf(Version, 0, `{}`), "unknown message kind 0"},
 		{"kind past the end", frameOf(Version, kindEnd, `{}`), "unknown message kind 16"},

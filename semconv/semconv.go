@@ -101,8 +101,10 @@ const (
 	ClockOffset      = "clock.offset_ns"      // int: controller − locker
 	ClockUncertainty = "clock.uncertainty_ns" // int: half the best round trip
 
-	ExitStatus = "process.exit.status" // string, as os.ProcessState says
-	ExitSignal = "process.exit.signal" // string, empty when not signalled
+	ExitStatus  = "process.exit.status" // string, as os.ProcessState says
+	ExitSignal  = "process.exit.signal" // string, empty when not signalled
+	ExitGoodbye = "locker.exit.goodbye" // bool: it said goodbye (sent all it had) before it ended
+	ExitUnsent  = "locker.exit.unsent"  // int: records it still had queued, never delivered (at least)
 
 	ProcState  = "process.state" // one letter, as /proc/PID/stat
 	ProcWchan  = "process.wchan"

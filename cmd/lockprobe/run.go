@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -69,7 +70,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.otlp, "otlp", "", "forward spans to this OTLP endpoint (http://host:4318 or grpc://host:4317); OTEL_EXPORTER_OTLP_* also work")
 	fs.BoolVar(&f.verbose, "v", false, "log diagnostics to stderr")
 	fs.IntVar(&f.remote, "remote", 0, "how many of the lockers (the last ones) run on other nodes and connect by themselves (lockprobe locker -connect ...)")
-	fs.StringVar(&f.listen, "listen", "tcp://127.0.0.1:0", "the controller's ZeroMQ endpoint; remote lockers need an address they can reach")
+	fs.StringVar(&f.listen, "listen", "", "with -remote: the TCP endpoint remote lockers connect to, tcp://HOST:PORT (default tcp://127.0.0.1:0); local lockers use a private Unix socket")
 	fs.StringVar(&f.token, "token", "", "the secret lockers must present (default: a random one; LOCKPROBE_TOKEN on the remote nodes)")
 	fs.DurationVar(&f.startup, "startup-timeout", 0, "how long to wait for every locker to be ready (default 10s + 10ms per locker; 5m with -remote)")
 	fs.StringVar(&f.glusterSock, "gluster-sock", "", "glusterd's CLI socket, for the brick statedump at the end of a run on GlusterFS (default: gluster's own)")
@@ -96,24 +97,10 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		opts.Announce = announceRemote(stderr, opts)
 	}
 
-	analyzer := analysis.New(analysis.Options{StuckAfter: f.stuckAfter, Settle: f.poll})
-	opts.Watch = analyzer.Observe
-	var hangAt, formedAt int64
-	opts.Hang = func(now int64) string {
-		for _, fd := range analyzer.Check(now) {
-			if fd.Class != analysis.ClassDeadlock {
-				continue
-			}
-			if hangAt == 0 {
-				hangAt, formedAt = now, fd.FormedAt
-				opts.Log.Info("deadlock detected", "summary", fd.Summary)
-			}
-			if f.onHang == "stop" {
-				return fd.Summary
-			}
-		}
-		return ""
-	}
+	aopts := analysis.Options{StuckAfter: f.stuckAfter, Settle: f.poll}
+	hw := &hangWatch{analyzer: analysis.New(aopts), stop: f.onHang == "stop", log: opts.Log}
+	opts.Watch = hw.analyzer.Observe
+	opts.Hang = hw.check
 	fwd, err := newForwarder(f.otlp, opts.Log)
 	if err != nil {
 		return err
@@ -125,10 +112,14 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	res, runErr := control.Run(ctx, opts)
+	var le *control.ListenError
+	if errors.As(runErr, &le) {
+		return usagef("-listen %s: %v", opts.Listen, le.Err)
+	}
 	if res == nil {
 		return runErr
 	}
-	code, err := report(res, opts, hangAt, formedAt, f.stuckAfter, f.poll, fwd, stdout)
+	code, err := report(res, aopts, hw.latency(), fwd, stdout)
 	// Closed only now: the verdict that report adds to the root span goes out with it.
 	if fwd != nil {
 		fmt.Fprintln(stdout, fwd.Close())
@@ -145,25 +136,54 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// hangWatch asks the live analyzer, at each poll of the controller, whether a deadlock has
+// formed, and remembers when it first saw one (for the detection latency in the report).
+type hangWatch struct {
+	analyzer         *analysis.Analyzer
+	stop             bool // -on-hang stop: end the run at the first deadlock
+	log              *slog.Logger
+	hangAt, formedAt int64
+}
+
+func (h *hangWatch) check(now int64) string {
+	for _, fd := range h.analyzer.Check(now) {
+		if fd.Class != analysis.ClassDeadlock {
+			continue
+		}
+		if h.hangAt == 0 {
+			h.hangAt, h.formedAt = now, fd.FormedAt
+			h.log.Info("deadlock detected", "summary", fd.Summary)
+		}
+		if h.stop {
+			return fd.Summary
+		}
+	}
+	return ""
+}
+
+// latency is how long after a deadlock formed the live check saw it; 0 when it saw none.
+func (h *hangWatch) latency() time.Duration {
+	if h.hangAt == 0 || h.formedAt == 0 {
+		return 0
+	}
+	return time.Duration(h.hangAt - h.formedAt)
+}
+
 // report analyses the finished run from its trace file, as `analyze` would, writes the verdict
 // into the trace (and to the collector, when fwd is not nil) and the reports into the output
 // folder, and prints the summary.
-func report(res *control.Result, opts control.Options, hangAt, formedAt int64, stuckAfter, poll time.Duration, fwd *forwarder, stdout io.Writer) (int, error) {
+func report(res *control.Result, aopts analysis.Options, latency time.Duration, fwd *forwarder, stdout io.Writer) (int, error) {
 	t, err := tracefile.Open(res.TracePath)
 	if err != nil {
 		return exitTool, err
 	}
-	ar := analysis.Analyze(t, analysis.Options{StuckAfter: stuckAfter, Settle: poll})
+	ar := analysis.Analyze(t, aopts)
 	rec := control.VerdictRecord(res, version, ar.Verdict.Class, ar.Verdict.Exit, ar.Verdict.Summary)
 	if err := control.WriteVerdict(res, rec); err != nil {
 		return exitTool, err
 	}
 	if fwd != nil {
 		fwd.Verdict(rec)
-	}
-	var latency time.Duration
-	if hangAt != 0 && formedAt != 0 {
-		latency = time.Duration(hangAt - formedAt)
 	}
 	if err := writeReports(ar, reportOptions{outDir: res.OutDir, latency: latency, endReason: res.EndReason, killed: res.Killed, unresponsive: res.Unresponsive}, stdout); err != nil {
 		return exitTool, err
@@ -206,8 +226,14 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 	if f.remote < 0 || f.remote > procs {
 		return o, usagef("-remote %d: must be between 0 and -procs (%d)", f.remote, procs)
 	}
-	if !strings.HasPrefix(f.listen, "tcp://") {
-		return o, usagef("-listen %q: want tcp://HOST:PORT", f.listen)
+	if f.listen != "" {
+		if f.remote == 0 {
+			return o, usagef("-listen is for -remote lockers: local lockers connect over a private Unix socket")
+		}
+		hp, ok := strings.CutPrefix(f.listen, "tcp://")
+		if _, _, err := net.SplitHostPort(hp); !ok || err != nil {
+			return o, usagef("-listen %q: want tcp://HOST:PORT", f.listen)
+		}
 	}
 	if f.startup == 0 && f.remote > 0 {
 		f.startup = 5 * time.Minute
