@@ -99,7 +99,13 @@ func startSimfs(t *testing.T, nodes int, args ...string) *server {
 	if skip != "" {
 		t.Skip(skip)
 	}
-	s := &server{dir: t.TempDir(), done: make(chan error, 1)}
+	return startSimfsIn(t, t.TempDir(), nodes, args...)
+}
+
+// startSimfsIn is startSimfs on a given folder.
+func startSimfsIn(t *testing.T, dir string, nodes int, args ...string) *server {
+	t.Helper()
+	s := &server{dir: dir, done: make(chan error, 1)}
 	all := append([]string{"simfs", "-mount", s.dir, "-nodes", strconv.Itoa(nodes), "-v"}, args...)
 	s.cmd = exec.Command(bin, all...)
 	s.cmd.Stderr = &s.out
@@ -141,7 +147,12 @@ func startSimfs(t *testing.T, nodes int, args ...string) *server {
 // mount is left under its folder.
 func (s *server) stop(t *testing.T) {
 	t.Helper()
-	if s.cmd.ProcessState == nil {
+	killed := false
+	select {
+	case err := <-s.done: // the test killed it
+		s.done <- err
+		killed = true
+	default:
 		_ = s.cmd.Process.Signal(os.Interrupt)
 		select {
 		case err := <-s.done:
@@ -154,6 +165,10 @@ func (s *server) stop(t *testing.T) {
 			<-s.done
 			_ = exec.Command(bin, "simfs", "-mount", s.dir, "-cleanup").Run()
 		}
+	}
+	if killed {
+		// A killed server's dead mounts are the test's to clean up.
+		_ = exec.Command(bin, "simfs", "-mount", s.dir, "-cleanup").Run()
 	}
 	if left := simfsMounts(t, s.dir); len(left) > 0 {
 		t.Errorf("simfs mounts left under %s: %v", s.dir, left)
