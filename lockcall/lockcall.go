@@ -97,13 +97,13 @@ type Op int
 
 // The operations.
 const (
-	OpNone   Op = iota // not a lock call: a tracer lets it go
-	OpLock             // take (or convert) a lock: F_SETLK(W), F_OFD_SETLK(W) with a read or write type, flock LOCK_SH/EX
-	OpUnlock           // drop a lock: F_UNLCK, LOCK_UN
-	OpGetlk            // test: F_GETLK, F_OFD_GETLK
-	OpClose            // close(fd): drops the process's POSIX locks on that file
-	OpDup              // dup2/dup3(old, new): closes new first
-	OpCloseRange       // close_range(first, last)
+	OpNone       Op = iota // not a lock call: a tracer lets it go
+	OpLock                 // take (or convert) a lock: F_SETLK(W), F_OFD_SETLK(W) with a read or write type, flock LOCK_SH/EX
+	OpUnlock               // drop a lock: F_UNLCK, LOCK_UN
+	OpGetlk                // test: F_GETLK, F_OFD_GETLK
+	OpClose                // close(fd): drops the process's POSIX locks on that file
+	OpDup                  // dup2/dup3(old, new): closes new first
+	OpCloseRange           // close_range(first, last)
 )
 
 var opNames = [...]string{"none", "lock", "unlock", "getlk", "close", "dup", "close_range"}

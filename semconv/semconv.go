@@ -106,6 +106,12 @@ const (
 	ExitGoodbye = "locker.exit.goodbye" // bool: it said goodbye (sent all it had) before it ended
 	ExitUnsent  = "locker.exit.unsent"  // int: records it still had queued, never delivered (at least)
 
+	ProcCommandLine = "process.command_line" // a real program's argv, joined by spaces (OTel's name)
+	ProcParentPID   = "process.parent_pid"   // int: the process that forked it
+	ProcSyscall     = "process.syscall"      // snapshot: the call a thread is in, as /proc/PID/syscall decodes
+	LockRechecks    = "lock.hold.rechecks"   // int: granted calls that re-took a held lock unchanged (casacore re-checks on every access)
+	OwnerLocal      = "lock.owner.local"     // bool as int: 0 when the owner's pid is no process of this node
+
 	ProcState  = "process.state" // one letter, as /proc/PID/stat
 	ProcWchan  = "process.wchan"
 	ProcStack  = "process.stack"     // []string

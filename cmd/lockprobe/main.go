@@ -54,6 +54,12 @@ var commands = map[string]command{
 	"scenarios": {scenariosCmd, "list the built-in scenarios"},
 	"simfs":     {simfsCmd, "serve a FUSE lock file system with Lustre's lock semantics and faults, through K mounts"},
 	"version":   {versionCmd, "print the version"},
+	"exec":      {execCmd, "run a program (N copies) and record its every lock call: verdict and reports"},
+}
+
+// hidden commands: started by lockprobe itself, not listed.
+var hidden = map[string]command{
+	"exec-child": {execChildCmd, ""},
 }
 
 func main() {
@@ -69,6 +75,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	cmd, ok := commands[args[0]]
+	if !ok {
+		cmd, ok = hidden[args[0]]
+	}
 	if !ok {
 		fmt.Fprintf(stderr, "lockprobe: unknown command %q (try: lockprobe help)\n", args[0])
 		return exitUsage

@@ -1,0 +1,465 @@
+package progrec
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/lockcall"
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// Options tune a Recorder. The zero value gives the defaults.
+type Options struct {
+	// Poll is how often the owners of blocked requests are looked up (/proc/locks, then
+	// F_GETLK from lockprobe's own descriptor). Optional: 100 ms.
+	Poll time.Duration
+	// Log gets diagnostics. Optional.
+	Log *slog.Logger
+}
+
+// Recorder turns the lock calls of traced processes into spans. It models what each process
+// holds the way the kernel does — POSIX locks per process and file (a grant replaces the
+// owner's locks over its range, an unlock may split one, closing any descriptor of the file
+// drops them all), OFD and flock locks per open file description (approximated by the process
+// and descriptor) — so that holds are spans from grant to release. Consecutive failed F_SETLK
+// tries of one request are one `poll` attempt with a `lock.try` event per try (casacore polls
+// once a second before it waits); a granted call that changes nothing (casacore re-checks its
+// lock on every table access) is counted on the hold instead of making a span. It is safe for
+// concurrent use.
+type Recorder struct {
+	mu     sync.Mutex
+	w      *Writer
+	opts   Options
+	procs  map[int]*tproc
+	nextID int64
+	obs    map[host.FileID]*os.File // lockprobe's own read-only descriptors for F_GETLK
+	ended  bool
+}
+
+type tproc struct {
+	p     *Proc
+	holds []*hold
+	calls map[int]*call // by thread
+	poll  *attempt      // the open group of failed tries, if any
+}
+
+type hold struct {
+	span     *Span
+	lock     Lock
+	file     host.FileID
+	rechecks int64
+}
+
+type attempt struct {
+	span      *Span
+	lock      Lock
+	file      host.FileID
+	wait      bool
+	tries     int
+	lastTry   time.Time
+	lastErrno string
+	owner     string // the last conflict owner written
+	ownerAt   time.Time
+}
+
+type call struct {
+	c    lockcall.Call
+	lock Lock
+	file host.FileID
+	at   time.Time
+	att  *attempt
+	noop bool
+}
+
+// NewRecorder records into w.
+func NewRecorder(w *Writer, opts Options) *Recorder {
+	if opts.Poll <= 0 {
+		opts.Poll = 100 * time.Millisecond
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{w: w, opts: opts, procs: map[int]*tproc{}, obs: map[host.FileID]*os.File{}}
+}
+
+// ProcStart records a new process (a copy of the program after its exec, or a fork).
+func (r *Recorder) ProcStart(at time.Time, pid, ppid int, argv []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended || r.procs[pid] != nil {
+		return
+	}
+	tp := &tproc{p: &Proc{ID: r.nextID, PID: pid, PPID: ppid, Argv: argv, Start: at}, calls: map[int]*call{}}
+	r.nextID++
+	r.procs[pid] = tp
+	// A fork inherits no POSIX locks; OFD and flock locks it shares through the parent's open
+	// file descriptions stay the parent's holds here (README, limits).
+	r.w.StartProc(tp.p)
+}
+
+// ProcExec records the process's new command line. POSIX locks survive exec; descriptors
+// closed on exec drop them like a close, which the next lock call or the exit will show.
+func (r *Recorder) ProcExec(at time.Time, pid int, argv []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if tp := r.procs[pid]; tp != nil && !r.ended {
+		r.w.ExecProc(tp.p, at, argv)
+	}
+}
+
+// ProcExit ends everything of the process: its requests die with it, the kernel drops its locks.
+func (r *Recorder) ProcExit(at time.Time, pid int, status, signal string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tp := r.procs[pid]
+	if tp == nil || r.ended {
+		return
+	}
+	r.endProc(tp, at, semconv.HoldExit)
+	r.w.EndProc(tp.p, at, true, status, signal)
+	delete(r.procs, pid)
+}
+
+// endProc ends the process's open attempts (blocked) and holds (how).
+func (r *Recorder) endProc(tp *tproc, at time.Time, how string) {
+	r.endPoll(tp)
+	for _, c := range tp.calls {
+		if c.att != nil && c.att != tp.poll {
+			r.w.EndAttempt(c.att.span, at, styleOf(c.att), semconv.OutcomeBlocked, "", c.att.tries+1)
+		}
+	}
+	tp.calls = map[int]*call{}
+	for _, h := range tp.holds {
+		r.w.EndHold(h.span, at, how, -1, h.rechecks)
+	}
+	tp.holds = nil
+}
+
+// End ends the run at instant at: open attempts are `blocked`, holds `run-end`, the processes'
+// spans end there. Later events are ignored.
+func (r *Recorder) End(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return
+	}
+	pids := make([]int, 0, len(r.procs))
+	for pid := range r.procs {
+		pids = append(pids, pid)
+	}
+	sort.Ints(pids)
+	for _, pid := range pids {
+		tp := r.procs[pid]
+		r.endProc(tp, at, semconv.HoldRunEnd)
+		r.w.EndProc(tp.p, at, false, "", "")
+	}
+	for _, f := range r.obs {
+		f.Close()
+	}
+	r.ended = true
+}
+
+// Procs returns the processes seen so far that are still running, by pid.
+func (r *Recorder) Procs() []*Proc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Proc, 0, len(r.procs))
+	for _, tp := range r.procs {
+		out = append(out, tp.p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
+	return out
+}
+
+// Enter records a thread entering a call. The thread is stopped: its descriptors can be read.
+func (r *Recorder) Enter(at time.Time, pid, tid int, c lockcall.Call) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tp := r.procs[pid]
+	if tp == nil || r.ended {
+		return
+	}
+	switch c.Op {
+	case lockcall.OpClose:
+		r.closeFDs(tp, at, []int{c.FD})
+	case lockcall.OpDup:
+		if c.NewFD != c.FD {
+			r.closeFDs(tp, at, []int{c.NewFD})
+		}
+	case lockcall.OpCloseRange:
+		r.closeFDs(tp, at, r.lockFDsIn(tp, c.FD, c.Last))
+	case lockcall.OpLock, lockcall.OpUnlock, lockcall.OpGetlk:
+		r.enterLock(tp, at, tid, c)
+	}
+}
+
+func (r *Recorder) enterLock(tp *tproc, at time.Time, tid int, c lockcall.Call) {
+	if prev := tp.calls[tid]; prev != nil && prev.c == c {
+		return // the same call entered again after a signal interrupted it
+	}
+	path, id, size, err := host.FDFile(tp.p.PID, c.FD)
+	if err != nil {
+		r.opts.Log.Debug("lock call on an unreadable descriptor", "pid", tp.p.PID, "fd", c.FD, "err", err)
+		return
+	}
+	if c.Whence == 1 {
+		pos, _ := host.FDPos(tp.p.PID, c.FD)
+		c.Resolve(pos, size)
+	} else {
+		c.Resolve(0, size)
+	}
+	l := Lock{Kind: c.Kind, Mode: c.Mode, Start: c.Start, Len: c.Len, Path: path,
+		Dev: fmt.Sprintf("%d:%d", id.Major, id.Minor), Inode: id.Inode, FD: c.FD, TID: tid, Text: c.Text()}
+	cl := &call{c: c, lock: l, file: id, at: at}
+	tp.calls[tid] = cl
+	switch c.Op {
+	case lockcall.OpGetlk:
+		return
+	case lockcall.OpUnlock:
+		r.endPoll(tp)
+		r.cut(tp, at, c.Kind, id, c.FD, c.Start, c.Len, semconv.HoldRelease)
+		return
+	}
+	if r.covered(tp, l, id) {
+		cl.noop = true // a re-check: changes nothing, even between the tries of a poll
+		return
+	}
+	if p := tp.poll; p != nil {
+		if sameRequest(p, l, id) && !c.Wait {
+			cl.att = p // one more try of the same poll
+			return
+		}
+		r.endPoll(tp)
+	}
+	if c.Kind == semconv.KindFlock {
+		// flock(2) converts by dropping the old lock first.
+		r.cut(tp, at, c.Kind, id, c.FD, 0, 0, semconv.HoldConverted)
+	}
+	cl.att = &attempt{span: r.w.StartAttempt(tp.p, l, c.Style(), at), lock: l, file: id, wait: c.Wait}
+}
+
+// Return records the call's return.
+func (r *Recorder) Return(at time.Time, pid, tid int, c lockcall.Call, errno syscall.Errno, restart bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tp := r.procs[pid]
+	if tp == nil || r.ended {
+		return
+	}
+	cl := tp.calls[tid]
+	if cl == nil || restart {
+		return
+	}
+	delete(tp.calls, tid)
+	switch cl.c.Op {
+	case lockcall.OpGetlk:
+		r.getlk(tp, cl, c, at, errno)
+		return
+	case lockcall.OpUnlock:
+		return
+	}
+	if cl.noop {
+		if errno == 0 {
+			for _, h := range tp.holds {
+				if coversLock(h, cl.lock, cl.file) {
+					h.rechecks++
+				}
+			}
+			return
+		}
+		// We believed it held; the kernel says otherwise: record the attempt after all.
+		cl.att = &attempt{span: r.w.StartAttempt(tp.p, cl.lock, cl.c.Style(), cl.at), lock: cl.lock, file: cl.file, wait: cl.c.Wait}
+	}
+	a := cl.att
+	if a == nil {
+		return
+	}
+	name := ""
+	if errno != 0 {
+		name = unix.ErrnoName(errno)
+	}
+	switch {
+	case errno == 0:
+		r.w.EndAttempt(a.span, at, styleOf(a), semconv.OutcomeGranted, "", a.tries+1)
+		if tp.poll == a {
+			tp.poll = nil
+		}
+		r.grant(tp, at, cl, a)
+	case (errno == unix.EAGAIN || errno == unix.EACCES) && !cl.c.Wait:
+		a.tries++
+		a.lastTry, a.lastErrno = at, name
+		r.w.Event(a.span, at, semconv.EventTry, []*commonpb.KeyValue{Num(semconv.LockTries, int64(a.tries)), Str(semconv.LockErrno, name)})
+		tp.poll = a
+	case errno == unix.EDEADLK:
+		r.w.EndAttempt(a.span, at, styleOf(a), semconv.OutcomeDeadlock, name, a.tries+1)
+	default:
+		r.w.EndAttempt(a.span, at, styleOf(a), semconv.OutcomeError, name, a.tries+1)
+	}
+}
+
+// endPoll ends an open group of failed tries at its last try: the process went on to
+// something else.
+func (r *Recorder) endPoll(tp *tproc) {
+	if a := tp.poll; a != nil {
+		r.w.EndAttempt(a.span, a.lastTry, styleOf(a), semconv.OutcomeWouldBlock, a.lastErrno, a.tries)
+		tp.poll = nil
+	}
+}
+
+func styleOf(a *attempt) string {
+	switch {
+	case a.wait:
+		return semconv.StyleWait
+	case a.tries > 1:
+		return semconv.StylePoll
+	}
+	return semconv.StyleTry
+}
+
+func sameRequest(a *attempt, l Lock, id host.FileID) bool {
+	return a.file == id && a.lock.Kind == l.Kind && a.lock.Mode == l.Mode && a.lock.Start == l.Start && a.lock.Len == l.Len && a.lock.FD == l.FD
+}
+
+// sameOwner says whether a hold belongs to the owner of a request on file id through fd:
+// the process for POSIX, the descriptor for OFD and flock.
+func sameOwner(h *hold, kind string, id host.FileID, fd int) bool {
+	if h.file != id || h.lock.Kind != kind {
+		return false
+	}
+	return kind == semconv.KindPOSIX || h.lock.FD == fd
+}
+
+func coversLock(h *hold, l Lock, id host.FileID) bool {
+	if !sameOwner(h, l.Kind, id, l.FD) || h.lock.Mode != l.Mode {
+		return false
+	}
+	if l.Kind == semconv.KindFlock {
+		return true
+	}
+	return h.lock.Start <= l.Start && end(l.Start, l.Len) <= end(h.lock.Start, h.lock.Len)
+}
+
+// covered says whether the process already holds the request unchanged.
+func (r *Recorder) covered(tp *tproc, l Lock, id host.FileID) bool {
+	for _, h := range tp.holds {
+		if coversLock(h, l, id) {
+			return true
+		}
+	}
+	return false
+}
+
+const eof = int64(1<<63 - 1)
+
+func end(start, length int64) int64 {
+	if length <= 0 {
+		return eof
+	}
+	return start + length
+}
+
+// cut ends the owner's holds over [start, start+length) at instant at (how), and reopens
+// what lies outside the range as new holds: POSIX and OFD unlock and conversion split
+// ranges. flock holds go whole.
+func (r *Recorder) cut(tp *tproc, at time.Time, kind string, id host.FileID, fd int, start, length int64, how string) {
+	s, e := start, end(start, length)
+	var kept []*hold
+	for _, h := range tp.holds {
+		if !sameOwner(h, kind, id, fd) {
+			kept = append(kept, h)
+			continue
+		}
+		hs, he := h.lock.Start, end(h.lock.Start, h.lock.Len)
+		if kind != semconv.KindFlock && (he <= s || e <= hs) {
+			kept = append(kept, h)
+			continue
+		}
+		r.w.EndHold(h.span, at, how, -1, h.rechecks)
+		if kind == semconv.KindFlock {
+			continue
+		}
+		for _, part := range [][2]int64{{hs, min(he, s)}, {max(hs, e), he}} {
+			if part[0] >= part[1] {
+				continue
+			}
+			l := h.lock
+			l.Start, l.Len = part[0], part[1]-part[0]
+			if part[1] == eof {
+				l.Len = 0
+			}
+			kept = append(kept, &hold{span: r.w.StartHold(tp.p, l, at, nil), lock: l, file: h.file})
+		}
+	}
+	tp.holds = kept
+}
+
+func (r *Recorder) grant(tp *tproc, at time.Time, cl *call, a *attempt) {
+	c := cl.c
+	if c.Kind != semconv.KindFlock {
+		r.cut(tp, at, c.Kind, cl.file, c.FD, cl.lock.Start, cl.lock.Len, semconv.HoldConverted)
+	}
+	tp.holds = append(tp.holds, &hold{span: r.w.StartHold(tp.p, cl.lock, at, a.span), lock: cl.lock, file: cl.file})
+}
+
+// closeFDs ends what closing fds drops: every POSIX hold of the process on a file one of them
+// refers to, and the OFD and flock holds taken through them.
+func (r *Recorder) closeFDs(tp *tproc, at time.Time, fds []int) {
+	if len(tp.holds) == 0 && tp.poll == nil {
+		return
+	}
+	for _, fd := range fds {
+		_, id, _, err := host.FDFile(tp.p.PID, fd)
+		if err != nil {
+			continue // not open: close fails with EBADF and drops nothing
+		}
+		if tp.poll != nil && tp.poll.lock.FD == fd {
+			r.endPoll(tp)
+		}
+		var kept []*hold
+		for _, h := range tp.holds {
+			if h.file == id && (h.lock.Kind == semconv.KindPOSIX || h.lock.FD == fd) {
+				r.w.EndHold(h.span, at, semconv.HoldClose, fd, h.rechecks)
+				continue
+			}
+			kept = append(kept, h)
+		}
+		tp.holds = kept
+	}
+}
+
+// lockFDsIn returns the descriptors in [first, last] that may matter for the process's holds.
+func (r *Recorder) lockFDsIn(tp *tproc, first, last int) []int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", tp.p.PID))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		var fd int
+		if _, err := fmt.Sscan(e.Name(), &fd); err == nil && fd >= first && fd <= last {
+			out = append(out, fd)
+		}
+	}
+	return out
+}
+
+// getlk records a program's own F_GETLK and its answer.
+func (r *Recorder) getlk(tp *tproc, cl *call, ret lockcall.Call, at time.Time, errno syscall.Errno) {
+	if errno != 0 {
+		return
+	}
+	o := owner{pid: int(ret.PID), mode: ret.Mode, start: ret.Start, length: ret.Len, source: "getlk"}
+	if ret.Mode == semconv.ModeNone {
+		o = owner{mode: semconv.ModeNone, source: "getlk"}
+	}
+	r.w.Getlk(tp.p, cl.lock, cl.at, at, r.ownerAttrs(tp, o))
+}
