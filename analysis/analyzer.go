@@ -24,6 +24,10 @@ type Options struct {
 	// whose end is still on its way does not make a false cycle. Optional: the run's poll
 	// interval (lockprobe.poll_ns), else lockmodel.DefaultPoll.
 	Settle time.Duration
+	// Immediate reports a waiter as soon as it is seen blocked under the evidence, however
+	// short the time: a single look at running processes (watch -for 0) cannot tell how long a
+	// call has been waiting.
+	Immediate bool
 }
 
 // DefaultStuckAfter is Options.StuckAfter when zero.
@@ -379,6 +383,14 @@ func (m *model) uncertainty(id int64) int64 {
 		return l.Uncertainty
 	}
 	return 0
+}
+
+// stuck is the StuckAfter the detectors use.
+func (a *Analyzer) stuck() int64 {
+	if a.opts.Immediate {
+		return 0
+	}
+	return int64(a.opts.StuckAfter)
 }
 
 func (a *Analyzer) settle(m *model) int64 {

@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -80,7 +81,7 @@ func (d *detector) waiterFindings(a *Attempt, until int64) {
 	base := Finding{Lockers: []int64{a.Locker}, Attempts: []string{a.ID}, File: a.File, Mode: a.Mode,
 		Kind: a.Kind, Start: a.Start, Len: a.Len, DetectedAt: until, Uncertainty: m.uncertainty(a.Locker)}
 	resolved := a.End != 0 && a.End <= until && a.Outcome != semconv.OutcomeBlocked
-	by := fmt.Sprintf("locker %d", a.Locker)
+	by := m.by(a.Locker)
 	for _, r := range ownerRuns(a, until) {
 		dur := r.to - r.from
 		o := r.first.Owner
@@ -132,6 +133,10 @@ func (d *detector) waiterFindings(a *Attempt, until int64) {
 			f.Evidence = []Evidence{ev}
 			f.Summary = fmt.Sprintf("%s has waited %s for %s held by %s pid %d, which is no locker of this run",
 				m.who(a.Locker), secs(dur), attemptText(a), o.Class, o.PID)
+			if o.Remote {
+				f.Summary += fmt.Sprintf("; pid %d is no process of node %s: on a file system shared across nodes its holder runs on another node — run `lockprobe who %s` on the nodes that mount it",
+					o.PID, nonEmpty(o.Node, "?"), a.Path)
+			}
 			d.add(newFinding(ClassForeignHolder, f))
 		}
 	}
@@ -213,7 +218,7 @@ func (d *detector) staleOwner(a *Attempt, r ownerRun, ev Evidence, base Finding,
 	if l.Exited && l.ExitAt <= r.to {
 		how = "exited (" + l.ExitStatus + ")"
 	}
-	f.Evidence = append(f.Evidence, Evidence{At: lastHold.End, Source: SourceTrace, By: fmt.Sprintf("locker %d", o.Locker),
+	f.Evidence = append(f.Evidence, Evidence{At: lastHold.End, Source: SourceTrace, By: m.by(o.Locker),
 		Text: fmt.Sprintf("its %s lock on %s ended (%s)", lastHold.Mode, rangeText(lastHold.Start, lastHold.Len), lastHold.How)})
 	f.Summary = fmt.Sprintf("%s has waited %s for %s behind %s, which %s %s ago: the file system still reports the released lock — the signature of a stale holder",
 		m.who(a.Locker), secs(r.to-r.from), attemptText(a), m.who(o.Locker), how, secs(dur))
@@ -240,7 +245,7 @@ func (d *detector) answersSince(a *Attempt, r ownerRun, owner, since int64) []Ev
 			break
 		}
 		if c.Owner.Locker == owner && c.Owner.Class == semconv.OwnerLocker {
-			out = append(out, Evidence{At: c.At, Source: SourceGetlk, By: fmt.Sprintf("locker %d", a.Locker),
+			out = append(out, Evidence{At: c.At, Source: SourceGetlk, By: m.by(a.Locker),
 				Text: fmt.Sprintf("F_GETLK for its own request, answered again after that lock ended: %s", m.ownerText(c.Owner))})
 			break
 		}
@@ -367,7 +372,7 @@ func (d *detector) fsDetected() {
 		}
 		f := Finding{Lockers: []int64{a.Locker}, Attempts: []string{a.ID}, File: a.File, Mode: a.Mode,
 			Kind: a.Kind, Start: a.Start, Len: a.Len, FormedAt: a.Begin, DetectedAt: a.End, Duration: a.End - a.Begin}
-		f.Evidence = []Evidence{{At: a.End, Source: SourceErrno, By: fmt.Sprintf("locker %d", a.Locker),
+		f.Evidence = []Evidence{{At: a.End, Source: SourceErrno, By: m.by(a.Locker),
 			Text: fmt.Sprintf("the lock call returned %s after %s", nonEmpty(a.Errno, "EDEADLK"), secs(a.End-a.Begin))}}
 		cycle := d.cycleThrough(a)
 		text := ""
@@ -378,8 +383,18 @@ func (d *detector) fsDetected() {
 				text = " with lockers " + joinIDs(cycle[1:])
 			}
 		}
-		f.Summary = fmt.Sprintf("%s asked for %s and the file system refused it with EDEADLK: it detected the deadlock%s and broke it — the healthy outcome of a cycle",
-			m.who(a.Locker), attemptText(a), text)
+		cost := ""
+		if p := m.pollBefore(a); p != nil {
+			// casacore's way: tries of F_SETLK a second apart, then F_SETLKW. The stall the
+			// user sees is the whole of it.
+			f.FormedAt, f.Duration = p.Begin, a.End-p.Begin
+			f.Attempts = append(f.Attempts, p.ID)
+			f.Evidence = append(f.Evidence, Evidence{At: p.End, Source: SourceTrace, By: m.by(a.Locker),
+				Text: fmt.Sprintf("%d tries of the same request failed (%s) over %s before it waited", p.Tries, nonEmpty(p.Errno, "EAGAIN"), secs(p.End-p.Begin))})
+			cost = fmt.Sprintf(" after %d tries over %s and a wait: the stall cost %s", p.Tries, secs(p.End-p.Begin), secs(a.End-p.Begin))
+		}
+		f.Summary = fmt.Sprintf("%s asked for %s and the file system refused it with EDEADLK%s: it detected the deadlock%s and broke it — the healthy outcome of a cycle",
+			m.who(a.Locker), attemptText(a), cost, text)
 		d.add(newFinding(ClassFSDetected, f))
 	}
 }
@@ -442,4 +457,20 @@ func nonEmpty(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// pollBefore returns the failed poll (or try) of the same request the locker made just before
+// attempt a, or nil.
+func (m *model) pollBefore(a *Attempt) *Attempt {
+	list := m.byLocker[a.Locker]
+	i := sort.Search(len(list), func(i int) bool { return list[i].Begin >= a.Begin }) - 1
+	if i < 0 {
+		return nil
+	}
+	p := list[i]
+	if p.Outcome != semconv.OutcomeWouldBlock || p.File != a.File || p.Mode != a.Mode || p.Start != a.Start || p.Len != a.Len ||
+		p.End == 0 || a.Begin-p.End > int64(2*time.Second) {
+		return nil
+	}
+	return p
 }

@@ -13,7 +13,7 @@ import (
 // StuckAfter. Findings come most severe first; their FormedAt tells when the condition began.
 func (a *Analyzer) Check(now int64) []Finding {
 	m := a.model()
-	d := &detector{m: m, stuck: int64(a.opts.StuckAfter), settle: a.settle(m), seen: map[string]int{}}
+	d := &detector{m: m, stuck: a.stuck(), settle: a.settle(m), seen: map[string]int{}}
 	g := m.buildGraph(now)
 	settle := a.settle(m)
 	for i, c := range g.Cycles {
@@ -39,7 +39,7 @@ func (a *Analyzer) Check(now int64) []Finding {
 // the statistics.
 func (a *Analyzer) Finalize(end int64) *Result {
 	m := a.model()
-	stuck := int64(a.opts.StuckAfter)
+	stuck := a.stuck()
 	d := &detector{m: m, stuck: stuck, settle: a.settle(m), seen: map[string]int{}}
 	gEnd := m.buildGraph(end)
 	d.cycles(end, gEnd)
@@ -153,12 +153,12 @@ func (d *detector) deadlock(g *WaitGraph, scc, cycle []int64, gAt, formed, at in
 			if !in[e.To] {
 				continue
 			}
-			owners = append(owners, ownerName(g, e.To))
-			f.Evidence = append(f.Evidence, Evidence{At: e.Since, Source: e.Sources[0], By: fmt.Sprintf("locker %d", id),
-				Text: fmt.Sprintf("waits for %s: it wants %s (seen by %s)", ownerName(g, e.To), attemptText(a), strings.Join(e.Sources, "+"))})
+			owners = append(owners, m.ownerName(g, e.To))
+			f.Evidence = append(f.Evidence, Evidence{At: e.Since, Source: e.Sources[0], By: m.by(id),
+				Text: fmt.Sprintf("waits for %s: it wants %s (seen by %s)", m.ownerName(g, e.To), attemptText(a), strings.Join(e.Sources, "+"))})
 			for _, c := range a.Conflicts {
 				if c.At <= gAt && c.Owner.Locker == e.To && c.Owner.Class == semconv.OwnerLocker {
-					f.Evidence = append(f.Evidence, Evidence{At: c.At, Source: SourceGetlk, By: fmt.Sprintf("locker %d", id),
+					f.Evidence = append(f.Evidence, Evidence{At: c.At, Source: SourceGetlk, By: m.by(id),
 						Text: "F_GETLK for its request answered: " + m.ownerText(c.Owner)})
 					break
 				}
@@ -174,16 +174,16 @@ func (d *detector) deadlock(g *WaitGraph, scc, cycle []int64, gAt, formed, at in
 	if resolved {
 		tail = "the cycle stood until it was broken " + how
 	}
-	f.Summary = fmt.Sprintf("deadlock: lockers %s wait for each other in a cycle over %s — %s; %s",
-		joinIDs(f.Lockers), span, strings.Join(parts, "; "), tail)
+	f.Summary = fmt.Sprintf("deadlock: %s wait for each other in a cycle over %s — %s; %s",
+		m.members(f.Lockers), span, strings.Join(parts, "; "), tail)
 	return newFinding(ClassDeadlock, f)
 }
 
-func ownerName(g *WaitGraph, id int64) string {
+func (m *model) ownerName(g *WaitGraph, id int64) string {
 	if n := g.node(id); n != nil && n.Locker < 0 {
 		return fmt.Sprintf("%s pid %d on %s", n.Class, n.PID, n.Node)
 	}
-	return fmt.Sprintf("locker %d", id)
+	return m.by(id)
 }
 
 // exclusion finds conflicting holds of two lockers that overlap in time by more than the two
@@ -231,7 +231,7 @@ func (d *detector) violation(x, h *Hold, overlap, bound, overlapEnd int64) Findi
 		File: h.File, Mode: h.Mode, Kind: h.Kind, Start: h.Start, Len: h.Len, FormedAt: h.Begin,
 		DetectedAt: h.Begin, Duration: overlap, Uncertainty: bound}
 	for _, y := range []*Hold{x, h} {
-		f.Evidence = append(f.Evidence, Evidence{At: y.Begin, Source: SourceTrace, By: fmt.Sprintf("locker %d", y.Locker),
+		f.Evidence = append(f.Evidence, Evidence{At: y.Begin, Source: SourceTrace, By: m.by(y.Locker),
 			Text: fmt.Sprintf("granted a %s %s lock on %s of %s, held until %s", y.Kind, y.Mode, rangeText(y.Start, y.Len), y.File, endText(y))})
 	}
 	f.Summary = fmt.Sprintf("mutual exclusion violated: %s and %s both held conflicting locks on %s of %s for %s (clock uncertainty %s)",
@@ -255,7 +255,7 @@ func (d *detector) violation(x, h *Hold, overlap, bound, overlapEnd int64) Findi
 			continue
 		}
 		if p := m.attemptAt(r.Locker, w.Begin); p != nil && p.Mode == semconv.ModeWrite && p.File == r.File && p.Overlaps(r.Request) {
-			f.Evidence = append(f.Evidence, Evidence{At: p.Begin, Source: SourceTrace, By: fmt.Sprintf("locker %d", r.Locker),
+			f.Evidence = append(f.Evidence, Evidence{At: p.Begin, Source: SourceTrace, By: m.by(r.Locker),
 				Text: fmt.Sprintf("was waiting to convert its read lock to %s when locker %d was granted its %s lock", attemptText(p), w.Locker, w.Mode)})
 			f.Summary += fmt.Sprintf("; locker %d was blocked converting its read lock to write when locker %d got its write lock: the file system dropped the read lock during the blocked conversion",
 				r.Locker, w.Locker)
@@ -294,7 +294,7 @@ func (d *detector) implicitRelease() {
 		}
 		f := Finding{Lockers: []int64{h.Locker}, Attempts: []string{h.AcquireID}, File: h.File, Mode: h.Mode,
 			Kind: h.Kind, Start: h.Start, Len: h.Len, FormedAt: h.End, DetectedAt: h.End, Duration: h.End - h.Begin}
-		f.Evidence = []Evidence{{At: h.End, Source: SourceTrace, By: fmt.Sprintf("locker %d", h.Locker),
+		f.Evidence = []Evidence{{At: h.End, Source: SourceTrace, By: m.by(h.Locker),
 			Text: fmt.Sprintf("closed descriptor slot %d of %s; its lock was taken through slot %d", h.ClosedFD, h.File, h.FD)}}
 		f.Summary = fmt.Sprintf("%s lost its posix %s lock on %s of %s when it closed another descriptor (slot %d) of the file: POSIX drops all of a process's locks on a file at any close",
 			m.who(h.Locker), h.Mode, rangeText(h.Start, h.Len), h.File, h.ClosedFD)
@@ -340,8 +340,8 @@ func (d *detector) longHolds(end int64, g *WaitGraph) {
 			}
 			if i+1 < len(chain) {
 				if e := g.edge(id, chain[i+1]); e != nil {
-					f.Evidence = append(f.Evidence, Evidence{At: e.Since, Source: e.Sources[0], By: ownerName(g, id),
-						Text: fmt.Sprintf("waits for %s (%s)", ownerName(g, chain[i+1]), e.Label)})
+					f.Evidence = append(f.Evidence, Evidence{At: e.Since, Source: e.Sources[0], By: m.ownerName(g, id),
+						Text: fmt.Sprintf("waits for %s (%s)", m.ownerName(g, chain[i+1]), e.Label)})
 				}
 			}
 		}
@@ -352,6 +352,14 @@ func (d *detector) longHolds(end int64, g *WaitGraph) {
 			f.Summary = fmt.Sprintf("%s was still waiting at the end, after %s, for %s held by %s pid %d on %s, which is no locker of this run",
 				m.who(a.Locker), secs(end-a.Begin), attemptText(a), last.Class, last.PID, last.Node)
 			d.add(newFinding(ClassForeignHolder, f))
+		case !last.Waiting && last.Holding && !m.exitedBy(last.Locker, end) && m.locker(last.Locker).isProgram():
+			// A scenario's long hold is what it asked for; a program's holder that waits for
+			// no lock while another process waits for it is why that process hangs.
+			doing, ev := m.doing(last.Locker)
+			f.Evidence = append(f.Evidence, ev...)
+			f.Summary = fmt.Sprintf("%s has waited %s for %s: the chain of waits ends at %s, which holds the lock and waits for no lock — it is %s",
+				m.who(a.Locker), secs(end-a.Begin), attemptText(a), m.who(last.Locker), doing)
+			d.add(newFinding(ClassIdleHolder, f))
 		case !last.Waiting && last.Holding && !m.exitedBy(last.Locker, end):
 			f.Summary = fmt.Sprintf("%s was still waiting at the end, after %s, for %s: the chain of waits ends at %s, which holds the lock and waits for nothing — a long hold, not a hang",
 				m.who(a.Locker), secs(end-a.Begin), attemptText(a), m.who(last.Locker))

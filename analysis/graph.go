@@ -257,6 +257,9 @@ func (b *graphBuilder) finish() *WaitGraph {
 			n.ID, n.Node, n.PID = k.locker, l.Node, l.PID
 			n.Waiting, n.Holding = b.waits[k.locker], b.holds[k.locker]
 			n.Label = fmt.Sprintf("locker %d\npid %d on %s", k.locker, l.PID, l.Node)
+			if l.isProgram() {
+				n.Label = fmt.Sprintf("pid %d on %s\n%s", l.PID, l.Node, short(l.Command))
+			}
 		} else {
 			n.ID = next
 			next++

@@ -8,12 +8,15 @@ import (
 
 // Locker is one process of the run: a locker, an observer or the controller.
 type Locker struct {
-	ID          int64             `json:"id"`
-	Role        string            `json:"role"`
-	Node        string            `json:"node"`
-	Host        string            `json:"host"`
-	PID         int64             `json:"pid"`
-	TID         int64             `json:"tid"` // the thread that makes the lock calls, 0 when unknown
+	ID   int64  `json:"id"`
+	Role string `json:"role"`
+	Node string `json:"node"`
+	Host string `json:"host"`
+	PID  int64  `json:"pid"`
+	TID  int64  `json:"tid"` // the thread that makes the lock calls, 0 when unknown
+	// Command is the command line of a process of a real program (Role "program": traced by
+	// exec or seen by watch), which reports name by pid and command line.
+	Command     string            `json:"command"`
 	SpanID      string            `json:"span_id"`
 	Begin       int64             `json:"begin_ns"`
 	End         int64             `json:"end_ns"`
@@ -36,6 +39,9 @@ type Owner struct {
 	Class  semconv.OwnerClass `json:"class"`
 	Source string             `json:"source"` // getlk | proc-locks | fdinfo | none
 	Node   string             `json:"node"`   // the owner's node when known
+	// Remote says the pid is no process of the node that answered: its holder runs on another
+	// node (a distributed file system names it by its pid there).
+	Remote bool `json:"remote"`
 }
 
 // Conflict is one change of a waiter's own F_GETLK answer.
@@ -169,6 +175,7 @@ func ownerOf(a tracefile.Attrs) Owner {
 		Locker: a.IntOr(semconv.LockOwnerLockerID, -1),
 		Source: a.Str(semconv.LockOwnerSource),
 		Node:   a.Str(semconv.Node),
+		Remote: a.IntOr(semconv.LockOwnerLocal, 1) == 0,
 	}
 	switch cls := a.Str(semconv.LockOwnerClass); {
 	case cls != "":
@@ -350,16 +357,17 @@ func getlkOf(s *tracefile.Span) *Getlk {
 // processOf builds a Locker from a lockprobe.locker or lockprobe.observer span.
 func processOf(s *tracefile.Span) *Locker {
 	l := &Locker{
-		ID:     attrInt(s, semconv.LockerID, -1),
-		Role:   attrStr(s, semconv.LockerRole),
-		Node:   attrStr(s, semconv.Node),
-		Host:   attrStr(s, semconv.HostName),
-		PID:    attrInt(s, semconv.ProcessPID, 0),
-		TID:    attrInt(s, semconv.ProcTID, 0),
-		SpanID: s.SpanID,
-		Begin:  s.Start,
-		End:    s.End,
-		Facts:  map[string]string{},
+		ID:      attrInt(s, semconv.LockerID, -1),
+		Role:    attrStr(s, semconv.LockerRole),
+		Node:    attrStr(s, semconv.Node),
+		Host:    attrStr(s, semconv.HostName),
+		PID:     attrInt(s, semconv.ProcessPID, 0),
+		TID:     attrInt(s, semconv.ProcTID, 0),
+		Command: attrStr(s, semconv.ProcCommandLine),
+		SpanID:  s.SpanID,
+		Begin:   s.Start,
+		End:     s.End,
+		Facts:   map[string]string{},
 	}
 	if l.Role == "" {
 		l.Role = "locker"
@@ -512,3 +520,9 @@ func observationsOf(s *tracefile.Span, id int64, node string) []Observation {
 	}
 	return out
 }
+
+// RoleProgram is the role of a process of a real program that lockprobe traced or watched.
+const RoleProgram = "program"
+
+// isProgram reports whether the locker is a process of a real program.
+func (l *Locker) isProgram() bool { return l.Role == RoleProgram }

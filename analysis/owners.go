@@ -13,7 +13,7 @@ import (
 func (m *model) indexPIDs() {
 	m.procs = &lockmodel.Processes{}
 	for _, l := range m.lockers {
-		m.procs.Add(lockmodel.Process{Locker: l.ID, Node: l.Node, Host: l.Host, PID: l.PID, TIDs: []int64{l.TID}})
+		m.procs.Add(lockmodel.Process{Locker: l.ID, Node: l.Node, Host: l.Host, PID: l.PID, TIDs: []int64{l.TID}, Command: l.Command})
 	}
 	for _, st := range m.states {
 		l, ok := m.byID[st.Locker]

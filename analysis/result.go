@@ -21,6 +21,9 @@ const (
 	ClassLongHold          = "long-hold"
 	ClassExclusionViolated = "exclusion-violated"
 	ClassImplicitRelease   = "implicit-release"
+	// ClassIdleHolder: a program's waiter stuck behind a live holder that is in no lock call
+	// (asleep, stopped, in another syscall).
+	ClassIdleHolder = "idle-holder"
 )
 
 // Exit statuses of a verdict (DESIGN.md).
@@ -37,11 +40,13 @@ var classExit = map[string]int{
 	ClassDeadlock: ExitDeadlock, ClassFSDetected: ExitHealthy, ClassLostWakeup: ExitStuck,
 	ClassLostCallback: ExitStuck, ClassStaleHolder: ExitStuck, ClassForeignHolder: ExitStuck,
 	ClassLongHold: ExitHealthy, ClassExclusionViolated: ExitExclusion, ClassImplicitRelease: ExitHealthy,
+	ClassIdleHolder: ExitStuck,
 }
 
 var classRank = map[string]int{
 	ClassExclusionViolated: 0, ClassDeadlock: 1, ClassLostCallback: 2, ClassLostWakeup: 3,
 	ClassStaleHolder: 4, ClassForeignHolder: 5, ClassFSDetected: 6, ClassLongHold: 7, ClassImplicitRelease: 8,
+	ClassIdleHolder: 5,
 }
 
 // severity orders exit statuses: 5 > 3 > 4 > 0.
@@ -200,13 +205,48 @@ func secs(ns int64) string {
 }
 
 // who names a locker as a report says it: "locker 3 (pid 4711 on node c12)".
+// A process of a real program has no locker id a user knows: it is named by pid and command
+// line, "pid 4711 (python3 race.py T) on node c12".
 func (m *model) who(id int64) string {
 	l := m.locker(id)
 	node := l.Node
 	if node == "" {
 		node = "?"
 	}
+	if l.isProgram() {
+		return fmt.Sprintf("pid %d (%s) on node %s", l.PID, short(l.Command), node)
+	}
 	return fmt.Sprintf("locker %d (pid %d on node %s)", id, l.PID, node)
+}
+
+// by names who saw a piece of evidence: "locker 3", or "pid 4711" for a program's process.
+func (m *model) by(id int64) string {
+	if l := m.locker(id); l.isProgram() {
+		return fmt.Sprintf("pid %d", l.PID)
+	}
+	return fmt.Sprintf("locker %d", id)
+}
+
+// members names a set of lockers: "lockers 1, 2", or "processes 4711, 4712" for a program's.
+func (m *model) members(ids []int64) string {
+	var pids []int64
+	for _, id := range ids {
+		if l := m.locker(id); l.isProgram() {
+			pids = append(pids, l.PID)
+		}
+	}
+	if len(pids) == len(ids) && len(ids) > 0 {
+		return "processes " + joinIDs(pids)
+	}
+	return "lockers " + joinIDs(ids)
+}
+
+// short cuts a command line for a sentence.
+func short(cmd string) string {
+	if len(cmd) > 60 {
+		return cmd[:57] + "..."
+	}
+	return cmd
 }
 
 // ownerText says what an F_GETLK answer named.
@@ -241,4 +281,37 @@ func joinIDs(ids []int64) string {
 		parts[i] = itoa(id)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// doing says what a process does, from the end-of-run snapshot: "sleeping (S) in
+// hrtimer_nanosleep, in no lock call", with the snapshot as evidence.
+func (m *model) doing(id int64) (string, []Evidence) {
+	var st *ProcState
+	for i := range m.states {
+		if m.states[i].Locker == id {
+			st = &m.states[i]
+		}
+	}
+	if st == nil {
+		return "doing something no snapshot shows", nil
+	}
+	state := map[string]string{"R": "running", "S": "sleeping", "D": "in uninterruptible sleep", "T": "stopped",
+		"t": "stopped by a tracer", "Z": "a zombie", "I": "idle"}[st.State]
+	if state == "" {
+		state = "in state " + st.State
+	}
+	text := state + " (" + st.State + ")"
+	if st.Wchan != "" && st.Wchan != "0" {
+		text += " in " + st.Wchan
+	}
+	if st.Inflight != "" {
+		text += ", in " + st.Inflight
+	} else {
+		text += ", in no lock call"
+	}
+	ev := Evidence{At: st.At, Source: SourceSnapshot, By: m.by(id), Text: "process state: " + text}
+	if len(st.Stack) > 0 {
+		ev.Text += "; kernel stack " + strings.Join(st.Stack, " < ")
+	}
+	return text, []Evidence{ev}
 }

@@ -119,9 +119,9 @@ func (o Op) String() string {
 // decoder that can read it calls SetFlock.
 type Call struct {
 	Op   Op
-	Kind string // semconv.KindPOSIX, KindOFD, KindFlock ("" for close/dup)
+	Kind semconv.Kind // KindPOSIX, KindOFD, KindFlock; KindUnset for close and dup
 	// Mode is semconv.ModeRead or ModeWrite for OpLock and OpGetlk, ModeNone for OpUnlock.
-	Mode string
+	Mode semconv.Mode
 	// Wait is true for a call that blocks until granted: F_SETLKW, F_OFD_SETLKW, flock
 	// without LOCK_NB.
 	Wait bool
@@ -142,7 +142,7 @@ type Call struct {
 }
 
 // Style returns the acquire style of a lock call: wait or try.
-func (c Call) Style() string {
+func (c Call) Style() semconv.Style {
 	if c.Wait {
 		return semconv.StyleWait
 	}
@@ -267,7 +267,7 @@ func (c Call) Text() string {
 		return fmt.Sprintf("close_range(%d, %d)", c.FD, c.Last)
 	}
 	if c.Kind == semconv.KindFlock {
-		op := map[string]string{semconv.ModeRead: "LOCK_SH", semconv.ModeWrite: "LOCK_EX", semconv.ModeNone: "LOCK_UN"}[c.Mode]
+		op := map[semconv.Mode]string{semconv.ModeRead: "LOCK_SH", semconv.ModeWrite: "LOCK_EX", semconv.ModeNone: "LOCK_UN"}[c.Mode]
 		if !c.Wait && c.Op == OpLock {
 			op += "|LOCK_NB"
 		}
@@ -283,7 +283,7 @@ func (c Call) Text() string {
 	if c.Kind == semconv.KindOFD {
 		cmd = "F_OFD_" + cmd[2:]
 	}
-	typ := map[string]string{semconv.ModeRead: "F_RDLCK", semconv.ModeWrite: "F_WRLCK", semconv.ModeNone: "F_UNLCK"}[c.Mode]
+	typ := map[semconv.Mode]string{semconv.ModeRead: "F_RDLCK", semconv.ModeWrite: "F_WRLCK", semconv.ModeNone: "F_UNLCK"}[c.Mode]
 	if !c.HaveFlock {
 		return fmt.Sprintf("fcntl(%d, %s, %#x)", c.FD, cmd, c.Addr)
 	}

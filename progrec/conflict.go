@@ -20,7 +20,7 @@ const repeatEvery = 2 * time.Second
 // owner is what the kernel names as the holder a request waits for.
 type owner struct {
 	pid           int
-	mode          string
+	mode          semconv.Mode
 	start, length int64
 	source        string
 }
@@ -47,9 +47,9 @@ func (r *Recorder) ownerAttrs(self *tproc, o owner) []*commonpb.KeyValue {
 		}
 	}
 	return []*commonpb.KeyValue{
-		Num(semconv.OwnerPID, int64(o.pid)), Str(semconv.OwnerMode, o.mode), Num(semconv.OwnerStart, o.start),
-		Num(semconv.OwnerLen, o.length), Num(semconv.OwnerLockerID, id), Str(semconv.OwnerClass, class),
-		Str(semconv.OwnerSource, o.source), Str(semconv.Node, r.w.Host()), Num(semconv.OwnerLocal, local),
+		Num(semconv.LockOwnerPID, int64(o.pid)), Str(semconv.LockOwnerMode, o.mode.String()), Num(semconv.LockOwnerStart, o.start),
+		Num(semconv.LockOwnerLen, o.length), Num(semconv.LockOwnerLockerID, id), Str(semconv.LockOwnerClass, class.String()),
+		Str(semconv.LockOwnerSource, o.source), Str(semconv.Node, r.w.Host()), Num(semconv.LockOwnerLocal, local),
 	}
 }
 
@@ -112,7 +112,7 @@ func (r *Recorder) poll(now time.Time) {
 // traced processes' fdinfo); when /proc/locks shows none — a distributed file system shows
 // only this node's locks there — F_GETLK from lockprobe's own descriptor, which holds nothing.
 func (r *Recorder) ownerOf(tp *tproc, a *attempt, entries []host.LockEntry) owner {
-	class := map[string]string{semconv.KindPOSIX: "POSIX", semconv.KindOFD: "OFDLCK", semconv.KindFlock: "FLOCK"}[a.lock.Kind]
+	class := map[semconv.Kind]string{semconv.KindPOSIX: "POSIX", semconv.KindOFD: "OFDLCK", semconv.KindFlock: "FLOCK"}[a.lock.Kind]
 	mode := "READ"
 	if a.lock.Mode == semconv.ModeWrite {
 		mode = "WRITE"
@@ -131,16 +131,16 @@ func (r *Recorder) ownerOf(tp *tproc, a *attempt, entries []host.LockEntry) owne
 	}
 	if c := host.Conflicting(entries, req, mine); len(c) > 0 {
 		x := c[0]
-		o := owner{pid: x.PID, mode: lowerMode(x.Mode), start: x.Start, length: lockLen(x), source: "proc-locks"}
+		o := owner{pid: x.PID, mode: lowerMode(x.Mode), start: x.Start, length: lockLen(x), source: semconv.OwnerFromProcLocks}
 		if x.Class == "OFDLCK" {
 			if pid := r.ofdOwner(x); pid > 0 {
-				o.pid, o.source = pid, "fdinfo"
+				o.pid, o.source = pid, semconv.OwnerFromFDInfo
 			}
 		}
 		return o
 	}
 	if a.lock.Kind == semconv.KindFlock {
-		return owner{mode: semconv.ModeNone, source: "proc-locks"}
+		return owner{mode: semconv.ModeNone, source: semconv.OwnerFromProcLocks}
 	}
 	return r.getlkOwner(tp, a)
 }
@@ -177,7 +177,7 @@ func (r *Recorder) getlkOwner(tp *tproc, a *attempt) owner {
 	if f == nil {
 		var err error
 		if f, err = os.Open(a.lock.Path); err != nil {
-			return owner{mode: semconv.ModeNone, source: "none"}
+			return owner{mode: semconv.ModeNone, source: semconv.OwnerFromNone}
 		}
 		r.obs[a.file] = f
 	}
@@ -191,16 +191,16 @@ func (r *Recorder) getlkOwner(tp *tproc, a *attempt) owner {
 		cmd = unix.F_OFD_GETLK
 	}
 	if err := unix.FcntlFlock(f.Fd(), cmd, &lk); err != nil || lk.Type == unix.F_UNLCK || int(lk.Pid) == tp.p.PID {
-		return owner{mode: semconv.ModeNone, source: "getlk"}
+		return owner{mode: semconv.ModeNone, source: semconv.OwnerFromGetlk}
 	}
 	m := semconv.ModeRead
 	if lk.Type == unix.F_WRLCK {
 		m = semconv.ModeWrite
 	}
-	return owner{pid: int(lk.Pid), mode: m, start: lk.Start, length: lk.Len, source: "getlk"}
+	return owner{pid: int(lk.Pid), mode: m, start: lk.Start, length: lk.Len, source: semconv.OwnerFromGetlk}
 }
 
-func lowerMode(m string) string {
+func lowerMode(m string) semconv.Mode {
 	if m == "WRITE" {
 		return semconv.ModeWrite
 	}

@@ -130,7 +130,7 @@ func (r *Recorder) ProcExit(at time.Time, pid int, status, signal string) {
 }
 
 // endProc ends the process's open attempts (blocked) and holds (how).
-func (r *Recorder) endProc(tp *tproc, at time.Time, how string) {
+func (r *Recorder) endProc(tp *tproc, at time.Time, how semconv.HoldEnd) {
 	r.endPoll(tp)
 	for _, c := range tp.calls {
 		if c.att != nil && c.att != tp.poll {
@@ -315,7 +315,7 @@ func (r *Recorder) endPoll(tp *tproc) {
 	}
 }
 
-func styleOf(a *attempt) string {
+func styleOf(a *attempt) semconv.Style {
 	switch {
 	case a.wait:
 		return semconv.StyleWait
@@ -331,7 +331,7 @@ func sameRequest(a *attempt, l Lock, id host.FileID) bool {
 
 // sameOwner says whether a hold belongs to the owner of a request on file id through fd:
 // the process for POSIX, the descriptor for OFD and flock.
-func sameOwner(h *hold, kind string, id host.FileID, fd int) bool {
+func sameOwner(h *hold, kind semconv.Kind, id host.FileID, fd int) bool {
 	if h.file != id || h.lock.Kind != kind {
 		return false
 	}
@@ -370,7 +370,7 @@ func end(start, length int64) int64 {
 // cut ends the owner's holds over [start, start+length) at instant at (how), and reopens
 // what lies outside the range as new holds: POSIX and OFD unlock and conversion split
 // ranges. flock holds go whole.
-func (r *Recorder) cut(tp *tproc, at time.Time, kind string, id host.FileID, fd int, start, length int64, how string) {
+func (r *Recorder) cut(tp *tproc, at time.Time, kind semconv.Kind, id host.FileID, fd int, start, length int64, how semconv.HoldEnd) {
 	s, e := start, end(start, length)
 	var kept []*hold
 	for _, h := range tp.holds {
@@ -457,9 +457,9 @@ func (r *Recorder) getlk(tp *tproc, cl *call, ret lockcall.Call, at time.Time, e
 	if errno != 0 {
 		return
 	}
-	o := owner{pid: int(ret.PID), mode: ret.Mode, start: ret.Start, length: ret.Len, source: "getlk"}
+	o := owner{pid: int(ret.PID), mode: ret.Mode, start: ret.Start, length: ret.Len, source: semconv.OwnerFromGetlk}
 	if ret.Mode == semconv.ModeNone {
-		o = owner{mode: semconv.ModeNone, source: "getlk"}
+		o = owner{mode: semconv.ModeNone, source: semconv.OwnerFromGetlk}
 	}
 	r.w.Getlk(tp.p, cl.lock, cl.at, at, r.ownerAttrs(tp, o))
 }

@@ -181,7 +181,8 @@ func (w *Writer) EndProc(p *Proc, at time.Time, exited bool, status, signal stri
 
 // Lock is what an attempt or a hold is about.
 type Lock struct {
-	Kind, Mode string
+	Kind       semconv.Kind
+	Mode       semconv.Mode
 	Start, Len int64
 	Path       string
 	Dev        string // "major:minor"
@@ -193,7 +194,7 @@ type Lock struct {
 
 func (l Lock) attrs(p *Proc) []*commonpb.KeyValue {
 	a := []*commonpb.KeyValue{
-		num(semconv.LockerID, p.ID), str(semconv.LockKind, l.Kind), str(semconv.LockMode, l.Mode),
+		num(semconv.LockerID, p.ID), str(semconv.LockKind, l.Kind.String()), str(semconv.LockMode, l.Mode.String()),
 		num(semconv.LockStart, l.Start), num(semconv.LockLen, l.Len), num(semconv.LockFD, int64(l.FD)),
 		str(semconv.FilePath, l.Path), str(semconv.FileLogical, l.Path), num(semconv.ProcTID, int64(l.TID)),
 	}
@@ -223,11 +224,11 @@ func (s *Span) ID() string { return hex.EncodeToString(s.id) }
 func (s *Span) Begin() time.Time { return s.begin }
 
 // StartAttempt writes the partial record of an attempt that began at begin.
-func (w *Writer) StartAttempt(p *Proc, l Lock, style string, begin time.Time) *Span {
+func (w *Writer) StartAttempt(p *Proc, l Lock, style semconv.Style, begin time.Time) *Span {
 	s := &Span{id: randID(8), p: p, name: semconv.SpanAcquire, begin: begin,
-		attrs: append(l.attrs(p), str(semconv.LockStyle, style))}
+		attrs: append(l.attrs(p), str(semconv.LockStyle, style.String()))}
 	w.write(p.res, &tracepb.Span{TraceId: w.trace, SpanId: s.id, ParentSpanId: p.spanID, Name: s.name,
-		StartTimeUnixNano: ns(begin), Attributes: append(s.attrs, str(semconv.LockOutcome, semconv.OutcomeWaiting))})
+		StartTimeUnixNano: ns(begin), Attributes: append(s.attrs, str(semconv.LockOutcome, semconv.OutcomeWaiting.String()))})
 	return s
 }
 
@@ -241,16 +242,16 @@ func (w *Writer) Event(s *Span, at time.Time, name string, attrs []*commonpb.Key
 }
 
 // EndAttempt writes an attempt's final record.
-func (w *Writer) EndAttempt(s *Span, end time.Time, style, outcome, errno string, tries int) {
+func (w *Writer) EndAttempt(s *Span, end time.Time, style semconv.Style, outcome semconv.Outcome, errno string, tries int) {
 	if s.ended {
 		return
 	}
 	s.ended = true
-	attrs := append(s.attrs[:len(s.attrs):len(s.attrs)], str(semconv.LockOutcome, outcome), str(semconv.LockErrno, errno),
+	attrs := append(s.attrs[:len(s.attrs):len(s.attrs)], str(semconv.LockOutcome, outcome.String()), str(semconv.LockErrno, errno),
 		num(semconv.LockTries, int64(tries)))
 	for i, a := range attrs {
 		if a.Key == semconv.LockStyle {
-			attrs[i] = str(semconv.LockStyle, style)
+			attrs[i] = str(semconv.LockStyle, style.String())
 		}
 	}
 	w.write(s.p.res, &tracepb.Span{TraceId: w.trace, SpanId: s.id, ParentSpanId: s.p.spanID, Name: s.name,
@@ -265,18 +266,18 @@ func (w *Writer) StartHold(p *Proc, l Lock, begin time.Time, acquire *Span) *Spa
 		s.attrs = append(s.attrs, str(semconv.LockAcquireID, acquire.ID()))
 	}
 	w.write(p.res, &tracepb.Span{TraceId: w.trace, SpanId: s.id, ParentSpanId: p.spanID, Name: s.name,
-		StartTimeUnixNano: ns(begin), Attributes: append(s.attrs, str(semconv.LockHoldEnd, semconv.HoldOpen))})
+		StartTimeUnixNano: ns(begin), Attributes: append(s.attrs, str(semconv.LockHoldEnd, semconv.HoldOpen.String()))})
 	return s
 }
 
 // EndHold writes a hold's final record; how is a semconv.Hold* value, closedFD the descriptor
 // whose close ended it (-1 otherwise), rechecks how many granted calls re-took it unchanged.
-func (w *Writer) EndHold(s *Span, end time.Time, how string, closedFD int, rechecks int64) {
+func (w *Writer) EndHold(s *Span, end time.Time, how semconv.HoldEnd, closedFD int, rechecks int64) {
 	if s.ended {
 		return
 	}
 	s.ended = true
-	attrs := append(s.attrs[:len(s.attrs):len(s.attrs)], str(semconv.LockHoldEnd, how), num(semconv.LockRechecks, rechecks))
+	attrs := append(s.attrs[:len(s.attrs):len(s.attrs)], str(semconv.LockHoldEnd, how.String()), num(semconv.LockRechecks, rechecks))
 	if closedFD >= 0 {
 		attrs = append(attrs, num(semconv.LockClosedFD, int64(closedFD)))
 	}

@@ -55,12 +55,23 @@ func Terminal(w io.Writer, res *analysis.Result, opts Options) error {
 	if len(v.Lockers) > 0 {
 		fmt.Fprintln(bw)
 		tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "locker\tnode\tpid\tattempts\toutcome\twait time\thold time\t")
+		programs := v.Lockers[0].Command != ""
+		if programs {
+			fmt.Fprintln(tw, "pid\tnode\tattempts\toutcome\twait time\thold time\t command")
+		} else {
+			fmt.Fprintln(tw, "locker\tnode\tpid\tattempts\toutcome\twait time\thold time\t")
+		}
 		rows := terminalRows(v.Lockers)
 		for _, l := range rows {
 			mark := ""
 			if l.InVerdict {
 				mark = " *"
+			}
+			if programs {
+				// A program's processes have no locker ids a user knows: pid and command line.
+				fmt.Fprintf(tw, "%d%s\t%s\t%d\t%s\t%s\t%s\t %s\n", l.PID, mark, clean(l.Node), l.Attempts,
+					orDash(l.LastOutcome), dur(l.WaitNS), dur(l.HoldNS), clean(l.Command))
+				continue
 			}
 			fmt.Fprintf(tw, "%d%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", l.ID, mark, clean(l.Node), l.PID, l.Attempts,
 				orDash(l.LastOutcome), dur(l.WaitNS), dur(l.HoldNS))

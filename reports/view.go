@@ -109,10 +109,13 @@ type FindingView struct {
 
 // LockerView is one locker: who it is, what it did, and its state at the end.
 type LockerView struct {
-	ID                 int64          `json:"id"`
-	Node               string         `json:"node"`
-	Host               string         `json:"host"`
-	PID                int64          `json:"pid"`
+	ID   int64  `json:"id"`
+	Node string `json:"node"`
+	Host string `json:"host"`
+	PID  int64  `json:"pid"`
+	// Command is the command line of a real program's process (exec, watch): such a process
+	// is named by pid and command line, its ID is only the trace's.
+	Command            string         `json:"command"`
 	State              string         `json:"state"`
 	Wchan              string         `json:"wchan"`
 	Stack              []string       `json:"stack"`
@@ -374,7 +377,7 @@ func lockerViews(res *analysis.Result, inVerdict []int64) []LockerView {
 	for _, l := range res.Lockers {
 		s := sums[l.ID]
 		lv := LockerView{
-			ID: l.ID, Node: l.Node, Host: l.Host, PID: l.PID, State: s.State, Wchan: s.Wchan,
+			ID: l.ID, Node: l.Node, Host: l.Host, PID: l.PID, Command: l.Command, State: s.State, Wchan: s.Wchan,
 			Stack: nonNil(s.Stack), Inflight: s.Inflight, LastCommand: s.LastCommand, LastOutcome: last[l.ID],
 			Attempts: s.Attempts, Waits: s.Waits, Holds: s.Holds, WaitNS: s.WaitNS, HoldNS: s.HoldNS,
 			Outcomes: byName(s.Outcomes), Exit: s.Exit, ClockOffsetNS: l.Offset, ClockUncertaintyNS: l.Uncertainty,

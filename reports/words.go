@@ -19,6 +19,7 @@ var classTitles = map[string]string{
 	analysis.ClassLongHold:          "Long hold",
 	analysis.ClassExclusionViolated: "Mutual exclusion violated",
 	analysis.ClassImplicitRelease:   "Implicit release",
+	analysis.ClassIdleHolder:        "Stuck behind an idle holder",
 }
 
 // classMeanings say in plain words what a class means for someone who never heard of lockprobe.
@@ -45,6 +46,9 @@ var classMeanings = map[string]string{
 		"clocks could err. The file system broke mutual exclusion: data protected by this lock can be corrupted.",
 	analysis.ClassImplicitRelease: "A POSIX lock was dropped because the process closed another descriptor of the same file. " +
 		"POSIX requires this; it surprises applications that believe they still hold the lock.",
+	analysis.ClassIdleHolder: "A process of the program waits for a lock that another process of it holds, and that holder " +
+		"waits for no lock: it sleeps, is stopped or is busy in another call (what it does is below). The file system is " +
+		"not at fault; the program hangs until the holder lets go.",
 }
 
 func classTitle(class string) string {

@@ -110,7 +110,7 @@ const (
 	ProcParentPID   = "process.parent_pid"   // int: the process that forked it
 	ProcSyscall     = "process.syscall"      // snapshot: the call a thread is in, as /proc/PID/syscall decodes
 	LockRechecks    = "lock.hold.rechecks"   // int: granted calls that re-took a held lock unchanged (casacore re-checks on every access)
-	OwnerLocal      = "lock.owner.local"     // bool as int: 0 when the owner's pid is no process of this node
+	LockOwnerLocal  = "lock.owner.local"     // bool as int: 0 when the owner's pid is no process of this node
 
 	ProcState  = "process.state" // one letter, as /proc/PID/stat
 	ProcWchan  = "process.wchan"
