@@ -17,39 +17,56 @@ import (
 // blocked by the same owner" rests on a fresh answer (as the lockers' watcher does).
 const repeatEvery = 2 * time.Second
 
-// owner is what the kernel names as the holder a request waits for.
-type owner struct {
-	pid           int
-	mode          semconv.Mode
-	start, length int64
-	source        string
+// Owner is what the kernel names as the holder a request waits for.
+type Owner struct {
+	PID        int
+	Mode       semconv.Mode // ModeNone: nothing conflicts
+	Start, Len int64
+	Source     string // a semconv.OwnerFrom* value
 }
 
-func (o owner) key() string { return fmt.Sprint(o.pid, o.mode, o.start, o.length) }
+// Key identifies the answer: a change of it is a new lock.conflict event.
+func (o Owner) Key() string { return fmt.Sprint(o.PID, o.Mode, o.Start, o.Len) }
 
 // ownerAttrs are a lock.conflict event's (or a getlk span's) owner attributes, with the pid
 // mapped to a traced process where it is one.
-func (r *Recorder) ownerAttrs(self *tproc, o owner) []*commonpb.KeyValue {
+func (r *Recorder) ownerAttrs(self *tproc, o Owner) []*commonpb.KeyValue {
+	var me *Proc
+	if self != nil {
+		me = self.p
+	}
+	return OwnerAttrs(o, me, func(pid int) *Proc {
+		if tp := r.procs[pid]; tp != nil {
+			return tp.p
+		}
+		return nil
+	}, r.w.Host())
+}
+
+// OwnerAttrs are the attributes of a lock.conflict event (or an observation) naming o: the
+// pid mapped through byPID to a recorded process where it is one, self for the asker itself,
+// and whether a foreign pid is a process of this node at all.
+func OwnerAttrs(o Owner, self *Proc, byPID func(int) *Proc, node string) []*commonpb.KeyValue {
 	class, id, local := semconv.OwnerNone, int64(-1), int64(1)
-	if o.mode != semconv.ModeNone {
-		switch tp := r.procs[o.pid]; {
-		case o.pid > 0 && self != nil && o.pid == self.p.PID:
-			class, id = semconv.OwnerSelf, self.p.ID
-		case tp != nil:
-			class, id = semconv.OwnerLocker, tp.p.ID
-		case o.pid <= 0:
+	if o.Mode != semconv.ModeNone {
+		switch p := byPID(o.PID); {
+		case o.PID > 0 && self != nil && o.PID == self.PID:
+			class, id = semconv.OwnerSelf, self.ID
+		case p != nil:
+			class, id = semconv.OwnerLocker, p.ID
+		case o.PID <= 0:
 			class = semconv.OwnerUnknown
 		default:
 			class = semconv.OwnerForeign
-			if !host.ProcessExists(o.pid) {
+			if !host.ProcessExists(o.PID) {
 				local = 0
 			}
 		}
 	}
 	return []*commonpb.KeyValue{
-		Num(semconv.LockOwnerPID, int64(o.pid)), Str(semconv.LockOwnerMode, o.mode.String()), Num(semconv.LockOwnerStart, o.start),
-		Num(semconv.LockOwnerLen, o.length), Num(semconv.LockOwnerLockerID, id), Str(semconv.LockOwnerClass, class.String()),
-		Str(semconv.LockOwnerSource, o.source), Str(semconv.Node, r.w.Host()), Num(semconv.LockOwnerLocal, local),
+		Num(semconv.LockOwnerPID, int64(o.PID)), Str(semconv.LockOwnerMode, o.Mode.String()), Num(semconv.LockOwnerStart, o.Start),
+		Num(semconv.LockOwnerLen, o.Len), Num(semconv.LockOwnerLockerID, id), Str(semconv.LockOwnerClass, class.String()),
+		Str(semconv.LockOwnerSource, o.Source), Str(semconv.Node, node), Num(semconv.LockOwnerLocal, local),
 	}
 }
 
@@ -98,51 +115,70 @@ func (r *Recorder) poll(now time.Time) {
 		}
 		for a := range seen {
 			o := r.ownerOf(tp, a, entries)
-			if o.key() == a.owner && now.Sub(a.ownerAt) < repeatEvery {
+			if o.Key() == a.owner && now.Sub(a.ownerAt) < repeatEvery {
 				continue
 			}
-			a.owner, a.ownerAt = o.key(), now
+			a.owner, a.ownerAt = o.Key(), now
 			r.w.Event(a.span, now, semconv.EventConflict, r.ownerAttrs(tp, o))
 		}
 	}
 }
 
-// ownerOf finds what blocks attempt a of process tp: the first conflicting holder in
-// /proc/locks that is not the requester's own lock (OFD lines, pid -1, named through the
-// traced processes' fdinfo); when /proc/locks shows none — a distributed file system shows
-// only this node's locks there — F_GETLK from lockprobe's own descriptor, which holds nothing.
-func (r *Recorder) ownerOf(tp *tproc, a *attempt, entries []host.LockEntry) owner {
-	class := map[semconv.Kind]string{semconv.KindPOSIX: "POSIX", semconv.KindOFD: "OFDLCK", semconv.KindFlock: "FLOCK"}[a.lock.Kind]
+// ownerOf finds what blocks attempt a of process tp (see ConflictOwner).
+func (r *Recorder) ownerOf(tp *tproc, a *attempt, entries []host.LockEntry) Owner {
+	o := ConflictOwner(entries, Request{File: a.file, Kind: a.lock.Kind, Mode: a.lock.Mode, Start: a.lock.Start, Len: a.lock.Len,
+		PID: tp.p.PID, FD: a.lock.FD}, r.ofdOwner)
+	if o.Source == semconv.OwnerFromNone && a.lock.Kind != semconv.KindFlock {
+		return r.getlkOwner(tp, a)
+	}
+	return o
+}
+
+// Request is a waiting lock request of process PID through descriptor FD.
+type Request struct {
+	File       host.FileID
+	Kind       semconv.Kind
+	Mode       semconv.Mode
+	Start, Len int64
+	PID, FD    int
+}
+
+// ConflictOwner finds what blocks req: the first conflicting holder in /proc/locks that is
+// not the requester's own lock; an OFD line (pid -1) is named by ofd (through the fdinfo of
+// the processes that may hold it), -1 when it cannot be. Source is OwnerFromNone when
+// /proc/locks shows nothing conflicting: a distributed file system shows only this node's
+// locks there, and F_GETLK from a process that holds nothing is the next question.
+func ConflictOwner(entries []host.LockEntry, req Request, ofd func(host.LockEntry) int) Owner {
+	class := map[semconv.Kind]string{semconv.KindPOSIX: "POSIX", semconv.KindOFD: "OFDLCK", semconv.KindFlock: "FLOCK"}[req.Kind]
 	mode := "READ"
-	if a.lock.Mode == semconv.ModeWrite {
+	if req.Mode == semconv.ModeWrite {
 		mode = "WRITE"
 	}
-	s, e := host.RequestRange(a.lock.Start, a.lock.Len)
-	req := host.Request{File: a.file, Class: class, Mode: mode, Start: s, End: e}
+	s, e := host.RequestRange(req.Start, req.Len)
 	var own []host.LockEntry
-	if a.lock.Kind == semconv.KindOFD {
-		own, _ = host.FDLocks(tp.p.PID, a.lock.FD)
+	if req.Kind == semconv.KindOFD {
+		own, _ = host.FDLocks(req.PID, req.FD)
 	}
 	mine := func(x host.LockEntry) bool {
 		if x.Class == "OFDLCK" {
 			return containsLock(own, x)
 		}
-		return x.PID == tp.p.PID
+		return x.PID == req.PID
 	}
-	if c := host.Conflicting(entries, req, mine); len(c) > 0 {
+	if c := host.Conflicting(entries, host.Request{File: req.File, Class: class, Mode: mode, Start: s, End: e}, mine); len(c) > 0 {
 		x := c[0]
-		o := owner{pid: x.PID, mode: lowerMode(x.Mode), start: x.Start, length: lockLen(x), source: semconv.OwnerFromProcLocks}
-		if x.Class == "OFDLCK" {
-			if pid := r.ofdOwner(x); pid > 0 {
-				o.pid, o.source = pid, semconv.OwnerFromFDInfo
+		o := Owner{PID: x.PID, Mode: lowerMode(x.Mode), Start: x.Start, Len: lockLen(x), Source: semconv.OwnerFromProcLocks}
+		if x.Class == "OFDLCK" && ofd != nil {
+			if pid := ofd(x); pid > 0 {
+				o.PID, o.Source = pid, semconv.OwnerFromFDInfo
 			}
 		}
 		return o
 	}
-	if a.lock.Kind == semconv.KindFlock {
-		return owner{mode: semconv.ModeNone, source: semconv.OwnerFromProcLocks}
+	if req.Kind == semconv.KindFlock {
+		return Owner{Mode: semconv.ModeNone, Source: semconv.OwnerFromProcLocks}
 	}
-	return r.getlkOwner(tp, a)
+	return Owner{Mode: semconv.ModeNone, Source: semconv.OwnerFromNone}
 }
 
 // ofdOwner names the traced process holding OFD lock x through one of its descriptors.
@@ -169,35 +205,48 @@ func containsLock(list []host.LockEntry, x host.LockEntry) bool {
 	return false
 }
 
-// getlkOwner asks F_GETLK (F_OFD_GETLK) on a read-only descriptor lockprobe opened itself: it
-// holds no locks, so closing it drops nothing of anyone's, and it sees every lock as foreign —
-// the requester's own included, which is why an answer naming the requester is no answer.
-func (r *Recorder) getlkOwner(tp *tproc, a *attempt) owner {
+// getlkOwner asks F_GETLK from lockprobe's own descriptor (see Getlk).
+func (r *Recorder) getlkOwner(tp *tproc, a *attempt) Owner {
 	f := r.obs[a.file]
 	if f == nil {
 		var err error
 		if f, err = os.Open(a.lock.Path); err != nil {
-			return owner{mode: semconv.ModeNone, source: semconv.OwnerFromNone}
+			return Owner{Mode: semconv.ModeNone, Source: semconv.OwnerFromNone}
 		}
 		r.obs[a.file] = f
 	}
+	o := Getlk(f, a.lock.Kind, a.lock.Mode, a.lock.Start, a.lock.Len)
+	if o.PID == tp.p.PID {
+		return Owner{Mode: semconv.ModeNone, Source: semconv.OwnerFromGetlk}
+	}
+	return o
+}
+
+// Getlk asks F_GETLK (F_OFD_GETLK for ofd) on f, a read-only descriptor lockprobe opened
+// itself: it holds no locks, so closing it drops nothing of anyone's, and every lock is
+// another's to it — a requester's own included, so an answer naming the requester is no
+// answer about what blocks it.
+func Getlk(f *os.File, kind semconv.Kind, mode semconv.Mode, start, length int64) Owner {
 	typ := int16(unix.F_RDLCK)
-	if a.lock.Mode == semconv.ModeWrite {
+	if mode == semconv.ModeWrite {
 		typ = unix.F_WRLCK
 	}
-	lk := unix.Flock_t{Type: typ, Whence: 0, Start: a.lock.Start, Len: a.lock.Len}
+	lk := unix.Flock_t{Type: typ, Whence: 0, Start: start, Len: length}
 	cmd := unix.F_GETLK
-	if a.lock.Kind == semconv.KindOFD {
+	if kind == semconv.KindOFD {
 		cmd = unix.F_OFD_GETLK
 	}
-	if err := unix.FcntlFlock(f.Fd(), cmd, &lk); err != nil || lk.Type == unix.F_UNLCK || int(lk.Pid) == tp.p.PID {
-		return owner{mode: semconv.ModeNone, source: semconv.OwnerFromGetlk}
+	if err := unix.FcntlFlock(f.Fd(), cmd, &lk); err != nil {
+		return Owner{Mode: semconv.ModeNone, Source: semconv.OwnerFromError + unix.ErrnoName(err.(unix.Errno))}
+	}
+	if lk.Type == unix.F_UNLCK {
+		return Owner{Mode: semconv.ModeNone, Source: semconv.OwnerFromGetlk}
 	}
 	m := semconv.ModeRead
 	if lk.Type == unix.F_WRLCK {
 		m = semconv.ModeWrite
 	}
-	return owner{pid: int(lk.Pid), mode: m, start: lk.Start, length: lk.Len, source: semconv.OwnerFromGetlk}
+	return Owner{PID: int(lk.Pid), Mode: m, Start: lk.Start, Len: lk.Len, Source: semconv.OwnerFromGetlk}
 }
 
 func lowerMode(m string) semconv.Mode {

@@ -457,9 +457,9 @@ func (r *Recorder) getlk(tp *tproc, cl *call, ret lockcall.Call, at time.Time, e
 	if errno != 0 {
 		return
 	}
-	o := owner{pid: int(ret.PID), mode: ret.Mode, start: ret.Start, length: ret.Len, source: semconv.OwnerFromGetlk}
+	o := Owner{PID: int(ret.PID), Mode: ret.Mode, Start: ret.Start, Len: ret.Len, Source: semconv.OwnerFromGetlk}
 	if ret.Mode == semconv.ModeNone {
-		o = owner{mode: semconv.ModeNone, source: semconv.OwnerFromGetlk}
+		o = Owner{Mode: semconv.ModeNone, Source: semconv.OwnerFromGetlk}
 	}
 	r.w.Getlk(tp.p, cl.lock, cl.at, at, r.ownerAttrs(tp, o))
 }

@@ -55,6 +55,8 @@ var commands = map[string]command{
 	"simfs":     {simfsCmd, "serve a FUSE lock file system with Lustre's lock semantics and faults, through K mounts"},
 	"version":   {versionCmd, "print the version"},
 	"exec":      {execCmd, "run a program (N copies) and record its every lock call: verdict and reports"},
+	"watch":     {watchCmd, "watch running processes that share files, without stopping them: verdict and reports"},
+	"who":       {whoCmd, "who holds and who waits for the locks of a file, on this node"},
 }
 
 // hidden commands: started by lockprobe itself, not listed.
