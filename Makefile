@@ -53,10 +53,10 @@ short:
 
 fuzz:
 	$(GO) test ./proto -run '^$$' -fuzz FuzzDecode -fuzztime 30s
-	$(GO) test ./tracefile -run '^$$' -fuzz FuzzUnmarshalLine -fuzztime 30s
+	$(GO) test ./tracefile -run '^$$' -fuzz FuzzRead -fuzztime 30s
 	$(GO) test ./scenario -run '^$$' -fuzz FuzzParse -fuzztime 30s
 	$(GO) test ./host -run '^$$' -fuzz FuzzParseLocks -fuzztime 30s
-	$(GO) test ./otlpexport -run '^$$' -fuzz FuzzParseTraceLines -fuzztime 30s
+	$(GO) test ./otlpexport -run '^$$' -fuzz FuzzExportSpans -fuzztime 30s
 
 # bench runs ./bench (real lockers, the bare baseline beside them; see BENCHMARKS.md) and writes
 # BENCHMARKS.md from its output. BENCH_SHORT=1: the quick variant.

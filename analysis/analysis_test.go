@@ -139,13 +139,13 @@ func TestValidate(t *testing.T) {
 	bad := loadFixture(t, "healthy").Trace()
 	for _, s := range bad.Spans {
 		if s.Name == "lock.hold" {
-			s.Attrs["lock.acquire.id"] = "00000000000000ff"
+			s.Attrs.Set("lock.acquire.id", "00000000000000ff")
 			break
 		}
 	}
 	for _, s := range bad.Spans {
 		if s.Name == "lock.acquire" {
-			s.Attrs["lock.kind"] = "lockf"
+			s.Attrs.Set("lock.kind", "lockf")
 			break
 		}
 	}

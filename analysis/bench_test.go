@@ -13,6 +13,9 @@ import (
 
 const benchBase = int64(1_700_000_000_000_000_000)
 
+// kv is one attribute.
+func kv(k string, v any) tracefile.Attr { return tracefile.Attr{Key: k, Value: v} }
+
 func span(id int, name string, start, end int64, attrs tracefile.Attrs) *tracefile.Span {
 	return &tracefile.Span{TraceID: "t", SpanID: fmt.Sprintf("%016x", id), Name: name, Start: start, End: end,
 		Attrs: attrs, Resource: tracefile.Attrs{}}
@@ -25,10 +28,9 @@ func contention(n, lockers int) *tracefile.Trace {
 	var spans []*tracefile.Span
 	id := 0
 	add := func(s *tracefile.Span) { id++; s.SpanID = fmt.Sprintf("%016x", id); spans = append(spans, s) }
-	add(span(0, semconv.SpanRun, benchBase, 0, tracefile.Attrs{semconv.RunPoll: int64(1e8)}))
+	add(span(0, semconv.SpanRun, benchBase, 0, tracefile.Attrs{kv(semconv.RunPoll, int64(1e8))}))
 	for l := 0; l < lockers; l++ {
-		add(span(0, semconv.SpanLocker, benchBase, 0, tracefile.Attrs{semconv.LockerID: int64(l), semconv.Node: "n0",
-			semconv.ProcessPID: int64(1000 + l)}))
+		add(span(0, semconv.SpanLocker, benchBase, 0, tracefile.Attrs{kv(semconv.LockerID, int64(l)), kv(semconv.Node, "n0"), kv(semconv.ProcessPID, int64(1000+l))}))
 	}
 	const step = int64(1e6) // 1 ms hold each
 	rounds := n / 3
@@ -40,22 +42,14 @@ func contention(n, lockers int) *tracefile.Trace {
 		if r%4 == 3 {
 			mode = semconv.ModeRead.String()
 		}
-		lock := tracefile.Attrs{semconv.LockKind: semconv.KindPOSIX.String(), semconv.LockMode: mode, semconv.LockStart: int64(0),
-			semconv.LockLen: int64(0), semconv.FileLogical: "{file}", semconv.LockerID: l}
-		at := tracefile.Attrs{semconv.LockOutcome: semconv.OutcomeGranted.String(), semconv.LockStyle: semconv.StyleWait.String(),
-			semconv.LockScheduled: begin - 1000}
-		for k, v := range lock {
-			at[k] = v
-		}
+		lock := tracefile.Attrs{kv(semconv.LockKind, semconv.KindPOSIX.String()), kv(semconv.LockMode, mode), kv(semconv.LockStart, int64(0)), kv(semconv.LockLen, int64(0)), kv(semconv.FileLogical, "{file}"), kv(semconv.LockerID, l)}
+		at := tracefile.Attrs{kv(semconv.LockOutcome, semconv.OutcomeGranted.String()), kv(semconv.LockStyle, semconv.StyleWait.String()), kv(semconv.LockScheduled, begin-1000)}
+		at = append(at, lock...)
 		a := span(0, semconv.SpanAcquire, begin, grant, at)
-		a.Events = []tracefile.Event{{Time: begin + 5000, Name: semconv.EventConflict, Attrs: tracefile.Attrs{
-			semconv.LockOwnerClass: semconv.OwnerLocker.String(), semconv.LockOwnerLockerID: int64((r + lockers - 1) % lockers),
-			semconv.LockOwnerMode: semconv.ModeWrite.String(), semconv.LockOwnerPID: int64(1000 + (r+lockers-1)%lockers)}}}
+		a.Events = []tracefile.Event{{Time: begin + 5000, Name: semconv.EventConflict, Attrs: tracefile.Attrs{kv(semconv.LockOwnerClass, semconv.OwnerLocker.String()), kv(semconv.LockOwnerLockerID, int64((r+lockers-1)%lockers)), kv(semconv.LockOwnerMode, semconv.ModeWrite.String()), kv(semconv.LockOwnerPID, int64(1000+(r+lockers-1)%lockers))}}}
 		add(a)
-		h := tracefile.Attrs{semconv.LockHoldEnd: semconv.HoldRelease.String(), semconv.LockAcquireID: a.SpanID}
-		for k, v := range lock {
-			h[k] = v
-		}
+		h := tracefile.Attrs{kv(semconv.LockHoldEnd, semconv.HoldRelease.String()), kv(semconv.LockAcquireID, a.SpanID)}
+		h = append(h, lock...)
 		add(span(0, semconv.SpanHold, grant, grant+step-1000, h))
 	}
 	return &tracefile.Trace{Spans: spans}
@@ -68,17 +62,15 @@ func ring(n int) (*tracefile.Trace, int64) {
 	add := func(s *tracefile.Span) { id++; s.SpanID = fmt.Sprintf("%016x", id); spans = append(spans, s) }
 	end := benchBase + 10e9
 	for l := 0; l < n; l++ {
-		add(span(0, semconv.SpanLocker, benchBase, end, tracefile.Attrs{semconv.LockerID: int64(l), semconv.Node: "n0",
-			semconv.ProcessPID: int64(1000 + l)}))
+		add(span(0, semconv.SpanLocker, benchBase, end, tracefile.Attrs{kv(semconv.LockerID, int64(l)), kv(semconv.Node, "n0"), kv(semconv.ProcessPID, int64(1000+l))}))
 		lock := func(start int64) tracefile.Attrs {
-			return tracefile.Attrs{semconv.LockKind: semconv.KindOFD.String(), semconv.LockMode: semconv.ModeWrite.String(), semconv.LockStart: start,
-				semconv.LockLen: int64(1), semconv.FileLogical: "{file}", semconv.LockerID: int64(l)}
+			return tracefile.Attrs{kv(semconv.LockKind, semconv.KindOFD.String()), kv(semconv.LockMode, semconv.ModeWrite.String()), kv(semconv.LockStart, start), kv(semconv.LockLen, int64(1)), kv(semconv.FileLogical, "{file}"), kv(semconv.LockerID, int64(l))}
 		}
 		h := lock(int64(l))
-		h[semconv.LockHoldEnd] = semconv.HoldRunEnd.String()
+		h.Set(semconv.LockHoldEnd, semconv.HoldRunEnd.String())
 		add(span(0, semconv.SpanHold, benchBase+int64(l), end, h))
 		w := lock(int64((l + 1) % n))
-		w[semconv.LockOutcome] = semconv.OutcomeBlocked.String()
+		w.Set(semconv.LockOutcome, semconv.OutcomeBlocked.String())
 		add(span(0, semconv.SpanAcquire, benchBase+1e9+int64(l), end, w))
 	}
 	return &tracefile.Trace{Spans: spans}, end

@@ -56,7 +56,7 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// analyzeFixture writes the fixture as trace.jsonl, reads it back and analyses it.
+// analyzeFixture writes the fixture as a trace file, reads it back and analyses it.
 func analyzeFixture(t *testing.T, src []byte) (*analysis.Result, *tracefile.Trace) {
 	t.Helper()
 	fx, err := fixture.Parse(src)

@@ -263,7 +263,8 @@ func attemptOf(s *tracefile.Span) Attempt {
 	a := Attempt{ID: s.SpanID, Begin: s.Start, End: s.End, Outcome: semconv.OutcomeWaiting,
 		Style: semconv.StyleWait, Conflicts: []Conflict{}, TryTimes: []int64{}}
 	var l lockAttrs
-	for k, v := range s.Attrs {
+	for _, kv := range s.Attrs {
+		k, v := kv.Key, kv.Value
 		if l.set(k, v) {
 			continue
 		}
@@ -304,7 +305,8 @@ func attemptOf(s *tracefile.Span) Attempt {
 func holdOf(s *tracefile.Span) Hold {
 	h := Hold{ID: s.SpanID, Begin: s.Start, End: s.End, How: semconv.HoldOpen, ClosedFD: -1}
 	var l lockAttrs
-	for k, v := range s.Attrs {
+	for _, kv := range s.Attrs {
+		k, v := kv.Key, kv.Value
 		if l.set(k, v) {
 			continue
 		}
@@ -415,9 +417,9 @@ var factKeys = []string{
 
 // factOf renders a resource attribute as text; lists are joined with commas.
 func factOf(s *tracefile.Span, key string) string {
-	v, ok := s.Resource[key]
+	v, ok := s.Resource.Get(key)
 	if !ok {
-		v, ok = s.Attrs[key]
+		v, ok = s.Attrs.Get(key)
 	}
 	if !ok {
 		return ""

@@ -110,7 +110,8 @@ func checkValues(s *tracefile.Span) []error {
 	var errs []error
 	check := func(where string, a tracefile.Attrs) {
 		for _, c := range valueChecks {
-			if v, ok := a[c.key].(string); ok {
+			v, _ := a.Get(c.key)
+			if v, ok := v.(string); ok {
 				if err := c.parse(v); err != nil {
 					errs = append(errs, fmt.Errorf("span %s (%s)%s: %s: %w", s.SpanID, s.Name, where, c.key, err))
 				}

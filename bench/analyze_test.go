@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"flag"
@@ -35,8 +36,8 @@ func num(k string, v int64) *commonpb.KeyValue {
 
 // synthTrace writes a trace of about events events (spans plus span events) the way a run
 // writes it: lockers take turns at a write lock, each attempt waits behind the previous holder
-// and records it as conflict owner. Partial records go one per line, as the lockers send them;
-// final records in batches of 64, as the OTel batcher exports them.
+// and records it as conflict owner. Partial records go one per request, as a locker sends them
+// when nothing else is queued; final records in batches of 64.
 func synthTrace(path string, events, lockers int) error {
 	w, err := tracefile.Create(path)
 	if err != nil {
@@ -203,6 +204,58 @@ func BenchmarkAnalyze(b *testing.B) {
 			}
 		}
 	})
+	// The same records as OTLP JSON lines (the format the trace file had before, which the
+	// Collector's pdata writes and reads): what the file would weigh and cost to read as JSON.
+	b.Run("json", func(b *testing.B) {
+		jsonPath := filepath.Join(b.TempDir(), tracefile.LegacyFileName)
+		if err := jsonCopy(path, jsonPath); err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < b.N; i++ {
+			c0 := cpuTime()
+			if _, err := tracefile.Open(jsonPath); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric((cpuTime()-c0).Seconds()*scale, "read-cpu-s@1e6")
+			if st, err := os.Stat(jsonPath); err == nil {
+				b.ReportMetric(float64(st.Size())/float64(events), "bytes/event")
+			}
+		}
+	})
+}
+
+// jsonCopy writes the requests of a trace file as OTLP JSON lines.
+func jsonCopy(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(out, 1<<20)
+	if _, err := tracefile.Requests(in, func(raw []byte) error {
+		req, err := tracefile.Decode(raw)
+		if err != nil {
+			return err
+		}
+		line, err := tracefile.MarshalJSON(req)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append(line, '\n'))
+		return err
+	}); err != nil {
+		out.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // cpuTime is the CPU time this process has used so far (user + system): figures that a busy

@@ -1,43 +1,40 @@
 package bench
 
 import (
-	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
 
-// spanRecords counts the span records (partial and final) in a trace file's lines.
-func spanRecords(b *testing.B, path string) (records int, reqs []*coltracepb.ExportTraceServiceRequest) {
+// spanRecords counts the span records (partial and final) of a trace file and returns its
+// requests, encoded, as the lockers sent them.
+func spanRecords(b *testing.B, path string) (records int, reqs [][]byte) {
 	b.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		req, err := tracefile.UnmarshalLine(sc.Bytes())
+	if _, err := tracefile.Requests(f, func(raw []byte) error {
+		req, err := tracefile.Decode(raw)
 		if err != nil {
-			b.Fatalf("%s: %v", path, err)
+			return err
 		}
 		for _, rs := range req.ResourceSpans {
 			for _, ss := range rs.ScopeSpans {
 				records += len(ss.Spans)
 			}
 		}
-		reqs = append(reqs, req)
-	}
-	if err := sc.Err(); err != nil {
-		b.Fatal(err)
+		reqs = append(reqs, bytes.Clone(raw))
+		return nil
+	}); err != nil {
+		b.Fatalf("%s: %v", path, err)
 	}
 	return records, reqs
 }
@@ -46,10 +43,11 @@ func spanRecords(b *testing.B, path string) (records int, reqs []*coltracepb.Exp
 // controller wrote per second of the run (root span start → end), the merged spans, and the
 // messages lost (lockprobe.messages_lost on the root span). Then it feeds the same requests
 // through the controller's write path in process (tracefile.Writer + Merger, no sockets) for
-// the path's own capacity.
+// the path's own capacity: the trace writer and the span merger on the requests as they arrived
+// (encoded, as the controller gets them).
 func BenchmarkSpanPipeline(b *testing.B) {
 	procs := short(100, 20)
-	var reqs []*coltracepb.ExportTraceServiceRequest
+	var reqs [][]byte
 	b.Run(fmt.Sprintf("storm/procs=%d", procs), func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			res := runLockprobe(b, "storm", "-procs", fmt.Sprint(procs), "-on-hang", "wait", "-timeout", "300s")
@@ -80,10 +78,14 @@ func BenchmarkSpanPipeline(b *testing.B) {
 			}
 			m := tracefile.NewMerger()
 			for _, req := range reqs {
-				if err := w.Write(req); err != nil {
+				if err := w.WriteEncoded(req); err != nil {
 					b.Fatal(err)
 				}
-				records += len(m.Add(req.ResourceSpans))
+				touched, err := m.AddEncoded(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				records += len(touched)
 			}
 			if err := w.Close(); err != nil {
 				b.Fatal(err)

@@ -179,11 +179,11 @@ func (r *run) closeOpenSpans() {
 			rec.Attributes = append(rec.Attributes, str("lockprobe.closed_by", "controller: run ended"))
 		}
 		res := &resourcepb.Resource{}
-		for k, v := range s.Resource {
-			if sv, ok := v.(string); ok {
-				res.Attributes = append(res.Attributes, str(k, sv))
-			} else if iv, ok := v.(int64); ok {
-				res.Attributes = append(res.Attributes, num(k, iv))
+		for _, kv := range s.Resource {
+			if sv, ok := kv.Value.(string); ok {
+				res.Attributes = append(res.Attributes, str(kv.Key, sv))
+			} else if iv, ok := kv.Value.(int64); ok {
+				res.Attributes = append(res.Attributes, num(kv.Key, iv))
 			}
 		}
 		r.writeRecord(resourceSpans(res, rec))

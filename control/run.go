@@ -513,10 +513,22 @@ func (r *run) sendQueue(m *member) {
 // spans writes a batch to the trace file at once, then shares it with the watchers. from is
 // the member that sent it, nil for the controller's own records.
 func (r *run) spans(from *member, req *coltracepb.ExportTraceServiceRequest) {
-	if err := r.writer.Write(req); err != nil {
+	who := "controller"
+	if from != nil {
+		who = from.label()
+	}
+	b, err := tracefile.Encode(req)
+	if err != nil {
+		r.opts.Log.Error("spans not encodable", "from", who, "err", err)
+		return
+	}
+	if err := r.writer.WriteEncoded(b); err != nil {
 		r.opts.Log.Error("trace file", "err", err)
 	}
-	touched := r.merger.Add(req.ResourceSpans)
+	touched, err := r.merger.AddEncoded(b)
+	if err != nil {
+		r.opts.Log.Error("spans not decodable", "from", who, "err", err)
+	}
 	for _, s := range touched {
 		r.live.observe(s)
 		if from != nil && (s.Name == semconv.SpanLocker || s.Name == semconv.SpanObserver) {

@@ -362,8 +362,9 @@ func TestDeadMemberUnsentRecordsCounted(t *testing.T) {
 	if exit == nil {
 		t.Fatal("no locker.exit event")
 	}
-	if g, ok := exit.Attrs[semconv.ExitGoodbye].(bool); !ok || g {
-		t.Errorf("exit event says goodbye %v (%v), want false", exit.Attrs[semconv.ExitGoodbye], ok)
+	gv, _ := exit.Attrs.Get(semconv.ExitGoodbye)
+	if g, ok := gv.(bool); !ok || g {
+		t.Errorf("exit event says goodbye %v (%v), want false", gv, ok)
 	}
 	if n := exit.Attrs.IntOr(semconv.ExitUnsent, -1); n != 5 {
 		t.Errorf("exit event says %d unsent, want 5", n)

@@ -18,7 +18,7 @@ import (
 // traceLine encodes one trace-file line.
 func traceLine(t testing.TB, rs []*tracepb.ResourceSpans) string {
 	t.Helper()
-	b, err := tracefile.MarshalLine(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+	b, err := tracefile.MarshalJSON(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestExportFile(t *testing.T) {
 			if want := (Stats{Exported: 4, SkippedLines: 1}); st != want {
 				t.Errorf("stats = %+v, want %+v", st, want)
 			}
-			if !strings.Contains(buf.String(), "unfinished line") {
+			if !strings.Contains(buf.String(), "unfinished request") {
 				t.Errorf("the unfinished line was not reported:\n%s", buf)
 			}
 			got := map[byte]*tracepb.Span{}
@@ -120,7 +120,7 @@ func TestExportFileErrors(t *testing.T) {
 	tests := []struct {
 		name, path, want string
 	}{
-		{name: "missing", path: filepath.Join(dir, "nope.jsonl"), want: "open trace file"},
+		{name: "missing", path: filepath.Join(dir, "nope.jsonl"), want: "open trace"},
 		{name: "broken middle line", path: bad, want: "line 1"},
 	}
 	for _, tt := range tests {
@@ -133,24 +133,29 @@ func TestExportFileErrors(t *testing.T) {
 	}
 }
 
-func FuzzParseTraceLines(f *testing.F) {
+// FuzzExportSpans: whatever the trace reader accepts, Complete and the OTLP rendering take.
+func FuzzExportSpans(f *testing.F) {
 	f.Add([]byte(traceLine(f, resourceSpans("", span(1, 1, "lock.acquire", 1, 0)))))
 	f.Add([]byte(traceLine(f, resourceSpans("svc", span(1, 2, "lock.hold", 1, 2))) + `{"resourceSpans":[`))
 	f.Add([]byte("\n\n{}\n"))
 	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		reqs, skipped, err := parseTraceLines(bytes.NewReader(data))
+		tr, err := tracefile.Read(bytes.NewReader(data))
 		if err != nil {
 			return
 		}
-		if skipped > 1 {
-			t.Fatalf("skipped %d lines; only the last may be", skipped)
+		spans := Complete(tr.Spans, "svc")
+		rs, err := tracefile.ResourceSpans(spans)
+		if err != nil {
+			t.Fatalf("read spans do not render: %v", err)
 		}
-		// Whatever parsed must merge and filter without trouble.
-		rs := mergeSpans(reqs)
-		out, kept, partial := complete(rs, "svc", newOpenSpans(100, nil))
-		if countSpans(out) != kept || partial < 0 {
-			t.Fatalf("complete kept %d but returned %d spans", kept, countSpans(out))
+		if countSpans(rs) != len(spans) {
+			t.Fatalf("%d spans rendered, want %d", countSpans(rs), len(spans))
+		}
+		for _, s := range spans {
+			if s.Open() {
+				t.Fatalf("span %s still open after Complete", s.SpanID)
+			}
 		}
 	})
 }

@@ -20,6 +20,8 @@ import (
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/lockprobe/lockprobe/tracefile"
 )
 
 // Stats counts spans by what became of them.
@@ -54,7 +56,7 @@ type Forwarder struct {
 	up      *uploader
 
 	openMu sync.Mutex
-	open   *openSpans
+	open   *pending
 
 	mu      sync.Mutex
 	queue   []*tracepb.ResourceSpans
@@ -85,7 +87,7 @@ func New(ctx context.Context, opts Options) (*Forwarder, error) {
 		opts:     opts,
 		service:  opts.serviceName(),
 		up:       newUploader(client, t, opts),
-		open:     newOpenSpans(opts.QueueSpans, opts.Hold),
+		open:     newPending(opts.Hold),
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		abortCtx: abortCtx,
@@ -107,8 +109,22 @@ func (f *Forwarder) Enqueue(rs []*tracepb.ResourceSpans) {
 		return
 	}
 	f.openMu.Lock()
-	batch, n, partial := complete(rs, f.service, f.open)
+	ready, partial := f.open.add(rs)
 	f.openMu.Unlock()
+	f.enqueue(ready, partial)
+}
+
+// enqueue queues merged spans that are ready.
+func (f *Forwarder) enqueue(ready []*tracefile.Span, partial int) {
+	n := len(ready)
+	var batch []*tracepb.ResourceSpans
+	if n > 0 {
+		var err error
+		if batch, err = tracefile.ResourceSpans(Complete(ready, f.service)); err != nil {
+			f.opts.Logger.Warn("otlpexport: spans not encodable", "err", err)
+			n = 0
+		}
+	}
 	f.mu.Lock()
 	f.stats.Partial += partial
 	switch {
@@ -141,7 +157,7 @@ func (f *Forwarder) Close(ctx context.Context) (Stats, error) {
 	f.openMu.Lock()
 	held := f.open.takeHeld()
 	f.openMu.Unlock()
-	f.Enqueue(held)
+	f.enqueue(held, 0)
 	f.mu.Lock()
 	again := f.closing
 	f.closing = true

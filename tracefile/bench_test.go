@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"testing"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -14,64 +16,68 @@ import (
 const benchSpans = 10_000
 
 // benchRequests returns, per span, a partial record and a final one: the controller's pattern.
-func benchRequests(b *testing.B) (partial, final []*coltracepb.ExportTraceServiceRequest) {
+func benchRequests(b *testing.B) (reqs []*coltracepb.ExportTraceServiceRequest) {
 	for i := range benchSpans {
 		var id [8]byte
 		binary.BigEndian.PutUint64(id[:], uint64(i+1))
 		r := rec{span: hex.EncodeToString(id[:]), parent: testParent, name: "lock.acquire", start: uint64(t0 + i*1000),
 			attrs: []*commonpb.KeyValue{strKV("lock.outcome", "waiting"), strKV("lock.mode", "write"), intKV("lock.start", int64(i)),
 				intKV("lock.len", 1), strKV("lock.kind", "ofd"), intKV("locker.id", int64(i%8))}}
-		partial = append(partial, reqOf(b, r))
+		reqs = append(reqs, reqOf(b, r))
 		r.end = r.start + 500
 		r.attrs = append(r.attrs[1:], strKV("lock.outcome", "granted"))
 		r.events = []*tracepb.Span_Event{event("lock.conflict", r.start+100, intKV("proc.lock.pid", 42))}
-		final = append(final, reqOf(b, r))
+		reqs = append(reqs, reqOf(b, r))
 	}
-	return partial, final
+	return reqs
 }
 
-func BenchmarkMarshalLine(b *testing.B) {
-	_, final := benchRequests(b)
-	b.ReportAllocs()
-	var bytesOut int
+func BenchmarkWrite(b *testing.B) {
+	reqs := benchRequests(b)
+	path := filepath.Join(b.TempDir(), FileName)
+	b.ResetTimer()
 	for b.Loop() {
-		bytesOut = 0
-		for _, req := range final {
-			line, err := MarshalLine(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			bytesOut += len(line) + 1
-		}
-	}
-	b.SetBytes(int64(bytesOut))
-	b.ReportMetric(float64(benchSpans*b.N)/b.Elapsed().Seconds(), "spans/s")
-}
-
-func BenchmarkRead(b *testing.B) {
-	partial, final := benchRequests(b)
-	var buf bytes.Buffer
-	for i := range partial {
-		for _, req := range []*coltracepb.ExportTraceServiceRequest{partial[i], final[i]} {
-			line, err := MarshalLine(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			buf.Write(line)
-			buf.WriteByte('\n')
-		}
-	}
-	data := buf.Bytes()
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		tr, err := Read(bytes.NewReader(data))
+		w, err := Create(path)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(tr.Spans) != benchSpans {
-			b.Fatalf("%d spans", len(tr.Spans))
+		for _, r := range reqs {
+			if err := w.Write(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(benchSpans*b.N)/b.Elapsed().Seconds(), "spans/s")
+	b.ReportMetric(float64(len(reqs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+func BenchmarkRead(b *testing.B) {
+	path := filepath.Join(b.TempDir(), FileName)
+	w, err := Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range benchRequests(b) {
+		if err := w.Write(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		tr, err := Read(bytes.NewReader(raw))
+		if err != nil || len(tr.Spans) != benchSpans {
+			b.Fatalf("%v, %d spans", err, len(tr.Spans))
+		}
+	}
+	b.ReportMetric(float64(2*benchSpans)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(len(raw))/float64(2*benchSpans), "bytes/record")
 }

@@ -1,7 +1,10 @@
 package tracefile
 
 import (
+	"bytes"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"testing"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -70,11 +73,61 @@ func event(name string, at uint64, attrs ...*commonpb.KeyValue) *tracepb.Span_Ev
 	return &tracepb.Span_Event{Name: name, TimeUnixNano: at, Attributes: attrs}
 }
 
-func mustLine(t testing.TB, req *coltracepb.ExportTraceServiceRequest) []byte {
+// jsonLine renders a request as one OTLP JSON line.
+func jsonLine(t testing.TB, req *coltracepb.ExportTraceServiceRequest) []byte {
 	t.Helper()
-	b, err := MarshalLine(req)
+	line, err := MarshalJSON(req)
 	if err != nil {
-		t.Fatalf("MarshalLine: %v", err)
+		t.Fatal(err)
 	}
-	return b
+	return line
+}
+
+// traceText joins JSON lines of records, each line ending in a newline (an older run's
+// trace.jsonl).
+func traceText(t testing.TB, lines ...[]rec) []byte {
+	var b bytes.Buffer
+	for _, l := range lines {
+		b.Write(jsonLine(t, reqOf(t, l...)))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// traceFile writes one request per group of records with Writer and returns the file's bytes,
+// and the file's size after each request (what a crash at that moment would leave).
+func traceFile(t testing.TB, lines ...[]rec) (data []byte, sizes []int64) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), FileName)
+	w, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines {
+		if err := w.Write(reqOf(t, l...)); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, st.Size())
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, sizes
+}
+
+// encodings are the two ways a trace reaches Read: lockprobe's file and OTLP JSON lines.
+var encodings = []struct {
+	name string
+	of   func(t testing.TB, lines ...[]rec) []byte
+}{
+	{"pb.zst", func(t testing.TB, lines ...[]rec) []byte { d, _ := traceFile(t, lines...); return d }},
+	{"jsonl", traceText},
 }

@@ -2,26 +2,53 @@ package tracefile
 
 import (
 	"cmp"
-	"encoding/hex"
 	"slices"
-
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
-// Attrs holds attribute values as Go values: string, int64, float64, bool, []any or
-// map[string]any (OTLP's AnyValue kinds; bytes become a hex string).
-type Attrs map[string]any
+// Attr is one attribute. Value is a string, int64, float64, bool, []any or map[string]any
+// (OTLP's AnyValue kinds; bytes become a hex string).
+type Attr struct {
+	Key   string
+	Value any
+}
+
+// Attrs holds a span's, an event's or a resource's attributes in record order, each key once.
+// A slice rather than a map: a span has about a dozen attributes, which a slice holds in a
+// third of the memory a map takes and searches as fast.
+type Attrs []Attr
+
+// Get returns the value of key and whether it is there.
+func (a Attrs) Get(key string) (any, bool) {
+	for i := range a {
+		if a[i].Key == key {
+			return a[i].Value, true
+		}
+	}
+	return nil, false
+}
+
+// Set sets key to v, replacing its earlier value.
+func (a *Attrs) Set(key string, v any) {
+	for i := range *a {
+		if (*a)[i].Key == key {
+			(*a)[i].Value = v
+			return
+		}
+	}
+	*a = append(*a, Attr{Key: key, Value: v})
+}
 
 // Str returns the string value of key, or "".
 func (a Attrs) Str(key string) string {
-	s, _ := a[key].(string)
+	v, _ := a.Get(key)
+	s, _ := v.(string)
 	return s
 }
 
 // Int returns the integer value of key and whether it was there as an integer.
 func (a Attrs) Int(key string) (int64, bool) {
-	switch v := a[key].(type) {
+	v, _ := a.Get(key)
+	switch v := v.(type) {
 	case int64:
 		return v, true
 	case float64:
@@ -40,7 +67,8 @@ func (a Attrs) IntOr(key string, def int64) int64 {
 
 // Strings returns a string-array value of key.
 func (a Attrs) Strings(key string) []string {
-	arr, _ := a[key].([]any)
+	v, _ := a.Get(key)
+	arr, _ := v.([]any)
 	out := make([]string, 0, len(arr))
 	for _, v := range arr {
 		if s, ok := v.(string); ok {
@@ -57,63 +85,69 @@ type Event struct {
 	Attrs Attrs
 }
 
+// Link is a span link.
+type Link struct {
+	TraceID, SpanID string // hex
+	Attrs           Attrs
+}
+
+// Span kinds and status codes, as OTLP numbers them.
+const (
+	KindUnspecified = 0
+	KindInternal    = 1
+	StatusUnset     = 0
+	StatusOK        = 1
+	StatusError     = 2
+)
+
 // Span is one span with all its records merged.
 type Span struct {
-	TraceID  string // hex
-	SpanID   string // hex
-	ParentID string // hex, "" for a root
-	Name     string
-	Start    int64 // unix ns, controller clock
-	End      int64 // unix ns; 0 = never ended in this file
-	Attrs    Attrs
-	Events   []Event // in time order
-	Resource Attrs   // shared by the spans of one process when read from a file: do not change it
-	Records  int     // how many records were merged
+	TraceID    string // hex
+	SpanID     string // hex
+	ParentID   string // hex, "" for a root
+	Name       string
+	Kind       int32 // OTLP span kind
+	Start      int64 // unix ns, controller clock
+	End        int64 // unix ns; 0 = never ended in this file
+	Attrs      Attrs
+	Events     []Event // in time order
+	Links      []Link
+	StatusCode int32 // OTLP status code, set by the final record
+	StatusMsg  string
+	Resource   Attrs  // shared by the spans of one process: do not change it
+	Scope      *Scope // the instrumentation scope, shared likewise
+	Records    int    // how many records were merged
+}
+
+// Scope is the instrumentation scope a span's first record came with.
+type Scope struct {
+	Name, Version string
 }
 
 // Open reports whether the span never ended.
 func (s *Span) Open() bool { return s.End == 0 }
 
-// Records flattens OTLP resource spans into span records, one per OTLP span, unmerged.
-func Records(rss []*tracepb.ResourceSpans) []*Span {
-	var out []*Span
-	for _, rs := range rss {
-		var res Attrs
-		if rs.Resource != nil {
-			res = attrsOf(rs.Resource.Attributes)
-		}
-		for _, ss := range rs.ScopeSpans {
-			for _, s := range ss.Spans {
-				sp := &Span{
-					TraceID:  hex.EncodeToString(s.TraceId),
-					SpanID:   hex.EncodeToString(s.SpanId),
-					ParentID: hex.EncodeToString(s.ParentSpanId),
-					Name:     s.Name,
-					Start:    int64(s.StartTimeUnixNano),
-					End:      int64(s.EndTimeUnixNano),
-					Attrs:    attrsOf(s.Attributes),
-					Resource: res,
-					Records:  1,
-				}
-				for _, e := range s.Events {
-					sp.Events = append(sp.Events, Event{Time: int64(e.TimeUnixNano), Name: e.Name, Attrs: attrsOf(e.Attributes)})
-				}
-				out = append(out, sp)
-			}
-		}
-	}
-	return out
-}
-
-// Merge folds a later record of the same span into s: later attributes win, events are united
-// (an event already present, same name and instant, is not repeated), a final end time wins.
+// Merge folds a later record of the same span into s. This is the one merge rule of lockprobe's
+// records, for the trace reader, the live controller and the OTLP export alike:
+//   - a final record (end ≠ 0) is never overridden by a partial one (end 0), whenever it
+//     arrives: its name, kind, attributes and status stand; a partial record only adds what
+//     the final one lacks;
+//   - otherwise the later record's attributes win, and a non-empty name or a set kind replaces
+//     the earlier one;
+//   - events are united (same name and instant = the same event) and kept in time order; links
+//     are united (same trace and span id);
+//   - the earliest start and the final end win; the first parent and resource stay.
 func (s *Span) Merge(rec *Span) { s.merge(rec, false) }
 
-// merge is Merge; owned says that nobody else holds rec, so that s may take its attribute map
-// instead of copying it when that map already holds every key of the merged result.
+// merge is Merge; owned says that nobody else holds rec, so that s may take its slices.
 func (s *Span) merge(rec *Span, owned bool) {
-	if rec.Name != "" {
+	// A final record must not lose to a partial one that arrives after it.
+	keep := s.End != 0 && rec.End == 0
+	if rec.Name != "" && (!keep || s.Name == "") {
 		s.Name = rec.Name
+	}
+	if rec.Kind != KindUnspecified && (!keep || s.Kind == KindUnspecified) {
+		s.Kind = rec.Kind
 	}
 	if s.ParentID == "" {
 		s.ParentID = rec.ParentID
@@ -123,29 +157,28 @@ func (s *Span) merge(rec *Span, owned bool) {
 	}
 	if rec.End != 0 {
 		s.End = rec.End
+		s.StatusCode, s.StatusMsg = rec.StatusCode, rec.StatusMsg
 	}
-	// A final record must not lose to a partial one that arrives after it.
-	keep := s.End != 0 && rec.End == 0
 	switch {
-	case s.Attrs == nil && owned && rec.Attrs != nil && !keep:
+	case len(s.Attrs) == 0 && owned:
 		s.Attrs = rec.Attrs
-	case owned && !keep && rec.Attrs != nil && covers(rec.Attrs, s.Attrs):
+	case owned && !keep && covers(rec.Attrs, s.Attrs):
 		s.Attrs = rec.Attrs
 	default:
-		if s.Attrs == nil {
-			s.Attrs = Attrs{}
-		}
-		for k, v := range rec.Attrs {
+		for _, kv := range rec.Attrs {
 			if keep {
-				if _, ok := s.Attrs[k]; ok {
+				if _, ok := s.Attrs.Get(kv.Key); ok {
 					continue
 				}
 			}
-			s.Attrs[k] = v
+			s.Attrs.Set(kv.Key, kv.Value)
 		}
 	}
 	if s.Resource == nil {
 		s.Resource = rec.Resource
+	}
+	if s.Scope == nil {
+		s.Scope = rec.Scope
 	}
 	added := false
 	for _, e := range rec.Events {
@@ -157,6 +190,11 @@ func (s *Span) merge(rec *Span, owned bool) {
 	if added || len(s.Events) > 1 && s.Records == 1 {
 		slices.SortStableFunc(s.Events, func(x, y Event) int { return cmp.Compare(x.Time, y.Time) })
 	}
+	for _, l := range rec.Links {
+		if !slices.ContainsFunc(s.Links, func(h Link) bool { return h.TraceID == l.TraceID && h.SpanID == l.SpanID }) {
+			s.Links = append(s.Links, l)
+		}
+	}
 	s.Records++
 }
 
@@ -165,8 +203,8 @@ func covers(a, b Attrs) bool {
 	if len(a) < len(b) {
 		return false
 	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
+	for _, kv := range b {
+		if _, ok := a.Get(kv.Key); !ok {
 			return false
 		}
 	}
@@ -180,43 +218,4 @@ func (s *Span) hasEvent(e Event) bool {
 		}
 	}
 	return false
-}
-
-func attrsOf(kvs []*commonpb.KeyValue) Attrs {
-	a := make(Attrs, len(kvs))
-	for _, kv := range kvs {
-		a[kv.Key] = valueOf(kv.Value)
-	}
-	return a
-}
-
-func valueOf(v *commonpb.AnyValue) any {
-	if v == nil {
-		return nil
-	}
-	switch x := v.Value.(type) {
-	case *commonpb.AnyValue_StringValue:
-		return x.StringValue
-	case *commonpb.AnyValue_IntValue:
-		return x.IntValue
-	case *commonpb.AnyValue_DoubleValue:
-		return x.DoubleValue
-	case *commonpb.AnyValue_BoolValue:
-		return x.BoolValue
-	case *commonpb.AnyValue_BytesValue:
-		return hex.EncodeToString(x.BytesValue)
-	case *commonpb.AnyValue_ArrayValue:
-		out := make([]any, 0, len(x.ArrayValue.GetValues()))
-		for _, e := range x.ArrayValue.GetValues() {
-			out = append(out, valueOf(e))
-		}
-		return out
-	case *commonpb.AnyValue_KvlistValue:
-		m := map[string]any{}
-		for _, kv := range x.KvlistValue.GetValues() {
-			m[kv.Key] = valueOf(kv.Value)
-		}
-		return m
-	}
-	return nil
 }

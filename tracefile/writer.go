@@ -1,31 +1,43 @@
-// Package tracefile writes and reads lockprobe's trace file, trace.jsonl: one OTLP
-// ExportTraceServiceRequest per line in the OTLP JSON encoding (lowerCamelCase field names,
-// trace and span ids in hex), so that OpenTelemetry tools read it as it is.
+// Package tracefile writes and reads lockprobe's trace file, trace.pb.zst: the run's span
+// records as OTLP protobuf ExportTraceServiceRequests, each preceded by its length (4 bytes,
+// big-endian: the framing of the OpenTelemetry Collector's file exporter with format proto), the
+// whole a zstd stream. `zstd -d` gives the Collector's format back; `lockprobe export -format
+// otlp-json` the OTLP JSON lines its otlpjsonfile receiver reads. The reader also reads those
+// JSON lines (an older run's trace.jsonl) and the uncompressed framing.
 //
-// The file is append-only and written as spans arrive. A span may appear more than once: first
-// as a partial record (end time 0: it has started, perhaps gathered events, but not ended), later
-// as the final record. Reading merges the records of one span; a span whose final record never
-// came is still open at the end of the file.
+// The file is append-only and written as spans arrive; every request is flushed to the
+// operating system at once, so a crash loses at most the request being written. A span may
+// appear more than once: first as a partial record (end time 0: it has started, perhaps gathered
+// events, but not ended), later as the final record. Reading merges the records of one span
+// (Span.Merge); a span whose final record never came is still open at the end of the file.
 package tracefile
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"sync"
 
+	"github.com/klauspost/compress/zstd"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/encoding/protojson"
 )
 
-// Writer appends requests to a trace file, one line each, and pushes every line to the
-// operating system at once so that a crash loses at most the line being written.
+// FileName is the trace file's name inside a run's output folder; LegacyFileName that of runs
+// made before it (OTLP JSON lines), which Open still reads.
+const (
+	FileName       = "trace.pb.zst"
+	LegacyFileName = "trace.jsonl"
+)
+
+// Writer appends requests to a trace file.
 type Writer struct {
-	mu    sync.Mutex
-	f     *os.File
-	buf   []byte
-	lines int
-	err   error
+	mu       sync.Mutex
+	f        *os.File
+	zw       *zstd.Encoder
+	hdr      [4]byte
+	requests int
+	err      error
 }
 
 // Create creates (or truncates) the trace file at path.
@@ -34,82 +46,101 @@ func Create(path string) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create trace file: %w", err)
 	}
-	return &Writer{f: f}, nil
+	return newWriter(f)
 }
 
-// Write appends one request as one line.
+// Append opens an existing trace file to add requests at its end (the verdict, after analysis),
+// in a zstd frame of their own: a zstd stream may hold several.
+func Append(path string) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open trace file: %w", err)
+	}
+	return newWriter(f)
+}
+
+func newWriter(f *os.File) (*Writer, error) {
+	// The fastest level: at lockprobe's rates it costs a few percent of a core, and the records
+	// repeat so much that it still makes them twenty times smaller. One goroutine: the encoder
+	// runs on the caller's, which the controller has to spare.
+	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(1<<20))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("trace file: %w", err)
+	}
+	return &Writer{f: f, zw: zw}, nil
+}
+
+// Write appends one request.
 func (w *Writer) Write(req *coltracepb.ExportTraceServiceRequest) error {
+	b, err := Encode(req)
+	if err != nil {
+		return err
+	}
+	return w.WriteEncoded(b)
+}
+
+// WriteSpans appends one request holding the given resource spans.
+func (w *Writer) WriteSpans(rss ...*tracepb.ResourceSpans) error {
+	return w.Write(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+}
+
+// WriteEncoded appends one request already in OTLP protobuf (as a locker sent it) and flushes it
+// to the operating system.
+func (w *Writer) WriteEncoded(b []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
 		return w.err
 	}
-	w.buf = append(appendRequest(w.buf[:0], req), '\n')
-	if _, err := w.f.Write(w.buf); err != nil {
+	if w.f == nil {
+		return fmt.Errorf("write trace file: closed")
+	}
+	binary.BigEndian.PutUint32(w.hdr[:], uint32(len(b)))
+	if _, err := w.zw.Write(w.hdr[:]); err != nil {
 		w.err = fmt.Errorf("write trace file: %w", err)
 		return w.err
 	}
-	w.lines++
+	if _, err := w.zw.Write(b); err != nil {
+		w.err = fmt.Errorf("write trace file: %w", err)
+		return w.err
+	}
+	if err := w.zw.Flush(); err != nil {
+		w.err = fmt.Errorf("write trace file: %w", err)
+		return w.err
+	}
+	w.requests++
 	return nil
 }
 
-// Lines returns how many lines were written.
-func (w *Writer) Lines() int {
+// Requests returns how many requests were written.
+func (w *Writer) Requests() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.lines
+	return w.requests
 }
 
-// Close syncs and closes the file.
+// Close ends the zstd frame, syncs and closes the file.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
 		return w.err
 	}
+	zerr := w.zw.Close()
 	serr := w.f.Sync()
 	cerr := w.f.Close()
 	w.f = nil
-	if w.err != nil {
+	switch {
+	case w.err != nil:
 		return w.err
-	}
-	if serr != nil {
+	case zerr != nil:
+		return fmt.Errorf("close trace file: %w", zerr)
+	case serr != nil:
 		return fmt.Errorf("sync trace file: %w", serr)
-	}
-	if cerr != nil {
+	case cerr != nil:
 		return fmt.Errorf("close trace file: %w", cerr)
 	}
 	return nil
-}
-
-// MarshalLine renders a request in the OTLP JSON encoding, on one line.
-func MarshalLine(req *coltracepb.ExportTraceServiceRequest) ([]byte, error) {
-	return appendRequest(nil, req), nil
-}
-
-// UnmarshalLine parses one line written by MarshalLine (or any OTLP JSON exporter).
-func UnmarshalLine(line []byte) (*coltracepb.ExportTraceServiceRequest, error) {
-	b, err := rewriteIDs(line, hexToBase64)
-	if err != nil {
-		return nil, err
-	}
-	req := &coltracepb.ExportTraceServiceRequest{}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, req); err != nil {
-		return nil, fmt.Errorf("parse spans: %w", err)
-	}
-	return req, nil
-}
-
-// Append opens an existing trace file to add lines at its end (the verdict, after analysis).
-func Append(path string) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open trace file: %w", err)
-	}
-	return &Writer{f: f}, nil
-}
-
-// WriteSpans appends one line holding the given resource spans.
-func (w *Writer) WriteSpans(rss ...*tracepb.ResourceSpans) error {
-	return w.Write(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
 }

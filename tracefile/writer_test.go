@@ -1,16 +1,15 @@
 package tracefile
 
 import (
-	"encoding/json"
-	"os"
+	"bytes"
 	"path/filepath"
-	"regexp"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	pb "google.golang.org/protobuf/proto"
 )
 
 func fullRecord() rec {
@@ -23,81 +22,76 @@ func fullRecord() rec {
 				Values: []*commonpb.AnyValue{{Value: &commonpb.AnyValue_StringValue{StringValue: "a"}}, {Value: &commonpb.AnyValue_StringValue{StringValue: "b"}}}}}}},
 			{Key: "lock.map", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_KvlistValue{KvlistValue: &commonpb.KeyValueList{
 				Values: []*commonpb.KeyValue{intKV("n", 1)}}}}},
-			// An attribute named like an id key: it must pass through untouched (and not hang the rewrite).
-			strKV("spanId", "traceId"), strKV("note", `say "spanId": "x"`)},
+			strKV("note", `say "spanId": "x"`)},
 		events: []*tracepb.Span_Event{event("lock.conflict", 1_700_000_000_100_000_000, intKV("proc.lock.pid", 77))}}
 }
 
-func TestMarshalLineRoundTrip(t *testing.T) {
-	req := reqOf(t, fullRecord(), rec{span: "1111111111111111", name: "lockprobe.run", start: 5})
-	line := mustLine(t, req)
-	if strings.ContainsAny(string(line), "\n\r") {
-		t.Fatalf("line holds a line break: %s", line)
+// Every value kind survives the file, and `zstd -d` of the file is the Collector file
+// exporter's proto framing.
+func TestWriteReadAllValueKinds(t *testing.T) {
+	data, _ := traceFile(t, []rec{fullRecord()})
+	tr, err := Read(bytes.NewReader(data))
+	if err != nil || len(tr.Spans) != 1 {
+		t.Fatalf("%+v, %v", tr, err)
 	}
-	got, err := UnmarshalLine(line)
+	a := tr.Spans[0].Attrs
+	want := Attrs{{"lock.outcome", "granted"}, {"lock.start", int64(10)}, {"lock.ratio", 0.5}, {"lock.held", true}, {"lock.raw", "cafe"},
+		{"proc.stack", []any{"a", "b"}}, {"lock.map", map[string]any{"n": int64(1)}}, {"note", `say "spanId": "x"`}}
+	if !reflect.DeepEqual(a, want) {
+		t.Errorf("attributes\n%#v\nwant\n%#v", a, want)
+	}
+	zr, err := zstd.NewReader(bytes.NewReader(data))
 	if err != nil {
-		t.Fatalf("UnmarshalLine: %v\n%s", err, line)
+		t.Fatal(err)
 	}
-	if !pb.Equal(got, req) {
-		t.Errorf("round trip changed the request:\n got %v\nwant %v", got, req)
+	defer zr.Close()
+	var raw bytes.Buffer
+	if _, err := raw.ReadFrom(zr); err != nil {
+		t.Fatal(err)
 	}
-}
-
-// The OTLP JSON encoding differs from protojson's defaults: ids are hex, not base64.
-func TestMarshalLineIsOTLPJSON(t *testing.T) {
-	line := mustLine(t, reqOf(t, fullRecord()))
-	var doc struct {
-		ResourceSpans []struct {
-			ScopeSpans []struct {
-				Spans []map[string]any `json:"spans"`
-			} `json:"scopeSpans"`
-		} `json:"resourceSpans"`
-	}
-	if err := json.Unmarshal(line, &doc); err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, line)
-	}
-	if len(doc.ResourceSpans) != 1 || len(doc.ResourceSpans[0].ScopeSpans) != 1 || len(doc.ResourceSpans[0].ScopeSpans[0].Spans) != 1 {
-		t.Fatalf("resourceSpans/scopeSpans/spans not found under lowerCamelCase keys:\n%s", line)
-	}
-	span := doc.ResourceSpans[0].ScopeSpans[0].Spans[0]
-	for key, want := range map[string]string{"traceId": testTrace, "spanId": testSpan, "parentSpanId": testParent} {
-		if got, _ := span[key].(string); got != want {
-			t.Errorf("%s = %q, want hex %q", key, span[key], want)
-		}
-	}
-	for _, key := range []string{"startTimeUnixNano", "endTimeUnixNano", "attributes", "events"} {
-		if _, ok := span[key]; !ok {
-			t.Errorf("span has no %q key", key)
-		}
-	}
-	if ok, _ := regexp.Match(`"(trace_id|span_id|parent_span_id|start_time_unix_nano|resource_spans)"`, line); ok {
-		t.Errorf("snake_case key in %s", line)
-	}
-	if ok, _ := regexp.Match(`"traceId":\s*"[0-9a-f]{32}"`, line); !ok {
-		t.Errorf("no 32-char hex traceId in %s", line)
-	}
-	if ok, _ := regexp.Match(`"spanId":\s*"[0-9a-f]{16}"`, line); !ok {
-		t.Errorf("no 16-char hex spanId in %s", line)
+	again, err := Read(bytes.NewReader(raw.Bytes()))
+	if err != nil || len(again.Spans) != 1 || !reflect.DeepEqual(again.Spans[0].Attrs, want) {
+		t.Errorf("the decompressed frames do not read back: %+v, %v", again, err)
 	}
 }
 
-func TestUnmarshalLineErrors(t *testing.T) {
-	for _, tc := range []struct{ name, line, want string }{
-		{"not json", `hello`, "parse spans"},
-		{"cut short", `{"resourceSpans":[{"scopeSpans":[`, "parse spans"},
-		{"bad hex id", `{"resourceSpans":[{"scopeSpans":[{"spans":[{"spanId":"xyz"}]}]}]}`, "parse spans: id"},
-		{"wrong type", `{"resourceSpans":{}}`, "parse spans"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := UnmarshalLine([]byte(tc.line))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want one containing %q", err, tc.want)
-			}
-		})
+// WriteJSON's lines read back as the same spans.
+func TestWriteJSONReadsBack(t *testing.T) {
+	data, _ := traceFile(t, append(attemptRecords(), []rec{fullRecord()})...)
+	tr, err := Read(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Unknown fields are skipped: a newer exporter's additions must not break reading.
-	if _, err := UnmarshalLine([]byte(`{"resourceSpans":[],"futureField":1}`)); err != nil {
-		t.Errorf("unknown field: %v", err)
+	var js bytes.Buffer
+	if err := WriteJSON(&js, tr.Spans, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(js.String(), "\n"); n != len(tr.Spans) {
+		t.Errorf("%d lines of at most 1 byte for %d spans, want one span a line", n, len(tr.Spans))
+	}
+	var big bytes.Buffer
+	if err := WriteJSON(&big, tr.Spans, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(big.String(), "\n"); n != 1 {
+		t.Errorf("%d lines of at most 1 MiB for %d small spans, want 1", n, len(tr.Spans))
+	}
+	if !strings.Contains(js.String(), `"spanId":"`+testSpan+`"`) || !strings.Contains(js.String(), `"traceId":"`+testTrace+`"`) {
+		t.Errorf("ids not in hex:\n%s", js.String())
+	}
+	back, err := Read(&js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Spans) != len(tr.Spans) {
+		t.Fatalf("%d spans back, want %d", len(back.Spans), len(tr.Spans))
+	}
+	for i, s := range back.Spans {
+		w := tr.Spans[i]
+		if s.SpanID != w.SpanID || s.Name != w.Name || s.Start != w.Start || s.End != w.End || !reflect.DeepEqual(s.Attrs, w.Attrs) ||
+			!reflect.DeepEqual(s.Events, w.Events) || !reflect.DeepEqual(s.Resource, w.Resource) || *s.Scope != *w.Scope {
+			t.Errorf("span %d back\n%+v\nwant\n%+v", i, s, w)
+		}
 	}
 }
 
@@ -113,8 +107,8 @@ func TestCreateAppendWriteSpans(t *testing.T) {
 	if err := w.WriteSpans(resourceSpans(t, rec{span: "2222222222222222", name: "lock.hold", start: 20})); err != nil {
 		t.Fatal(err)
 	}
-	if w.Lines() != 2 {
-		t.Errorf("Lines() = %d, want 2", w.Lines())
+	if w.Requests() != 2 {
+		t.Errorf("Requests() = %d, want 2", w.Requests())
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -137,20 +131,12 @@ func TestCreateAppendWriteSpans(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(string(raw), "\n"); n != 3 || !strings.HasSuffix(string(raw), "\n") {
-		t.Fatalf("file holds %d newline-terminated lines, want 3:\n%s", n, raw)
-	}
 	tr, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr.Lines != 3 || tr.Truncated || len(tr.Spans) != 2 {
-		t.Fatalf("trace: %d lines, truncated %v, %d spans; want 3, false, 2", tr.Lines, tr.Truncated, len(tr.Spans))
+	if tr.Requests != 3 || tr.Truncated || len(tr.Spans) != 2 {
+		t.Fatalf("trace: %d requests, truncated %v, %d spans; want 3, false, 2", tr.Requests, tr.Truncated, len(tr.Spans))
 	}
 	if s := tr.Spans[0]; s.SpanID != testSpan || s.End != 30 || s.Attrs.Str("lock.outcome") != "granted" || s.Records != 2 {
 		t.Errorf("appended final record not merged: %+v", s)
@@ -159,7 +145,7 @@ func TestCreateAppendWriteSpans(t *testing.T) {
 
 func TestCreateAndAppendErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Append(filepath.Join(dir, "missing.jsonl")); err == nil {
+	if _, err := Append(filepath.Join(dir, "missing"+FileName)); err == nil {
 		t.Error("Append to a missing file succeeded")
 	}
 	if _, err := Create(filepath.Join(dir, "no", "such", "dir", FileName)); err == nil {

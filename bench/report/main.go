@@ -95,7 +95,9 @@ var rows = []row{
 	{"analyze: peak memory", "child's ru_maxrss", "BenchmarkAnalyze/cli", "peak-rss-MiB", "< 500 MiB (for 10^6)", nil},
 	{"analyze: reading the trace, CPU at 10^6", "tracefile.Open, in process", "BenchmarkAnalyze/split", "read-cpu-s@1e6", "", nil},
 	{"analyze: the analysis, CPU at 10^6", "analysis.Analyze, in process", "BenchmarkAnalyze/split", "analysis-cpu-s@1e6", "", nil},
-	{"trace bytes per event", "file size / events", "BenchmarkAnalyze/split", "bytes/event", "≤ 300", atMost(300)},
+	{"trace bytes per event", "file size / events (trace.pb.zst: OTLP protobuf requests, zstd)", "BenchmarkAnalyze/split", "bytes/event", "≤ 300", atMost(300)},
+	{"trace bytes per event, as OTLP JSON lines", "the same requests as pdata's OTLP JSON lines (the file's format before)", "BenchmarkAnalyze/json", "bytes/event", "", nil},
+	{"reading the trace as OTLP JSON lines, CPU at 10^6", "tracefile.Open of those lines (pdata's JSON decoder)", "BenchmarkAnalyze/json", "read-cpu-s@1e6", "", nil},
 }
 
 // benchLine matches "BenchmarkName-2   1   123 ns/op   4.5 unit ...".

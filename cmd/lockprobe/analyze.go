@@ -21,7 +21,7 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usagef("want one argument: a run's output folder or its trace.jsonl")
+		return usagef("want one argument: a run's output folder or its trace file")
 	}
 	if *stuckAfter <= 0 {
 		return usagef("-stuck-after must be positive")
@@ -50,18 +50,14 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) error {
 
 // tracePath accepts a run's output folder or a trace file.
 func tracePath(arg string) (string, error) {
-	st, err := os.Stat(arg)
-	if err != nil {
+	if _, err := os.Stat(arg); err != nil {
 		return "", usagef("%s: %v", arg, errors.Unwrap(err))
 	}
-	if st.IsDir() {
-		p := filepath.Join(arg, tracefile.FileName)
-		if _, err := os.Stat(p); err != nil {
-			return "", usagef("%s: no %s in this folder", arg, tracefile.FileName)
-		}
-		return p, nil
+	p, err := tracefile.Find(arg)
+	if err != nil {
+		return "", usagef("%s: no %s in this folder", arg, tracefile.FileName)
 	}
-	return arg, nil
+	return p, nil
 }
 
 func scenariosCmd(args []string, stdout, stderr io.Writer) error {

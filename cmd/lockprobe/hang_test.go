@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,7 +90,40 @@ func TestHangsOnLocalDisk(t *testing.T) {
 			if c.class == "deadlock" && !strings.Contains(res.stdout, "detected") {
 				t.Errorf("summary does not say how long after the cycle formed it was detected:\n%s", res.stdout)
 			}
+			sameAsAnalyze(t, res)
 		})
+	}
+}
+
+// sameAsAnalyze reads the run's trace again with `lockprobe analyze`: the run reports from its
+// live analysis without reading the trace back, and must conclude what the offline analysis of
+// its trace concludes — the same findings, graph and statistics.
+func sameAsAnalyze(t *testing.T, res runResult) {
+	t.Helper()
+	again := filepath.Join(t.TempDir(), "again")
+	a := lockprobe(t, 60*time.Second, "analyze", "-out", again, res.out)
+	if a.code != res.code {
+		t.Errorf("analyze exits %d, run exited %d\n%s", a.code, res.code, a.stdout)
+	}
+	load := func(dir string) map[string]any {
+		b, err := os.ReadFile(filepath.Join(dir, "verdict.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		delete(v["verdict"].(map[string]any), "detection_latency_ns") // only the live run measures it
+		return v
+	}
+	live, offline := load(res.out), load(again)
+	for _, k := range []string{"verdict", "findings", "graph", "statistics", "proc_locks"} {
+		if !reflect.DeepEqual(live[k], offline[k]) {
+			l, _ := json.MarshalIndent(live[k], "", " ")
+			o, _ := json.MarshalIndent(offline[k], "", " ")
+			t.Errorf("verdict.json %q of the run differs from analyze's:\nrun:\n%s\nanalyze:\n%s", k, l, o)
+		}
 	}
 }
 

@@ -49,8 +49,8 @@ type command struct {
 var commands = map[string]command{
 	"run":       {runCmd, "start lockers on a file, drive a scenario, analyse and report"},
 	"locker":    {lockerCmd, "run one locker or observer (started by run, or by hand on a remote node)"},
-	"analyze":   {analyzeCmd, "analyse a saved run: DIR or trace.jsonl → verdict and reports"},
-	"export":    {exportCmd, "send a saved run's spans to an OTLP collector"},
+	"analyze":   {analyzeCmd, "analyse a saved run: DIR or its trace file → verdict and reports"},
+	"export":    {exportCmd, "send a saved run's spans to an OTLP collector, or write them as OTLP JSON"},
 	"scenarios": {scenariosCmd, "list the built-in scenarios"},
 	"simfs":     {simfsCmd, "serve a FUSE lock file system with Lustre's lock semantics and faults, through K mounts"},
 	"version":   {versionCmd, "print the version"},

@@ -22,7 +22,6 @@ import (
 	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/scenario"
 	"github.com/lockprobe/lockprobe/semconv"
-	"github.com/lockprobe/lockprobe/tracefile"
 )
 
 // maxProcs bounds -procs: every locker is a process on this node.
@@ -119,7 +118,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if res == nil {
 		return runErr
 	}
-	code, err := report(res, aopts, hw.latency(), fwd, stdout)
+	code, err := report(res, hw.analyzer, hw.latency(), fwd, stdout)
 	// Closed only now: the verdict that report adds to the root span goes out with it.
 	if fwd != nil {
 		fmt.Fprintln(stdout, fwd.Close())
@@ -169,15 +168,13 @@ func (h *hangWatch) latency() time.Duration {
 	return time.Duration(h.hangAt - h.formedAt)
 }
 
-// report analyses the finished run from its trace file, as `analyze` would, writes the verdict
-// into the trace (and to the collector, when fwd is not nil) and the reports into the output
-// folder, and prints the summary.
-func report(res *control.Result, aopts analysis.Options, latency time.Duration, fwd *forwarder, stdout io.Writer) (int, error) {
-	t, err := tracefile.Open(res.TracePath)
-	if err != nil {
-		return exitTool, err
-	}
-	ar := analysis.Analyze(t, aopts)
+// report finishes the live analysis of the run (the analyzer saw every record the controller
+// merged, the controller's own final records included, so the trace file is not read back),
+// writes the verdict into the trace (and to the collector, when fwd is not nil) and the reports
+// into the output folder, and prints the summary. It gives what `lockprobe analyze` gives on
+// the same trace.
+func report(res *control.Result, analyzer *analysis.Analyzer, latency time.Duration, fwd *forwarder, stdout io.Writer) (int, error) {
+	ar := analyzer.Finalize(res.End.UnixNano())
 	rec := control.VerdictRecord(res, version, ar.Verdict.Class, ar.Verdict.Exit, ar.Verdict.Summary)
 	if err := control.WriteVerdict(res, rec); err != nil {
 		return exitTool, err

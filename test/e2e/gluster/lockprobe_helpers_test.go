@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -353,29 +354,21 @@ func events(tr *tracefile.Trace, span, event string) []tracefile.Event {
 
 // describe renders a span briefly for failure messages and logs.
 func describe(s *tracefile.Span) string {
-	keys := make([]string, 0, len(s.Attrs))
-	for k := range s.Attrs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	attrs := slices.SortedFunc(slices.Values(s.Attrs), func(x, y tracefile.Attr) int { return strings.Compare(x.Key, y.Key) })
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s [%d..%d] node=%s pid=%d", s.Name, s.Start, s.End, node(s), pidOf(s))
-	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%v", k, s.Attrs[k])
+	for _, kv := range attrs {
+		fmt.Fprintf(&b, " %s=%v", kv.Key, kv.Value)
 	}
 	return b.String()
 }
 
 func describeEvent(e tracefile.Event) string {
-	keys := make([]string, 0, len(e.Attrs))
-	for k := range e.Attrs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	attrs := slices.SortedFunc(slices.Values(e.Attrs), func(x, y tracefile.Attr) int { return strings.Compare(x.Key, y.Key) })
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s @%d", e.Name, e.Time)
-	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%v", k, e.Attrs[k])
+	for _, kv := range attrs {
+		fmt.Fprintf(&b, " %s=%v", kv.Key, kv.Value)
 	}
 	return b.String()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -131,12 +130,15 @@ func TestExportFileToJaeger(t *testing.T) {
 	// Only the start record of the acquire made it into the file, and the
 	// hold (index 3) stays partial too.
 	spans[2].EndTimeUnixNano = 0
-	line, err := tracefile.MarshalLine(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+	path := filepath.Join(t.TempDir(), tracefile.FileName)
+	w, err := tracefile.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), tracefile.FileName)
-	if err := os.WriteFile(path, append(line, '\n'), 0o644); err != nil {
+	if err := w.Write(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 
