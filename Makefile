@@ -8,7 +8,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Debian packages the end-to-end tests use (their Go helpers also install them when missing).
-DEB_PKGS := glusterfs-server chromium fuse3 slurmd slurmctld slurm-client munge openssh-server openssh-client
+DEB_PKGS := glusterfs-server chromium fuse3 slurmd slurmctld slurm-client munge openssh-server openssh-client python3-casacore
 APT_STAMP := .cache/apt-$(shell echo $(DEB_PKGS) | tr ' ' '-').stamp
 
 .PHONY: all build test short deps lint staticcheck fuzz bench package clean jaeger
