@@ -1,7 +1,6 @@
 package analysis
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/lockprobe/lockprobe/semconv"
@@ -31,8 +30,8 @@ func (d *detector) clientFailed(y *Hold, to int64) *clientFailure {
 		return nil
 	}
 	var cf clientFailure
-	seen := map[string]bool{}
-	note := func(at int64, src, by, what string, o Owner) {
+	seen := map[Party]bool{}
+	note := func(at int64, src string, by Party, asked Asked, query string, o Owner) {
 		if !strings.HasPrefix(o.Source, semconv.OwnerFromError) || at < y.Begin || at > to || seen[by] {
 			return
 		}
@@ -42,30 +41,29 @@ func (d *detector) clientFailed(y *Hold, to int64) *clientFailure {
 			cf.errno = errno
 		}
 		cf.evidence = append(cf.evidence, Evidence{At: at, Source: src, By: by,
-			Text: fmt.Sprintf("%s failed with %s: the client on %s could not reach the file system", what, errno, node)})
+			Fact: ClientFailed{Asked: asked, Query: query, Errno: errno, Node: node}})
 	}
 	for _, ob := range m.obs {
 		if ob.At > to {
 			break
 		}
 		if ob.Node == node {
-			note(ob.At, SourceObserver, "observer on "+node, "F_GETLK for "+ob.QueryMode+" over the whole file", ob.Owner)
+			note(ob.At, SourceObserver, observerParty(node), AskedObserver, ob.QueryMode, ob.Owner)
 		}
 	}
 	for _, l := range m.lockers {
 		if l.Node != node {
 			continue
 		}
-		by := fmt.Sprintf("locker %d", l.ID)
 		for _, a := range m.byLocker[l.ID] {
 			for _, c := range a.Conflicts {
-				note(c.At, SourceGetlk, by, "F_GETLK for its own request", c.Owner)
+				note(c.At, SourceGetlk, lockerParty(l.ID), AskedOwnRequest, "", c.Owner)
 			}
 		}
 	}
 	for _, g := range m.getlks {
 		if m.locker(g.Locker).Node == node {
-			note(g.At, SourceGetlk, fmt.Sprintf("locker %d", g.Locker), "its F_GETLK", g.Owner)
+			note(g.At, SourceGetlk, lockerParty(g.Locker), AskedScenario, "", g.Owner)
 		}
 	}
 	if len(cf.evidence) == 0 {
@@ -76,8 +74,8 @@ func (d *detector) clientFailed(y *Hold, to int64) *clientFailure {
 
 // lostClient explains a violation by a holder whose client failed during the overlap: the
 // earlier holder's client first, as the file system gave its lock to the later one. It returns
-// the evidence and the sentence to add to the summary.
-func (d *detector) lostClient(x, h *Hold, overlapEnd int64) ([]Evidence, string) {
+// the evidence and what it shows, or nil.
+func (d *detector) lostClient(x, h *Hold, overlapEnd int64) ([]Evidence, *LostClient) {
 	m := d.m
 	to := overlapEnd + d.settle
 	for _, pair := range [][2]*Hold{{x, h}, {h, x}} {
@@ -86,12 +84,8 @@ func (d *detector) lostClient(x, h *Hold, overlapEnd int64) ([]Evidence, string)
 		if cf == nil {
 			continue
 		}
-		how := "lost its connection to the file system (" + cf.errno + ")"
-		if !connErrnos[cf.errno] {
-			how = "failed (F_GETLK through it returned " + cf.errno + ")"
-		}
-		return cf.evidence, fmt.Sprintf("; the client of locker %d on %s %s: the file system gave the lock away to locker %d while locker %d still believed it held it",
-			lost.Locker, m.locker(lost.Locker).Node, how, other.Locker, lost.Locker)
+		return cf.evidence, &LostClient{Locker: lost.Locker, Node: m.locker(lost.Locker).Node, Errno: cf.errno,
+			Conn: connErrnos[cf.errno], Other: other.Locker}
 	}
-	return nil, ""
+	return nil, nil
 }

@@ -78,15 +78,14 @@ func (d *detector) waiterFindings(a *Attempt, until int64) {
 		return
 	}
 	m := d.m
-	base := Finding{Lockers: []int64{a.Locker}, Attempts: []string{a.ID}, File: a.File, Mode: a.Mode,
-		Kind: a.Kind, Start: a.Start, Len: a.Len, DetectedAt: until, Uncertainty: m.uncertainty(a.Locker)}
+	base := Finding{Lockers: []int64{a.Locker}, Attempts: []string{a.ID}, Lock: a.lock(), DetectedAt: until,
+		Uncertainty: m.uncertainty(a.Locker)}
 	resolved := a.End != 0 && a.End <= until && a.Outcome != semconv.OutcomeBlocked
-	by := m.by(a.Locker)
+	by := lockerParty(a.Locker)
 	for _, r := range ownerRuns(a, until) {
 		dur := r.to - r.from
 		o := r.first.Owner
-		ev := Evidence{At: r.first.At, Source: SourceGetlk, By: by,
-			Text: fmt.Sprintf("F_GETLK for its own request answered: %s", m.ownerText(o))}
+		ev := Evidence{At: r.first.At, Source: SourceGetlk, By: by, Fact: Answered{Owner: o}}
 		if o.Source != "" && o.Source != semconv.OwnerFromNone && o.Source != SourceGetlk {
 			ev.Source = o.Source
 		}
@@ -106,8 +105,7 @@ func (d *detector) waiterFindings(a *Attempt, until int64) {
 			f := base
 			f.FormedAt, f.Duration, f.Resolved = r.from, dur, cut || (resolved && r.to == until)
 			f.Evidence = append([]Evidence{ev}, d.observerSays(a, r.from, to)...)
-			f.Summary = fmt.Sprintf("%s has waited %s for %s that, according to its own F_GETLK, nobody holds: the wake-up never came — the signature of a lost wake-up",
-				m.who(a.Locker), secs(dur), attemptText(a))
+			f.Detail = NobodyHolds{Waiter: a.Locker, Waited: dur}
 			d.add(newFinding(ClassLostWakeup, f))
 		case semconv.OwnerSelf:
 			if dur < d.stuck {
@@ -116,8 +114,7 @@ func (d *detector) waiterFindings(a *Attempt, until int64) {
 			f := base
 			f.FormedAt, f.Duration, f.Resolved = r.from, dur, resolved && r.to == until
 			f.Evidence = []Evidence{ev}
-			f.Summary = fmt.Sprintf("%s has waited %s for %s that, according to F_GETLK, it already holds: the grant was never delivered — the signature of a lost lock callback",
-				m.who(a.Locker), secs(dur), attemptText(a))
+			f.Detail = HoldsItself{Waiter: a.Locker, Waited: dur}
 			d.add(newFinding(ClassLostCallback, f))
 		case semconv.OwnerLocker:
 			d.staleOwner(a, r, ev, base, resolved)
@@ -131,12 +128,7 @@ func (d *detector) waiterFindings(a *Attempt, until int64) {
 			f := base
 			f.FormedAt, f.Duration, f.Resolved = r.from, dur, resolved && r.to == until
 			f.Evidence = []Evidence{ev}
-			f.Summary = fmt.Sprintf("%s has waited %s for %s held by %s pid %d, which is no locker of this run",
-				m.who(a.Locker), secs(dur), attemptText(a), o.Class, o.PID)
-			if o.Remote {
-				f.Summary += fmt.Sprintf("; pid %d is no process of node %s: on a file system shared across nodes its holder runs on another node — run `lockprobe who %s` on the nodes that mount it",
-					o.PID, nonEmpty(o.Node, "?"), a.Path)
-			}
+			f.Detail = ForeignOwner{Waiter: a.Locker, Waited: dur, Owner: Party{Locker: -1, Class: o.Class, PID: o.PID, Node: o.Node}, Remote: o.Remote}
 			d.add(newFinding(ClassForeignHolder, f))
 		}
 	}
@@ -195,33 +187,19 @@ func (d *detector) staleOwner(a *Attempt, r ownerRun, ev Evidence, base Finding,
 		if w := m.attemptAt(o.Locker, since); w != nil && w.File == a.File && w.Mode == o.Mode {
 			f.Lockers = []int64{o.Locker, a.Locker}
 			f.Attempts = []string{w.ID}
-			f.Mode, f.Kind, f.Start, f.Len = w.Mode, w.Kind, w.Start, w.Len
-			f.Summary = fmt.Sprintf("%s is still waiting for %s that, according to F_GETLK of locker %d, it already holds: the grant was never delivered — the signature of a lost lock callback",
-				m.who(o.Locker), attemptText(w), a.Locker)
+			f.Lock = w.lock()
+			f.Detail = NamedHolder{Waiter: o.Locker, Asker: a.Locker}
 			d.add(newFinding(ClassLostCallback, f))
 			return
 		}
-		f.Summary = fmt.Sprintf("%s has waited %s for %s behind %s, which the file system names as holder but which was never granted such a lock",
-			m.who(a.Locker), secs(dur), attemptText(a), m.who(o.Locker))
+		f.Detail = StaleOwner{Waiter: a.Locker, Waited: dur, Owner: o.Locker, NeverGranted: true}
 		d.add(newFinding(ClassStaleHolder, f))
 		return
 	}
-	how := "released it"
-	switch lastHold.How {
-	case semconv.HoldClose:
-		how = "closed the file"
-	case semconv.HoldExit:
-		how = "exited"
-	case semconv.HoldConverted:
-		how = "converted it"
-	}
-	if l.Exited && l.ExitAt <= r.to {
-		how = "exited (" + l.ExitStatus + ")"
-	}
-	f.Evidence = append(f.Evidence, Evidence{At: lastHold.End, Source: SourceTrace, By: m.by(o.Locker),
-		Text: fmt.Sprintf("its %s lock on %s ended (%s)", lastHold.Mode, rangeText(lastHold.Start, lastHold.Len), lastHold.How)})
-	f.Summary = fmt.Sprintf("%s has waited %s for %s behind %s, which %s %s ago: the file system still reports the released lock — the signature of a stale holder",
-		m.who(a.Locker), secs(r.to-r.from), attemptText(a), m.who(o.Locker), how, secs(dur))
+	f.Evidence = append(f.Evidence, Evidence{At: lastHold.End, Source: SourceTrace, By: lockerParty(o.Locker),
+		Fact: LockEnded{Lock: lastHold.lock(), How: lastHold.How}})
+	f.Detail = StaleOwner{Waiter: a.Locker, Waited: r.to - r.from, Owner: o.Locker, How: lastHold.How,
+		Exited: l.Exited && l.ExitAt <= r.to, ExitStatus: l.ExitStatus, Since: dur}
 	d.add(newFinding(ClassStaleHolder, f))
 }
 
@@ -245,8 +223,7 @@ func (d *detector) answersSince(a *Attempt, r ownerRun, owner, since int64) []Ev
 			break
 		}
 		if c.Owner.Locker == owner && c.Owner.Class == semconv.OwnerLocker {
-			out = append(out, Evidence{At: c.At, Source: SourceGetlk, By: m.by(a.Locker),
-				Text: fmt.Sprintf("F_GETLK for its own request, answered again after that lock ended: %s", m.ownerText(c.Owner))})
+			out = append(out, Evidence{At: c.At, Source: SourceGetlk, By: lockerParty(a.Locker), Fact: Answered{Owner: c.Owner, Again: true}})
 			break
 		}
 	}
@@ -263,8 +240,8 @@ func (d *detector) answersSince(a *Attempt, r ownerRun, owner, since int64) []Ev
 			continue
 		}
 		seen[ob.Observer] = true
-		out = append(out, Evidence{At: ob.At, Source: SourceObserver, By: "observer on " + ob.Node,
-			Text: fmt.Sprintf("F_GETLK for %s over the whole file, after that lock ended, answered: %s", ob.QueryMode, m.ownerText(ob.Owner))})
+		out = append(out, Evidence{At: ob.At, Source: SourceObserver, By: observerParty(ob.Node),
+			Fact: Observed{Query: ob.QueryMode, Owner: ob.Owner, Again: true}})
 	}
 	return out
 }
@@ -313,8 +290,8 @@ func (d *detector) observerSays(a *Attempt, from, to int64) []Evidence {
 		if r.o.At >= to || (r.to != 0 && r.to <= from) {
 			continue
 		}
-		out = append(out, Evidence{At: r.o.At, Source: SourceObserver, By: "observer on " + r.o.Node,
-			Text: fmt.Sprintf("F_GETLK for %s over the whole file answered: %s", r.o.QueryMode, d.m.ownerText(r.o.Owner))})
+		out = append(out, Evidence{At: r.o.At, Source: SourceObserver, By: observerParty(r.o.Node),
+			Fact: Observed{Query: r.o.QueryMode, Owner: r.o.Owner}})
 	}
 	return out
 }
@@ -340,11 +317,10 @@ func (d *detector) observedSelf(a *Attempt, until int64, base Finding, resolved 
 		}
 		f := base
 		f.FormedAt, f.Duration, f.Resolved = from, to-from, resolved && to == until
-		f.Evidence = []Evidence{{At: r.o.At, Source: SourceObserver, By: "observer on " + r.o.Node,
-			Text: fmt.Sprintf("F_GETLK for %s over the whole file answered: %s", r.o.QueryMode, m.ownerText(o))}}
+		f.Evidence = []Evidence{{At: r.o.At, Source: SourceObserver, By: observerParty(r.o.Node),
+			Fact: Observed{Query: r.o.QueryMode, Owner: o}}}
 		f.Uncertainty = max(f.Uncertainty, m.maxUnc)
-		f.Summary = fmt.Sprintf("%s has waited %s for %s that, according to F_GETLK from the observer on %s, it already holds: the grant was never delivered — the signature of a lost lock callback",
-			m.who(a.Locker), secs(until-a.Begin), attemptText(a), r.o.Node)
+		f.Detail = HoldsItself{Waiter: a.Locker, Waited: until - a.Begin, Observer: r.o.Node}
 		d.add(newFinding(ClassLostCallback, f))
 		return
 	}
@@ -370,31 +346,24 @@ func (d *detector) fsDetected() {
 		if a.Outcome != semconv.OutcomeDeadlock && a.Errno != "EDEADLK" {
 			continue
 		}
-		f := Finding{Lockers: []int64{a.Locker}, Attempts: []string{a.ID}, File: a.File, Mode: a.Mode,
-			Kind: a.Kind, Start: a.Start, Len: a.Len, FormedAt: a.Begin, DetectedAt: a.End, Duration: a.End - a.Begin}
-		f.Evidence = []Evidence{{At: a.End, Source: SourceErrno, By: m.by(a.Locker),
-			Text: fmt.Sprintf("the lock call returned %s after %s", nonEmpty(a.Errno, "EDEADLK"), secs(a.End-a.Begin))}}
-		cycle := d.cycleThrough(a)
-		text := ""
-		if len(cycle) > 1 {
+		f := Finding{Lockers: []int64{a.Locker}, Attempts: []string{a.ID}, Lock: a.lock(), FormedAt: a.Begin,
+			DetectedAt: a.End, Duration: a.End - a.Begin}
+		f.Evidence = []Evidence{{At: a.End, Source: SourceErrno, By: lockerParty(a.Locker),
+			Fact: Refused{Errno: nonEmpty(a.Errno, "EDEADLK"), Took: a.End - a.Begin}}}
+		ref := Refusal{Requester: a.Locker, With: []int64{}}
+		if cycle := d.cycleThrough(a); len(cycle) > 1 {
 			f.Lockers = cycle
-			text = " with locker " + joinIDs(cycle[1:])
-			if len(cycle) > 2 {
-				text = " with lockers " + joinIDs(cycle[1:])
-			}
+			ref.With = cycle[1:]
 		}
-		cost := ""
 		if p := m.pollBefore(a); p != nil {
 			// casacore's way: tries of F_SETLK a second apart, then F_SETLKW. The stall the
 			// user sees is the whole of it.
 			f.FormedAt, f.Duration = p.Begin, a.End-p.Begin
 			f.Attempts = append(f.Attempts, p.ID)
-			f.Evidence = append(f.Evidence, Evidence{At: p.End, Source: SourceTrace, By: m.by(a.Locker),
-				Text: fmt.Sprintf("%d tries of the same request failed (%s) over %s before it waited", p.Tries, nonEmpty(p.Errno, "EAGAIN"), secs(p.End-p.Begin))})
-			cost = fmt.Sprintf(" after %d tries over %s and a wait: the stall cost %s", p.Tries, secs(p.End-p.Begin), secs(a.End-p.Begin))
+			ref.Polled = &PollFailed{Tries: p.Tries, Errno: nonEmpty(p.Errno, "EAGAIN"), Took: p.End - p.Begin}
+			f.Evidence = append(f.Evidence, Evidence{At: p.End, Source: SourceTrace, By: lockerParty(a.Locker), Fact: *ref.Polled})
 		}
-		f.Summary = fmt.Sprintf("%s asked for %s and the file system refused it with EDEADLK%s: it detected the deadlock%s and broke it — the healthy outcome of a cycle",
-			m.who(a.Locker), attemptText(a), cost, text)
+		f.Detail = ref
 		d.add(newFinding(ClassFSDetected, f))
 	}
 }

@@ -4,6 +4,8 @@
 // signatures table (deadlock, lost wake-up, lost callback, stale or foreign holder, long hold,
 // broken exclusion, implicit release) and computes statistics.
 //
+// Findings and their evidence are data (facts.go); the reports put them into words.
+//
 // It is pure and deterministic: no I/O, no clock, no goroutines, and every list it returns is
 // sorted, so the same trace always gives the same Result. It is fed one merged span at a time
 // (Analyzer.Observe) so that the live controller and `lockprobe analyze` share the same code:

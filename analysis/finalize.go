@@ -1,7 +1,6 @@
 package analysis
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/lockprobe/lockprobe/lockmodel"
@@ -21,7 +20,7 @@ func (a *Analyzer) Check(now int64) []Finding {
 		if now-formed < settle || !m.allBlocking(c, now) {
 			continue
 		}
-		d.add(d.deadlock(g, g.SCCs[i], c, now, formed, now, false, ""))
+		d.add(d.deadlock(g, g.SCCs[i], c, now, formed, now, nil))
 	}
 	for _, l := range m.lockers {
 		if at := m.attemptAt(l.ID, now); at != nil {
@@ -114,27 +113,27 @@ func (d *detector) cycles(end int64, gEnd *WaitGraph) {
 		if i < 0 {
 			continue
 		}
-		how := fmt.Sprintf("after %s, when the attempt of locker %d ended %s", secs(brokenAt-ep.formed), broken.Locker, broken.Outcome)
-		f := d.deadlock(g, g.SCCs[i], g.Cycles[i], at, ep.formed, brokenAt, true, how)
+		f := d.deadlock(g, g.SCCs[i], g.Cycles[i], at, ep.formed, brokenAt, &Break{Locker: broken.Locker, Outcome: broken.Outcome})
 		d.add(f)
 	}
 	for i := range gEnd.SCCs {
 		if f, ok := formed[i]; ok {
-			d.add(d.deadlock(gEnd, gEnd.SCCs[i], gEnd.Cycles[i], end, f, end, false, ""))
+			d.add(d.deadlock(gEnd, gEnd.SCCs[i], gEnd.Cycles[i], end, f, end, nil))
 		}
 	}
 }
 
 // deadlock builds the finding of a strongly connected component of g (taken at instant gAt):
-// every member waits, directly or not, for every other.
-func (d *detector) deadlock(g *WaitGraph, scc, cycle []int64, gAt, formed, at int64, resolved bool, how string) Finding {
+// every member waits, directly or not, for every other. broken, when not nil, says how the cycle
+// ended at instant at.
+func (d *detector) deadlock(g *WaitGraph, scc, cycle []int64, gAt, formed, at int64, broken *Break) Finding {
 	m := d.m
-	f := Finding{Cycle: append([]int64(nil), cycle...), FormedAt: formed, DetectedAt: at, Duration: at - formed, Resolved: resolved}
+	f := Finding{Cycle: append([]int64(nil), cycle...), FormedAt: formed, DetectedAt: at, Duration: at - formed, Resolved: broken != nil}
 	in := map[int64]bool{}
 	for _, id := range scc {
 		in[id] = true
 	}
-	var parts []string
+	detail := Cycle{Members: []Member{}, Broken: broken}
 	files := map[string]bool{}
 	for _, id := range scc {
 		f.Lockers = append(f.Lockers, id)
@@ -146,44 +145,37 @@ func (d *detector) deadlock(g *WaitGraph, scc, cycle []int64, gAt, formed, at in
 		files[a.File] = true
 		f.Uncertainty = max(f.Uncertainty, m.uncertainty(id))
 		if len(f.Attempts) == 1 {
-			f.File, f.Mode, f.Kind, f.Start, f.Len = a.File, a.Mode, a.Kind, a.Start, a.Len
+			f.Lock = a.lock()
 		}
-		var owners []string
+		member := Member{Locker: id, Want: a.lock(), Owners: []Party{}}
 		for _, e := range g.out(id) {
 			if !in[e.To] {
 				continue
 			}
-			owners = append(owners, m.ownerName(g, e.To))
-			f.Evidence = append(f.Evidence, Evidence{At: e.Since, Source: e.Sources[0], By: m.by(id),
-				Text: fmt.Sprintf("waits for %s: it wants %s (seen by %s)", m.ownerName(g, e.To), attemptText(a), strings.Join(e.Sources, "+"))})
+			member.Owners = append(member.Owners, g.party(e.To))
+			f.Evidence = append(f.Evidence, Evidence{At: e.Since, Source: e.Sources[0], By: lockerParty(id),
+				Fact: WaitsFor{To: g.party(e.To), Want: a.lock(), Seen: strings.Join(e.Sources, "+")}})
 			for _, c := range a.Conflicts {
 				if c.At <= gAt && c.Owner.Locker == e.To && c.Owner.Class == semconv.OwnerLocker {
-					f.Evidence = append(f.Evidence, Evidence{At: c.At, Source: SourceGetlk, By: m.by(id),
-						Text: "F_GETLK for its request answered: " + m.ownerText(c.Owner)})
+					f.Evidence = append(f.Evidence, Evidence{At: c.At, Source: SourceGetlk, By: lockerParty(id),
+						Fact: Answered{Owner: c.Owner, InCycle: true}})
 					break
 				}
 			}
 		}
-		parts = append(parts, fmt.Sprintf("%s wants %s held by %s", m.who(id), attemptText(a), strings.Join(owners, " and ")))
+		detail.Members = append(detail.Members, member)
 	}
-	span := "one file"
-	if len(files) > 1 {
-		span = fmt.Sprintf("%d files", len(files))
-	}
-	tail := fmt.Sprintf("the cycle has stood for %s and nothing broke it", secs(at-formed))
-	if resolved {
-		tail = "the cycle stood until it was broken " + how
-	}
-	f.Summary = fmt.Sprintf("deadlock: %s wait for each other in a cycle over %s — %s; %s",
-		m.members(f.Lockers), span, strings.Join(parts, "; "), tail)
+	detail.Files = len(files)
+	f.Detail = detail
 	return newFinding(ClassDeadlock, f)
 }
 
-func (m *model) ownerName(g *WaitGraph, id int64) string {
+// party names the owner of graph node id.
+func (g *WaitGraph) party(id int64) Party {
 	if n := g.node(id); n != nil && n.Locker < 0 {
-		return fmt.Sprintf("%s pid %d on %s", n.Class, n.PID, n.Node)
+		return Party{Locker: -1, Class: n.Class, PID: n.PID, Node: n.Node}
 	}
-	return m.by(id)
+	return lockerParty(id)
 }
 
 // exclusion finds conflicting holds of two lockers that overlap in time by more than the two
@@ -228,23 +220,21 @@ func holdEnd(h *Hold, end int64) int64 {
 func (d *detector) violation(x, h *Hold, overlap, bound, overlapEnd int64) Finding {
 	m := d.m
 	f := Finding{Lockers: []int64{x.Locker, h.Locker}, Attempts: []string{x.AcquireID, h.AcquireID},
-		File: h.File, Mode: h.Mode, Kind: h.Kind, Start: h.Start, Len: h.Len, FormedAt: h.Begin,
-		DetectedAt: h.Begin, Duration: overlap, Uncertainty: bound}
+		Lock: h.lock(), FormedAt: h.Begin, DetectedAt: h.Begin, Duration: overlap, Uncertainty: bound}
 	for _, y := range []*Hold{x, h} {
-		f.Evidence = append(f.Evidence, Evidence{At: y.Begin, Source: SourceTrace, By: m.by(y.Locker),
-			Text: fmt.Sprintf("granted a %s %s lock on %s of %s, held until %s", y.Kind, y.Mode, rangeText(y.Start, y.Len), y.File, endText(y))})
+		f.Evidence = append(f.Evidence, Evidence{At: y.Begin, Source: SourceTrace, By: lockerParty(y.Locker),
+			Fact: Granted{Lock: y.lock(), How: y.How, Open: y.End == 0}})
 	}
-	f.Summary = fmt.Sprintf("mutual exclusion violated: %s and %s both held conflicting locks on %s of %s for %s (clock uncertainty %s)",
-		m.who(x.Locker), m.who(h.Locker), rangeText(max(x.Start, h.Start), overlapLen(x, h)), h.File, secs(overlap), secs(bound))
-	if ev, why := d.lostClient(x, h, overlapEnd); why != "" {
+	detail := Overlap{Holders: [2]int64{x.Locker, h.Locker},
+		Range: lockmodel.Request{Start: max(x.Start, h.Start), Len: overlapLen(x, h)}}
+	if ev, lost := d.lostClient(x, h, overlapEnd); lost != nil {
 		f.Evidence = append(f.Evidence, ev...)
-		f.Summary += why
+		detail.Lost = lost
 	}
 	if nx, nh := m.locker(x.Locker), m.locker(h.Locker); m.fs.NodeLocal && nx != nil && nh != nil && nx.Node != nh.Node {
-		f.Evidence = append(f.Evidence, Evidence{At: h.Begin, Source: SourceFS, By: "mount options of " + nh.Node,
-			Text: fmt.Sprintf("the file system is %s: each node arbitrates its own locks and none across nodes", m.fs.FS)})
-		f.Summary += fmt.Sprintf("; the cause is the mount option %s, which makes locks node-local (%s and %s are on different nodes): configuration, not a bug of the lock manager",
-			m.fs.Option, nx.Node, nh.Node)
+		f.Evidence = append(f.Evidence, Evidence{At: h.Begin, Source: SourceFS, By: Party{Locker: -1, Mount: true, Node: nh.Node},
+			Fact: NodeLocalLocks{FS: m.fs.FS}})
+		detail.NodeLocal = &NodeLocality{Option: m.fs.Option, Nodes: [2]string{nx.Node, nh.Node}}
 		f.Cause = CauseMountOption
 	}
 	// A read hold still open when another locker's write hold began, while its owner waited to
@@ -255,13 +245,13 @@ func (d *detector) violation(x, h *Hold, overlap, bound, overlapEnd int64) Findi
 			continue
 		}
 		if p := m.attemptAt(r.Locker, w.Begin); p != nil && p.Mode == semconv.ModeWrite && p.File == r.File && p.Overlaps(r.Request) {
-			f.Evidence = append(f.Evidence, Evidence{At: p.Begin, Source: SourceTrace, By: m.by(r.Locker),
-				Text: fmt.Sprintf("was waiting to convert its read lock to %s when locker %d was granted its %s lock", attemptText(p), w.Locker, w.Mode)})
-			f.Summary += fmt.Sprintf("; locker %d was blocked converting its read lock to write when locker %d got its write lock: the file system dropped the read lock during the blocked conversion",
-				r.Locker, w.Locker)
+			f.Evidence = append(f.Evidence, Evidence{At: p.Begin, Source: SourceTrace, By: lockerParty(r.Locker),
+				Fact: Converting{Want: p.lock(), To: w.Locker, ToMode: w.Mode}})
+			detail.Converting = &Conversion{Reader: r.Locker, Writer: w.Locker}
 			break
 		}
 	}
+	f.Detail = detail
 	return newFinding(ClassExclusionViolated, f)
 }
 
@@ -277,13 +267,6 @@ func overlapLen(x, h *Hold) int64 {
 	return e - s
 }
 
-func endText(h *Hold) string {
-	if h.End == 0 {
-		return "the end (" + h.How.String() + ")"
-	}
-	return h.How.String()
-}
-
 // implicitRelease reports POSIX holds ended by closing a descriptor other than the one the lock
 // was taken through: the process lost the lock while the scenario still believed it held it.
 func (d *detector) implicitRelease() {
@@ -292,12 +275,11 @@ func (d *detector) implicitRelease() {
 		if h.How != semconv.HoldClose || h.ClosedFD < 0 || h.ClosedFD == h.FD || h.Kind != semconv.KindPOSIX {
 			continue
 		}
-		f := Finding{Lockers: []int64{h.Locker}, Attempts: []string{h.AcquireID}, File: h.File, Mode: h.Mode,
-			Kind: h.Kind, Start: h.Start, Len: h.Len, FormedAt: h.End, DetectedAt: h.End, Duration: h.End - h.Begin}
-		f.Evidence = []Evidence{{At: h.End, Source: SourceTrace, By: m.by(h.Locker),
-			Text: fmt.Sprintf("closed descriptor slot %d of %s; its lock was taken through slot %d", h.ClosedFD, h.File, h.FD)}}
-		f.Summary = fmt.Sprintf("%s lost its posix %s lock on %s of %s when it closed another descriptor (slot %d) of the file: POSIX drops all of a process's locks on a file at any close",
-			m.who(h.Locker), h.Mode, rangeText(h.Start, h.Len), h.File, h.ClosedFD)
+		f := Finding{Lockers: []int64{h.Locker}, Attempts: []string{h.AcquireID}, Lock: h.lock(), FormedAt: h.End,
+			DetectedAt: h.End, Duration: h.End - h.Begin}
+		f.Evidence = []Evidence{{At: h.End, Source: SourceTrace, By: lockerParty(h.Locker),
+			Fact: ClosedSlot{Slot: h.ClosedFD, LockSlot: h.FD, File: h.File}}}
+		f.Detail = ImplicitRelease{Locker: h.Locker, Slot: h.ClosedFD}
 		d.add(newFinding(ClassImplicitRelease, f))
 	}
 }
@@ -332,16 +314,16 @@ func (d *detector) longHolds(end int64, g *WaitGraph) {
 			continue
 		}
 		last := g.node(chain[len(chain)-1])
-		f := Finding{Lockers: []int64{}, Attempts: []string{a.ID}, File: a.File, Mode: a.Mode, Kind: a.Kind,
-			Start: a.Start, Len: a.Len, FormedAt: a.Begin, DetectedAt: end, Duration: end - a.Begin}
+		f := Finding{Lockers: []int64{}, Attempts: []string{a.ID}, Lock: a.lock(), FormedAt: a.Begin, DetectedAt: end,
+			Duration: end - a.Begin}
 		for i, id := range chain {
 			if n := g.node(id); n != nil && n.Locker >= 0 {
 				f.Lockers = append(f.Lockers, n.Locker)
 			}
 			if i+1 < len(chain) {
 				if e := g.edge(id, chain[i+1]); e != nil {
-					f.Evidence = append(f.Evidence, Evidence{At: e.Since, Source: e.Sources[0], By: m.ownerName(g, id),
-						Text: fmt.Sprintf("waits for %s (%s)", m.ownerName(g, chain[i+1]), e.Label)})
+					f.Evidence = append(f.Evidence, Evidence{At: e.Since, Source: e.Sources[0], By: g.party(id),
+						Fact: WaitsFor{To: g.party(chain[i+1]), Want: e.Lock, Seen: strings.Join(e.Sources, "+"), InChain: true}})
 				}
 			}
 		}
@@ -349,20 +331,20 @@ func (d *detector) longHolds(end int64, g *WaitGraph) {
 		case last == nil:
 			continue
 		case last.Locker < 0:
-			f.Summary = fmt.Sprintf("%s was still waiting at the end, after %s, for %s held by %s pid %d on %s, which is no locker of this run",
-				m.who(a.Locker), secs(end-a.Begin), attemptText(a), last.Class, last.PID, last.Node)
+			f.Detail = ForeignOwner{Waiter: a.Locker, Waited: end - a.Begin, Owner: g.party(last.ID), AtEnd: true}
 			d.add(newFinding(ClassForeignHolder, f))
 		case !last.Waiting && last.Holding && !m.exitedBy(last.Locker, end) && m.locker(last.Locker).isProgram():
 			// A scenario's long hold is what it asked for; a program's holder that waits for
 			// no lock while another process waits for it is why that process hangs.
-			doing, ev := m.doing(last.Locker)
-			f.Evidence = append(f.Evidence, ev...)
-			f.Summary = fmt.Sprintf("%s has waited %s for %s: the chain of waits ends at %s, which holds the lock and waits for no lock — it is %s",
-				m.who(a.Locker), secs(end-a.Begin), attemptText(a), m.who(last.Locker), doing)
+			idle := IdleHolder{Waiter: a.Locker, Waited: end - a.Begin, Holder: last.Locker}
+			if st, ok := m.stateOf(last.Locker); ok {
+				idle.Doing, idle.Known = st, true
+				f.Evidence = append(f.Evidence, Evidence{At: m.stateAt(last.Locker), Source: SourceSnapshot, By: lockerParty(last.Locker), Fact: st})
+			}
+			f.Detail = idle
 			d.add(newFinding(ClassIdleHolder, f))
 		case !last.Waiting && last.Holding && !m.exitedBy(last.Locker, end):
-			f.Summary = fmt.Sprintf("%s was still waiting at the end, after %s, for %s: the chain of waits ends at %s, which holds the lock and waits for nothing — a long hold, not a hang",
-				m.who(a.Locker), secs(end-a.Begin), attemptText(a), m.who(last.Locker))
+			f.Detail = LongHold{Waiter: a.Locker, Waited: end - a.Begin, Holder: last.Locker}
 			d.add(newFinding(ClassLongHold, f))
 		}
 	}
@@ -385,7 +367,7 @@ func (d *detector) involved(id string) bool {
 // locker may release what the others wait for (casacore's upgrade polls first, then waits).
 func (m *model) allBlocking(cycle []int64, t int64) bool {
 	for _, id := range cycle {
-		if id >= foreignBase {
+		if id >= ForeignBase {
 			continue
 		}
 		if at := m.attemptAt(id, t); at == nil || at.Style != semconv.StyleWait {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockprobe/lockprobe/analysis"
 	"github.com/lockprobe/lockprobe/analysis/fixture"
+	"github.com/lockprobe/lockprobe/reports"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
 
@@ -107,22 +108,24 @@ func rel(ns int64) string {
 	return "+" + time.Duration(ns-fixture.Base).String()
 }
 
-// expectText is the readable dump the expect sections hold.
+// expectText is the readable dump the expect sections hold: what the analysis found, in the
+// reports' words (the sentences are the reports' job; verdict.json carries the same).
 func expectText(r *analysis.Result) string {
+	v := reports.NewView(r, reports.Options{})
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "verdict %s exit=%d\n", r.Verdict.Class, r.Verdict.Exit)
-	for _, f := range r.Findings {
+	fmt.Fprintf(&b, "verdict %s exit=%d\n", v.Verdict.Class, v.Verdict.Exit)
+	for _, f := range v.Findings {
 		fmt.Fprintf(&b, "finding %s exit=%d lockers=%v file=%s range=%s mode=%s formed=%s duration=%s resolved=%v\n",
-			f.Class, f.Exit, f.Lockers, f.File, f.Range, f.Mode, rel(f.FormedAt), time.Duration(f.Duration), f.Resolved)
+			f.Class, f.Exit, f.Lockers, f.File, f.Range, f.Mode, rel(f.FormedNS), time.Duration(f.DurationNS), f.Resolved)
 		fmt.Fprintf(&b, "  summary: %s\n", f.Summary)
 		for _, e := range f.Evidence {
-			fmt.Fprintf(&b, "  evidence %s %s %s: %s\n", rel(e.At), e.Source, e.By, e.Text)
+			fmt.Fprintf(&b, "  evidence %s %s %s: %s\n", rel(e.AtNS), e.Source, e.By, e.Text)
 		}
 	}
-	if g := r.Graph; g != nil && len(g.Edges) > 0 {
-		fmt.Fprintf(&b, "graph at %s\n", rel(g.At))
+	if g := v.Graph; len(g.Edges) > 0 {
+		fmt.Fprintf(&b, "graph at %s\n", rel(g.AtNS))
 		for _, e := range g.Edges {
-			fmt.Fprintf(&b, "  edge %d -> %d since %s: %s\n", e.From, e.To, rel(e.Since), e.Label)
+			fmt.Fprintf(&b, "  edge %d -> %d since %s: %s %s %s %s (%s)\n", e.From, e.To, rel(e.SinceNS), e.Kind, e.Mode, e.Range, e.File, strings.Join(e.Sources, "+"))
 		}
 		for _, c := range g.Cycles {
 			fmt.Fprintf(&b, "  cycle %v\n", c)

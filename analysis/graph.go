@@ -3,7 +3,6 @@ package analysis
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"gonum.org/v1/gonum/graph"
 	"gonum.org/v1/gonum/graph/simple"
@@ -23,43 +22,37 @@ const (
 	SourceErrno     = "errno"      // what the lock call returned
 )
 
-// foreignBase is where the graph ids of owners that are not lockers start.
-const foreignBase = int64(1) << 32
+// ForeignBase is where the graph ids of owners that are not lockers start.
+const ForeignBase = int64(1) << 32
 
 // GraphNode is one lock owner in a wait-for graph.
 type GraphNode struct {
-	ID      int64              `json:"id"`     // the locker id, or foreignBase+k for other owners
-	Locker  int64              `json:"locker"` // -1 for an owner that is no locker
-	Class   semconv.OwnerClass `json:"class"`  // locker | foreign | unknown
-	Node    string             `json:"node"`
-	PID     int64              `json:"pid"`
-	Waiting bool               `json:"waiting"`
-	Holding bool               `json:"holding"`
-	Label   string             `json:"label"`
+	ID      int64              // the locker id, or ForeignBase+k for other owners
+	Locker  int64              // -1 for an owner that is no locker
+	Class   semconv.OwnerClass // locker | foreign | unknown
+	Node    string
+	PID     int64
+	Waiting bool
+	Holding bool
 }
 
 // GraphEdge is "waiter waits for owner" at the graph's instant.
 type GraphEdge struct {
-	From    int64        `json:"from"`
-	To      int64        `json:"to"`
-	Attempt string       `json:"attempt"` // the waiter's attempt
-	Kind    semconv.Kind `json:"kind"`
-	Mode    semconv.Mode `json:"mode"` // the mode the waiter asks for
-	Start   int64        `json:"start"`
-	Len     int64        `json:"len"`
-	File    string       `json:"file"`
-	Sources []string     `json:"sources"`
-	Since   int64        `json:"since_ns"` // since when the edge has been there
-	Label   string       `json:"label"`
+	From    int64
+	To      int64
+	Attempt string // the waiter's attempt
+	Lock           // what the waiter asks for
+	Sources []string
+	Since   int64 // since when the edge has been there
 }
 
 // WaitGraph is the wait-for graph at one instant.
 type WaitGraph struct {
-	At     int64       `json:"at_ns"`
-	Nodes  []GraphNode `json:"nodes"`
-	Edges  []GraphEdge `json:"edges"`
-	Cycles [][]int64   `json:"cycles"` // Cycles[i]: a shortest cycle of SCCs[i], from its smallest id
-	SCCs   [][]int64   `json:"sccs"`   // the strongly connected components with a cycle, sorted
+	At     int64
+	Nodes  []GraphNode
+	Edges  []GraphEdge
+	Cycles [][]int64 // Cycles[i]: a shortest cycle of SCCs[i], from its smallest id
+	SCCs   [][]int64 // the strongly connected components with a cycle, sorted
 }
 
 type ownerKey struct {
@@ -196,7 +189,7 @@ func (b *graphBuilder) addEdge(a *Attempt, to ownerKey, since int64, src string)
 	k := [2]ownerKey{from, to}
 	e, ok := b.edges[k]
 	if !ok {
-		e = &GraphEdge{Attempt: a.ID, Kind: a.Kind, Mode: a.Mode, Start: a.Start, Len: a.Len, File: a.File, Since: since, Sources: []string{}}
+		e = &GraphEdge{Attempt: a.ID, Lock: a.lock(), Since: since, Sources: []string{}}
 		b.edges[k] = e
 	}
 	if since < e.Since {
@@ -249,29 +242,23 @@ func (b *graphBuilder) finish() *WaitGraph {
 	sort.Slice(keys, func(i, j int) bool { return keyLess(keys[i], keys[j]) })
 	ids := map[ownerKey]int64{}
 	g := &WaitGraph{At: b.t, Nodes: []GraphNode{}, Edges: []GraphEdge{}, Cycles: [][]int64{}, SCCs: [][]int64{}}
-	next := foreignBase
+	next := ForeignBase
 	for _, k := range keys {
 		n := GraphNode{Locker: k.locker, Class: k.class, Node: k.node, PID: k.pid}
 		if k.locker >= 0 {
 			l := b.m.locker(k.locker)
 			n.ID, n.Node, n.PID = k.locker, l.Node, l.PID
 			n.Waiting, n.Holding = b.waits[k.locker], b.holds[k.locker]
-			n.Label = fmt.Sprintf("locker %d\npid %d on %s", k.locker, l.PID, l.Node)
-			if l.isProgram() {
-				n.Label = fmt.Sprintf("pid %d on %s\n%s", l.PID, l.Node, short(l.Command))
-			}
 		} else {
 			n.ID = next
 			next++
 			n.Holding = true
-			n.Label = fmt.Sprintf("%s pid %d\non %s", k.class, k.pid, k.node)
 		}
 		ids[k] = n.ID
 		g.Nodes = append(g.Nodes, n)
 	}
 	for k, e := range b.edges {
 		e.From, e.To = ids[k[0]], ids[k[1]]
-		e.Label = fmt.Sprintf("%s %s %s %s (%s)", e.Kind, e.Mode, rangeText(e.Start, e.Len), e.File, strings.Join(e.Sources, "+"))
 		g.Edges = append(g.Edges, *e)
 	}
 	sort.Slice(g.Edges, func(i, j int) bool {

@@ -4,160 +4,161 @@ import (
 	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
+	"strconv"
 )
 
 // Locker is one process of the run: a locker, an observer or the controller.
 type Locker struct {
-	ID   int64  `json:"id"`
-	Role string `json:"role"`
-	Node string `json:"node"`
-	Host string `json:"host"`
-	PID  int64  `json:"pid"`
-	TID  int64  `json:"tid"` // the thread that makes the lock calls, 0 when unknown
+	ID   int64
+	Role string
+	Node string
+	Host string
+	PID  int64
+	TID  int64 // the thread that makes the lock calls, 0 when unknown
 	// Command is the command line of a process of a real program (Role "program": traced by
 	// exec or seen by watch), which reports name by pid and command line.
-	Command     string            `json:"command"`
-	SpanID      string            `json:"span_id"`
-	Begin       int64             `json:"begin_ns"`
-	End         int64             `json:"end_ns"`
-	Facts       map[string]string `json:"facts"`
-	Offset      int64             `json:"clock_offset_ns"`
-	Uncertainty int64             `json:"clock_uncertainty_ns"` // the largest measured during the run
-	Exited      bool              `json:"exited"`
-	ExitAt      int64             `json:"exit_ns"`
-	ExitStatus  string            `json:"exit_status"`
-	ExitSignal  string            `json:"exit_signal"`
+	Command     string
+	SpanID      string
+	Begin       int64
+	End         int64
+	Facts       map[string]string
+	Offset      int64
+	Uncertainty int64 // the largest measured during the run
+	Exited      bool
+	ExitAt      int64
+	ExitStatus  string
+	ExitSignal  string
 }
 
 // Owner is what F_GETLK (or the observer, or /proc/locks) named as the holder of a lock.
 type Owner struct {
-	PID    int64              `json:"pid"`
-	Mode   semconv.Mode       `json:"mode"`
-	Start  int64              `json:"start"`
-	Len    int64              `json:"len"`
-	Locker int64              `json:"locker"` // -1 when it maps to no locker
-	Class  semconv.OwnerClass `json:"class"`
-	Source string             `json:"source"` // getlk | proc-locks | fdinfo | none
-	Node   string             `json:"node"`   // the owner's node when known
+	PID    int64
+	Mode   semconv.Mode
+	Start  int64
+	Len    int64
+	Locker int64 // -1 when it maps to no locker
+	Class  semconv.OwnerClass
+	Source string // getlk | proc-locks | fdinfo | none
+	Node   string // the owner's node when known
 	// Remote says the pid is no process of the node that answered: its holder runs on another
 	// node (a distributed file system names it by its pid there).
-	Remote bool `json:"remote"`
+	Remote bool
 }
 
 // Conflict is one change of a waiter's own F_GETLK answer.
 type Conflict struct {
-	At    int64 `json:"at_ns"`
-	Owner Owner `json:"owner"`
+	At    int64
+	Owner Owner
 }
 
 // Attempt is one request for a lock.
 type Attempt struct {
-	ID     string `json:"id"`
-	Locker int64  `json:"locker"`
+	ID     string
+	Locker int64
 	lockmodel.Request
-	Style     semconv.Style   `json:"style"`
-	Outcome   semconv.Outcome `json:"outcome"`
-	Errno     string          `json:"errno"`
-	Tries     int64           `json:"tries"`
-	FD        int64           `json:"fd"`
-	File      string          `json:"file"` // file.logical
-	Path      string          `json:"path"`
-	Begin     int64           `json:"begin_ns"`
-	End       int64           `json:"end_ns"` // 0 while it is still open
-	Scheduled int64           `json:"scheduled_ns"`
-	CmdLine   int64           `json:"cmd_line"`
-	CmdText   string          `json:"cmd_text"`
-	CmdIndex  int64           `json:"cmd_index"`
-	Conflicts []Conflict      `json:"conflicts"`
-	TryTimes  []int64         `json:"try_ns"`
+	Style     semconv.Style
+	Outcome   semconv.Outcome
+	Errno     string
+	Tries     int64
+	FD        int64
+	File      string // file.logical
+	Path      string
+	Begin     int64
+	End       int64 // 0 while it is still open
+	Scheduled int64
+	CmdLine   int64
+	CmdText   string
+	CmdIndex  int64
+	Conflicts []Conflict
+	TryTimes  []int64
 	// Waited says the attempt had to wait: a conflicting hold of another locker was open when it
 	// began, or it recorded a conflict or a failed try, or it did not end granted (the rule of
 	// Stats.Waits). Set by Finalize.
-	Waited bool `json:"waited"`
-	idx    int  // position in the model's sorted attempts
+	Waited bool
+	idx    int // position in the model's sorted attempts
 }
 
 // Hold is a lock held from its grant to its release.
 type Hold struct {
-	ID     string `json:"id"`
-	Locker int64  `json:"locker"`
+	ID     string
+	Locker int64
 	lockmodel.Request
-	FD        int64           `json:"fd"`
-	File      string          `json:"file"`
-	Path      string          `json:"path"`
-	Begin     int64           `json:"begin_ns"`
-	End       int64           `json:"end_ns"` // 0 while it is still open
-	How       semconv.HoldEnd `json:"how"`
-	AcquireID string          `json:"acquire_id"`
-	ClosedFD  int64           `json:"closed_fd"` // -1 when not ended by close
+	FD        int64
+	File      string
+	Path      string
+	Begin     int64
+	End       int64 // 0 while it is still open
+	How       semconv.HoldEnd
+	AcquireID string
+	ClosedFD  int64 // -1 when not ended by close
 }
 
 // Observation is one change of an observer's F_GETLK answer over the whole file.
 type Observation struct {
-	At        int64  `json:"at_ns"`
-	Observer  int64  `json:"observer"`
-	Node      string `json:"node"`
-	QueryMode string `json:"query_mode"`
-	File      string `json:"file"`
-	Owner     Owner  `json:"owner"`
+	At        int64
+	Observer  int64
+	Node      string
+	QueryMode string
+	File      string
+	Owner     Owner
 }
 
 // Getlk is one explicit F_GETLK query of a scenario.
 type Getlk struct {
-	ID     string       `json:"id"`
-	Locker int64        `json:"locker"`
-	At     int64        `json:"at_ns"`
-	Mode   semconv.Mode `json:"mode"`
-	Start  int64        `json:"start"`
-	Len    int64        `json:"len"`
-	File   string       `json:"file"`
-	Owner  Owner        `json:"owner"`
+	ID     string
+	Locker int64
+	At     int64
+	Mode   semconv.Mode
+	Start  int64
+	Len    int64
+	File   string
+	Owner  Owner
 }
 
 // ProcState is one locker's process state in the end-of-run snapshot.
 type ProcState struct {
-	At       int64    `json:"at_ns"`
-	Locker   int64    `json:"locker"`
-	PID      int64    `json:"pid"`
-	TID      int64    `json:"tid"`
-	State    string   `json:"state"`
-	Wchan    string   `json:"wchan"`
-	Stack    []string `json:"stack"`
-	Inflight string   `json:"inflight"`
+	At       int64
+	Locker   int64
+	PID      int64
+	TID      int64
+	State    string
+	Wchan    string
+	Stack    []string
+	Inflight string
 }
 
 // ProcLock is one /proc/locks line of the run's file in the snapshot.
 type ProcLock struct {
-	At      int64  `json:"at_ns"`
-	ID      int64  `json:"id"`
-	Blocker int64  `json:"blocker"` // id of the line it waits behind, 0 if it holds
-	Class   string `json:"class"`   // POSIX | OFDLCK | FLOCK
-	Mode    string `json:"mode"`    // READ | WRITE
-	PID     int64  `json:"pid"`
-	Locker  int64  `json:"locker"` // the locker the owner rule names by PID on Node; -1 for none
-	Start   int64  `json:"start"`
-	End     int64  `json:"end"` // -1 = EOF
-	Raw     string `json:"raw"`
-	File    string `json:"file"`
-	Node    string `json:"node"`
+	At      int64
+	ID      int64
+	Blocker int64  // id of the line it waits behind, 0 if it holds
+	Class   string // POSIX | OFDLCK | FLOCK
+	Mode    string // READ | WRITE
+	PID     int64
+	Locker  int64 // the locker the owner rule names by PID on Node; -1 for none
+	Start   int64
+	End     int64 // -1 = EOF
+	Raw     string
+	File    string
+	Node    string
 }
 
 // Run holds what the root span says about the run.
 type Run struct {
-	TraceID      string `json:"trace_id"`
-	Command      string `json:"command"`
-	Scenario     string `json:"scenario"`
-	ScenarioText string `json:"scenario_text"`
-	Procs        int64  `json:"procs"`
-	TimeoutNS    int64  `json:"timeout_ns"`
-	PollNS       int64  `json:"poll_ns"`
-	StartNS      int64  `json:"start_ns"`
-	Begin        int64  `json:"begin_ns"`
-	End          int64  `json:"end_ns"`
-	EndReason    string `json:"end_reason"`
-	MessagesLost int64  `json:"messages_lost"`
-	Node         string `json:"node"`
-	Host         string `json:"host"`
+	TraceID      string
+	Command      string
+	Scenario     string
+	ScenarioText string
+	Procs        int64
+	TimeoutNS    int64
+	PollNS       int64
+	StartNS      int64
+	Begin        int64
+	End          int64
+	EndReason    string
+	MessagesLost int64
+	Node         string
+	Host         string
 }
 
 // request is the lock an owner holds, as a request of kind: F_GETLK's answer has no kind of its
@@ -439,7 +440,7 @@ func factOf(s *tracefile.Span, key string) string {
 		}
 		return out
 	case int64:
-		return itoa(x)
+		return strconv.FormatInt(x, 10)
 	}
 	return ""
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/lockprobe/lockprobe/semconv"
@@ -133,7 +134,7 @@ func (m *model) scanCycles(end int64) []episode {
 				byKey = map[string]*Observation{}
 				s.obs[e.o.File] = byKey
 			}
-			byKey[itoa(e.o.Observer)+"/"+e.o.QueryMode] = e.o
+			byKey[strconv.FormatInt(e.o.Observer, 10)+"/"+e.o.QueryMode] = e.o
 			if e.o.Owner.Locker >= 0 {
 				s.check(e.o.Owner.Locker, e.t)
 			}

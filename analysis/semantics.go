@@ -14,17 +14,17 @@ import (
 // mountinfo, fs.lock.options): never from what the scenario wanted.
 type Semantics struct {
 	// FS names the file system and the option that decided, for the reports ("lustre -o flock").
-	FS string `json:"fs"`
+	FS string
 	// SharedKinds: flock and fcntl (posix, OFD) locks share one resource and conflict with each
 	// other, a flock lock covering the whole file. Lustre with -o flock (one LDLM resource per
 	// file) and GlusterFS (flock becomes a whole-file posix lock on the brick) do this; a local
 	// Linux file system keeps flock and fcntl locks in two tables that never meet.
-	SharedKinds bool `json:"shared_kinds"`
+	SharedKinds bool
 	// NodeLocal: each node's kernel arbitrates its own locks and nothing is arbitrated across
 	// nodes (Lustre -o localflock): two nodes may both hold a write lock, by configuration.
-	NodeLocal bool `json:"node_local"`
+	NodeLocal bool
 	// Option is the mount option that set NodeLocal or SharedKinds ("" when none did).
-	Option string `json:"option"`
+	Option string
 }
 
 // localSemantics is a local Linux file system's.

@@ -9,84 +9,84 @@ import (
 
 // Percentiles summarise a distribution of durations in ns.
 type Percentiles struct {
-	Count int   `json:"count"`
-	P50   int64 `json:"p50_ns"`
-	P90   int64 `json:"p90_ns"`
-	P99   int64 `json:"p99_ns"`
-	Max   int64 `json:"max_ns"`
+	Count int
+	P50   int64
+	P90   int64
+	P99   int64
+	Max   int64
 }
 
 // Fairness compares grant order with request order among attempts that waited on one file.
 type Fairness struct {
-	Pairs      int64   `json:"pairs"`      // pairs of waits on one file that overlapped in time
-	Inversions int64   `json:"inversions"` // of those, pairs granted in the other order than asked
-	Ratio      float64 `json:"ratio"`      // inversions / pairs: 0 = first come first served
+	Pairs      int64   // pairs of waits on one file that overlapped in time
+	Inversions int64   // of those, pairs granted in the other order than asked
+	Ratio      float64 // inversions / pairs: 0 = first come first served
 }
 
 // Starvation is a waiter that later requests overtook.
 type Starvation struct {
-	Locker     int64        `json:"locker"`
-	Attempt    string       `json:"attempt"`
-	File       string       `json:"file"`
-	Mode       semconv.Mode `json:"mode"`
-	PassedOver int          `json:"passed_over"`
-	WaitNS     int64        `json:"wait_ns"`
-	Granted    bool         `json:"granted"`
+	Locker     int64
+	Attempt    string
+	File       string
+	Mode       semconv.Mode
+	PassedOver int
+	WaitNS     int64
+	Granted    bool
 }
 
 // FireInstant is one scheduled instant that several attempts shared.
 type FireInstant struct {
-	At     int64 `json:"at_ns"`
-	Count  int   `json:"count"`
-	Spread int64 `json:"spread_ns"` // latest start − earliest start
+	At     int64
+	Count  int
+	Spread int64 // latest start − earliest start
 }
 
 // FireSpread summarises how closely attempts scheduled for one instant started.
 type FireSpread struct {
-	Instants []FireInstant `json:"instants"`
-	Median   int64         `json:"median_ns"`
-	P99      int64         `json:"p99_ns"`
-	Max      int64         `json:"max_ns"`
+	Instants []FireInstant
+	Median   int64
+	P99      int64
+	Max      int64
 }
 
 // Stats are the run's statistics.
 type Stats struct {
-	Attempts   int                          `json:"attempts"`
-	Waits      int                          `json:"waits"`
-	Holds      int                          `json:"holds"`
-	Outcomes   map[semconv.Outcome]int      `json:"outcomes"`
-	WaitByMode map[semconv.Mode]Percentiles `json:"wait_by_mode"`
-	HandOff    Percentiles                  `json:"hand_off"`
-	Fairness   Fairness                     `json:"fairness"`
-	Starved    []Starvation                 `json:"starved"` // passed over at least twice, worst first
-	Fire       FireSpread                   `json:"fire"`
+	Attempts   int
+	Waits      int
+	Holds      int
+	Outcomes   map[semconv.Outcome]int
+	WaitByMode map[semconv.Mode]Percentiles
+	HandOff    Percentiles
+	Fairness   Fairness
+	Starved    []Starvation // passed over at least twice, worst first
+	Fire       FireSpread
 }
 
 // LockerSummary is one row of the per-locker table.
 type LockerSummary struct {
-	Locker      int64                   `json:"locker"`
-	Role        string                  `json:"role"`
-	Node        string                  `json:"node"`
-	PID         int64                   `json:"pid"`
-	State       string                  `json:"state"`
-	Wchan       string                  `json:"wchan"`
-	Stack       []string                `json:"stack"`
-	Inflight    string                  `json:"inflight"`
-	LastCommand string                  `json:"last_command"`
-	Attempts    int                     `json:"attempts"`
-	Waits       int                     `json:"waits"`
-	Holds       int                     `json:"holds"`
-	WaitNS      int64                   `json:"wait_ns"`
-	HoldNS      int64                   `json:"hold_ns"`
-	Outcomes    map[semconv.Outcome]int `json:"outcomes"`
-	Exit        string                  `json:"exit"`
+	Locker      int64
+	Role        string
+	Node        string
+	PID         int64
+	State       string
+	Wchan       string
+	Stack       []string
+	Inflight    string
+	LastCommand string
+	Attempts    int
+	Waits       int
+	Holds       int
+	WaitNS      int64
+	HoldNS      int64
+	Outcomes    map[semconv.Outcome]int
+	Exit        string
 }
 
 // HostFacts are the facts of one node.
 type HostFacts struct {
-	Node    string            `json:"node"`
-	Facts   map[string]string `json:"facts"`
-	Lockers []int64           `json:"lockers"`
+	Node    string
+	Facts   map[string]string
+	Lockers []int64
 }
 
 // maxStarved caps the starvation list.

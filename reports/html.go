@@ -101,10 +101,7 @@ func HTML(w io.Writer, res *analysis.Result, opts Options) error {
 		return err
 	}
 	v := NewView(res, opts)
-	if res == nil {
-		res = &analysis.Result{}
-	}
-	p := newPage(v, res)
+	p := newPage(v)
 	p.CSS, p.JS = a.css, a.js
 	t, err := a.tmpl.Clone()
 	if err != nil {
@@ -121,7 +118,7 @@ func HTML(w io.Writer, res *analysis.Result, opts Options) error {
 	return nil
 }
 
-func newPage(v *View, res *analysis.Result) *page {
+func newPage(v *View) *page {
 	p := &page{View: v, Sev: severityClass(v.Verdict.Exit), Started: wallTime(v.Run.StartNS), Integrity: []string{}}
 	p.Headline, p.HeadDetail = headline(v.Verdict.Summary)
 	if i := v.Verdict.Finding; i >= 0 && i < len(v.Findings) {
@@ -163,7 +160,7 @@ func newPage(v *View, res *analysis.Result) *page {
 		p.OutcomeRows = append(p.OutcomeRows, countRow{Name: o, N: v.Statistics.Outcomes[o]})
 	}
 	p.FSText = fsText(v.Hosts)
-	p.Timeline = buildTimeline(res, v)
+	p.Timeline = buildTimeline(v)
 	p.GraphSVG = buildGraphSVG(v)
 	p.Hist = buildHist(v.Statistics.Histogram)
 	p.Ticket = ticketFor(v.Hosts)

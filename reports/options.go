@@ -41,14 +41,10 @@ func WriteAll(res *analysis.Result, opts Options) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create report folder: %w", err)
 	}
-	var graph *analysis.WaitGraph
-	if res != nil {
-		graph = res.Graph
-	}
 	return errors.Join(
 		writeFile(filepath.Join(dir, HTMLFile), func(w io.Writer) error { return HTML(w, res, opts) }),
 		writeFile(filepath.Join(dir, VerdictFile), func(w io.Writer) error { return JSON(w, res, opts) }),
-		writeFile(filepath.Join(dir, DOTFile), func(w io.Writer) error { return analysis.WriteDOT(w, graph) }),
+		writeFile(filepath.Join(dir, DOTFile), func(w io.Writer) error { return DOT(w, res) }),
 	)
 }
 

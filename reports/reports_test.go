@@ -105,9 +105,9 @@ func TestHTMLFixtures(t *testing.T) {
 			}
 			writeOut(t, name+".html", buf.Bytes())
 			p := checkHTML(t, buf.Bytes())
-			h, d := headline(res.Verdict.Summary)
+			h, d := headline(Summary(res))
 			if !strings.Contains(p.text, h) || !strings.Contains(p.text, d) {
-				t.Errorf("the verdict sentence is not on the page: %q", res.Verdict.Summary)
+				t.Errorf("the verdict sentence is not on the page: %q", Summary(res))
 			}
 			if !strings.Contains(p.text, classTitle(res.Verdict.Class)) {
 				t.Errorf("the verdict title %q is not on the page", classTitle(res.Verdict.Class))
@@ -239,6 +239,24 @@ func TestWriteAll(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
 	if len(left) > 0 {
 		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+func TestDOT(t *testing.T) {
+	res := fixtureResult(t, "deadlock-two-files")
+	var b bytes.Buffer
+	if err := DOT(&b, res); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"digraph waitfor", "L0 -> L1", "L1 -> L0", "color=red", "{file}.2", `label="locker 0\npid`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("DOT lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	if err := DOT(&b, nil); err != nil || !strings.Contains(b.String(), "digraph waitfor") {
+		t.Errorf("empty graph: %v\n%s", err, b.String())
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/lockprobe/lockprobe/analysis"
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
@@ -78,18 +77,15 @@ type span struct {
 func f1(x float64) string { return strconv.FormatFloat(math.Round(x*10)/10, 'f', -1, 64) }
 
 // timeRange is the interval the timeline shows.
-func timeRange(res *analysis.Result) (t0, t1 int64) {
-	t0, t1 = res.Start, res.End
-	if t0 == 0 {
-		t0 = res.Run.Begin
-	}
-	for _, a := range res.Attempts {
+func timeRange(v *View) (t0, t1 int64) {
+	t0, t1 = v.Run.StartNS, v.Run.EndNS
+	for _, a := range v.Attempts {
 		if t0 == 0 || (a.Begin > 0 && a.Begin < t0) {
 			t0 = a.Begin
 		}
 		t1 = max(t1, a.End, a.Begin)
 	}
-	for _, h := range res.Holds {
+	for _, h := range v.Holds {
 		if t0 == 0 || (h.Begin > 0 && h.Begin < t0) {
 			t0 = h.Begin
 		}
@@ -101,8 +97,8 @@ func timeRange(res *analysis.Result) (t0, t1 int64) {
 	return t0, t1
 }
 
-func buildTimeline(res *analysis.Result, v *View) timeline {
-	t0, t1 := timeRange(res)
+func buildTimeline(v *View) timeline {
+	t0, t1 := timeRange(v)
 	scale := tlPlotW / float64(t1-t0)
 	x := func(t int64) float64 {
 		if t < t0 {
@@ -119,14 +115,14 @@ func buildTimeline(res *analysis.Result, v *View) timeline {
 		label, sub string
 		hot        bool
 	}
-	heads := make([]head, 0, len(v.Lockers)+len(res.Observers))
+	heads := make([]head, 0, len(v.Lockers)+len(v.Observers))
 	rowOf := map[int64]int{}
 	for i, l := range v.Lockers {
 		rowOf[l.ID] = i
 		heads = append(heads, head{fmt.Sprintf("locker %d", l.ID), fmt.Sprintf("pid %d · %s", l.PID, l.Node), l.InVerdict})
 	}
 	obsRow := map[int64]int{}
-	for _, o := range res.Observers {
+	for _, o := range v.Observers {
 		obsRow[o.ID] = len(heads)
 		heads = append(heads, head{"observer", fmt.Sprintf("pid %d · %s", o.PID, o.Node), false})
 	}
@@ -136,14 +132,14 @@ func buildTimeline(res *analysis.Result, v *View) timeline {
 	waits := make([][]span, len(heads))
 	holds := make([][]span, len(heads))
 	marks := make([][]span, len(heads))
-	for _, o := range res.Observations {
+	for _, o := range v.Observations {
 		if r, ok := obsRow[o.Observer]; ok {
 			ox := x(o.At)
-			marks[r] = append(marks[r], span{ox - 0.75, ox + 0.75, "m-observed", fmt.Sprintf("F_GETLK for %s at %s: %s", o.QueryMode, rel(o.At, t0), ownerWords(o.Owner))})
+			marks[r] = append(marks[r], span{ox - 0.75, ox + 0.75, "m-observed", fmt.Sprintf("F_GETLK for %s at %s: %s", o.QueryMode, rel(o.At, t0), v.names.ownerText(o.Owner))})
 		}
 	}
-	for i := range res.Attempts {
-		a := &res.Attempts[i]
+	for i := range v.Attempts {
+		a := &v.Attempts[i]
 		r, ok := rowOf[a.Locker]
 		if !ok {
 			continue
@@ -169,11 +165,11 @@ func buildTimeline(res *analysis.Result, v *View) timeline {
 		}
 		for _, c := range a.Conflicts {
 			cx := x(max(c.At, a.Begin))
-			marks[r] = append(marks[r], span{cx - 0.75, cx + 0.75, "m-conflict", "F_GETLK at " + rel(c.At, t0) + ": " + ownerWords(c.Owner)})
+			marks[r] = append(marks[r], span{cx - 0.75, cx + 0.75, "m-conflict", "F_GETLK at " + rel(c.At, t0) + ": " + v.names.ownerText(c.Owner)})
 		}
 	}
-	for i := range res.Holds {
-		h := &res.Holds[i]
+	for i := range v.Holds {
+		h := &v.Holds[i]
 		r, ok := rowOf[h.Locker]
 		if !ok {
 			continue
@@ -186,10 +182,10 @@ func buildTimeline(res *analysis.Result, v *View) timeline {
 		holds[r] = append(holds[r], span{x0, max(x1, x0+1), "h-" + h.Mode.String(),
 			fmt.Sprintf("holds %s %s %s of %s for %s, ended by %s", h.Kind, h.Mode, rangeText(h.Start, h.Len), h.File, dur(end-h.Begin), h.How)})
 	}
-	for _, l := range res.Lockers {
-		if r, ok := rowOf[l.ID]; ok && l.Exited && l.ExitAt > 0 {
-			ex := x(l.ExitAt)
-			marks[r] = append(marks[r], span{ex - 1, ex + 1, "m-exit", "process ended at " + rel(l.ExitAt, t0) + ": " + l.ExitStatus + " " + l.ExitSignal})
+	for _, l := range v.Lockers {
+		if r, ok := rowOf[l.ID]; ok && l.ExitedNS > 0 {
+			ex := x(l.ExitedNS)
+			marks[r] = append(marks[r], span{ex - 1, ex + 1, "m-exit", "process ended at " + rel(l.ExitedNS, t0) + ": " + l.Exit})
 		}
 	}
 	// Merge bars closer than gap pixels until the drawing fits the budget.
@@ -236,7 +232,7 @@ func buildTimeline(res *analysis.Result, v *View) timeline {
 		tl.Rows = append(tl.Rows, row)
 	}
 	tl.Ticks = ticks(t0, t1, x)
-	tl.Lines, tl.Bands = verdictLines(res, v, t0, x, bottom)
+	tl.Lines, tl.Bands = verdictLines(v, t0, x, bottom)
 	tl.Caption = fmt.Sprintf("Time on the controller's clock; 0 is %s. Every locker's instants are stamped on that clock within ±%s (the largest clock uncertainty measured during the run).",
 		wallTime(t0), dur(v.Clock.UncertaintyNS))
 	return tl
@@ -244,25 +240,28 @@ func buildTimeline(res *analysis.Result, v *View) timeline {
 
 // verdictLines marks when the verdict's condition began and when it was detected, with the clock
 // uncertainty as a band around the first.
-func verdictLines(res *analysis.Result, v *View, t0 int64, x func(int64) float64, bottom float64) ([]tlLine, []tlBar) {
+func verdictLines(v *View, t0 int64, x func(int64) float64, bottom float64) ([]tlLine, []tlBar) {
 	lines, bands := []tlLine{}, []tlBar{}
-	f := verdictFinding(res)
-	if f == nil || f.FormedAt == 0 {
+	var f *FindingView
+	if i := v.Verdict.Finding; i >= 0 && i < len(v.Findings) {
+		f = &v.Findings[i]
+	}
+	if f == nil || f.FormedNS == 0 {
 		return lines, bands
 	}
-	unc := max(f.Uncertainty, v.Clock.UncertaintyNS)
-	bx0, bx1 := x(f.FormedAt-unc), x(f.FormedAt+unc)
+	unc := max(f.ClockUncertaintyNS, v.Clock.UncertaintyNS)
+	bx0, bx1 := x(f.FormedNS-unc), x(f.FormedNS+unc)
 	bands = append(bands, tlBar{X: f1(bx0), Y: f1(tlTop), W: f1(bx1 - bx0), H: f1(bottom - tlTop), Class: "unc",
 		Title: "clock uncertainty ±" + dur(unc)})
-	fx := x(f.FormedAt)
-	lines = append(lines, tlLine{X: f1(fx), LabelY: "14", Class: "formed", Label: "hang began " + rel(f.FormedAt, t0), Anchor: "end"})
-	det := f.DetectedAt
+	fx := x(f.FormedNS)
+	lines = append(lines, tlLine{X: f1(fx), LabelY: "14", Class: "formed", Label: "hang began " + rel(f.FormedNS, t0), Anchor: "end"})
+	det := f.DetectedNS
 	label := "detected " + rel(det, t0)
 	if v.Verdict.DetectionLatencyNS > 0 {
-		det = f.FormedAt + v.Verdict.DetectionLatencyNS
+		det = f.FormedNS + v.Verdict.DetectionLatencyNS
 		label = fmt.Sprintf("detected %s (%s later)", rel(det, t0), dur(v.Verdict.DetectionLatencyNS))
 	}
-	if det > 0 && det != f.FormedAt {
+	if det > 0 && det != f.FormedNS {
 		lines = append(lines, tlLine{X: f1(x(det)), LabelY: "30", Class: "detected", Label: label, Anchor: "end"})
 	}
 	for i := range lines {
@@ -351,17 +350,4 @@ func count(rows [][]span) int {
 		n += len(r)
 	}
 	return n
-}
-
-// ownerWords says briefly what an F_GETLK answer named.
-func ownerWords(o analysis.Owner) string {
-	switch o.Class {
-	case semconv.OwnerNone:
-		return "no conflicting lock"
-	case semconv.OwnerSelf:
-		return fmt.Sprintf("the waiter itself holds %s %s", o.Mode, rangeText(o.Start, o.Len))
-	case semconv.OwnerLocker:
-		return fmt.Sprintf("locker %d holds %s %s", o.Locker, o.Mode, rangeText(o.Start, o.Len))
-	}
-	return fmt.Sprintf("%s pid %d on %s holds %s %s", o.Class, o.PID, o.Node, o.Mode, rangeText(o.Start, o.Len))
 }

@@ -25,6 +25,14 @@ type View struct {
 	Statistics StatsView     `json:"statistics"`
 	Hosts      []HostView    `json:"hosts"`
 	ProcLocks  []ProcLockV   `json:"proc_locks"`
+
+	// The page draws besides every attempt, hold and observer answer, which verdict.json
+	// leaves to trace.jsonl.
+	Attempts     []analysis.Attempt     `json:"-"`
+	Holds        []analysis.Hold        `json:"-"`
+	Observers    []analysis.Locker      `json:"-"`
+	Observations []analysis.Observation `json:"-"`
+	names        namer                  // the lockers' names, for the page's own words
 }
 
 // Versions are the versions of the tool and of what it ran on.
@@ -132,6 +140,7 @@ type LockerView struct {
 	ClockOffsetNS      int64          `json:"clock_offset_ns"`
 	ClockUncertaintyNS int64          `json:"clock_uncertainty_ns"`
 	InVerdict          bool           `json:"in_verdict"`
+	ExitedNS           int64          `json:"-"` // when its process ended, 0 while it ran (the timeline's mark)
 }
 
 // GraphNodeView is one lock owner of the wait-for graph.
@@ -271,26 +280,29 @@ func NewView(res *analysis.Result, opts Options) *View {
 		Lockers:   make([]LockerView, 0, len(res.Lockers)),
 		Hosts:     make([]HostView, 0, len(res.Hosts)),
 		ProcLocks: make([]ProcLockV, 0, len(res.ProcLocks)),
+		Attempts:  nonNil(res.Attempts), Holds: nonNil(res.Holds), Observers: nonNil(res.Observers),
+		Observations: nonNil(res.Observations), names: newNamer(res.Lockers),
 	}
 	v.Run = runView(res, opts)
 	v.Clock = ClockView{Reference: "controller"}
 	for _, l := range res.Lockers {
 		v.Clock.UncertaintyNS = max(v.Clock.UncertaintyNS, l.Uncertainty)
 	}
-	for _, f := range res.Findings {
-		v.Findings = append(v.Findings, findingView(f, res.Start))
+	for i := range res.Findings {
+		f := &res.Findings[i]
+		v.Findings = append(v.Findings, v.names.findingView(f, res.Start))
 		v.Clock.UncertaintyNS = max(v.Clock.UncertaintyNS, f.Uncertainty)
 	}
 	v.Verdict = VerdictView{
 		Class: res.Verdict.Class, Exit: res.Verdict.Exit, Title: classTitle(res.Verdict.Class),
-		Summary: res.Verdict.Summary, Meaning: classMeaning(res.Verdict.Class),
+		Summary: v.names.verdictSummary(res), Meaning: classMeaning(res.Verdict.Class),
 		Finding: res.Verdict.Finding, Lockers: []int64{}, DetectionLatencyNS: int64(opts.DetectionLatency),
 	}
 	if f := verdictFinding(res); f != nil {
 		v.Verdict.Lockers = nonNil(f.Lockers)
 	}
 	v.Lockers = lockerViews(res, v.Verdict.Lockers)
-	v.Graph = graphView(res.Graph)
+	v.Graph = v.names.graphView(res.Graph)
 	v.Statistics = statsView(res)
 	v.Hosts, v.Versions.Kernels, v.Versions.Lustre = hostViews(res.Hosts)
 	if v.Versions.Lockprobe == "" {
@@ -338,16 +350,16 @@ func verdictFinding(res *analysis.Result) *analysis.Finding {
 	return &res.Findings[i]
 }
 
-func findingView(f analysis.Finding, start int64) FindingView {
+func (n namer) findingView(f *analysis.Finding, start int64) FindingView {
 	fv := FindingView{
-		Class: f.Class, Title: classTitle(f.Class), Exit: f.Exit, Summary: f.Summary,
+		Class: f.Class, Title: classTitle(f.Class), Exit: f.Exit, Summary: n.summary(f),
 		Lockers: nonNil(f.Lockers), Attempts: nonNil(f.Attempts), Cycle: nonNil(f.Cycle),
 		Evidence: make([]EvidenceView, 0, len(f.Evidence)), FormedNS: f.FormedAt, DetectedNS: f.DetectedAt,
 		DurationNS: f.Duration, Resolved: f.Resolved, File: f.File, Kind: f.Kind.String(), Mode: f.Mode.String(),
-		Start: f.Start, Len: f.Len, Range: f.Range, ClockUncertaintyNS: f.Uncertainty, Cause: f.Cause,
+		Start: f.Start, Len: f.Len, Range: findingRange(f), ClockUncertaintyNS: f.Uncertainty, Cause: f.Cause,
 	}
 	for _, e := range f.Evidence {
-		fv.Evidence = append(fv.Evidence, EvidenceView{AtNS: e.At, SinceNS: since(e.At, start), Source: e.Source, By: e.By, Text: e.Text})
+		fv.Evidence = append(fv.Evidence, EvidenceView{AtNS: e.At, SinceNS: since(e.At, start), Source: e.Source, By: n.party(e.By), Text: n.evidence(e)})
 	}
 	return fv
 }
@@ -383,12 +395,15 @@ func lockerViews(res *analysis.Result, inVerdict []int64) []LockerView {
 			Outcomes: byName(s.Outcomes), Exit: s.Exit, ClockOffsetNS: l.Offset, ClockUncertaintyNS: l.Uncertainty,
 			InVerdict: hot[l.ID],
 		}
+		if l.Exited {
+			lv.ExitedNS = l.ExitAt
+		}
 		out = append(out, lv)
 	}
 	return out
 }
 
-func graphView(g *analysis.WaitGraph) GraphView {
+func (names namer) graphView(g *analysis.WaitGraph) GraphView {
 	gv := GraphView{Nodes: []GraphNodeView{}, Edges: []GraphEdgeView{}, Cycles: [][]int64{}, SCCs: [][]int64{}}
 	if g == nil {
 		return gv
@@ -419,7 +434,7 @@ func graphView(g *analysis.WaitGraph) GraphView {
 	}
 	for _, n := range g.Nodes {
 		gv.Nodes = append(gv.Nodes, GraphNodeView{ID: n.ID, Locker: n.Locker, Class: n.Class.String(), Node: n.Node, PID: n.PID,
-			Waiting: n.Waiting, Holding: n.Holding, Label: n.Label, InCycle: comp[n.ID] != 0})
+			Waiting: n.Waiting, Holding: n.Holding, Label: names.nodeLabel(n), InCycle: comp[n.ID] != 0})
 	}
 	for _, e := range g.Edges {
 		in := cycleEdge[[2]int64{e.From, e.To}] || (comp[e.From] > 0 && comp[e.From] == comp[e.To])
@@ -496,14 +511,6 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
-}
-
-// rangeText renders a byte range as "[start, end)", EOF for a length of 0.
-func rangeText(start, length int64) string {
-	if length <= 0 {
-		return "[" + itoa(start) + ", EOF)"
-	}
-	return "[" + itoa(start) + ", " + itoa(start+length) + ")"
 }
 
 // wallTime renders a unix ns instant in UTC, for the axis caption.

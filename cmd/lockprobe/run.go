@@ -20,6 +20,7 @@ import (
 	"github.com/lockprobe/lockprobe/analysis"
 	"github.com/lockprobe/lockprobe/control"
 	"github.com/lockprobe/lockprobe/lockmodel"
+	"github.com/lockprobe/lockprobe/reports"
 	"github.com/lockprobe/lockprobe/scenario"
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -151,10 +152,10 @@ func (h *hangWatch) check(now int64) string {
 		}
 		if h.hangAt == 0 {
 			h.hangAt, h.formedAt = now, fd.FormedAt
-			h.log.Info("deadlock detected", "summary", fd.Summary)
+			h.log.Info("deadlock detected", "lockers", fd.Lockers, "formed", time.Unix(0, fd.FormedAt))
 		}
 		if h.stop {
-			return fd.Summary
+			return fmt.Sprintf("deadlock of lockers %v", fd.Lockers)
 		}
 	}
 	return ""
@@ -175,7 +176,7 @@ func (h *hangWatch) latency() time.Duration {
 // the same trace.
 func report(res *control.Result, analyzer *analysis.Analyzer, latency time.Duration, fwd *forwarder, stdout io.Writer) (int, error) {
 	ar := analyzer.Finalize(res.End.UnixNano())
-	rec := control.VerdictRecord(res, version, ar.Verdict.Class, ar.Verdict.Exit, ar.Verdict.Summary)
+	rec := control.VerdictRecord(res, version, ar.Verdict.Class, ar.Verdict.Exit, reports.Summary(ar))
 	if err := control.WriteVerdict(res, rec); err != nil {
 		return exitTool, err
 	}

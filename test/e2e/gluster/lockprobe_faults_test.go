@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lockprobe/lockprobe/analysis"
+	"github.com/lockprobe/lockprobe/reports"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 	"golang.org/x/sys/unix"
@@ -89,20 +90,20 @@ func lockerTIDs(tr *tracefile.Trace, id, pid int64) map[int64]bool {
 }
 
 // logFindings logs the verdict's findings and their evidence as the
-// analysis of the trace gives them.
-func logFindings(t *testing.T, r *lpRun, opts analysis.Options) *analysis.Result {
+// analysis of the trace gives them, in the reports' words.
+func logFindings(t *testing.T, r *lpRun, opts analysis.Options) *reports.View {
 	t.Helper()
-	res := analysis.Analyze(r.trace, opts)
-	for _, f := range res.Findings {
+	v := reports.NewView(analysis.Analyze(r.trace, opts), reports.Options{})
+	for _, f := range v.Findings {
 		t.Logf("finding %s (exit %d, lockers %v, resolved %v): %s", f.Class, f.Exit, f.Lockers, f.Resolved, f.Summary)
 		for _, e := range f.Evidence {
-			t.Logf("  evidence [%s by %s @%d]: %s", e.Source, e.By, e.At, e.Text)
+			t.Logf("  evidence [%s by %s @%d]: %s", e.Source, e.By, e.AtNS, e.Text)
 		}
 	}
-	if res.Verdict.Class != r.class {
-		t.Errorf("analysis of the saved trace says %s, the run said %s", res.Verdict.Class, r.class)
+	if v.Verdict.Class != r.class {
+		t.Errorf("analysis of the saved trace says %s, the run said %s", v.Verdict.Class, r.class)
 	}
-	return res
+	return v
 }
 
 // logSnapshot logs the snapshot's process states and the brick's locks.
@@ -318,7 +319,7 @@ func TestLockprobeHolderClientDies(t *testing.T) {
 	}
 }
 
-func evidenceText(f analysis.Finding) string {
+func evidenceText(f reports.FindingView) string {
 	var b strings.Builder
 	for _, e := range f.Evidence {
 		b.WriteString(e.Text)

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lockprobe/lockprobe/analysis"
+	"github.com/lockprobe/lockprobe/reports"
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
@@ -146,7 +146,7 @@ func TestDeadlockDetection(t *testing.T) {
 	})
 }
 
-func evidence(es []analysis.Evidence) string {
+func evidence(es []reports.EvidenceView) string {
 	var b strings.Builder
 	for _, e := range es {
 		b.WriteString(e.Text + "\n")

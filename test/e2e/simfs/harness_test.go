@@ -27,6 +27,7 @@ import (
 	"github.com/lockprobe/lockprobe/analysis"
 	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/internal/lptest"
+	"github.com/lockprobe/lockprobe/reports"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/simfs/locktable"
 	"github.com/lockprobe/lockprobe/tracefile"
@@ -221,6 +222,7 @@ type run struct {
 	class, summary string
 	trace          *tracefile.Trace
 	res            *analysis.Result
+	view           *reports.View // res in the reports' words
 }
 
 // stuckAfter is every run's -stuck-after: the runs wait a few seconds at most.
@@ -297,12 +299,12 @@ func (r *run) wait(t *testing.T) {
 	if r.trace, err = tracefile.Open(r.out); err != nil {
 		t.Fatal(err)
 	}
-	res := analysis.Analyze(r.trace, analysis.Options{StuckAfter: stuckAfter})
-	r.res = res
-	for _, f := range res.Findings {
+	r.res = analysis.Analyze(r.trace, analysis.Options{StuckAfter: stuckAfter})
+	r.view = reports.NewView(r.res, reports.Options{})
+	for _, f := range r.view.Findings {
 		t.Logf("finding %s (exit %d, lockers %v): %s", f.Class, f.Exit, f.Lockers, f.Summary)
 		for _, e := range f.Evidence {
-			t.Logf("  evidence [%s by %s @%d]: %s", e.Source, e.By, e.At, e.Text)
+			t.Logf("  evidence [%s by %s @%d]: %s", e.Source, e.By, e.AtNS, e.Text)
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -327,10 +329,10 @@ func (r *run) expect(t *testing.T, class string, code int) {
 }
 
 // finding returns the first finding of class, or nil.
-func (r *run) finding(class string) *analysis.Finding {
-	for i := range r.res.Findings {
-		if r.res.Findings[i].Class == class {
-			return &r.res.Findings[i]
+func (r *run) finding(class string) *reports.FindingView {
+	for i := range r.view.Findings {
+		if r.view.Findings[i].Class == class {
+			return &r.view.Findings[i]
 		}
 	}
 	return nil

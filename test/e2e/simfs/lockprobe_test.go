@@ -157,7 +157,7 @@ func TestFlockBlocksPosix(t *testing.T) {
 	if !waited {
 		t.Errorf("the posix waiter did not wait for the flock holder's release")
 	}
-	for _, f := range r.res.Findings {
+	for _, f := range r.view.Findings {
 		if f.Class == "lost-wakeup" || f.Class == "lost-callback" {
 			t.Errorf("finding %s: %s", f.Class, f.Summary)
 		}

@@ -1,4 +1,4 @@
-package analysis
+package reports
 
 import (
 	"fmt"
@@ -9,11 +9,14 @@ import (
 	"gonum.org/v1/gonum/graph/encoding"
 	"gonum.org/v1/gonum/graph/encoding/dot"
 	"gonum.org/v1/gonum/graph/simple"
+
+	"github.com/lockprobe/lockprobe/analysis"
 )
 
-// dotNode is a GraphNode as gonum's DOT encoder wants it.
+// dotNode is a graph node as gonum's DOT encoder wants it.
 type dotNode struct {
-	n       GraphNode
+	n       analysis.GraphNode
+	label   string
 	inCycle bool
 }
 
@@ -23,11 +26,11 @@ func (d dotNode) DOTID() string {
 	if d.n.Locker >= 0 {
 		return "L" + strconv.FormatInt(d.n.Locker, 10)
 	}
-	return fmt.Sprintf("%s_%d", d.n.Class, d.n.ID-foreignBase)
+	return fmt.Sprintf("%s_%d", d.n.Class, d.n.ID-analysis.ForeignBase)
 }
 
 func (d dotNode) Attributes() []encoding.Attribute {
-	attrs := []encoding.Attribute{{Key: "label", Value: d.n.Label}}
+	attrs := []encoding.Attribute{{Key: "label", Value: d.label}}
 	switch {
 	case d.inCycle:
 		attrs = append(attrs, encoding.Attribute{Key: "color", Value: "red"}, encoding.Attribute{Key: "penwidth", Value: "2"})
@@ -37,10 +40,10 @@ func (d dotNode) Attributes() []encoding.Attribute {
 	return attrs
 }
 
-// dotEdge is a GraphEdge as gonum's DOT encoder wants it.
+// dotEdge is a graph edge as gonum's DOT encoder wants it.
 type dotEdge struct {
 	from, to dotNode
-	e        GraphEdge
+	e        analysis.GraphEdge
 	inCycle  bool
 }
 
@@ -49,17 +52,23 @@ func (d dotEdge) To() graph.Node           { return d.to }
 func (d dotEdge) ReversedEdge() graph.Edge { d.from, d.to = d.to, d.from; return d }
 
 func (d dotEdge) Attributes() []encoding.Attribute {
-	attrs := []encoding.Attribute{{Key: "label", Value: d.e.Label}}
+	attrs := []encoding.Attribute{{Key: "label", Value: edgeLabel(d.e)}}
 	if d.inCycle {
 		attrs = append(attrs, encoding.Attribute{Key: "color", Value: "red"}, encoding.Attribute{Key: "penwidth", Value: "2"})
 	}
 	return attrs
 }
 
-// WriteDOT writes the graph in Graphviz DOT, the edges of its cycles in red.
-func WriteDOT(w io.Writer, g *WaitGraph) error {
-	if g == nil {
-		g = &WaitGraph{}
+// DOT writes waitfor.dot: the wait-for graph of res in Graphviz DOT, the edges of its cycles
+// in red. A nil result, or one without a graph, gives an empty graph.
+func DOT(w io.Writer, res *analysis.Result) error {
+	g := &analysis.WaitGraph{}
+	var names namer
+	if res != nil {
+		names = newNamer(res.Lockers)
+		if res.Graph != nil {
+			g = res.Graph
+		}
 	}
 	inCycle := map[int64]bool{}
 	cycleEdge := map[[2]int64]bool{}
@@ -72,7 +81,7 @@ func WriteDOT(w io.Writer, g *WaitGraph) error {
 	dg := simple.NewDirectedGraph()
 	nodes := map[int64]dotNode{}
 	for _, n := range g.Nodes {
-		d := dotNode{n: n, inCycle: inCycle[n.ID]}
+		d := dotNode{n: n, label: names.nodeLabel(n), inCycle: inCycle[n.ID]}
 		nodes[n.ID] = d
 		dg.AddNode(d)
 	}
