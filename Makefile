@@ -57,6 +57,8 @@ fuzz:
 	$(GO) test ./scenario -run '^$$' -fuzz FuzzParse -fuzztime 30s
 	$(GO) test ./host -run '^$$' -fuzz FuzzParseLocks -fuzztime 30s
 	$(GO) test ./otlpexport -run '^$$' -fuzz FuzzExportSpans -fuzztime 30s
+	$(GO) test ./simfs -run '^$$' -fuzz FuzzParseFault -fuzztime 30s
+	$(GO) test ./simfs/locktable -run '^$$' -fuzz FuzzParse -fuzztime 30s
 
 # bench runs ./bench (real lockers, the bare baseline beside them; see BENCHMARKS.md) and writes
 # BENCHMARKS.md from its output. BENCH_SHORT=1: the quick variant.

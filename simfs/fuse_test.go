@@ -51,22 +51,11 @@ func needFUSE(t *testing.T) {
 // simfsMounts lists the simfs mounts under dir.
 func simfsMounts(t *testing.T, dir string) []host.Mount {
 	t.Helper()
-	f, err := os.Open(host.MountInfoPath)
+	ms, err := MountsUnder(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	ms, err := host.ParseMountInfo(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []host.Mount
-	for _, m := range ms {
-		if m.FSType == FSType && strings.HasPrefix(m.MountPoint, dir+"/") {
-			out = append(out, m)
-		}
-	}
-	return out
+	return ms
 }
 
 func startFS(t *testing.T, opts Options) *FS {

@@ -34,6 +34,14 @@ func newNodeFS(fs *FS, node int) *nodeFS {
 
 func (n *nodeFS) String() string { return "simfs" }
 
+// lock locks the shared tree and returns it with inode ino (nil when there is none); the caller
+// unlocks.
+func (n *nodeFS) lock(ino uint64) (*tree, *inode) {
+	t := n.fs.tree
+	t.mu.Lock()
+	return t, t.nodes[ino]
+}
+
 func status(errno syscall.Errno) fuse.Status { return fuse.Status(errno) }
 
 // fill describes an inode to the kernel with no caching: another node may change it any time.
@@ -61,10 +69,8 @@ func (n *nodeFS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *f
 }
 
 func (n *nodeFS) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
-	t := n.fs.tree
-	t.mu.Lock()
+	t, node := n.lock(in.NodeId)
 	defer t.mu.Unlock()
-	node := t.nodes[in.NodeId]
 	if node == nil {
 		return fuse.ENOENT
 	}
@@ -73,10 +79,8 @@ func (n *nodeFS) GetAttr(_ <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOu
 }
 
 func (n *nodeFS) SetAttr(_ <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
-	t := n.fs.tree
-	t.mu.Lock()
+	t, node := n.lock(in.NodeId)
 	defer t.mu.Unlock()
-	node := t.nodes[in.NodeId]
 	if node == nil {
 		return fuse.ENOENT
 	}
@@ -201,10 +205,8 @@ func (n *nodeFS) handle(fh uint64) *handle {
 }
 
 func (n *nodeFS) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	t := n.fs.tree
-	t.mu.Lock()
+	t, node := n.lock(in.NodeId)
 	defer t.mu.Unlock()
-	node := t.nodes[in.NodeId]
 	if node == nil {
 		return fuse.ENOENT
 	}
@@ -220,10 +222,8 @@ func (n *nodeFS) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fus
 }
 
 func (n *nodeFS) Read(_ <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	t := n.fs.tree
-	t.mu.Lock()
+	t, node := n.lock(in.NodeId)
 	defer t.mu.Unlock()
-	node := t.nodes[in.NodeId]
 	if node == nil {
 		return nil, fuse.ENOENT
 	}
@@ -238,10 +238,8 @@ func (n *nodeFS) Read(_ <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Read
 const maxFileSize = 1 << 30
 
 func (n *nodeFS) Write(_ <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	t := n.fs.tree
-	t.mu.Lock()
+	t, node := n.lock(in.NodeId)
 	defer t.mu.Unlock()
-	node := t.nodes[in.NodeId]
 	if node == nil {
 		return 0, fuse.ENOENT
 	}
@@ -289,10 +287,8 @@ func (n *nodeFS) Release(_ <-chan struct{}, in *fuse.ReleaseIn) {
 }
 
 func (n *nodeFS) OpenDir(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	t := n.fs.tree
-	t.mu.Lock()
+	t, node := n.lock(in.NodeId)
 	defer t.mu.Unlock()
-	node := t.nodes[in.NodeId]
 	if node == nil {
 		return fuse.ENOENT
 	}
@@ -303,10 +299,8 @@ func (n *nodeFS) OpenDir(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) 
 }
 
 func (n *nodeFS) ReadDir(_ <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	t := n.fs.tree
-	t.mu.Lock()
+	t, d := n.lock(in.NodeId)
 	defer t.mu.Unlock()
-	d := t.nodes[in.NodeId]
 	if d == nil || !d.isDir() {
 		return fuse.ENOTDIR
 	}

@@ -242,22 +242,14 @@ func Cleanup(dir string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("simfs: %w", err)
 	}
-	mf, err := os.Open(host.MountInfoPath)
+	mounts, err := MountsUnder(dir)
 	if err != nil {
-		return nil, fmt.Errorf("simfs: %w", err)
-	}
-	mounts, err := host.ParseMountInfo(mf)
-	mf.Close()
-	if err != nil {
-		return nil, fmt.Errorf("simfs: %w", err)
+		return nil, err
 	}
 	var removed []string
-	// Deepest first, so that a mount below another goes before it.
+	// Last mounted first, so that a mount over another goes before it.
 	for i := len(mounts) - 1; i >= 0; i-- {
 		m := mounts[i]
-		if m.FSType != FSType || filepath.Dir(m.MountPoint) != dir {
-			continue
-		}
 		if pid, live := serverOf(m.Source); live {
 			return removed, fmt.Errorf("simfs: %s is served by a running simfs (pid %d); stop it first", m.MountPoint, pid)
 		}
@@ -278,6 +270,27 @@ func Cleanup(dir string) ([]string, error) {
 		}
 	}
 	return removed, nil
+}
+
+// MountsUnder returns the simfs mounts whose mount point is a folder of dir (DIR/nodeK), in
+// mountinfo's order.
+func MountsUnder(dir string) ([]host.Mount, error) {
+	f, err := os.Open(host.MountInfoPath)
+	if err != nil {
+		return nil, fmt.Errorf("simfs: %w", err)
+	}
+	defer f.Close()
+	all, err := host.ParseMountInfo(f)
+	if err != nil {
+		return nil, fmt.Errorf("simfs: %w", err)
+	}
+	var out []host.Mount
+	for _, m := range all {
+		if m.FSType == FSType && filepath.Dir(m.MountPoint) == filepath.Clean(dir) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // serverOf reads the pid out of a mount source "simfs:MODE:PID" and tells whether that process

@@ -107,3 +107,19 @@ func Run(binary string, timeout time.Duration, args ...string) (Result, error) {
 	}
 	return res, nil
 }
+
+// SameFile creates the file name through the first of mounts and returns its path through each:
+// one file as several clients (nodes) of a file system see it.
+func SameFile(mounts []string, name string) ([]string, error) {
+	if len(mounts) == 0 {
+		return nil, errors.New("lptest: no mounts")
+	}
+	if err := os.WriteFile(filepath.Join(mounts[0], name), nil, 0o644); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(mounts))
+	for _, m := range mounts {
+		out = append(out, filepath.Join(m, name))
+	}
+	return out, nil
+}

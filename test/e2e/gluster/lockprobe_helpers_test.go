@@ -98,12 +98,9 @@ func newLPCluster(ctx context.Context, t *testing.T) *lpCluster {
 // files returns the same file through each mount, created through mount 0.
 func (c *lpCluster) files(t *testing.T, name string) []string {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(c.Mounts[0], name), nil, 0o644); err != nil {
+	out, err := lptest.SameFile(c.Mounts, name)
+	if err != nil {
 		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range c.Mounts {
-		out = append(out, filepath.Join(m, name))
 	}
 	return out
 }

@@ -61,6 +61,31 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestFor: -for ends simfs by itself, unmounted.
+func TestFor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("mounts simfs")
+	}
+	if skip != "" {
+		t.Skip(skip)
+	}
+	dir := t.TempDir()
+	start := time.Now()
+	out, err := exec.Command(bin, "simfs", "-mount", dir, "-nodes", "3", "-for", "500ms").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "unmounted after") {
+		t.Fatalf("simfs -for 500ms: %v\n%s", err, out)
+	}
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("simfs -for 500ms ended after %s", d)
+	}
+	if left := simfsMounts(t, dir); len(left) > 0 {
+		t.Errorf("mounts left after -for: %v", left)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("left in %s after -for: %v", dir, entries)
+	}
+}
+
 // kill SIGKILLs the server: its mounts stay behind, dead.
 func (s *server) kill(t *testing.T) {
 	t.Helper()

@@ -25,10 +25,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/analysis"
-	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/internal/lptest"
 	"github.com/lockprobe/lockprobe/reports"
 	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/simfs"
 	"github.com/lockprobe/lockprobe/simfs/locktable"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -182,20 +182,13 @@ func (s *server) stop(t *testing.T) {
 // simfsMounts returns the mount points of simfs mounts under dir.
 func simfsMounts(t *testing.T, dir string) []string {
 	t.Helper()
-	f, err := os.Open(host.MountInfoPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ms, err := host.ParseMountInfo(f)
+	ms, err := simfs.MountsUnder(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
 	for _, m := range ms {
-		if m.FSType == "fuse.simfs" && strings.HasPrefix(m.MountPoint, dir+"/") {
-			out = append(out, m.MountPoint)
-		}
+		out = append(out, m.MountPoint)
 	}
 	return out
 }
@@ -203,12 +196,9 @@ func simfsMounts(t *testing.T, dir string) []string {
 // files returns name through every mount, created through node 0.
 func (s *server) files(t *testing.T, name string) []string {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(s.mounts[0], name), nil, 0o644); err != nil {
+	out, err := lptest.SameFile(s.mounts, name)
+	if err != nil {
 		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range s.mounts {
-		out = append(out, filepath.Join(m, name))
 	}
 	return out
 }

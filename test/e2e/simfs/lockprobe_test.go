@@ -1,6 +1,7 @@
 package simfs
 
 import (
+	"html"
 	"strings"
 	"testing"
 
@@ -31,8 +32,12 @@ func TestContendThreeNodes(t *testing.T) {
 	if len(nodes) != 3 {
 		t.Errorf("grants through mounts %v, want three", nodes)
 	}
-	if !strings.Contains(r.report(t), "Lustre (rehearsed on simfs)") {
-		t.Errorf("the report's ticket section is not Lustre's")
+	report := html.UnescapeString(r.report(t))
+	for _, want := range []string{"Lustre (rehearsed on simfs)", "lctl set_param debug=+dlmtrace", "lctl dk", "ldlm.dump_namespaces",
+		"/proc/PID/stack", "echo t > /proc/sysrq-trigger"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report's ticket section lacks %q", want)
+		}
 	}
 }
 
@@ -83,6 +88,17 @@ func TestDropGrant(t *testing.T) {
 	}
 	if !undelivered {
 		t.Errorf("the lock table has no undelivered lock of locker 1 on node 1")
+	}
+	// The table is in the trace too, as the snapshot's events.
+	var inTrace, dropped bool
+	for _, sn := range spans(r.trace, semconv.SpanSnapshot) {
+		for _, e := range sn.Events {
+			inTrace = inTrace || (e.Name == semconv.EventSimfsLock && e.Attrs.Str(semconv.SimfsState) == "undelivered")
+			dropped = dropped || (e.Name == semconv.EventSimfsEvent && strings.Contains(e.Attrs.Str(semconv.SimfsWhat), "completion dropped"))
+		}
+	}
+	if !inTrace || !dropped {
+		t.Errorf("the snapshot lacks the lock table's undelivered lock (%v) or the dropped completion (%v)", inTrace, dropped)
 	}
 }
 
