@@ -84,6 +84,7 @@ type member struct {
 	node     string
 	file     string
 	remote   bool   // runs on another node: not started here, no process to wait for
+	launched bool   // started on its node by Options.Launch: its end is the Group's
 	identity string // DEALER identity, known from its hello
 	pid      int
 	tid      int // its lock thread, from its ready

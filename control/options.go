@@ -56,6 +56,20 @@ type Options struct {
 	Listen string
 	// Listener binds the controller's socket. Optional: wire.Listen.
 	Listener func(context.Context, wire.ListenOptions) (*wire.Conn, error)
+	// Launch, when set, starts every member on the nodes of a cluster (Slurm's srun, ssh) instead
+	// of this host: the controller calls it once it listens on Listen (TCP, required then), with
+	// one Spec per member, and the Group's end is theirs. Locker i runs on Nodes[NodeOf[i]],
+	// one observer on each node; Files[0] is the file's path on every node. Optional.
+	Launch func(ctx context.Context, specs []Spec) (Group, error)
+	Nodes  []string
+	NodeOf []int
+	// SilentAfter is how long a node may say nothing before it is named silent (its members
+	// ping every 2 s). Optional: 4s.
+	SilentAfter time.Duration
+	// Launcher and Delivery say, for the report, which launcher started the members and how the
+	// binary reached the nodes. Optional.
+	Launcher string
+	Delivery string
 	// Remote is how many of the lockers (the last ones) run on other nodes: the controller does
 	// not start them; they connect with `lockprobe locker -connect ... -id K` and the token.
 	// Optional: 0.
@@ -103,6 +117,23 @@ func (o *Options) defaults() error {
 	if o.Remote < 0 || o.Remote > len(o.Queues) {
 		return fmt.Errorf("%d remote lockers out of %d", o.Remote, len(o.Queues))
 	}
+	if o.Launch != nil {
+		switch {
+		case len(o.Nodes) == 0:
+			return errors.New("a launcher needs nodes")
+		case len(o.NodeOf) != len(o.Queues):
+			return fmt.Errorf("nodes of %d lockers for %d", len(o.NodeOf), len(o.Queues))
+		case o.Listen == "":
+			return errors.New("a launcher needs a TCP endpoint the nodes reach (Listen)")
+		case o.Remote != 0:
+			return errors.New("a launcher starts every locker: no -remote beside it")
+		}
+		for _, k := range o.NodeOf {
+			if k < 0 || k >= len(o.Nodes) {
+				return fmt.Errorf("locker on node %d of %d", k, len(o.Nodes))
+			}
+		}
+	}
 	if o.OutDir == "" {
 		return errors.New("no output folder")
 	}
@@ -145,6 +176,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Grace <= 0 {
 		o.Grace = 3 * time.Second
+	}
+	if o.SilentAfter <= 0 {
+		o.SilentAfter = defaultSilentAfter
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -29,6 +29,14 @@ func num(k string, v int64) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
 }
 
+func ints(k string, vs []int64) *commonpb.KeyValue {
+	arr := &commonpb.ArrayValue{Values: []*commonpb.AnyValue{}}
+	for _, v := range vs {
+		arr.Values = append(arr.Values, &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}})
+	}
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: arr}}}
+}
+
 func strs(k string, vs []string) *commonpb.KeyValue {
 	arr := &commonpb.ArrayValue{}
 	for _, v := range vs {
@@ -78,6 +86,9 @@ func (r *run) writeRoot(final bool) {
 		num(semconv.RunTimeout, int64(o.Timeout)),
 		num(semconv.RunPoll, int64(o.Poll)),
 		strs("lockprobe.files", o.Files),
+	}
+	if o.Launch != nil {
+		attrs = append(attrs, str(semconv.RunLauncher, o.Launcher), str(semconv.RunDelivery, o.Delivery), strs(semconv.RunNodes, o.Nodes))
 	}
 	if !r.scenAt.IsZero() {
 		attrs = append(attrs, num(semconv.RunStartNS, r.scenAt.UnixNano()))

@@ -61,6 +61,11 @@ type run struct {
 	host    string
 	endAt   time.Time    // when the run was decided to be over
 	peers   []proto.Peer // the lockers' table, fixed when the queues go out
+	// group is what Options.Launch started; groupDone its end, nil once handled.
+	group     Group
+	groupDone <-chan struct{}
+	silent    map[string]*silence // nodes silent now, by name
+	runEnd    time.Time           // the timeout's instant, told to the members with their queues
 	// files holds each file's identity and file-system facts, taken once at the start: at the
 	// end a client may be stopped or dead, and a stat(2) through it would never return.
 	files []fileFacts
@@ -87,7 +92,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	r := &run{opts: opts, byIdent: map[string]*member{}, refused: map[string]bool{}, merger: tracefile.NewMerger(), start: time.Now()}
+	r := &run{opts: opts, byIdent: map[string]*member{}, refused: map[string]bool{}, merger: tracefile.NewMerger(), start: time.Now(),
+		silent: map[string]*silence{}}
 	r.token = opts.Token
 	if r.token == "" {
 		r.token = randomHex(16)
@@ -133,15 +139,23 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Announce != nil && opts.Remote > 0 {
 		opts.Announce(conn.RemoteEndpoint(), r.token)
 	}
+	startFailed := func(err error) (*Result, error) {
+		r.endAt = time.Now()
+		r.shutdown("start-failed")
+		r.finish("start-failed")
+		return nil, err
+	}
 	for _, m := range r.members {
 		if m.remote {
 			continue
 		}
 		if err := r.spawn(m, logFile); err != nil {
-			r.endAt = time.Now()
-			r.shutdown("start-failed")
-			r.finish("start-failed")
-			return nil, err
+			return startFailed(err)
+		}
+	}
+	if opts.Launch != nil {
+		if err := r.launch(ctx); err != nil {
+			return startFailed(err)
 		}
 	}
 	reason, loopErr := r.loop(ctx)
@@ -156,10 +170,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return r.res, loopErr
 }
 
-// finish writes the records that close the run: spans nobody ended, and the root's final one.
+// finish writes the records that close the run: silences still open, spans nobody ended, and
+// the root's final one.
 func (r *run) finish(reason string) error {
 	r.res.End = r.endAt
 	r.res.EndReason = reason
+	r.closeSilences()
 	r.closeOpenSpans()
 	r.writeRoot(true)
 	for _, m := range r.members {
@@ -181,8 +197,12 @@ func (r *run) lost() uint64 {
 }
 
 // plan names the members: lockers round-robin over the files (each file is a node), then one
-// observer per file.
+// observer per file; or, with a launcher, the members on the cluster's nodes.
 func (r *run) plan() {
+	if r.opts.Launch != nil {
+		r.planLaunched()
+		return
+	}
 	nodeOf := func(k int) string {
 		if len(r.opts.Files) == 1 {
 			return r.host
@@ -267,6 +287,17 @@ func (r *run) loop(ctx context.Context) (string, error) {
 			if started && r.allDone() {
 				return "done", nil
 			}
+		case <-r.groupDone:
+			err := r.groupExited()
+			if !started {
+				if err == nil {
+					err = errors.New("they ended before they were ready")
+				}
+				return "start-failed", &StartError{err}
+			}
+			if r.allDone() {
+				return "done", nil
+			}
 		case note := <-r.exits:
 			r.exited(note)
 			if !started && note.m.role == roleLocker {
@@ -301,9 +332,7 @@ func (r *run) loop(ctx context.Context) (string, error) {
 					r.send(m, &proto.Message{Kind: proto.KindBeat, Beat: &proto.Beat{}})
 				}
 			}
-			if r.silentRemotes() && started && r.allDone() {
-				return "done", nil
-			}
+			r.checkSilence(time.Now())
 		case <-progress.C:
 			if r.opts.Progress != nil && started {
 				r.opts.Progress(r.status())
@@ -369,6 +398,7 @@ func (r *run) handle(in wire.Incoming) {
 	}
 	r.count(m, msg)
 	m.lastHeard = in.At
+	r.heard(m, in.At)
 	switch msg.Kind {
 	case proto.KindPing:
 		r.send(m, &proto.Message{Kind: proto.KindPong, Pong: &proto.Pong{T1: msg.Ping.T1, TC: time.Now().UnixNano()}})
@@ -474,6 +504,7 @@ func (r *run) hello(from string, msg *proto.Message) {
 func (r *run) sendCommands() {
 	lead := 100*time.Millisecond + time.Duration(len(r.members))*time.Millisecond
 	r.scenAt = time.Now().Add(lead)
+	r.runEnd = time.Now().Add(r.opts.Timeout)
 	r.peers = make([]proto.Peer, 0, len(r.members))
 	for _, m := range r.members {
 		if m.role == roleLocker {
@@ -507,7 +538,7 @@ func (r *run) sendQueue(m *member) {
 	}
 	m.queue.sentAt = time.Now()
 	m.queue.sends++
-	r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: r.peers}})
+	r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: r.peers, End: r.runEnd}})
 }
 
 // spans writes a batch to the trace file at once, then shares it with the watchers. from is
@@ -569,21 +600,4 @@ func (r *run) spin() time.Duration {
 		return 0
 	}
 	return spinWindow
-}
-
-// remoteSilence is how long a remote locker may say nothing before it is taken for gone: it pings
-// every 2 s, and there is no process to wait for.
-const remoteSilence = 10 * time.Second
-
-// silentRemotes marks remote lockers that fell silent as exited and says whether it marked any.
-func (r *run) silentRemotes() bool {
-	marked := false
-	for _, m := range r.members {
-		if m.remote && m.connected() && time.Since(m.lastHeard) > remoteSilence {
-			r.exited(exitNote{m: m, exit: Exit{At: m.lastHeard, Status: "silent for " + remoteSilence.String()}})
-			r.opts.Log.Warn("remote locker fell silent", "member", m.label(), "pid", m.pid, "node", m.node)
-			marked = true
-		}
-	}
-	return marked
 }

@@ -148,10 +148,12 @@ func (r *run) shutdown(reason string) {
 		}
 	}
 	if !r.await(r.opts.Grace) {
+		r.stopGroup(false)
 		r.killAll()
 		return
 	}
 	r.drain()
+	r.stopGroup(true)
 }
 
 // await handles messages and exits until every member is gone, or for at most d; it says
@@ -165,6 +167,8 @@ func (r *run) await(d time.Duration) bool {
 			r.receive(in, ok)
 		case note := <-r.exits:
 			r.exited(note)
+		case <-r.groupDone:
+			_ = r.groupExited()
 		case <-deadline.C:
 			return false
 		}
@@ -178,15 +182,17 @@ const killWait = 2 * time.Second
 
 // killAll kills the members that did not stop in time and waits (bounded) for them to go.
 func (r *run) killAll() {
+	killed := 0
 	for _, m := range r.members {
 		if !m.gone() && m.proc != nil {
+			killed++
 			r.res.Killed = append(r.res.Killed, fmt.Sprintf("%s (pid %d)", m.label(), m.pid))
 			if err := m.proc.Kill(); err != nil {
 				r.opts.Log.Warn("kill", "member", m.label(), "pid", m.pid, "err", err)
 			}
 		}
 	}
-	if !r.await(killWait) {
+	if killed > 0 && !r.await(killWait) {
 		for _, m := range r.members {
 			if !m.gone() && m.proc != nil {
 				r.res.Unresponsive = append(r.res.Unresponsive, fmt.Sprintf("%s (pid %d): still alive %s after SIGKILL", m.label(), m.pid, killWait))

@@ -40,6 +40,15 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
 
+// MarshalText and UnmarshalText make Kind a flag value (flag.TextVar).
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+func (k *Kind) UnmarshalText(b []byte) error {
+	v, err := ParseKind(string(b))
+	*k = v
+	return err
+}
+
 // ParseKind reads a -launcher value.
 func ParseKind(s string) (Kind, error) {
 	for k, n := range kindNames {
@@ -66,6 +75,15 @@ func (s Spread) String() string {
 		return spreadNames[s]
 	}
 	return fmt.Sprintf("Spread(%d)", int(s))
+}
+
+// MarshalText and UnmarshalText make Spread a flag value (flag.TextVar).
+func (s Spread) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+func (s *Spread) UnmarshalText(b []byte) error {
+	v, err := ParseSpread(string(b))
+	*s = v
+	return err
 }
 
 // ParseSpread reads a -spread value.

@@ -238,7 +238,7 @@ func (s *slurm) writeLayout(name string, members []Member) (string, error) {
 //   - -l: task rank before each output line, which names the node of a failure;
 //   - --chdir=/: the caller's folder may not exist on the nodes;
 //   - --export: only the token (taken from srun's environment, never from its command line)
-//     and Slurm's own variables reach the tasks.
+//     and Slurm's own variables reach the members; only PATH the other steps.
 //   - -K1 (members only): one member that exits badly ends the step, and so the start.
 func (s *slurm) stepArgs(name string, tasks int, members bool) []string {
 	args := []string{"--jobid=" + s.jobID, "--job-name=" + name, "-n", strconv.Itoa(tasks),
@@ -246,7 +246,7 @@ func (s *slurm) stepArgs(name string, tasks int, members bool) []string {
 	if members {
 		args = append(args, "-K1", "--export=LOCKPROBE_TOKEN")
 	} else {
-		args = append(args, "--export=NONE")
+		args = append(args, "--export=PATH")
 	}
 	return args
 }

@@ -55,6 +55,7 @@ type Locker struct {
 	clock    clock     // what stamps use
 	measured clock     // what the round trips said
 	endAt    time.Time // the run's end instant, when the controller said it
+	runEnd   time.Time // the latest end the controller promised with the queue (controller clock)
 	// localLocks says this kernel arbitrates the file's locks, so /proc/locks shows them all;
 	// on FUSE, NFS, Lustre and other remote file systems it shows nothing of other nodes.
 	localLocks bool

@@ -66,7 +66,11 @@ func (o *outbox) putSpan(s sdktrace.ReadOnlySpan, events []sdktrace.Event) {
 	select {
 	case o.ch <- item{span: s, events: events}:
 	case <-t.C:
+		// The queue is bounded: a locker cut off from its controller for long drops what does
+		// not fit, and the dropped record takes a sequence number, so that the controller
+		// counts it lost.
 		o.failed.Add(1)
+		o.seq.Add(1)
 	}
 }
 

@@ -58,9 +58,11 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 				}
 				peers := l.peerTable(m.Commands.Peers)
 				if l.opts.Role == "observer" {
+					l.runEnd = m.Commands.End
 					obs = l.startObserver(peers)
 					continue
 				}
+				l.runEnd = m.Commands.End
 				l.exec = &executor{l: l, queue: m.Commands.Queue, start: m.Commands.Start, peers: peers, stop: make(chan struct{})}
 				exec := l.exec
 				l.thread.work <- func() { execDone <- exec.run() }
@@ -96,7 +98,7 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 			pings[t1] = true
 			_ = l.out.put(ctx, &proto.Message{Kind: proto.KindPing, Ping: &proto.Ping{T1: t1}})
 		case <-tick.C:
-			if time.Since(lastHeard) > 5*beat {
+			if time.Since(lastHeard) > 5*beat && l.controllerGone() {
 				l.log.Warn("controller silent: releasing and exiting", "silent", time.Since(lastHeard).Round(time.Millisecond))
 				if l.exec != nil {
 					close(l.exec.stop)
@@ -105,6 +107,19 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 			}
 		}
 	}
+}
+
+// leaveAfterEnd is how long past the run's end a locker that hears nothing from its controller
+// keeps going before it releases and leaves: the controller's stop may be on its way over a
+// link that is just coming back.
+const leaveAfterEnd = 5 * time.Second
+
+// controllerGone decides, once the controller has fallen silent, whether it is gone. Before the
+// queue came it is (nothing was promised). Once the run is on, silence may be a partition of
+// this node, which heals: the locker keeps running its queue, and what it records waits in the
+// outbox, until the run's end has passed.
+func (l *Locker) controllerGone() bool {
+	return l.runEnd.IsZero() || l.clock.now().After(l.runEnd.Add(leaveAfterEnd))
 }
 
 // recordResync records a re-measured offset as a clock.sync event. The locker keeps stamping

@@ -161,6 +161,11 @@ type Commands struct {
 	Start time.Time `json:"start"` // scenario start, controller clock
 	Queue []Command `json:"queue"`
 	Peers []Peer    `json:"peers"`
+	// End is when the run ends at the latest (its timeout), controller clock. A locker that
+	// hears nothing from the controller keeps running its queue until then, plus a grace: a
+	// node cut off by a partition loses nothing when the link returns, and a controller that is
+	// gone for good is not waited for past the run. Zero: no such promise.
+	End time.Time `json:"end"`
 }
 
 // Ack acknowledges the message of the given kind and sequence number.

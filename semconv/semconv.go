@@ -13,6 +13,13 @@ const (
 	SpanHold     = "lock.hold"          // grant → release
 	SpanGetlk    = "lock.getlk"         // one explicit F_GETLK query (scenario command getlk)
 	SpanCommand  = "lock.command"       // any other command (file, close, sleep, release that held nothing)
+	SpanSilence  = "lockprobe.silence"  // an interval in which nothing arrived from a node (the controller's)
+)
+
+// Attributes of a lockprobe.silence span (besides locker.node).
+const (
+	SilenceHealed  = "silence.healed"  // bool: the node was heard again before the run ended
+	SilenceLockers = "silence.lockers" // []int: the ids of the node's lockers
 )
 
 // Resource attributes (besides the OTel standard service.name, host.name, process.pid).
@@ -48,6 +55,9 @@ const (
 	RunStartNS    = "lockprobe.start_unix_ns" // the scenario's start instant (controller clock)
 	RunEndReason  = "lockprobe.end_reason"    // "done" | "timeout" | "hang" | "interrupted"
 	RunLost       = "lockprobe.messages_lost"
+	RunLauncher   = "lockprobe.launcher" // local | slurm | ssh
+	RunDelivery   = "lockprobe.delivery" // how the binary reached the nodes, in words
+	RunNodes      = "lockprobe.nodes"    // []string: the nodes of a run across a cluster, in order
 	Verdict       = "lock.verdict" // class of the verdict, searchable in Jaeger
 	VerdictExit   = "lock.verdict.exit"
 	VerdictText   = "lock.verdict.summary"

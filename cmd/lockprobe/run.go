@@ -19,7 +19,9 @@ import (
 
 	"github.com/lockprobe/lockprobe/analysis"
 	"github.com/lockprobe/lockprobe/control"
+	"github.com/lockprobe/lockprobe/launch"
 	"github.com/lockprobe/lockprobe/lockmodel"
+	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/reports"
 	"github.com/lockprobe/lockprobe/scenario"
 	"github.com/lockprobe/lockprobe/semconv"
@@ -49,6 +51,11 @@ type runFlags struct {
 	listen      string
 	token       string
 	startup     time.Duration
+	cluster     clusterFlags
+	// sc and nprocs are the scenario and the number of lockers options found, for a launcher's
+	// queues, which wait for the nodes.
+	sc     *scenario.Scenario
+	nprocs int
 }
 
 func runCmd(args []string, stdout, stderr io.Writer) error {
@@ -74,6 +81,11 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.token, "token", "", "the secret lockers must present (default: a random one; LOCKPROBE_TOKEN on the remote nodes)")
 	fs.DurationVar(&f.startup, "startup-timeout", 0, "how long to wait for every locker to be ready (default 10s + 10ms per locker; 5m with -remote)")
 	fs.StringVar(&f.glusterSock, "gluster-sock", "", "glusterd's CLI socket, for the brick statedump at the end of a run on GlusterFS (default: gluster's own)")
+	fs.TextVar(&f.cluster.launcher, "launcher", launch.Local, "how lockers start: local (here), slurm (one srun job step in the allocation) or ssh (one session each, to -hosts)")
+	fs.IntVar(&f.cluster.nodes, "nodes", 0, "with -launcher: how many nodes (slurm: the first K of the allocation, or an allocation of K nodes of its own; ssh: the first K hosts)")
+	fs.StringVar(&f.cluster.hosts, "hosts", "", "with -launcher ssh: the nodes, HOST,HOST,... (ssh destinations)")
+	fs.TextVar(&f.cluster.spread, "spread", launch.Block, "with -launcher: lockers over the nodes in blocks (block) or round-robin (cyclic)")
+	fs.StringVar(&f.cluster.sshConfig, "ssh-config", "", "with -launcher ssh: an ssh client configuration file (ssh -F)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -96,6 +108,15 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if f.remote > 0 {
 		opts.Announce = announceRemote(stderr, opts)
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	var cluster *clusterRun
+	if f.cluster.launcher != launch.Local {
+		if cluster, err = f.setUpCluster(ctx, &opts, f.sc, f.nprocs, opts.Log); err != nil {
+			return err
+		}
+		defer cluster.close()
+	}
 
 	aopts := analysis.Options{StuckAfter: f.stuckAfter, Settle: f.poll}
 	hw := &hangWatch{analyzer: analysis.New(aopts), stop: f.onHang == "stop", log: opts.Log}
@@ -109,17 +130,18 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		opts.Forward = fwd.Enqueue
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
 	res, runErr := control.Run(ctx, opts)
 	var le *control.ListenError
 	if errors.As(runErr, &le) {
 		return usagef("-listen %s: %v", opts.Listen, le.Err)
 	}
-	if res == nil {
-		return runErr
+	if res == nil || isSetupError(runErr) {
+		return startError(runErr)
 	}
 	code, err := report(res, hw.analyzer, hw.latency(), fwd, stdout)
+	if cluster != nil {
+		cluster.describe(stdout, f.cluster.launcher)
+	}
 	// Closed only now: the verdict that report adds to the root span goes out with it.
 	if fwd != nil {
 		fmt.Fprintln(stdout, fwd.Close())
@@ -196,7 +218,13 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 	if len(f.files) == 0 {
 		return o, usagef("-file is required: the file the lockers lock")
 	}
+	if err := f.cluster.check(f); err != nil {
+		return o, err
+	}
 	for i, p := range f.files {
+		if f.cluster.launcher != launch.Local {
+			break // a path on the nodes
+		}
 		abs, err := checkLockFile(p)
 		if err != nil {
 			return o, err
@@ -225,7 +253,7 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 		return o, usagef("-remote %d: must be between 0 and -procs (%d)", f.remote, procs)
 	}
 	if f.listen != "" {
-		if f.remote == 0 {
+		if f.remote == 0 && f.cluster.launcher == launch.Local {
 			return o, usagef("-listen is for -remote lockers: local lockers connect over a private Unix socket")
 		}
 		hp, ok := strings.CutPrefix(f.listen, "tcp://")
@@ -239,10 +267,18 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 	if f.tries < 0 || f.interval < 0 || f.poll <= 0 || f.timeout < 0 || f.stuckAfter <= 0 || f.startup < 0 {
 		return o, usagef("-tries, -interval, -timeout must not be negative; -poll and -stuck-after must be positive")
 	}
-	queues, err := sc.Queues(procs, f.files)
+	var queues [][]proto.Command
+	if f.cluster.launcher == launch.Local {
+		queues, err = sc.Queues(procs, f.files)
+	} else {
+		// Checked now for what does not depend on the nodes (which are not known yet): any
+		// node=K is accepted here, and checked again once they are.
+		_, err = sc.QueuesOn(procs, f.files, scenario.Placement{Nodes: scenario.MaxProcs})
+	}
 	if err != nil {
 		return o, usagef("%v", err)
 	}
+	f.sc, f.nprocs = sc, procs
 	out := f.out
 	if out == "" {
 		out = defaultOutDir()
