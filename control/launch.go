@@ -158,9 +158,9 @@ type silence struct {
 }
 
 // checkSilence names the nodes of remote members from which nothing has arrived for
-// Options.SilentAfter. Their members are not taken for gone: they keep running their queues, and what
-// they record arrives when the link returns; a node that never returns ends the run at its
-// timeout.
+// Options.SilentAfter. Their members are not taken for gone: they keep running their queues,
+// and what they record arrives when the link returns; a node that never returns ends the run
+// at its timeout.
 func (r *run) checkSilence(now time.Time) {
 	heard := map[string]time.Time{}
 	for _, m := range r.members {
