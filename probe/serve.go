@@ -114,12 +114,13 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 // link that is just coming back.
 const leaveAfterEnd = 5 * time.Second
 
-// controllerGone decides, once the controller has fallen silent, whether it is gone. Before the
-// queue came it is (nothing was promised). Once the run is on, silence may be a partition of
-// this node, which heals: the locker keeps running its queue, and what it records waits in the
-// outbox, until the run's end has passed.
+// controllerGone decides, once the controller has fallen silent, whether it is gone. On the
+// controller's own host it is (no partition lies between them: it was stopped or died), and so
+// it is before the queue came (nothing was promised). A locker on another node may instead be
+// cut off by a partition, which heals: it keeps running its queue, and what it records waits in
+// the outbox, until the run's end has passed.
 func (l *Locker) controllerGone() bool {
-	return l.runEnd.IsZero() || l.clock.now().After(l.runEnd.Add(leaveAfterEnd))
+	return l.welcome.SameClock || l.runEnd.IsZero() || l.clock.now().After(l.runEnd.Add(leaveAfterEnd))
 }
 
 // recordResync records a re-measured offset as a clock.sync event. The locker keeps stamping

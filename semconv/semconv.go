@@ -58,7 +58,7 @@ const (
 	RunLauncher   = "lockprobe.launcher" // local | slurm | ssh
 	RunDelivery   = "lockprobe.delivery" // how the binary reached the nodes, in words
 	RunNodes      = "lockprobe.nodes"    // []string: the nodes of a run across a cluster, in order
-	Verdict       = "lock.verdict" // class of the verdict, searchable in Jaeger
+	Verdict       = "lock.verdict"       // class of the verdict, searchable in Jaeger
 	VerdictExit   = "lock.verdict.exit"
 	VerdictText   = "lock.verdict.summary"
 )
