@@ -131,10 +131,11 @@ type PollFailed struct {
 	Took  int64
 }
 
-// ClosedSlot: the party closed descriptor slot Slot of File; its lock was taken through LockSlot.
+// ClosedSlot: the party closed descriptor slot Slot of the file of Lock, which it had taken
+// through LockSlot.
 type ClosedSlot struct {
 	Slot, LockSlot int64
-	File           string
+	Lock           Lock
 }
 
 func (Answered) fact()       {}

@@ -278,7 +278,7 @@ func (d *detector) implicitRelease() {
 		f := Finding{Lockers: []int64{h.Locker}, Attempts: []string{h.AcquireID}, Lock: h.lock(), FormedAt: h.End,
 			DetectedAt: h.End, Duration: h.End - h.Begin}
 		f.Evidence = []Evidence{{At: h.End, Source: SourceTrace, By: lockerParty(h.Locker),
-			Fact: ClosedSlot{Slot: h.ClosedFD, LockSlot: h.FD, File: h.File}}}
+			Fact: ClosedSlot{Slot: h.ClosedFD, LockSlot: h.FD, Lock: h.lock()}}}
 		f.Detail = ImplicitRelease{Locker: h.Locker, Slot: h.ClosedFD}
 		d.add(newFinding(ClassImplicitRelease, f))
 	}

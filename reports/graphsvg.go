@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"path"
@@ -141,7 +142,7 @@ func buildGraphSVG(v *View) graphSVG {
 			label += " " + path.Base(e.File)
 		}
 		ge := gEdge{Class: "ge", Title: fmt.Sprintf("waits for a %s %s lock on %s of %s since %s (seen by %s)",
-			e.Kind, e.Mode, e.Range, e.File, rel(e.SinceNS, v.Run.StartNS), strings.Join(e.Sources, ", "))}
+			e.Kind, e.Mode, e.Range, cmp.Or(e.Path, e.File), rel(e.SinceNS, v.Run.StartNS), strings.Join(e.Sources, ", "))}
 		if e.InCycle {
 			ge.Class += " cycle"
 		}

@@ -249,7 +249,7 @@ func TestDOT(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"digraph waitfor", "L0 -> L1", "L1 -> L0", "color=red", "{file}.2", `label="locker 0\npid`} {
+	for _, want := range []string{"digraph waitfor", "L0 -> L1", "L1 -> L0", "color=red", "lockprobe.dat.2", `label="locker 0\npid`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("DOT lacks %q:\n%s", want, out)
 		}

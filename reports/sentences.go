@@ -113,7 +113,17 @@ func lockText(l analysis.Lock) string {
 	if l.Kind == semconv.KindOFD {
 		article = "an"
 	}
-	return fmt.Sprintf("%s %s %s lock on %s of %s", article, l.Kind, l.Mode, rangeText(l.Start, l.Len), l.File)
+	return fmt.Sprintf("%s %s %s lock on %s of %s", article, l.Kind, l.Mode, rangeText(l.Start, l.Len), fileText(l))
+}
+
+// fileText names the file of a lock as the user gave it: the path the locker opened, or the
+// scenario's name for the file when no path is known. (In a run over several mounts the same
+// file has a path per node; each sentence names the one its locker used.)
+func fileText(l analysis.Lock) string {
+	if l.Path != "" {
+		return l.Path
+	}
+	return l.File
 }
 
 // rangeText renders a byte range as "[start, end)", EOF for a length of 0.
@@ -223,7 +233,7 @@ func (n namer) summary(f *analysis.Finding) string {
 		return n.overlapSummary(f, d)
 	case analysis.ImplicitRelease:
 		return fmt.Sprintf("%s lost its posix %s lock on %s of %s when it closed another descriptor (slot %d) of the file: POSIX drops all of a process's locks on a file at any close",
-			n.who(d.Locker), f.Mode, rangeText(f.Start, f.Len), f.File, d.Slot)
+			n.who(d.Locker), f.Mode, rangeText(f.Start, f.Len), fileText(f.Lock), d.Slot)
 	case analysis.IdleHolder:
 		doing := "doing something no snapshot shows"
 		if d.Known {
@@ -277,7 +287,7 @@ func (n namer) cycleSummary(f *analysis.Finding, d analysis.Cycle) string {
 
 func (n namer) overlapSummary(f *analysis.Finding, d analysis.Overlap) string {
 	s := fmt.Sprintf("mutual exclusion violated: %s and %s both held conflicting locks on %s of %s for %s (clock uncertainty %s)",
-		n.who(d.Holders[0]), n.who(d.Holders[1]), rangeText(d.Range.Start, d.Range.Len), f.File, secs(f.Duration), secs(f.Uncertainty))
+		n.who(d.Holders[0]), n.who(d.Holders[1]), rangeText(d.Range.Start, d.Range.Len), fileText(f.Lock), secs(f.Duration), secs(f.Uncertainty))
 	if l := d.Lost; l != nil {
 		how := "lost its connection to the file system (" + l.Errno + ")"
 		if !l.Conn {
@@ -327,7 +337,7 @@ func (n namer) evidence(e analysis.Evidence) string {
 		if x.Open {
 			until = "the end (" + until + ")"
 		}
-		return fmt.Sprintf("granted a %s %s lock on %s of %s, held until %s", x.Lock.Kind, x.Lock.Mode, rangeText(x.Lock.Start, x.Lock.Len), x.Lock.File, until)
+		return fmt.Sprintf("granted a %s %s lock on %s of %s, held until %s", x.Lock.Kind, x.Lock.Mode, rangeText(x.Lock.Start, x.Lock.Len), fileText(x.Lock), until)
 	case analysis.ClientFailed:
 		what := "its F_GETLK"
 		switch x.Asked {
@@ -350,7 +360,7 @@ func (n namer) evidence(e analysis.Evidence) string {
 	case analysis.PollFailed:
 		return fmt.Sprintf("%d tries of the same request failed (%s) over %s before it waited", x.Tries, x.Errno, secs(x.Took))
 	case analysis.ClosedSlot:
-		return fmt.Sprintf("closed descriptor slot %d of %s; its lock was taken through slot %d", x.Slot, x.File, x.LockSlot)
+		return fmt.Sprintf("closed descriptor slot %d of %s; its lock was taken through slot %d", x.Slot, fileText(x.Lock), x.LockSlot)
 	}
 	return ""
 }
@@ -358,7 +368,7 @@ func (n namer) evidence(e analysis.Evidence) string {
 // waitLabel labels a wait-for edge: what the waiter wants and which evidence showed the wait,
 // "posix write [0, EOF) {file} (getlk+trace)".
 func waitLabel(want analysis.Lock, seen string) string {
-	return fmt.Sprintf("%s %s %s %s (%s)", want.Kind, want.Mode, rangeText(want.Start, want.Len), want.File, seen)
+	return fmt.Sprintf("%s %s %s %s (%s)", want.Kind, want.Mode, rangeText(want.Start, want.Len), fileText(want), seen)
 }
 
 // edgeLabel labels an edge of the wait-for graph.

@@ -30,18 +30,18 @@ func TestProgramSentences(t *testing.T) {
 	}{
 		{"idle holder", analysis.Finding{Lock: lock, Detail: analysis.IdleHolder{Waiter: 0, Waited: 12e9, Holder: 2, Known: true,
 			Doing: analysis.InState{State: "S", Wchan: "hrtimer_nanosleep"}}},
-			"pid 4711 (python3 race.py T) on node c01 has waited 12.0 s for a posix write lock on [0, EOF) of T/table.lock: the chain of waits ends at locker 2 (pid 300 on node c02), which holds the lock and waits for no lock — it is sleeping (S) in hrtimer_nanosleep, in no lock call"},
+			"pid 4711 (python3 race.py T) on node c01 has waited 12.0 s for a posix write lock on [0, EOF) of /data/T/table.lock: the chain of waits ends at locker 2 (pid 300 on node c02), which holds the lock and waits for no lock — it is sleeping (S) in hrtimer_nanosleep, in no lock call"},
 		{"idle holder unseen", analysis.Finding{Lock: lock, Detail: analysis.IdleHolder{Waiter: 1, Waited: 1e9, Holder: 0}},
-			"pid 4712 (python3 " + strings.Repeat("x", 49) + "...) on node c01 has waited 1.0 s for a posix write lock on [0, EOF) of T/table.lock: the chain of waits ends at pid 4711 (python3 race.py T) on node c01, which holds the lock and waits for no lock — it is doing something no snapshot shows"},
+			"pid 4712 (python3 " + strings.Repeat("x", 49) + "...) on node c01 has waited 1.0 s for a posix write lock on [0, EOF) of /data/T/table.lock: the chain of waits ends at pid 4711 (python3 race.py T) on node c01, which holds the lock and waits for no lock — it is doing something no snapshot shows"},
 		{"refused after polls", analysis.Finding{Lock: lock, Duration: 29.5e9, Detail: analysis.Refusal{Requester: 0, With: []int64{1},
 			Polled: &analysis.PollFailed{Tries: 29, Errno: "EAGAIN", Took: 28.9e9}}},
-			"pid 4711 (python3 race.py T) on node c01 asked for a posix write lock on [0, EOF) of T/table.lock and the file system refused it with EDEADLK after 29 tries over 28.9 s and a wait: the stall cost 29.5 s: it detected the deadlock with locker 1 and broke it — the healthy outcome of a cycle"},
+			"pid 4711 (python3 race.py T) on node c01 asked for a posix write lock on [0, EOF) of /data/T/table.lock and the file system refused it with EDEADLK after 29 tries over 28.9 s and a wait: the stall cost 29.5 s: it detected the deadlock with locker 1 and broke it — the healthy outcome of a cycle"},
 		{"remote pid", analysis.Finding{Lock: lock, Detail: analysis.ForeignOwner{Waiter: 2, Waited: 6e9, Remote: true,
 			Owner: analysis.Party{Locker: -1, Class: semconv.OwnerForeign, PID: 900, Node: "c02"}}},
-			"locker 2 (pid 300 on node c02) has waited 6.0 s for a posix write lock on [0, EOF) of T/table.lock held by foreign pid 900, which is no locker of this run; pid 900 is no process of node c02: on a file system shared across nodes its holder runs on another node — run `lockprobe who /data/T/table.lock` on the nodes that mount it"},
+			"locker 2 (pid 300 on node c02) has waited 6.0 s for a posix write lock on [0, EOF) of /data/T/table.lock held by foreign pid 900, which is no locker of this run; pid 900 is no process of node c02: on a file system shared across nodes its holder runs on another node — run `lockprobe who /data/T/table.lock` on the nodes that mount it"},
 		{"program cycle", analysis.Finding{Lockers: []int64{0, 1}, Lock: lock, Duration: 3e9, Detail: analysis.Cycle{Files: 1, Members: []analysis.Member{
 			{Locker: 0, Want: lock, Owners: []analysis.Party{{Locker: 1}}}, {Locker: 1, Want: lock, Owners: []analysis.Party{{Locker: 0}}}}}},
-			"deadlock: processes 4711, 4712 wait for each other in a cycle over one file — pid 4711 (python3 race.py T) on node c01 wants a posix write lock on [0, EOF) of T/table.lock held by pid 4712; pid 4712 (python3 " + strings.Repeat("x", 49) + "...) on node c01 wants a posix write lock on [0, EOF) of T/table.lock held by pid 4711; the cycle has stood for 3.0 s and nothing broke it"},
+			"deadlock: processes 4711, 4712 wait for each other in a cycle over one file — pid 4711 (python3 race.py T) on node c01 wants a posix write lock on [0, EOF) of /data/T/table.lock held by pid 4712; pid 4712 (python3 " + strings.Repeat("x", 49) + "...) on node c01 wants a posix write lock on [0, EOF) of /data/T/table.lock held by pid 4711; the cycle has stood for 3.0 s and nothing broke it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

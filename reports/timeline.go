@@ -2,6 +2,7 @@ package reports
 
 import (
 	"fmt"
+	"github.com/lockprobe/lockprobe/analysis"
 	"math"
 	"sort"
 	"strconv"
@@ -148,7 +149,7 @@ func buildTimeline(v *View) timeline {
 		if end == 0 {
 			end = t1
 		}
-		title := fmt.Sprintf("%s %s %s on %s of %s (%s): %s after %s", a.Kind, a.Mode, a.Style, rangeText(a.Start, a.Len), a.File, a.CmdText, a.Outcome, dur(end-a.Begin))
+		title := fmt.Sprintf("%s %s %s on %s of %s (%s): %s after %s", a.Kind, a.Mode, a.Style, rangeText(a.Start, a.Len), fileText(analysis.Lock{File: a.File, Path: a.Path}), a.CmdText, a.Outcome, dur(end-a.Begin))
 		x0, x1 := x(a.Begin), x(end)
 		switch a.Outcome {
 		case semconv.OutcomeGranted:
@@ -180,7 +181,7 @@ func buildTimeline(v *View) timeline {
 		}
 		x0, x1 := x(h.Begin), x(end)
 		holds[r] = append(holds[r], span{x0, max(x1, x0+1), "h-" + h.Mode.String(),
-			fmt.Sprintf("holds %s %s %s of %s for %s, ended by %s", h.Kind, h.Mode, rangeText(h.Start, h.Len), h.File, dur(end-h.Begin), h.How)})
+			fmt.Sprintf("holds %s %s %s of %s for %s, ended by %s", h.Kind, h.Mode, rangeText(h.Start, h.Len), fileText(analysis.Lock{File: h.File, Path: h.Path}), dur(end-h.Begin), h.How)})
 	}
 	for _, l := range v.Lockers {
 		if r, ok := rowOf[l.ID]; ok && l.ExitedNS > 0 {

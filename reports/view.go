@@ -105,6 +105,7 @@ type FindingView struct {
 	DurationNS         int64          `json:"duration_ns"`
 	Resolved           bool           `json:"resolved"`
 	File               string         `json:"file"`
+	Path               string         `json:"path"`
 	Kind               string         `json:"kind"`
 	Mode               string         `json:"mode"`
 	Start              int64          `json:"start"`
@@ -165,6 +166,7 @@ type GraphEdgeView struct {
 	Mode    string   `json:"mode"`
 	Range   string   `json:"range"`
 	File    string   `json:"file"`
+	Path    string   `json:"path"`
 	Sources []string `json:"sources"`
 	SinceNS int64    `json:"since_ns"`
 	InCycle bool     `json:"in_cycle"`
@@ -355,7 +357,7 @@ func (n namer) findingView(f *analysis.Finding, start int64) FindingView {
 		Class: f.Class, Title: classTitle(f.Class), Exit: f.Exit, Summary: n.summary(f),
 		Lockers: nonNil(f.Lockers), Attempts: nonNil(f.Attempts), Cycle: nonNil(f.Cycle),
 		Evidence: make([]EvidenceView, 0, len(f.Evidence)), FormedNS: f.FormedAt, DetectedNS: f.DetectedAt,
-		DurationNS: f.Duration, Resolved: f.Resolved, File: f.File, Kind: f.Kind.String(), Mode: f.Mode.String(),
+		DurationNS: f.Duration, Resolved: f.Resolved, File: f.File, Path: f.Path, Kind: f.Kind.String(), Mode: f.Mode.String(),
 		Start: f.Start, Len: f.Len, Range: findingRange(f), ClockUncertaintyNS: f.Uncertainty, Cause: f.Cause,
 	}
 	for _, e := range f.Evidence {
@@ -439,7 +441,7 @@ func (names namer) graphView(g *analysis.WaitGraph) GraphView {
 	for _, e := range g.Edges {
 		in := cycleEdge[[2]int64{e.From, e.To}] || (comp[e.From] > 0 && comp[e.From] == comp[e.To])
 		gv.Edges = append(gv.Edges, GraphEdgeView{From: e.From, To: e.To, Attempt: e.Attempt, Kind: e.Kind.String(), Mode: e.Mode.String(),
-			Range: rangeText(e.Start, e.Len), File: e.File, Sources: nonNil(e.Sources), SinceNS: e.Since, InCycle: in})
+			Range: rangeText(e.Start, e.Len), File: e.File, Path: e.Path, Sources: nonNil(e.Sources), SinceNS: e.Since, InCycle: in})
 	}
 	return gv
 }
