@@ -114,6 +114,9 @@ func TestKernelPath(t *testing.T) {
 	if err := unix.Flock(b, unix.LOCK_SH|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
 		t.Fatalf("flock through node1 under node0's posix write: %v, want EWOULDBLOCK", err)
 	}
+	if err := unix.FcntlFlock(uintptr(b), unix.F_OFD_SETLK, &unix.Flock_t{Type: unix.F_RDLCK, Start: 7, Len: 1}); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("OFD read through node1 under node0's posix write: %v, want EAGAIN", err)
+	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK}
 	if err := unix.FcntlFlock(uintptr(b), unix.F_GETLK, &lk); err != nil {
 		t.Fatal(err)
