@@ -12,13 +12,54 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
 
 	"github.com/lockprobe/lockprobe/launch"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=..." (make build does); a plain
+// go build leaves it empty and init takes what the build recorded.
+var version string
+
+func init() {
+	if version == "" {
+		info, _ := debug.ReadBuildInfo()
+		version = stampedVersion(info)
+	}
+}
+
+// stampedVersion names a build by what go build recorded: the main module's version (from a
+// tag, or a pseudo-version from the VCS stamp), else the VCS revision (-dirty when the work
+// tree had changes), else "dev".
+func stampedVersion(info *debug.BuildInfo) string {
+	if info == nil {
+		return "dev"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev string
+	var dirty bool
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return rev
+}
 
 // Exit statuses (DESIGN.md): verdicts 0, 3, 4, 5 come from the analysis.
 const (
