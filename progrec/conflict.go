@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/semconv"
 )
 
@@ -44,23 +45,24 @@ func (r *Recorder) ownerAttrs(self *tproc, o Owner) []*commonpb.KeyValue {
 }
 
 // OwnerAttrs are the attributes of a lock.conflict event (or an observation) naming o: the
-// pid mapped through byPID to a recorded process where it is one, self for the asker itself,
-// and whether a foreign pid is a process of this node at all.
+// pid mapped by the owner rule (lockmodel) to the asker itself or the recorded process byPID
+// finds, and whether a foreign pid is a process of this node at all.
 func OwnerAttrs(o Owner, self *Proc, byPID func(int) *Proc, node string) []*commonpb.KeyValue {
 	class, id, local := semconv.OwnerNone, int64(-1), int64(1)
 	if o.Mode != semconv.ModeNone {
-		switch p := byPID(o.PID); {
-		case o.PID > 0 && self != nil && o.PID == self.PID:
-			class, id = semconv.OwnerSelf, self.ID
-		case p != nil:
-			class, id = semconv.OwnerLocker, p.ID
-		case o.PID <= 0:
-			class = semconv.OwnerUnknown
-		default:
-			class = semconv.OwnerForeign
-			if !host.ProcessExists(o.PID) {
-				local = 0
-			}
+		// Every process is on this node: the candidates are the asker and the one byPID finds.
+		t, asker := &lockmodel.Processes{}, int64(-1)
+		if self != nil {
+			t.Add(lockmodel.Process{Locker: self.ID, Node: node, PID: int64(self.PID)})
+			asker = self.ID
+		}
+		if p := byPID(o.PID); p != nil {
+			t.Add(lockmodel.Process{Locker: p.ID, Node: node, PID: int64(p.PID)})
+		}
+		w := t.Owner(lockmodel.Query{Node: node, PID: int64(o.PID), Asker: asker})
+		class, id = w.Class, w.Locker()
+		if class == semconv.OwnerForeign && !host.ProcessExists(o.PID) {
+			local = 0
 		}
 	}
 	return []*commonpb.KeyValue{
