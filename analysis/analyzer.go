@@ -110,8 +110,9 @@ type model struct {
 	// sem is how the run's file system arbitrates locks, read off the lockers' host facts
 	// (semanticsOf).
 	sem       lockmodel.Semantics
-	fs        Semantics // sem, and what the reports say of it
-	holdsOf   map[int64][]*Hold
+	fs        Semantics         // sem, and what the reports say of it
+	holdsOf   map[int64][]*Hold // by begin
+	holdsTill map[int64][]int64 // holdsTill[l][i]: the latest end among holdsOf[l][:i+1] (open: max)
 	holdsFile map[string][]*Hold
 	obsRuns   map[string][]obsRun // per file, in time order
 	last      int64               // the latest instant seen
@@ -241,6 +242,7 @@ func (a *Analyzer) model() *model {
 		m.holdsOf[h.Locker] = append(m.holdsOf[h.Locker], h)
 		m.holdsFile[h.File] = append(m.holdsFile[h.File], h)
 	}
+	m.indexHoldEnds()
 	m.mapOwners() // after the holds: a pid shared across nodes names the locker that held the lock
 	m.obsRuns = map[string][]obsRun{}
 	open := map[string]int{} // observer/query/file → index in obsRuns[file]

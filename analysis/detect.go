@@ -328,15 +328,9 @@ func (d *detector) observedSelf(a *Attempt, until int64, base Finding, resolved 
 
 // holdsMode reports whether the locker has a recorded hold of the owner's mode over its range at t.
 func (d *detector) holdsMode(locker int64, file string, o Owner, t int64) bool {
-	for _, h := range d.m.holdsOf[locker] {
-		if h.Begin > t {
-			break
-		}
-		if h.File == file && h.Mode == o.Mode && holdOpen(h, t) && h.Overlaps(o.request(h.Kind)) {
-			return true
-		}
-	}
-	return false
+	return d.m.holdsOpenAt(locker, t, func(h *Hold) bool {
+		return h.File == file && h.Mode == o.Mode && h.Overlaps(o.request(h.Kind))
+	})
 }
 
 // fsDetected reports every EDEADLK: the file system refused a request that would close a cycle.

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"math"
 	"sort"
 
 	"github.com/lockprobe/lockprobe/lockmodel"
@@ -79,4 +80,38 @@ func (x *holdIndex) each(sem lockmodel.Semantics, a *Attempt, fn func(h *Hold)) 
 			fn(h)
 		}
 	}
+}
+
+// indexHoldEnds records, for each locker's holds in begin order, the latest end so far, so that
+// the holds open at an instant are found from the last one begun, going back only while an
+// earlier one can still be open: a locker of a long run has thousands of holds, and the owner
+// rule and the detectors ask about one instant at a time.
+func (m *model) indexHoldEnds() {
+	m.holdsTill = make(map[int64][]int64, len(m.holdsOf))
+	for l, hs := range m.holdsOf {
+		till := make([]int64, len(hs))
+		latest := int64(math.MinInt64)
+		for i, h := range hs {
+			end := h.End
+			if end == 0 {
+				end = math.MaxInt64
+			}
+			latest = max(latest, end)
+			till[i] = latest
+		}
+		m.holdsTill[l] = till
+	}
+}
+
+// holdsOpenAt calls fn with each hold of the locker open at t, latest begun first, until fn
+// returns true; it reports whether fn did.
+func (m *model) holdsOpenAt(locker, t int64, fn func(h *Hold) bool) bool {
+	hs, till := m.holdsOf[locker], m.holdsTill[locker]
+	i := sort.Search(len(hs), func(i int) bool { return hs[i].Begin > t })
+	for j := i - 1; j >= 0 && till[j] >= t; j-- {
+		if holdOpen(hs[j], t) && fn(hs[j]) {
+			return true
+		}
+	}
+	return false
 }

@@ -75,11 +75,8 @@ func (m *model) mapOwners() {
 func (m *model) holding(file string, at int64, o Owner) func(p *lockmodel.Process) bool {
 	want := o.request(semconv.KindPOSIX)
 	return func(p *lockmodel.Process) bool {
-		for _, h := range m.holdsOf[p.Locker] {
-			if h.File == file && holdOpen(h, at) && h.Mode == o.Mode && h.Overlaps(want) {
-				return true
-			}
-		}
-		return false
+		return m.holdsOpenAt(p.Locker, at, func(h *Hold) bool {
+			return h.File == file && h.Mode == o.Mode && h.Overlaps(want)
+		})
 	}
 }

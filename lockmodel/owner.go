@@ -100,7 +100,7 @@ func (t *Processes) Owner(q Query) Owner {
 		return Owner{Class: semconv.OwnerUnknown}
 	}
 	cands := t.byID[q.PID]
-	if q.Holds != nil {
+	if q.Holds != nil && len(cands) > 1 { // evidence picks among several; one is the pick anyway
 		var held []int
 		for _, i := range cands {
 			if q.Holds(&t.list[i]) {

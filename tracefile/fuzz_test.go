@@ -2,6 +2,8 @@ package tracefile
 
 import (
 	"bytes"
+	"errors"
+	"reflect"
 	"sort"
 	"testing"
 )
@@ -44,6 +46,46 @@ func FuzzRead(f *testing.F) {
 				if s.Events[i].Time < s.Events[i-1].Time {
 					t.Fatalf("span %s: events out of order", s.SpanID)
 				}
+			}
+		}
+	})
+}
+
+// FuzzDecodeMatchesPdata holds the protowire decoder to the Collector's pdata: whatever bytes a
+// request holds, both accept them or both refuse them, and what they accept becomes the same
+// span records.
+func FuzzDecodeMatchesPdata(f *testing.F) {
+	for _, l := range append(attemptRecords(), []rec{fullRecord()}) {
+		b, err := Encode(reqOf(f, l...))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want, werr := pdataRecords(b)
+		var got []*Span
+		gerr := newDecoder().each(b, func(k key, s *Span) {
+			s.SpanID = spanIDHex(k.span)
+			got = append(got, s)
+		})
+		if errors.Is(gerr, errGroup) && werr == nil {
+			return // pdata skips groups by rules of its own; OTLP has none
+		}
+		if (gerr != nil) != (werr != nil) {
+			t.Fatalf("decoder error %v, pdata error %v", gerr, werr)
+		}
+		if gerr != nil {
+			return
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d records, pdata %d", len(got), len(want))
+		}
+		for i := range got {
+			g, w := *got[i], *want[i]
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("record %d:\n%+v\npdata:\n%+v", i, g, w)
 			}
 		}
 	})

@@ -36,12 +36,10 @@ func NewMerger() *Merger { return &Merger{byID: map[key]*Span{}, dec: newDecoder
 // AddEncoded merges the records of one OTLP protobuf ExportTraceServiceRequest and returns the
 // merged spans they touched, in record order.
 func (m *Merger) AddEncoded(b []byte) ([]*Span, error) {
-	td, err := protoIn.UnmarshalTraces(b)
-	if err != nil {
+	var out []*Span
+	if err := m.dec.each(b, func(k key, rec *Span) { out = append(out, m.add(k, rec)) }); err != nil {
 		return nil, fmt.Errorf("decode spans: %w", err)
 	}
-	var out []*Span
-	m.dec.each(td, func(k key, rec *Span) { out = append(out, m.add(k, rec)) })
 	return out, nil
 }
 
@@ -69,7 +67,7 @@ func (m *Merger) add(k key, rec *Span) *Span {
 
 // Remove forgets a merged span: a later record of it starts a new one.
 func (m *Merger) Remove(s *Span) {
-	delete(m.byID, key{trace: traceIDOf(s.TraceID), span: spanIDOf(s.SpanID)})
+	delete(m.byID, key{trace: [16]byte(traceIDOf(s.TraceID)), span: [8]byte(spanIDOf(s.SpanID))})
 }
 
 // Len returns the number of distinct spans merged so far.

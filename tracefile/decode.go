@@ -1,0 +1,796 @@
+package tracefile
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Reading a trace decodes every record of it, and at 10^6 events that is the cost of `analyze`:
+// decoding with pdata first (its generated code builds the whole message, which is then copied
+// into Spans) spent most of its time allocating and collecting that intermediate, 29 s of CPU
+// for 10^6 events. So records are decoded straight into Spans with protowire, the protobuf
+// library's wire-format reader, walking the OTLP messages by their field numbers
+// (opentelemetry/proto/trace/v1/trace.proto, common/v1/common.proto, resource/v1/resource.proto,
+// all stable). pdata stays the reference: FuzzDecodeMatchesPdata holds this decoder to it.
+//
+// A trace repeats the same few strings (keys, names, modes, paths) and its lockers' resources in
+// every request: the decoder keeps one copy of each, boxed once, and decodes a resource it has
+// seen byte for byte only once.
+
+const (
+	maxInterned  = 1 << 16 // distinct strings and integers kept for reuse
+	maxInternLen = 256     // longer strings are not worth a table slot
+	maxResources = 1 << 12 // distinct resources and scopes kept for reuse
+	maxDepth     = 32      // nesting of array and kvlist values
+)
+
+// OTLP field numbers.
+const (
+	fReqResourceSpans = 1
+
+	fRSResource             = 1
+	fRSScopeSpans           = 2
+	fRSDeprecatedScopeSpans = 1000
+
+	fResAttributes = 1
+
+	fSSScope = 1
+	fSSSpans = 2
+
+	fScopeName    = 1
+	fScopeVersion = 2
+
+	fSpanTraceID   = 1
+	fSpanSpanID    = 2
+	fSpanParentID  = 4
+	fSpanName      = 5
+	fSpanKind      = 6
+	fSpanStart     = 7
+	fSpanEnd       = 8
+	fSpanAttrs     = 9
+	fSpanEvents    = 11
+	fSpanLinks     = 13
+	fSpanStatus    = 15
+	fEventTime     = 1
+	fEventName     = 2
+	fEventAttrs    = 3
+	fLinkTraceID   = 1
+	fLinkSpanID    = 2
+	fLinkAttrs     = 4
+	fStatusMessage = 2
+	fStatusCode    = 3
+
+	fKVKey   = 1
+	fKVValue = 2
+
+	fAnyString = 1
+	fAnyBool   = 2
+	fAnyInt    = 3
+	fAnyDouble = 4
+	fAnyArray  = 5
+	fAnyKVList = 6
+	fAnyBytes  = 7
+
+	fListValues = 1
+)
+
+// The wire type of every field of the messages read, known or not used: a field with another wire
+// type is a malformed message (as pdata and google.golang.org/protobuf have it), not one to skip.
+const (
+	tB = protowire.BytesType
+	tV = protowire.VarintType
+	t8 = protowire.Fixed64Type
+	t4 = protowire.Fixed32Type
+)
+
+// fieldTypes holds the wire type of field n at index n (fields 1 to 16); noType for a field the
+// message does not have. ResourceSpans' field 1000 is checked on its own.
+type fieldTypes [17]protowire.Type
+
+const noType = protowire.Type(-1)
+
+func types(pairs ...any) fieldTypes {
+	var t fieldTypes
+	for i := range t {
+		t[i] = noType
+	}
+	for i := 0; i < len(pairs); i += 2 {
+		t[pairs[i].(int)] = pairs[i+1].(protowire.Type)
+	}
+	return t
+}
+
+var (
+	reqFields      = types(1, tB)
+	rsFields       = types(1, tB, 2, tB, 3, tB)
+	resourceFields = types(1, tB, 2, tV, 3, tB)
+	ssFields       = types(1, tB, 2, tB, 3, tB)
+	scopeFields    = types(1, tB, 2, tB, 3, tB, 4, tV)
+	spanFields     = types(1, tB, 2, tB, 3, tB, 4, tB, 5, tB, 6, tV, 7, t8, 8, t8, 9, tB, 10, tV, 11, tB, 12, tV, 13, tB, 14, tV, 15, tB, 16, t4)
+	eventFields    = types(1, t8, 2, tB, 3, tB, 4, tV)
+	linkFields     = types(1, tB, 2, tB, 3, tB, 4, tB, 5, tV, 6, t4)
+	statusFields   = types(2, tB, 3, tV)
+	kvFields       = types(1, tB, 2, tB, 3, tV)
+	anyFields      = types(1, tB, 2, tV, 3, tV, 4, t8, 5, tB, 6, tB, 7, tB, 8, tV)
+	listFields     = types(1, tB)
+)
+
+// nextIn reads one field of a message whose fields are known.
+func nextIn(b []byte, known *fieldTypes, msg string) (field, []byte, error) {
+	f, rest, err := next(b)
+	if err != nil {
+		return f, nil, err
+	}
+	t := noType
+	if f.num < protowire.Number(len(known)) {
+		t = known[f.num]
+	} else if f.num == fRSDeprecatedScopeSpans && known == &rsFields {
+		t = tB
+	}
+	if t != noType && t != f.typ {
+		return f, nil, fmt.Errorf("%w: %s field %d has wire type %d", errWire, msg, f.num, f.typ)
+	}
+	return f, rest, nil
+}
+
+// key identifies a span across its records.
+type key struct {
+	trace [16]byte
+	span  [8]byte
+}
+
+type decoder struct {
+	strs   map[string]string
+	boxed  map[string]any
+	ints   map[int64]any
+	res    map[string]Attrs // a resource's attributes, by its encoding
+	scopes map[string]*Scope
+	traces map[[16]byte]string
+	parent map[[8]byte]string
+}
+
+func newDecoder() *decoder {
+	return &decoder{strs: map[string]string{}, boxed: map[string]any{}, ints: map[int64]any{},
+		res: map[string]Attrs{}, scopes: map[string]*Scope{}, traces: map[[16]byte]string{}, parent: map[[8]byte]string{}}
+}
+
+var (
+	errWire = errors.New("malformed protobuf")
+	// errGroup: the deprecated group wire types, which no OTLP message has. pdata skips them with
+	// rules of its own; they are refused here.
+	errGroup = fmt.Errorf("%w: group wire type", errWire)
+)
+
+// field reads one field's tag and value: v holds the bytes of a length-delimited field, n the
+// number of a varint, fixed32 or fixed64 one.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	v   []byte
+	n   uint64
+}
+
+func next(b []byte) (field, []byte, error) {
+	tag, k := varint(b)
+	if k < 0 {
+		return field{}, nil, errWire
+	}
+	num, typ := protowire.Number(int32(tag>>3)), protowire.Type(tag&7)
+	if num <= 0 {
+		return field{}, nil, fmt.Errorf("%w: field number %d", errWire, num)
+	}
+	b = b[k:]
+	f := field{num: num, typ: typ}
+	switch typ {
+	case protowire.VarintType:
+		f.n, k = varint(b)
+	case protowire.Fixed64Type:
+		f.n, k = protowire.ConsumeFixed64(b)
+	case protowire.Fixed32Type:
+		var v uint32
+		v, k = protowire.ConsumeFixed32(b)
+		f.n = uint64(v)
+	case protowire.BytesType:
+		var n uint64
+		if n, k = varint(b); k >= 0 {
+			if n > uint64(len(b)-k) {
+				return field{}, nil, fmt.Errorf("%w: length %d past the end", errWire, n)
+			}
+			f.v, k = b[k:k+int(n)], k+int(n)
+		}
+	case protowire.StartGroupType, protowire.EndGroupType:
+		return field{}, nil, errGroup
+	default:
+		k = -1
+	}
+	if k < 0 {
+		return field{}, nil, errWire
+	}
+	return f, b[k:], nil
+}
+
+// varint reads a base-128 varint as the protobuf decoders of pdata (and gogo before it) do: a
+// tenth byte's high bits are dropped rather than refused, which protowire would refuse, so that
+// what pdata reads is read here too.
+func varint(b []byte) (uint64, int) {
+	var v uint64
+	for i := 0; i < 10; i++ {
+		if i >= len(b) {
+			return 0, -1
+		}
+		c := b[i]
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return v, i + 1
+		}
+	}
+	return 0, -1
+}
+
+// want checks a known field's wire type.
+func (f field) want(t protowire.Type, msg string) error {
+	if f.typ != t {
+		return fmt.Errorf("%w: %s field %d has wire type %d", errWire, msg, f.num, f.typ)
+	}
+	return nil
+}
+
+func (d *decoder) str(b []byte) string {
+	if s, ok := d.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(d.strs) < maxInterned && len(b) <= maxInternLen {
+		d.strs[s] = s
+	}
+	return s
+}
+
+func (d *decoder) boxStr(b []byte) any {
+	if v, ok := d.boxed[string(b)]; ok {
+		return v
+	}
+	var v any = d.str(b)
+	if len(d.boxed) < maxInterned && len(b) <= maxInternLen {
+		d.boxed[v.(string)] = v
+	}
+	return v
+}
+
+func (d *decoder) boxInt(i int64) any {
+	if v, ok := d.ints[i]; ok {
+		return v
+	}
+	var v any = i
+	if len(d.ints) < maxInterned {
+		d.ints[i] = v
+	}
+	return v
+}
+
+// each calls fn with every span record of one encoded ExportTraceServiceRequest, unmerged, and
+// its key. The record is the caller's: nobody else holds it.
+func (d *decoder) each(b []byte, fn func(key, *Span)) error {
+	for len(b) > 0 {
+		f, rest, err := nextIn(b, &reqFields, "request")
+		if err != nil {
+			return err
+		}
+		b = rest
+		if f.num != fReqResourceSpans {
+			continue
+		}
+		if err := f.want(protowire.BytesType, "request"); err != nil {
+			return err
+		}
+		if err := d.resourceSpans(f.v, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *decoder) resourceSpans(b []byte, fn func(key, *Span)) error {
+	// The resource may come after the scope spans: find it first.
+	var res Attrs
+	var scopes, deprecated [][]byte
+	for len(b) > 0 {
+		f, rest, err := nextIn(b, &rsFields, "resource spans")
+		if err != nil {
+			return err
+		}
+		b = rest
+		switch f.num {
+		case fRSResource:
+			if err := f.want(protowire.BytesType, "resource spans"); err != nil {
+				return err
+			}
+			if res, err = d.resource(f.v); err != nil {
+				return err
+			}
+		case fRSScopeSpans:
+			if err := f.want(protowire.BytesType, "resource spans"); err != nil {
+				return err
+			}
+			scopes = append(scopes, f.v)
+		case fRSDeprecatedScopeSpans:
+			deprecated = append(deprecated, f.v)
+		}
+	}
+	if len(scopes) == 0 {
+		scopes = deprecated // instrumentation_library_spans of old OTLP, as pdata migrates them
+	}
+	if res == nil {
+		res = d.res[""]
+		if res == nil {
+			res = Attrs{}
+			d.res[""] = res
+		}
+	}
+	for _, ss := range scopes {
+		if err := d.scopeSpans(ss, res, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resource decodes a Resource message, once per distinct encoding.
+func (d *decoder) resource(b []byte) (Attrs, error) {
+	if a, ok := d.res[string(b)]; ok {
+		return a, nil
+	}
+	a := Attrs{}
+	for r := b; len(r) > 0; {
+		f, rest, err := nextIn(r, &resourceFields, "resource")
+		if err != nil {
+			return nil, err
+		}
+		r = rest
+		if f.num == fResAttributes {
+			if err := f.want(protowire.BytesType, "resource"); err != nil {
+				return nil, err
+			}
+			if err := d.keyValue(f.v, &a, 0); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(d.res) < maxResources {
+		d.res[string(b)] = a
+	}
+	return a, nil
+}
+
+func (d *decoder) scopeSpans(b []byte, res Attrs, fn func(key, *Span)) error {
+	var scope *Scope
+	var spans [][]byte
+	for len(b) > 0 {
+		f, rest, err := nextIn(b, &ssFields, "scope spans")
+		if err != nil {
+			return err
+		}
+		b = rest
+		switch f.num {
+		case fSSScope:
+			if err := f.want(protowire.BytesType, "scope spans"); err != nil {
+				return err
+			}
+			if scope, err = d.scope(f.v); err != nil {
+				return err
+			}
+		case fSSSpans:
+			if err := f.want(protowire.BytesType, "scope spans"); err != nil {
+				return err
+			}
+			spans = append(spans, f.v)
+		}
+	}
+	if scope == nil {
+		var err error
+		if scope, err = d.scope(nil); err != nil {
+			return err
+		}
+	}
+	for _, s := range spans {
+		k, rec, err := d.span(s)
+		if err != nil {
+			return err
+		}
+		rec.Resource, rec.Scope = res, scope
+		fn(k, rec)
+	}
+	return nil
+}
+
+func (d *decoder) scope(b []byte) (*Scope, error) {
+	if s, ok := d.scopes[string(b)]; ok {
+		return s, nil
+	}
+	s := &Scope{}
+	for r := b; len(r) > 0; {
+		f, rest, err := nextIn(r, &scopeFields, "scope")
+		if err != nil {
+			return nil, err
+		}
+		r = rest
+		switch f.num {
+		case fScopeName, fScopeVersion:
+			if err := f.want(protowire.BytesType, "scope"); err != nil {
+				return nil, err
+			}
+			if f.num == fScopeName {
+				s.Name = d.str(f.v)
+			} else {
+				s.Version = d.str(f.v)
+			}
+		}
+	}
+	if len(d.scopes) < maxResources {
+		d.scopes[string(b)] = s
+	}
+	return s, nil
+}
+
+func (d *decoder) traceID(b []byte) (string, [16]byte, error) {
+	var id [16]byte
+	switch len(b) {
+	case 0:
+		return "", id, nil
+	case 16:
+	default:
+		return "", id, fmt.Errorf("%w: trace id of %d bytes", errWire, len(b))
+	}
+	copy(id[:], b)
+	if id == ([16]byte{}) {
+		return "", id, nil
+	}
+	if s, ok := d.traces[id]; ok {
+		return s, id, nil
+	}
+	s := hex.EncodeToString(b)
+	if len(d.traces) < maxResources {
+		d.traces[id] = s
+	}
+	return s, id, nil
+}
+
+func spanIDOfBytes(b []byte) ([8]byte, error) {
+	var id [8]byte
+	switch len(b) {
+	case 0:
+	case 8:
+		copy(id[:], b)
+	default:
+		return id, fmt.Errorf("%w: span id of %d bytes", errWire, len(b))
+	}
+	return id, nil
+}
+
+func spanIDHex(id [8]byte) string {
+	if id == ([8]byte{}) {
+		return ""
+	}
+	return hex.EncodeToString(id[:])
+}
+
+// parentID returns the hex of a parent span id: parents are few (the lockers' spans, the root),
+// so their strings are shared.
+func (d *decoder) parentID(id [8]byte) string {
+	if s, ok := d.parent[id]; ok {
+		return s
+	}
+	s := spanIDHex(id)
+	if len(d.parent) < maxInterned {
+		d.parent[id] = s
+	}
+	return s
+}
+
+func (d *decoder) span(b []byte) (key, *Span, error) {
+	var k key
+	rec := &Span{Records: 1}
+	var err error
+	for len(b) > 0 {
+		var f field
+		if f, b, err = nextIn(b, &spanFields, "span"); err != nil {
+			return k, nil, err
+		}
+		switch f.num {
+		case fSpanTraceID:
+			if err = f.want(protowire.BytesType, "span"); err == nil {
+				rec.TraceID, k.trace, err = d.traceID(f.v)
+			}
+		case fSpanSpanID:
+			if err = f.want(protowire.BytesType, "span"); err == nil {
+				k.span, err = spanIDOfBytes(f.v)
+			}
+		case fSpanParentID:
+			if err = f.want(protowire.BytesType, "span"); err == nil {
+				var p [8]byte
+				if p, err = spanIDOfBytes(f.v); err == nil {
+					rec.ParentID = d.parentID(p)
+				}
+			}
+		case fSpanName:
+			if err = f.want(protowire.BytesType, "span"); err == nil {
+				rec.Name = d.str(f.v)
+			}
+		case fSpanKind:
+			if err = f.want(protowire.VarintType, "span"); err == nil {
+				rec.Kind = int32(f.n)
+			}
+		case fSpanStart, fSpanEnd:
+			if err = f.want(protowire.Fixed64Type, "span"); err == nil {
+				if f.num == fSpanStart {
+					rec.Start = int64(f.n)
+				} else {
+					rec.End = int64(f.n)
+				}
+			}
+		case fSpanAttrs:
+			if err = f.want(protowire.BytesType, "span"); err == nil {
+				if rec.Attrs == nil {
+					rec.Attrs = make(Attrs, 0, 16)
+				}
+				err = d.keyValue(f.v, &rec.Attrs, 0)
+			}
+		case fSpanEvents:
+			if err = f.want(protowire.BytesType, "span"); err == nil {
+				var e Event
+				if e, err = d.event(f.v); err == nil {
+					rec.Events = append(rec.Events, e)
+				}
+			}
+		case fSpanLinks:
+			if err = f.want(protowire.BytesType, "span"); err == nil {
+				var l Link
+				if l, err = d.link(f.v); err == nil {
+					rec.Links = append(rec.Links, l)
+				}
+			}
+		case fSpanStatus:
+			if err = f.want(protowire.BytesType, "span"); err == nil {
+				err = d.status(f.v, rec)
+			}
+		}
+		if err != nil {
+			return k, nil, err
+		}
+	}
+	if len(rec.Attrs) > 0 && cap(rec.Attrs) > len(rec.Attrs)+4 {
+		rec.Attrs = append(Attrs(nil), rec.Attrs...) // the span keeps it: no spare room
+	}
+	return k, rec, nil
+}
+
+func (d *decoder) event(b []byte) (Event, error) {
+	var e Event
+	for len(b) > 0 {
+		f, rest, err := nextIn(b, &eventFields, "event")
+		if err != nil {
+			return e, err
+		}
+		b = rest
+		switch f.num {
+		case fEventTime:
+			if err := f.want(protowire.Fixed64Type, "event"); err != nil {
+				return e, err
+			}
+			e.Time = int64(f.n)
+		case fEventName:
+			if err := f.want(protowire.BytesType, "event"); err != nil {
+				return e, err
+			}
+			e.Name = d.str(f.v)
+		case fEventAttrs:
+			if err := f.want(protowire.BytesType, "event"); err != nil {
+				return e, err
+			}
+			if err := d.keyValue(f.v, &e.Attrs, 0); err != nil {
+				return e, err
+			}
+		}
+	}
+	return e, nil
+}
+
+func (d *decoder) link(b []byte) (Link, error) {
+	var l Link
+	for len(b) > 0 {
+		f, rest, err := nextIn(b, &linkFields, "link")
+		if err != nil {
+			return l, err
+		}
+		b = rest
+		switch f.num {
+		case fLinkTraceID:
+			if err := f.want(protowire.BytesType, "link"); err != nil {
+				return l, err
+			}
+			if l.TraceID, _, err = d.traceID(f.v); err != nil {
+				return l, err
+			}
+		case fLinkSpanID:
+			if err := f.want(protowire.BytesType, "link"); err != nil {
+				return l, err
+			}
+			id, err := spanIDOfBytes(f.v)
+			if err != nil {
+				return l, err
+			}
+			l.SpanID = spanIDHex(id)
+		case fLinkAttrs:
+			if err := f.want(protowire.BytesType, "link"); err != nil {
+				return l, err
+			}
+			if err := d.keyValue(f.v, &l.Attrs, 0); err != nil {
+				return l, err
+			}
+		}
+	}
+	return l, nil
+}
+
+func (d *decoder) status(b []byte, rec *Span) error {
+	for len(b) > 0 {
+		f, rest, err := nextIn(b, &statusFields, "status")
+		if err != nil {
+			return err
+		}
+		b = rest
+		switch f.num {
+		case fStatusMessage:
+			if err := f.want(protowire.BytesType, "status"); err != nil {
+				return err
+			}
+			rec.StatusMsg = d.str(f.v)
+		case fStatusCode:
+			if err := f.want(protowire.VarintType, "status"); err != nil {
+				return err
+			}
+			rec.StatusCode = int32(f.n)
+		}
+	}
+	return nil
+}
+
+// keyValue decodes one KeyValue into a; a repeated key keeps the last value, as pdata's map
+// does not (it keeps both) but every reader of one does.
+func (d *decoder) keyValue(b []byte, a *Attrs, depth int) error {
+	var k string
+	var v any
+	for len(b) > 0 {
+		f, rest, err := nextIn(b, &kvFields, "key-value")
+		if err != nil {
+			return err
+		}
+		b = rest
+		switch f.num {
+		case fKVKey:
+			if err := f.want(protowire.BytesType, "key-value"); err != nil {
+				return err
+			}
+			k = d.str(f.v)
+		case fKVValue:
+			if err := f.want(protowire.BytesType, "key-value"); err != nil {
+				return err
+			}
+			if v, err = d.anyValue(f.v, depth); err != nil {
+				return err
+			}
+		}
+	}
+	a.put(k, v)
+	return nil
+}
+
+// anyValue decodes an AnyValue; of several set members the last wins, as protobuf's oneof
+// rule says.
+func (d *decoder) anyValue(b []byte, depth int) (any, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("%w: values nested deeper than %d", errWire, maxDepth)
+	}
+	var v any
+	for len(b) > 0 {
+		f, rest, err := nextIn(b, &anyFields, "value")
+		if err != nil {
+			return nil, err
+		}
+		b = rest
+		switch f.num {
+		case fAnyString:
+			if err := f.want(protowire.BytesType, "value"); err != nil {
+				return nil, err
+			}
+			v = d.boxStr(f.v)
+		case fAnyBool:
+			if err := f.want(protowire.VarintType, "value"); err != nil {
+				return nil, err
+			}
+			v = f.n != 0
+		case fAnyInt:
+			if err := f.want(protowire.VarintType, "value"); err != nil {
+				return nil, err
+			}
+			v = d.boxInt(int64(f.n))
+		case fAnyDouble:
+			if err := f.want(protowire.Fixed64Type, "value"); err != nil {
+				return nil, err
+			}
+			v = math.Float64frombits(f.n)
+		case fAnyBytes:
+			if err := f.want(protowire.BytesType, "value"); err != nil {
+				return nil, err
+			}
+			v = hex.EncodeToString(f.v)
+		case fAnyArray:
+			if err := f.want(protowire.BytesType, "value"); err != nil {
+				return nil, err
+			}
+			arr := []any{}
+			for r := f.v; len(r) > 0; {
+				g, rest, err := nextIn(r, &listFields, "array")
+				if err != nil {
+					return nil, err
+				}
+				r = rest
+				if g.num != fListValues {
+					continue
+				}
+				if err := g.want(protowire.BytesType, "array"); err != nil {
+					return nil, err
+				}
+				e, err := d.anyValue(g.v, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				arr = append(arr, e)
+			}
+			v = arr
+		case fAnyKVList:
+			if err := f.want(protowire.BytesType, "value"); err != nil {
+				return nil, err
+			}
+			var kvs Attrs
+			for r := f.v; len(r) > 0; {
+				g, rest, err := nextIn(r, &listFields, "kvlist")
+				if err != nil {
+					return nil, err
+				}
+				r = rest
+				if g.num != fListValues {
+					continue
+				}
+				if err := g.want(protowire.BytesType, "kvlist"); err != nil {
+					return nil, err
+				}
+				if err := d.keyValue(g.v, &kvs, depth+1); err != nil {
+					return nil, err
+				}
+			}
+			m := make(map[string]any, len(kvs))
+			for _, kv := range kvs {
+				m[kv.Key] = kv.Value
+			}
+			v = m
+		}
+	}
+	return v, nil
+}
+
+// put adds an attribute; a repeated key (which OTLP forbids, but a file may hold) keeps the last
+// value.
+func (a *Attrs) put(k string, v any) {
+	for i := range *a {
+		if (*a)[i].Key == k {
+			(*a)[i].Value = v
+			return
+		}
+	}
+	*a = append(*a, Attr{Key: k, Value: v})
+}
