@@ -117,6 +117,7 @@ type model struct {
 	obsRuns   map[string][]obsRun // per file, in time order
 	last      int64               // the latest instant seen
 	maxUnc    int64
+	silences  []Silence // the nodes' silences, by start
 }
 
 func (a *Analyzer) model() *model {
@@ -175,12 +176,15 @@ func (a *Analyzer) model() *model {
 			m.holdBlock = append(m.holdBlock, holdOf(s))
 		case semconv.SpanGetlk:
 			m.getlks = append(m.getlks, getlkOf(s))
+		case semconv.SpanSilence:
+			m.silences = append(m.silences, silenceOf(s))
 		}
 		for _, e := range s.Events {
 			m.note(e.Time)
 		}
 	}
 	sort.Slice(m.lockers, func(i, j int) bool { return m.lockers[i].ID < m.lockers[j].ID })
+	sortSilences(m.silences)
 	m.fs = semanticsOf(append(slices.Clone(m.lockers), m.observers...))
 	m.sem = m.fs.lock()
 	sort.Slice(m.observers, func(i, j int) bool { return m.observers[i].ID > m.observers[j].ID })

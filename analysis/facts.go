@@ -15,6 +15,7 @@ type Party struct {
 	Locker   int64              // the locker's id; -1 when the party is no locker
 	Observer bool               // the observer on Node
 	Mount    bool               // the mount options of Node
+	Silence  bool               // the controller, which heard nothing from Node
 	Class    semconv.OwnerClass // a party that is no locker: foreign or unknown, by PID on Node
 	PID      int64
 	Node     string
@@ -234,6 +235,7 @@ type Overlap struct {
 	Lost       *LostClient
 	NodeLocal  *NodeLocality
 	Converting *Conversion
+	Partition  *Partitioned
 }
 
 // NodeLocality: the mount option Option makes locks node-local, and the holders are on Nodes.

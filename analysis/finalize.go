@@ -178,9 +178,11 @@ func (g *WaitGraph) party(id int64) Party {
 	return lockerParty(id)
 }
 
-// exclusion finds conflicting holds of two lockers that overlap in time by more than the two
-// lockers' clock uncertainties: recorded holds sit inside the real ones, so that cannot happen
-// on a file system that keeps mutual exclusion.
+// exclusion finds conflicting holds of two lockers that overlap in time whatever their clocks'
+// errors: recorded holds sit inside the real ones, so that cannot happen on a file system that
+// keeps mutual exclusion. Shifted against each other by up to the two lockers' clock bounds, the
+// holds still overlap when each began more than the bound before the other ended (a short hold
+// deep inside a long one overlaps it for sure, however short).
 func (d *detector) exclusion(end int64) {
 	m := d.m
 	for _, file := range sortedKeys(m.holdsFile) {
@@ -200,7 +202,7 @@ func (d *detector) exclusion(end int64) {
 				xe, he := holdEnd(x, end), holdEnd(h, end)
 				overlap := min(xe, he) - h.Begin
 				bound := m.uncertainty(x.Locker) + m.uncertainty(h.Locker)
-				if overlap <= bound {
+				if xe-h.Begin <= bound || he-x.Begin <= bound || overlap <= 0 {
 					continue
 				}
 				d.add(d.violation(x, h, overlap, bound, min(xe, he)))
@@ -230,6 +232,10 @@ func (d *detector) violation(x, h *Hold, overlap, bound, overlapEnd int64) Findi
 	if ev, lost := d.lostClient(x, h, overlapEnd); lost != nil {
 		f.Evidence = append(f.Evidence, ev...)
 		detail.Lost = lost
+	}
+	if ev, p := d.partition(x, h); p != nil {
+		f.Evidence = append(f.Evidence, ev...)
+		detail.Partition = p
 	}
 	if nx, nh := m.locker(x.Locker), m.locker(h.Locker); m.fs.NodeLocal && nx != nil && nh != nil && nx.Node != nh.Node {
 		f.Evidence = append(f.Evidence, Evidence{At: h.Begin, Source: SourceFS, By: Party{Locker: -1, Mount: true, Node: nh.Node},

@@ -13,13 +13,14 @@ import (
 
 // Evidence sources of a wait-for edge or a finding.
 const (
-	SourceTrace     = "trace"      // recorded holds and attempts
-	SourceFS        = "fs"         // the file system's facts: type and mount options
-	SourceGetlk     = "getlk"      // the waiter's own F_GETLK
-	SourceObserver  = "observer"   // an observer's F_GETLK
-	SourceProcLocks = "proc-locks" // /proc/locks in the snapshot
-	SourceSnapshot  = "snapshot"   // process state in the snapshot
-	SourceErrno     = "errno"      // what the lock call returned
+	SourceTrace      = "trace"      // recorded holds and attempts
+	SourceFS         = "fs"         // the file system's facts: type and mount options
+	SourceGetlk      = "getlk"      // the waiter's own F_GETLK
+	SourceObserver   = "observer"   // an observer's F_GETLK
+	SourceProcLocks  = "proc-locks" // /proc/locks in the snapshot
+	SourceSnapshot   = "snapshot"   // process state in the snapshot
+	SourceErrno      = "errno"      // what the lock call returned
+	SourceController = "controller" // what the controller saw: a node that fell silent
 )
 
 // ForeignBase is where the graph ids of owners that are not lockers start.

@@ -22,8 +22,12 @@ type Locker struct {
 	Begin       int64
 	End         int64
 	Facts       map[string]string
+	// Offset is the clock offset the locker stamps with (controller − locker, measured at its
+	// start); Uncertainty bounds how far its stamps may be off the controller's clock: that
+	// measurement's bound, widened by the drift each re-measurement showed (its distance from
+	// Offset plus its own bound).
 	Offset      int64
-	Uncertainty int64 // the largest measured during the run
+	Uncertainty int64
 	Exited      bool
 	ExitAt      int64
 	ExitStatus  string
@@ -159,6 +163,11 @@ type Run struct {
 	MessagesLost int64
 	Node         string
 	Host         string
+	// Launcher, Delivery and Nodes describe a run across the nodes of a cluster: how the lockers
+	// were started, how the binary reached the nodes, and the nodes in order (empty: a local run).
+	Launcher string
+	Delivery string
+	Nodes    []string
 }
 
 // request is the lock an owner holds, as a request of kind: F_GETLK's answer has no kind of its
@@ -386,13 +395,20 @@ func processOf(s *tracefile.Span) *Locker {
 			l.Facts[k] = v
 		}
 	}
+	// The offset it stamps with is on its span; a trace without it has the start-up measurement
+	// as the first clock event.
+	stamped := false
+	if off, ok := s.Attrs.Int(semconv.ClockOffset); ok {
+		l.Offset, l.Uncertainty, stamped = off, attrInt(s, semconv.ClockUncertainty, 0), true
+	}
 	for _, e := range s.Events {
 		switch e.Name {
 		case semconv.EventClock:
-			l.Offset = e.Attrs.IntOr(semconv.ClockOffset, l.Offset)
-			if u := e.Attrs.IntOr(semconv.ClockUncertainty, 0); u > l.Uncertainty {
-				l.Uncertainty = u
+			off := e.Attrs.IntOr(semconv.ClockOffset, 0)
+			if !stamped {
+				l.Offset, stamped = off, true
 			}
+			l.Uncertainty = max(l.Uncertainty, e.Attrs.IntOr(semconv.ClockUncertainty, 0)+abs(off-l.Offset))
 		case semconv.EventExit:
 			l.Exited = true
 			l.ExitAt = e.Time
@@ -400,13 +416,14 @@ func processOf(s *tracefile.Span) *Locker {
 			l.ExitSignal = e.Attrs.Str(semconv.ExitSignal)
 		}
 	}
-	if u := attrInt(s, semconv.ClockUncertainty, 0); u > l.Uncertainty {
-		l.Uncertainty = u
-	}
-	if l.Offset == 0 {
-		l.Offset = attrInt(s, semconv.ClockOffset, 0)
-	}
 	return l
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
 }
 
 // factKeys are the host facts copied from a process's resource.
@@ -461,6 +478,9 @@ func runOf(s *tracefile.Span) *Run {
 		MessagesLost: s.Attrs.IntOr(semconv.RunLost, 0),
 		Node:         attrStr(s, semconv.Node),
 		Host:         attrStr(s, semconv.HostName),
+		Launcher:     s.Attrs.Str(semconv.RunLauncher),
+		Delivery:     s.Attrs.Str(semconv.RunDelivery),
+		Nodes:        s.Attrs.Strings(semconv.RunNodes),
 	}
 }
 

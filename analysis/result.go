@@ -115,6 +115,7 @@ type Result struct {
 	Observers    []Locker
 	Summaries    []LockerSummary
 	Hosts        []HostFacts
+	Silences     []Silence // the nodes' silences (partitions), by start
 	Attempts     []Attempt
 	Holds        []Hold
 	Observations []Observation

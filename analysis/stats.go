@@ -87,6 +87,11 @@ type HostFacts struct {
 	Node    string
 	Facts   map[string]string
 	Lockers []int64
+	// ClockOffset is the node's clock offset to the controller's (controller − node), as its
+	// locker with the tightest bound measured it; ClockUncertainty is the widest bound of its
+	// lockers: every comparison with another node's instants is widened by it.
+	ClockOffset      int64
+	ClockUncertainty int64
 }
 
 // maxStarved caps the starvation list.
@@ -161,6 +166,7 @@ func (r *Result) fill(m *model) {
 	r.Stats = m.stats(r.End, waited)
 	r.Summaries = m.summaries(r.End, waited)
 	r.Hosts = m.hosts()
+	r.Silences = nonNilSilences(m.silences)
 }
 
 func (m *model) stats(end int64, waited []bool) Stats {
@@ -382,6 +388,7 @@ func (m *model) summaries(end int64, waited []bool) []LockerSummary {
 
 func (m *model) hosts() []HostFacts {
 	byNode := map[string]*HostFacts{}
+	best := map[string]int64{} // the tightest bound of a node's lockers so far
 	for _, l := range append(append([]*Locker(nil), m.lockers...), m.observers...) {
 		h, ok := byNode[l.Node]
 		if !ok {
@@ -394,6 +401,10 @@ func (m *model) hosts() []HostFacts {
 			}
 		}
 		if l.Role != "observer" {
+			if len(h.Lockers) == 0 || l.Uncertainty < best[l.Node] {
+				h.ClockOffset, best[l.Node] = l.Offset, l.Uncertainty
+			}
+			h.ClockUncertainty = max(h.ClockUncertainty, l.Uncertainty)
 			h.Lockers = append(h.Lockers, l.ID)
 		}
 	}

@@ -35,7 +35,7 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 			obs.stop()
 		}
 	}()
-	pings := map[int64]bool{}
+	var burst resyncBurst
 	for {
 		select {
 		case <-ctx.Done():
@@ -81,9 +81,8 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 				}
 				_ = l.out.put(ctx, &proto.Message{Kind: proto.KindSnapshot, Snapshot: snap})
 			case proto.KindPong:
-				if pings[m.Pong.T1] {
-					delete(pings, m.Pong.T1)
-					l.recordResync(m.Pong, in.At)
+				if best, done := burst.pong(m.Pong, in.At); done {
+					l.recordResync(best)
 				}
 			}
 		case why := <-execDone:
@@ -94,9 +93,14 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 				_ = l.out.put(ctx, &proto.Message{Kind: proto.KindIdle, Idle: &proto.Idle{Executed: len(l.exec.queue)}})
 			}
 		case <-resync.C:
-			t1 := time.Now().UnixNano()
-			pings[t1] = true
-			_ = l.out.put(ctx, &proto.Message{Kind: proto.KindPing, Ping: &proto.Ping{T1: t1}})
+			if best, ok := burst.start(); ok {
+				l.recordResync(best) // the last burst's best, some pongs of which never came
+			}
+			for range resyncPings {
+				t1 := time.Now().UnixNano()
+				burst.sent(t1)
+				_ = l.out.put(ctx, &proto.Message{Kind: proto.KindPing, Ping: &proto.Ping{T1: t1}})
+			}
 		case <-tick.C:
 			if time.Since(lastHeard) > 5*beat && l.controllerGone() {
 				l.log.Warn("controller silent: releasing and exiting", "silent", time.Since(lastHeard).Round(time.Millisecond))
@@ -123,19 +127,56 @@ func (l *Locker) controllerGone() bool {
 	return l.welcome.SameClock || l.runEnd.IsZero() || l.clock.now().After(l.runEnd.Add(leaveAfterEnd))
 }
 
+// resyncPings is how many round trips each re-measurement takes; the shortest one wins, as at
+// start-up, so that one round trip slowed by a busy node does not widen the bound.
+const resyncPings = 4
+
+// resyncBurst is one re-measurement of the clock offset: the pings it sent and the best pong.
+type resyncBurst struct {
+	out  map[int64]bool // pings sent, by their T1, not answered yet
+	best clock
+	got  bool
+}
+
+// start begins a new burst and returns the previous one's best, if it had any pong.
+func (b *resyncBurst) start() (clock, bool) {
+	best, got := b.best, b.got
+	*b = resyncBurst{out: map[int64]bool{}}
+	return best, got
+}
+
+func (b *resyncBurst) sent(t1 int64) { b.out[t1] = true }
+
+// pong takes an answer received at t4 and, once the burst's last answer is in, returns its
+// best measurement.
+func (b *resyncBurst) pong(p *proto.Pong, t4 time.Time) (clock, bool) {
+	if !b.out[p.T1] {
+		return clock{}, false
+	}
+	delete(b.out, p.T1)
+	t1 := time.Unix(0, p.T1)
+	rtt := t4.Sub(t1)
+	if c := (clock{offset: time.Unix(0, p.TC).Sub(t1.Add(rtt / 2)), uncertainty: rtt / 2}); !b.got || c.uncertainty < b.best.uncertainty {
+		b.best, b.got = c, true
+	}
+	if len(b.out) > 0 {
+		return clock{}, false
+	}
+	best := b.best
+	b.got = false
+	return best, true
+}
+
 // recordResync records a re-measured offset as a clock.sync event. The locker keeps stamping
 // with the offset measured at start-up, so that its instants never jump; the events bound the
 // drift for whoever compares instants across lockers later.
-func (l *Locker) recordResync(p *proto.Pong, t4 time.Time) {
+func (l *Locker) recordResync(c clock) {
 	if l.welcome.SameClock {
 		return // one clock: a re-measurement would only record the noise of the round trip
 	}
-	t1 := time.Unix(0, p.T1)
-	rtt := t4.Sub(t1)
-	offset := time.Unix(0, p.TC).Sub(t1.Add(rtt / 2))
 	l.self.AddEvent(semconv.EventClock, trace.WithTimestamp(l.clock.now()), trace.WithAttributes(
-		attribute.Int64(semconv.ClockOffset, int64(offset)),
-		attribute.Int64(semconv.ClockUncertainty, int64(rtt/2)),
+		attribute.Int64(semconv.ClockOffset, int64(c.offset)),
+		attribute.Int64(semconv.ClockUncertainty, int64(c.uncertainty)),
 		attribute.Bool("clock.resync", true),
 		attribute.Bool("clock.same_host", l.welcome.SameClock)))
 }

@@ -85,6 +85,8 @@ func (n namer) party(p analysis.Party) string {
 		return "observer on " + p.Node
 	case p.Mount:
 		return "mount options of " + p.Node
+	case p.Silence:
+		return "controller, waiting for " + p.Node
 	}
 	return fmt.Sprintf("%s pid %d on %s", p.Class, p.PID, p.Node)
 }
@@ -300,6 +302,17 @@ func (n namer) overlapSummary(f *analysis.Finding, d analysis.Overlap) string {
 		s += fmt.Sprintf("; the cause is the mount option %s, which makes locks node-local (%s and %s are on different nodes): configuration, not a bug of the lock manager",
 			nl.Option, nl.Nodes[0], nl.Nodes[1])
 	}
+	if p := d.Partition; p != nil {
+		back := "it was heard again " + secs(p.To-p.From) + " later"
+		if !p.Healed {
+			back = "it was not heard again before the run ended"
+		}
+		s += fmt.Sprintf("; node %s, where locker %d held the lock, was cut off: nothing arrived from it from %s after the start (%s), and meanwhile the file system gave the lock to locker %d",
+			p.Node, p.Locker, secs(p.After), back, p.Other)
+		if p.Unlocked {
+			s += fmt.Sprintf("; locker %d's unlock %s after the start succeeded: it never learned that it had lost the lock", p.Locker, secs(p.After+p.UnlockedAt-p.From))
+		}
+	}
 	if c := d.Converting; c != nil {
 		s += fmt.Sprintf("; locker %d was blocked converting its read lock to write when locker %d got its write lock: the file system dropped the read lock during the blocked conversion",
 			c.Reader, c.Writer)
@@ -349,6 +362,11 @@ func (n namer) evidence(e analysis.Evidence) string {
 		return fmt.Sprintf("%s failed with %s: the client on %s could not reach the file system", what, x.Errno, x.Node)
 	case analysis.Converting:
 		return fmt.Sprintf("was waiting to convert its read lock to %s when locker %d was granted its %s lock", lockText(x.Want), x.To, x.ToMode)
+	case analysis.NodeSilent:
+		if !x.Healed {
+			return fmt.Sprintf("nothing arrived from node %s for the last %s of the run: it was cut off and did not come back", x.Node, secs(x.To-x.From))
+		}
+		return fmt.Sprintf("nothing arrived from node %s for %s: it was cut off, then heard again", x.Node, secs(x.To-x.From))
 	case analysis.NodeLocalLocks:
 		return fmt.Sprintf("the file system is %s: each node arbitrates its own locks and none across nodes", x.FS)
 	case analysis.InState:

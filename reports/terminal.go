@@ -102,6 +102,7 @@ func Terminal(w io.Writer, res *analysis.Result, opts Options) error {
 		lost += " · trace truncated"
 	}
 	fmt.Fprintln(bw, lost)
+	writeNodes(bw, v)
 	if len(v.Run.Killed) > 0 {
 		fmt.Fprintf(bw, "killed: %s\n", clean(strings.Join(v.Run.Killed, ", ")))
 	}
@@ -115,6 +116,42 @@ func Terminal(w io.Writer, res *analysis.Result, opts Options) error {
 		return fmt.Errorf("write terminal summary: %w", err)
 	}
 	return nil
+}
+
+// writeNodes says, for a run across the nodes of a cluster, each node's clock against the
+// controller's (the bound widens every comparison with the node's instants) and the intervals
+// nothing arrived from it.
+func writeNodes(w io.Writer, v *View) {
+	if v.Run.Launcher == "" && !slicesAny(v.Hosts, func(h HostView) bool { return len(h.Silences) > 0 }) {
+		return
+	}
+	var clocks []string
+	for _, h := range v.Hosts {
+		if h.ClockUncertaintyNS > 0 {
+			clocks = append(clocks, fmt.Sprintf("%s %s ± %s", clean(h.Node), dur(h.ClockOffsetNS), dur(h.ClockUncertaintyNS)))
+		}
+	}
+	if len(clocks) > 0 {
+		fmt.Fprintf(w, "node clocks (offset ± bound): %s\n", strings.Join(clocks, ", "))
+	}
+	for _, h := range v.Hosts {
+		for _, s := range h.Silences {
+			back := "then heard again"
+			if !s.Healed {
+				back = "never heard again"
+			}
+			fmt.Fprintf(w, "node %s silent from %s to %s after the start (%s), %s\n", clean(h.Node), dur(s.FromNS), dur(s.ToNS), dur(s.ToNS-s.FromNS), back)
+		}
+	}
+}
+
+func slicesAny[T any](s []T, f func(T) bool) bool {
+	for _, x := range s {
+		if f(x) {
+			return true
+		}
+	}
+	return false
 }
 
 // terminalRows picks the lockers of the verdict first, then the others, up to the cap, in id order.

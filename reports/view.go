@@ -72,6 +72,11 @@ type RunView struct {
 	Killed       []string `json:"killed"`
 	Unresponsive []string `json:"unresponsive"`
 	StuckAfterNS int64    `json:"stuck_after_ns"`
+	// Launcher (local, slurm, ssh), Delivery (how the binary reached the nodes) and Nodes are
+	// set for a run across the nodes of a cluster.
+	Launcher string   `json:"launcher"`
+	Delivery string   `json:"delivery"`
+	Nodes    []string `json:"nodes"`
 }
 
 // ClockView says how far the timestamps can be trusted: every instant is on the controller's
@@ -252,6 +257,22 @@ type HostView struct {
 	LockprobeVersion string            `json:"lockprobe_version"`
 	Lockers          []int64           `json:"lockers"`
 	Facts            map[string]string `json:"facts"`
+	// The node's clock to the controller's, and the bound every comparison with its instants
+	// is widened by.
+	ClockOffsetNS      int64 `json:"clock_offset_ns"`
+	ClockUncertaintyNS int64 `json:"clock_uncertainty_ns"`
+	// Silences are the intervals nothing arrived from the node (partitions), after the
+	// scenario's start.
+	Silences []SilenceView `json:"silences"`
+}
+
+// SilenceView is an interval in which nothing arrived from a node: from FromNS to ToNS after
+// the scenario's start; Healed when the node came back before the run ended.
+type SilenceView struct {
+	FromNS  int64   `json:"from_ns"`
+	ToNS    int64   `json:"to_ns"`
+	Healed  bool    `json:"healed"`
+	Lockers []int64 `json:"lockers"`
 }
 
 // ProcLockV is one /proc/locks line of the run's file at the end of the run.
@@ -306,7 +327,7 @@ func NewView(res *analysis.Result, opts Options) *View {
 	v.Lockers = lockerViews(res, v.Verdict.Lockers)
 	v.Graph = v.names.graphView(res.Graph)
 	v.Statistics = statsView(res)
-	v.Hosts, v.Versions.Kernels, v.Versions.Lustre = hostViews(res.Hosts)
+	v.Hosts, v.Versions.Kernels, v.Versions.Lustre = hostViews(res.Hosts, res.Silences, res.Run.StartNS)
 	if v.Versions.Lockprobe == "" {
 		for _, h := range v.Hosts {
 			if h.LockprobeVersion != "" {
@@ -331,6 +352,7 @@ func runView(res *analysis.Result, opts Options) RunView {
 		EndReason: opts.EndReason, MessagesLost: max(res.MessagesLost, r.MessagesLost),
 		Truncated: res.Truncated, Killed: nonNil(opts.Killed), Unresponsive: nonNil(opts.Unresponsive),
 		StuckAfterNS: res.StuckAfter,
+		Launcher: r.Launcher, Delivery: r.Delivery, Nodes: nonNil(r.Nodes),
 	}
 	if rv.EndReason == "" {
 		rv.EndReason = r.EndReason
@@ -465,7 +487,7 @@ func statsView(res *analysis.Result) StatsView {
 	return sv
 }
 
-func hostViews(hosts []analysis.HostFacts) (out []HostView, kernels, lustre []string) {
+func hostViews(hosts []analysis.HostFacts, silences []analysis.Silence, start int64) (out []HostView, kernels, lustre []string) {
 	out = make([]HostView, 0, len(hosts))
 	kset, lset := map[string]bool{}, map[string]bool{}
 	for _, h := range hosts {
@@ -478,6 +500,12 @@ func hostViews(hosts []analysis.HostFacts) (out []HostView, kernels, lustre []st
 			MountSource: f["fs.mount.source"], LockOptions: f["fs.lock.options"], MountOptions: f["fs.mount.options"],
 			Kernel: f["os.kernel"], LustreVersion: f["lustre.version"], LockprobeVersion: f["lockprobe.version"],
 			Lockers: nonNil(h.Lockers), Facts: f,
+			ClockOffsetNS: h.ClockOffset, ClockUncertaintyNS: h.ClockUncertainty, Silences: []SilenceView{},
+		}
+		for _, sl := range silences {
+			if sl.Node == h.Node {
+				hv.Silences = append(hv.Silences, SilenceView{FromNS: sl.From - start, ToNS: sl.To - start, Healed: sl.Healed, Lockers: nonNil(sl.Lockers)})
+			}
 		}
 		kset[hv.Kernel], lset[hv.LustreVersion] = true, true
 		out = append(out, hv)
