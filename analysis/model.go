@@ -17,11 +17,11 @@ type Locker struct {
 	TID  int64 // the thread that makes the lock calls, 0 when unknown
 	// Command is the command line of a process of a real program (Role "program": traced by
 	// exec or seen by watch), which reports name by pid and command line.
-	Command     string
-	SpanID      string
-	Begin       int64
-	End         int64
-	Facts       map[string]string
+	Command string
+	SpanID  string
+	Begin   int64
+	End     int64
+	Facts   map[string]string
 	// Offset is the clock offset the locker stamps with (controller − locker, measured at its
 	// start); Uncertainty bounds how far its stamps may be off the controller's clock: that
 	// measurement's bound, widened by the drift each re-measurement showed (its distance from

@@ -352,7 +352,7 @@ func runView(res *analysis.Result, opts Options) RunView {
 		EndReason: opts.EndReason, MessagesLost: max(res.MessagesLost, r.MessagesLost),
 		Truncated: res.Truncated, Killed: nonNil(opts.Killed), Unresponsive: nonNil(opts.Unresponsive),
 		StuckAfterNS: res.StuckAfter,
-		Launcher: r.Launcher, Delivery: r.Delivery, Nodes: nonNil(r.Nodes),
+		Launcher:     r.Launcher, Delivery: r.Delivery, Nodes: nonNil(r.Nodes),
 	}
 	if rv.EndReason == "" {
 		rv.EndReason = r.EndReason
