@@ -116,6 +116,7 @@ type model struct {
 	holdsFile map[string][]*Hold
 	obsRuns   map[string][]obsRun // per file, in time order
 	last      int64               // the latest instant seen
+	kernel    bool                // this host's kernel arbitrated the run's locks (a local file system)
 	maxUnc    int64
 	silences  []Silence // the nodes' silences, by start
 }
@@ -146,9 +147,11 @@ func (a *Analyzer) model() *model {
 	}
 	m.attBlock = make([]Attempt, 0, nAtt)
 	m.holdBlock = make([]Hold, 0, nHold)
+	seen := map[int64]int64{} // locker id → the latest instant it recorded itself
 	for _, s := range a.order {
 		m.note(s.Start)
 		m.note(s.End)
+		m.sighting(s, seen)
 		switch s.Name {
 		case semconv.SpanRun:
 			m.run = *runOf(s)
@@ -185,7 +188,11 @@ func (a *Analyzer) model() *model {
 	}
 	sort.Slice(m.lockers, func(i, j int) bool { return m.lockers[i].ID < m.lockers[j].ID })
 	sortSilences(m.silences)
+	for _, l := range m.lockers {
+		l.lastSeen = seen[l.ID]
+	}
 	m.fs = semanticsOf(append(slices.Clone(m.lockers), m.observers...))
+	m.kernel = kernelArbitrated(m.lockers)
 	m.sem = m.fs.lock()
 	sort.Slice(m.observers, func(i, j int) bool { return m.observers[i].ID > m.observers[j].ID })
 	if !slices.IsSortedFunc(m.attBlock, attemptCmp) {
@@ -282,8 +289,15 @@ func holdCmp(x, y Hold) int {
 	return cmp.Compare(x.ID, y.ID)
 }
 
-// cutAtExit ends the attempts and holds of a locker whose process ended at that instant: the
-// kernel drops a dead process's locks and requests, whenever the controller wrote their records.
+// cutAtExit ends what a dead locker still had open no later than its death. The controller
+// learns of a death when it reaps the process, and writes that instant as the end of the spans
+// the locker never ended — but the kernel releases a process's locks as it dies, before its
+// parent can reap it, and on a file system this kernel arbitrates it may have granted them to a
+// waiter already (the gap was 13–47 µs, and the exclusion check saw a violation). So the death
+// lies between the locker's last record of its own and the reaping, and there, on such a file
+// system, no later than the first conflicting grant the kernel made: a hold of the dead locker
+// ends there. A grant that came before the locker's last record of its own found it alive and
+// holding, and stays a violation.
 func (m *model) cutAtExit() {
 	for _, at := range m.attempts {
 		if l, ok := m.byID[at.Locker]; ok && l.Exited && (at.End == 0 || at.End > l.ExitAt) && at.Begin <= l.ExitAt {
@@ -291,11 +305,63 @@ func (m *model) cutAtExit() {
 		}
 	}
 	for _, h := range m.holds {
-		if l, ok := m.byID[h.Locker]; ok && l.Exited && (h.End == 0 || h.End > l.ExitAt) && h.Begin <= l.ExitAt {
-			h.End = l.ExitAt
+		l, ok := m.byID[h.Locker]
+		if !ok || !l.Exited {
+			continue
+		}
+		death := l.ExitAt
+		if m.kernel {
+			if g, ok := m.firstConflictingGrant(h, max(h.Begin, l.lastSeen)); ok && g < death {
+				death = g
+			}
+		}
+		if (h.End == 0 || h.End > death) && h.Begin <= death {
+			h.End = death
 			h.How = semconv.HoldExit
 		}
 	}
+}
+
+// firstConflictingGrant is the first instant at or after from at which another locker was
+// granted a lock that conflicts with h.
+func (m *model) firstConflictingGrant(h *Hold, from int64) (int64, bool) {
+	i := sort.Search(len(m.holds), func(i int) bool { return m.holds[i].Begin >= from })
+	for _, x := range m.holds[i:] {
+		if x.Locker != h.Locker && x.File == h.File && m.sem.Conflict(h.Request, x.Request) {
+			return x.Begin, true
+		}
+	}
+	return 0, false
+}
+
+// sighting notes the instants of s that its locker recorded itself: its start, its events and
+// its end — but not what the controller wrote for it (a locker.exit event, the end of a span
+// the locker never ended).
+func (m *model) sighting(s *tracefile.Span, seen map[int64]int64) {
+	if attrStr(s, semconv.LockerRole) != "locker" {
+		return
+	}
+	id := attrInt(s, semconv.LockerID, -1)
+	last := max(seen[id], s.Start)
+	if s.End > 0 && s.Attrs.Str(semconv.ClosedBy) == "" {
+		last = max(last, s.End)
+	}
+	for _, e := range s.Events {
+		if e.Name != semconv.EventExit {
+			last = max(last, e.Time)
+		}
+	}
+	seen[id] = last
+}
+
+// kernelArbitrated says whether this host's kernel arbitrated every locker's file.
+func kernelArbitrated(lockers []*Locker) bool {
+	for _, l := range lockers {
+		if !lockmodel.KernelArbitrated(l.Facts[semconv.FSType]) {
+			return false
+		}
+	}
+	return len(lockers) > 0
 }
 
 // obsRun is an observer's answer and the instant it changed again (0: never).

@@ -32,6 +32,12 @@ type Locker struct {
 	ExitAt      int64
 	ExitStatus  string
 	ExitSignal  string
+	// Goodbye says it ended after saying goodbye (it had sent everything); Unsent is how many
+	// records it still had queued when it ended without (at least; from its last message).
+	Goodbye bool
+	Unsent  int64
+	// lastSeen is the latest instant of a record the locker made itself: it was alive then.
+	lastSeen int64
 }
 
 // Owner is what F_GETLK (or the observer, or /proc/locks) named as the holder of a lock.
@@ -414,6 +420,11 @@ func processOf(s *tracefile.Span) *Locker {
 			l.ExitAt = e.Time
 			l.ExitStatus = e.Attrs.Str(semconv.ExitStatus)
 			l.ExitSignal = e.Attrs.Str(semconv.ExitSignal)
+			// A trace of a controller that did not say leaves it unknown: count it as said.
+			v, _ := e.Attrs.Get(semconv.ExitGoodbye)
+			bye, ok := v.(bool)
+			l.Goodbye = bye || !ok
+			l.Unsent = e.Attrs.IntOr(semconv.ExitUnsent, 0)
 		}
 	}
 	return l

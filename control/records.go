@@ -185,9 +185,9 @@ func (r *run) closeOpenSpans() {
 			rec.Attributes = append(rec.Attributes, str(semconv.LockHoldEnd, reason.String()))
 		}
 		if died {
-			rec.Attributes = append(rec.Attributes, str("lockprobe.closed_by", "controller: process exited"))
+			rec.Attributes = append(rec.Attributes, str(semconv.ClosedBy, "controller: process exited"))
 		} else {
-			rec.Attributes = append(rec.Attributes, str("lockprobe.closed_by", "controller: run ended"))
+			rec.Attributes = append(rec.Attributes, str(semconv.ClosedBy, "controller: run ended"))
 		}
 		res := &resourcepb.Resource{}
 		for _, kv := range s.Resource {

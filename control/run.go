@@ -418,6 +418,7 @@ func (r *run) handle(in wire.Incoming) {
 		r.snapshotReply(m, msg.Snapshot)
 	case proto.KindBye:
 		m.to(phaseLeft)
+		m.lost += msg.Bye.Dropped
 		r.send(m, &proto.Message{Kind: proto.KindAck, Ack: &proto.Ack{Kind: proto.KindBye, Seq: msg.Seq}})
 	}
 }

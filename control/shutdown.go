@@ -26,6 +26,11 @@ func (r *run) snapshotReply(m *member, s *proto.Snapshot) {
 		return
 	}
 	m.snapshotDone = true
+	// A locker halts before it answers: whatever it began, it began before s.At. The run's end
+	// moves past the halts, so that nothing a locker did lies after it.
+	if s.At > r.endAt.UnixNano() && m.role == roleLocker {
+		r.endAt = time.Unix(0, s.At)
+	}
 	r.snap.events = append(r.snap.events, stateEvent(m, s.At, s.PID, s.TID, s.State, s.Wchan, s.Stack, s.Inflight, "locker"))
 }
 

@@ -74,6 +74,19 @@ func (s Semantics) Conflict(a, b Request) bool {
 	return a.Overlaps(b)
 }
 
+// KernelArbitrated says whether this host's kernel arbitrates the locks of a file on a file
+// system of that type (the statfs magic's name, host.FSInfo.MagicName): a local one. Then
+// /proc/locks shows every holder, and the kernel hands a dead process's locks on while the
+// process dies — before its parent can reap it. On FUSE, NFS, Lustre and other remote file
+// systems a server decides, and /proc/locks shows nothing of other nodes.
+func KernelArbitrated(fsType string) bool {
+	switch fsType {
+	case "ext2/ext3/ext4", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "overlayfs", "reiserfs", "jfs", "bcachefs":
+		return true
+	}
+	return false
+}
+
 // Defaults of lock commands and of watching them: what a command, a scenario header, a flag or
 // a protocol field left unset means.
 const (

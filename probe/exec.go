@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -27,7 +28,11 @@ type executor struct {
 	queue []proto.Command
 	start time.Time            // scenario start, controller clock
 	peers *lockmodel.Processes // every node's lockers, for the owner rule
-	stop  chan struct{}
+	// stop is closed (once, by halt) when the run is over for this locker: the controller's
+	// snapshot request or stop, or its silence. No command starts after it.
+	stop     chan struct{}
+	stopOnce sync.Once
+	haltAt   atomic.Int64 // when stop was closed, unix ns (controller clock)
 
 	mu       sync.Mutex
 	slots    [64]*slot
@@ -40,6 +45,7 @@ type executor struct {
 
 type inflight struct {
 	span     trace.Span
+	begin    int64 // the span's start, unix ns (controller clock)
 	desc     string
 	describe func() string // when set, makes desc on demand
 }
@@ -88,6 +94,21 @@ func (e *executor) run() end {
 		}
 	}
 	return endQueueEmpty
+}
+
+// halt says no command may start any more; a lock call under way goes on until abandon.
+func (e *executor) halt() {
+	e.stopOnce.Do(func() {
+		e.haltAt.Store(e.l.clock.now().UnixNano())
+		close(e.stop)
+	})
+}
+
+// haltedBy says whether the executor was halted at or before t: a lock stamped after the halt
+// is not asked for, so that no attempt begins after the instant the snapshot reports.
+func (e *executor) haltedBy(t time.Time) bool {
+	at := e.haltAt.Load()
+	return at != 0 && t.UnixNano() >= at
 }
 
 func (e *executor) stopped() bool {
@@ -180,8 +201,15 @@ func (e *executor) cmdAttrs(index int, cmd *proto.Command) []attribute.KeyValue 
 	return attrs
 }
 
-// command records a command that is neither an attempt nor a hold as a short span.
+// command records a command that is neither an attempt nor a hold as a short span. After the
+// stop path ended the executor's spans (abandon), nothing more is recorded.
 func (e *executor) command(index int, cmd *proto.Command, start time.Time, err error, extra ...attribute.KeyValue) {
+	e.mu.Lock()
+	dead := e.dead
+	e.mu.Unlock()
+	if dead {
+		return
+	}
 	attrs := append(e.cmdAttrs(index, cmd), extra...)
 	attrs = append(attrs, attribute.String("lock.op", cmd.Op.String()))
 	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanCommand, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
@@ -190,7 +218,7 @@ func (e *executor) command(index int, cmd *proto.Command, start time.Time, err e
 		_, errno := outcomeOf(err)
 		span.SetAttributes(attribute.String(semconv.LockErrno, errno))
 	}
-	span.End(trace.WithTimestamp(e.l.clock.now()))
+	span.End(trace.WithTimestamp(e.l.endClamp(e.l.clock.now(), start)))
 }
 
 // allowed says whether path is one of the files this locker's command line allows, or one
@@ -221,14 +249,11 @@ func (e *executor) openFile(index int, cmd *proto.Command) {
 	if e.slots[cmd.FD] != nil {
 		e.closeSlot(index, &proto.Command{Op: proto.OpClose, FD: cmd.FD, Line: cmd.Line, Text: cmd.Text})
 	}
-	fd, err := unix.Open(cmd.Path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+	fd, id, err := openLockFile(cmd.Path, true, logical != "{file}")
 	if err != nil {
-		e.command(index, cmd, start, fmt.Errorf("open %s: %w", cmd.Path, err))
+		e.l.log.Warn("file refused", "path", cmd.Path, "err", err)
+		e.command(index, cmd, start, err, attribute.String(semconv.FilePath, cmd.Path), attribute.String(semconv.FileLogical, logical))
 		return
-	}
-	id, err := host.StatFD(fd)
-	if err != nil {
-		e.command(index, cmd, start, err)
 	}
 	e.mu.Lock()
 	e.slots[cmd.FD] = &slot{fd: fd, path: cmd.Path, logical: logical, file: id}
@@ -268,7 +293,11 @@ func (e *executor) prepareLock(index int, cmd *proto.Command) *preparedLock {
 func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 	kind, style, s, req := p.kind, p.style, p.s, p.req
 	// The attempt starts just before the lock call is entered: nothing but the span lies between.
-	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanAcquire, trace.WithTimestamp(e.l.clock.now()), trace.WithAttributes(p.attrs...))
+	begun := e.l.clock.now()
+	if e.haltedBy(begun) {
+		return // the run is over: a lock not yet asked for is not asked for
+	}
+	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanAcquire, trace.WithTimestamp(begun), trace.WithAttributes(p.attrs...))
 	if s == nil {
 		span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeError.String()), attribute.String(semconv.LockErrno, "EBADF"))
 		span.SetStatus(codes.Error, fmt.Sprintf("no file open in slot %d", cmd.FD))
@@ -282,7 +311,7 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 		e.cut(func(h *hold) bool { return h.sameOwner(kind, cmd.FD, s.file) }, 0, math.MaxInt64, e.l.clock.now().UnixNano(), semconv.HoldConverted)
 	}
 	// The description is formatted only if a snapshot asks: nothing avoidable before the call.
-	e.inflight = &inflight{span: span, describe: func() string {
+	e.inflight = &inflight{span: span, begin: begun.UnixNano(), describe: func() string {
 		return fmt.Sprintf("%s %s lock on [%d, %s) of %s (%s, line %d)", kind, cmd.Mode, cmd.Start, endText(cmd.Start, cmd.Len), s.path, style, cmd.Line)
 	}}
 	e.mu.Unlock()
@@ -338,7 +367,7 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 	// A grant replaces the owner's own locks over the range (an upgrade converts a read hold).
 	end := rangeEnd(cmd.Start, cmd.Len)
 	e.cut(func(h *hold) bool { return h.sameOwner(kind, cmd.FD, s.file) }, cmd.Start, end, granted.UnixNano(), semconv.HoldConverted)
-	h := &hold{kind: kind, mode: cmd.Mode, start: cmd.Start, end: end, slot: cmd.FD, file: s.file, path: s.path, logical: s.logical, acquireID: span.SpanContext().SpanID().String()}
+	h := &hold{kind: kind, mode: cmd.Mode, start: cmd.Start, end: end, slot: cmd.FD, file: s.file, path: s.path, logical: s.logical, acquireID: span.SpanContext().SpanID().String(), begin: granted.UnixNano()}
 	if kind == semconv.KindFlock {
 		h.start, h.end = 0, math.MaxInt64
 	}
@@ -494,7 +523,9 @@ func (e *executor) endAll(now int64, reason semconv.HoldEnd) {
 }
 
 // abandon ends the spans the executor cannot end itself: the attempt it is blocked in (outcome
-// blocked) and the holds the process's exit is about to release.
+// blocked) and the holds the process's exit is about to release. They end at the run's end
+// instant, the same for every locker — but never before they began (a command that started
+// as the run ended).
 func (e *executor) abandon(reason end) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -503,18 +534,18 @@ func (e *executor) abandon(reason end) {
 	}
 	e.dead = true
 	now := e.l.clock.now()
-	if !e.l.endAt.IsZero() && e.l.endAt.Before(now) {
-		now = e.l.endAt // the run's end, the same instant for every locker
-	}
 	if in := e.inflight; in != nil && in.span != nil {
 		in.span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeBlocked.String()))
-		in.span.End(trace.WithTimestamp(now))
+		in.span.End(trace.WithTimestamp(e.l.endClamp(now, unixTime(in.begin))))
 	}
 	holdEnd := semconv.HoldExit
 	if reason == endRunEnd {
 		holdEnd = semconv.HoldRunEnd
 	}
-	e.endAll(now.UnixNano(), holdEnd)
+	for _, h := range e.holds {
+		endHold(h, trace.WithTimestamp(e.l.endClamp(now, unixTime(h.begin))), holdEnd)
+	}
+	e.holds = nil
 }
 
 // snapshot reports the executor thread's state as the kernel sees it.

@@ -29,6 +29,7 @@ type hold struct {
 	path       string
 	logical    string
 	acquireID  string
+	begin      int64 // unix ns (controller clock)
 	span       trace.Span
 }
 
@@ -131,6 +132,7 @@ func (e *executor) cut(match func(*hold) bool, start, end int64, now int64, reas
 	}
 	e.holds = kept
 	for _, p := range pieces {
+		p.begin = now
 		e.startHold(p, trace.WithTimestamp(unixTime(now)))
 	}
 	return touched

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -21,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/lockmodel"
 	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/wire"
@@ -52,10 +54,10 @@ type Locker struct {
 	out      *outbox
 	tp       *sdktrace.TracerProvider
 	tracer   trace.Tracer
-	clock    clock     // what stamps use
-	measured clock     // what the round trips said
-	endAt    time.Time // the run's end instant, when the controller said it
-	runEnd   time.Time // the latest end the controller promised with the queue (controller clock)
+	clock    clock        // what stamps use
+	measured clock        // what the round trips said
+	endAt    atomic.Int64 // the run's end instant (unix ns, controller clock), once the controller said it
+	runEnd   time.Time    // the latest end the controller promised with the queue (controller clock)
 	// localLocks says this kernel arbitrates the file's locks, so /proc/locks shows them all;
 	// on FUSE, NFS, Lustre and other remote file systems it shows nothing of other nodes.
 	localLocks bool
@@ -189,14 +191,12 @@ func hostName() string {
 	return h
 }
 
-// setupTracing builds the OTel SDK pipeline: ended spans are batched and shipped as OTLP
-// protobuf over the wire; started spans are announced at once as partial records.
+// setupTracing builds the OTel SDK pipeline: ended spans are exported one by one, in the order
+// they end, as OTLP protobuf over the wire; started spans are announced at once as partial
+// records.
 func (l *Locker) setupTracing() {
 	facts := host.ReadFacts(l.opts.Allow[0])
-	switch facts.FS.MagicName {
-	case "ext2/ext3/ext4", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "overlayfs", "reiserfs", "jfs", "bcachefs":
-		l.localLocks = true
-	}
+	l.localLocks = lockmodel.KernelArbitrated(facts.FS.MagicName)
 	attrs := []attribute.KeyValue{
 		attribute.String(semconv.ServiceName, "lockprobe"),
 		attribute.String(semconv.HostName, hostName()),
@@ -250,6 +250,19 @@ func (l *Locker) setupTracing() {
 		attribute.Int64("clock.measured_uncertainty_ns", int64(l.measured.uncertainty))))
 }
 
+// endClamp is the end of something that began at begin and would end at t: no later than the
+// run's end once the controller has said it (the same instant for every locker), and never
+// before it began.
+func (l *Locker) endClamp(t, begin time.Time) time.Time {
+	if at := l.endAt.Load(); at != 0 && at < t.UnixNano() {
+		t = time.Unix(0, at)
+	}
+	if t.Before(begin) {
+		t = begin
+	}
+	return t
+}
+
 // finish ends the spans still open, flushes them and says goodbye.
 func (l *Locker) finish(reason end) {
 	if l.tp == nil {
@@ -258,15 +271,15 @@ func (l *Locker) finish(reason end) {
 	if l.exec != nil {
 		l.exec.abandon(reason)
 	}
-	end := l.clock.now()
-	if !l.endAt.IsZero() && l.endAt.Before(end) {
-		end = l.endAt
+	var begin time.Time
+	if ro, ok := l.self.(sdktrace.ReadOnlySpan); ok {
+		begin = ro.StartTime()
 	}
-	l.self.End(trace.WithTimestamp(end))
+	l.self.End(trace.WithTimestamp(l.endClamp(l.clock.now(), begin)))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_ = l.tp.ForceFlush(ctx)
-	_ = l.out.put(ctx, &proto.Message{Kind: proto.KindBye, Bye: &proto.Bye{}})
+	_ = l.out.put(ctx, &proto.Message{Kind: proto.KindBye, Bye: &proto.Bye{Dropped: l.out.failed.Load()}})
 	l.out.drain(ctx)
 	l.awaitByeAck(ctx)
 }

@@ -43,16 +43,12 @@ func (o *observer) run(peers *lockmodel.Processes) {
 	path := l.opts.Allow[0]
 	// Opened read-write because F_GETLK of a write request wants a descriptor that could take
 	// one; the observer never locks, and being its own process its close drops nobody's locks.
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	}
+	fd, id, err := openLockFile(path, false, false)
 	if err != nil {
 		l.self.SetAttributes(attribute.String("observer.error", err.Error()))
 		return
 	}
 	defer unix.Close(fd)
-	id, _ := host.StatFD(fd)
 	e := &executor{l: l, peers: peers}
 	s := &slot{fd: fd, path: path, logical: "{file}", file: id}
 	poll := l.welcome.Poll

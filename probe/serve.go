@@ -68,13 +68,21 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 				l.thread.work <- func() { execDone <- exec.run() }
 			case proto.KindStop:
 				if m.Stop.At != 0 {
-					l.endAt = time.Unix(0, m.Stop.At)
+					l.endAt.Store(m.Stop.At)
 				}
 				if l.exec != nil {
-					close(l.exec.stop)
+					l.exec.halt()
 				}
 				return endRunEnd, nil
 			case proto.KindSnapReq:
+				// The run is over: start nothing more, so that the snapshot shows how it ended
+				// and no lock is taken after the end instant.
+				if m.SnapReq.At != 0 {
+					l.endAt.Store(m.SnapReq.At)
+				}
+				if l.exec != nil {
+					l.exec.halt()
+				}
 				snap := l.threadsSnapshot()
 				if l.exec != nil {
 					snap = l.exec.snapshot()
@@ -105,7 +113,7 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 			if time.Since(lastHeard) > 5*beat && l.controllerGone() {
 				l.log.Warn("controller silent: releasing and exiting", "silent", time.Since(lastHeard).Round(time.Millisecond))
 				if l.exec != nil {
-					close(l.exec.stop)
+					l.exec.halt()
 				}
 				return endControllerGone, nil
 			}

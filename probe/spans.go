@@ -15,7 +15,8 @@ import (
 )
 
 // wireClient is the otlptrace.Client of the locker: the OTel SDK transforms ended spans into
-// OTLP protobuf and UploadTraces hands them to the outbox, so no span format is home-made.
+// OTLP protobuf and UploadTraces hands them to the outbox. Partial records of live spans, which
+// the SDK does not export, are rendered into the same OTLP shape by partialRecord below.
 type wireClient struct {
 	out *outbox
 }

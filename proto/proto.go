@@ -209,7 +209,11 @@ type Stop struct {
 
 // Bye is a locker's last message; its frame's sequence number is the last one the locker sent,
 // and the controller acks it before the locker closes its socket.
-type Bye struct{}
+type Bye struct {
+	// Dropped counts records the locker made but could not queue (its outbox stayed full):
+	// lost, as a gap in the sequence numbers would be.
+	Dropped uint64 `json:"dropped,omitempty"`
+}
 
 // Beat is the controller's heartbeat.
 type Beat struct{}

@@ -74,7 +74,7 @@ func sampleMessages() []*Message {
 			Wchan: "locks_lock_inode_wait", Stack: []string{"fcntl_setlk", "do_syscall_64"}, Inflight: "write range=0:0",
 			Executed: 3, Holds: 1}},
 		{Kind: KindStop, Seq: 9, Stop: &Stop{Reason: "done", At: 1_700_000_001_000_000_000}},
-		{Kind: KindBye, Seq: 10, Bye: &Bye{}},
+		{Kind: KindBye, Seq: 10, Bye: &Bye{Dropped: 2}},
 		{Kind: KindBeat, Seq: 1 << 62, Beat: &Beat{}},
 		{Kind: KindRefuse, Seq: 11, Refuse: &Refuse{Reason: "protocol version 2, want 1"}},
 	}

@@ -137,6 +137,9 @@ func newPage(v *View) *page {
 	if v.Run.MessagesLost > 0 {
 		p.Integrity = append(p.Integrity, fmt.Sprintf("%d messages from the lockers were lost: the trace has gaps, and the verdict rests on what arrived.", v.Run.MessagesLost))
 	}
+	if len(v.Run.NoGoodbye) > 0 {
+		p.Integrity = append(p.Integrity, "Ended without their goodbye, so that what they had not sent yet is missing: "+strings.Join(v.Run.NoGoodbye, ", ")+".")
+	}
 	if v.Run.Truncated {
 		p.Integrity = append(p.Integrity, "The trace file was truncated (its last line was unfinished, as after a crash); that line was skipped.")
 	}

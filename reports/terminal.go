@@ -103,6 +103,9 @@ func Terminal(w io.Writer, res *analysis.Result, opts Options) error {
 	}
 	fmt.Fprintln(bw, lost)
 	writeNodes(bw, v)
+	if len(v.Run.NoGoodbye) > 0 {
+		fmt.Fprintf(bw, "%s %s\n", paint(ansiYellow, "ended without goodbye (its last records may be missing):"), clean(strings.Join(v.Run.NoGoodbye, ", ")))
+	}
 	if len(v.Run.Killed) > 0 {
 		fmt.Fprintf(bw, "killed: %s\n", clean(strings.Join(v.Run.Killed, ", ")))
 	}

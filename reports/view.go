@@ -1,6 +1,8 @@
 package reports
 
 import (
+	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -71,6 +73,9 @@ type RunView struct {
 	Truncated    bool     `json:"truncated"`
 	Killed       []string `json:"killed"`
 	Unresponsive []string `json:"unresponsive"`
+	// NoGoodbye names the members that ended without their goodbye (killed, crashed, fell
+	// silent): what they had not sent by then is missing from the trace.
+	NoGoodbye    []string `json:"no_goodbye"`
 	StuckAfterNS int64    `json:"stuck_after_ns"`
 	// Launcher (local, slurm, ssh), Delivery (how the binary reached the nodes) and Nodes are
 	// set for a run across the nodes of a cluster.
@@ -356,6 +361,21 @@ func runView(res *analysis.Result, opts Options) RunView {
 	}
 	if rv.EndReason == "" {
 		rv.EndReason = r.EndReason
+	}
+	rv.NoGoodbye = []string{}
+	for _, l := range append(slices.Clone(res.Lockers), res.Observers...) {
+		if !l.Exited || l.Goodbye {
+			continue
+		}
+		who := fmt.Sprintf("locker %d", l.ID)
+		if l.Role == "observer" {
+			who = "observer on " + l.Node
+		}
+		how := l.ExitStatus
+		if l.Unsent > 0 {
+			how += fmt.Sprintf("; %d records it had queued never arrived", l.Unsent)
+		}
+		rv.NoGoodbye = append(rv.NoGoodbye, fmt.Sprintf("%s (%s)", who, how))
 	}
 	if rv.StartNS == 0 {
 		rv.StartNS = r.Begin

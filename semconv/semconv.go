@@ -114,7 +114,10 @@ const (
 	ExitStatus  = "process.exit.status" // string, as os.ProcessState says
 	ExitSignal  = "process.exit.signal" // string, empty when not signalled
 	ExitGoodbye = "locker.exit.goodbye" // bool: it said goodbye (sent all it had) before it ended
-	ExitUnsent  = "locker.exit.unsent"  // int: records it still had queued, never delivered (at least)
+	// ClosedBy marks a record the controller wrote for a span its locker never ended (the
+	// locker died, or the run ended first): its end is the controller's instant, not the locker's.
+	ClosedBy   = "lockprobe.closed_by"
+	ExitUnsent = "locker.exit.unsent" // int: records it still had queued, never delivered (at least)
 
 	ProcCommandLine = "process.command_line" // a real program's argv, joined by spaces (OTel's name)
 	ProcParentPID   = "process.parent_pid"   // int: the process that forked it
