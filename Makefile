@@ -66,7 +66,7 @@ fuzz:
 bench:
 	@mkdir -p .cache
 	$(GO) test ./bench -run '^$$' -bench . -benchtime 1x -timeout 20m $(if $(BENCH_SHORT),-short) | tee .cache/bench.txt
-	$(GO) run ./bench/report -in .cache/bench.txt -out BENCHMARKS.md $(if $(BENCH_SHORT),-short)
+	$(GO) run ./bench/report -in .cache/bench.txt -out BENCHMARKS.md -findings bench/FINDINGS.md $(if $(BENCH_SHORT),-short)
 
 package: build
 	@mkdir -p dist

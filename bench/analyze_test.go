@@ -22,9 +22,9 @@ import (
 	"github.com/lockprobe/lockprobe/tracefile"
 )
 
-// analyzeEvents sets the size of the synthetic trace; the default keeps `make bench` within its
-// budget while reading traces costs what it costs today, and the figures are also scaled to 10^6.
-var analyzeEvents = flag.Int("bench.events", 0, "events in BenchmarkAnalyze's synthetic trace (default 10^5, 2*10^4 with -short)")
+// analyzeEvents sets the size of the synthetic trace: 10^6 events, the goal's size, unless told
+// otherwise; the figures are also scaled to 10^6 for smaller traces.
+var analyzeEvents = flag.Int("bench.events", 0, "events in BenchmarkAnalyze's synthetic trace (default 10^6, 2*10^4 with -short)")
 
 func str(k, v string) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
@@ -155,7 +155,7 @@ func synthTrace(path string, events, lockers int) error {
 func BenchmarkAnalyze(b *testing.B) {
 	events := *analyzeEvents
 	if events <= 0 {
-		events = short(100_000, 20_000)
+		events = short(1_000_000, 20_000)
 	}
 	dir := b.TempDir()
 	path := filepath.Join(dir, tracefile.FileName)

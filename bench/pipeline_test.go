@@ -63,6 +63,11 @@ func BenchmarkSpanPipeline(b *testing.B) {
 			b.ReportMetric(float64(root.Attrs.IntOr(semconv.RunLost, -1)), "messages-lost")
 			b.ReportMetric(float64(n), "records")
 			b.ReportMetric(res.wall.Seconds()-secs, "post-run-s")
+			events := 0
+			for _, s := range res.trace.Spans {
+				events += 1 + len(s.Events)
+			}
+			b.ReportMetric(float64(events), "events")
 		}
 	})
 	b.Run("write-path", func(b *testing.B) {

@@ -34,7 +34,10 @@ PASS
 		t.Errorf("notes %v, raw %d lines", notes, len(raw))
 	}
 	var buf bytes.Buffer
-	render(&buf, metrics, notes, raw, false)
+	render(&buf, metrics, notes, raw, false, []byte("## Findings\n\ntext\n"))
+	if !strings.Contains(buf.String(), "## Findings\n\ntext\n\n## Raw output") {
+		t.Errorf("findings not kept before the raw output:\n%s", buf.String())
+	}
 	if !strings.Contains(buf.String(), "| 1525 spread-median-µs | not run |  |  |") || !strings.Contains(buf.String(), "| 5.20 ratio-to-floor |  | ≤ 1.3 | **no** |") {
 		t.Errorf("table row missing:\n%s", buf.String())
 	}

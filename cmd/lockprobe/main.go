@@ -125,7 +125,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lockprobe: unknown command %q (try: lockprobe help)\n", args[0])
 		return exitUsage
 	}
+	stop := startProfile(args[0], stderr)
 	err := cmd.run(args[1:], stdout, stderr)
+	stop()
 	var ue *usageError
 	var ee *exitError
 	switch {
