@@ -4,49 +4,111 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockprobe/lockprobe/ebpftracer"
+	"github.com/lockprobe/lockprobe/internal/lptest"
 )
 
 // lockLoop is the program of BenchmarkExecOverhead: 20000 F_SETLK write + unlock pairs on one
-// byte, plus the interpreter's own start (thousands of calls the seccomp filter lets through).
-const lockLoop = `import fcntl, os, sys
+// byte (40000 lock calls), timed by the program itself so that neither the interpreter's start
+// nor lockprobe's analysis after the end is in the figure.
+const lockLoop = `import fcntl, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+t0 = time.perf_counter()
 for i in range(20000):
     fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
     fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
+print("loop_ns", int((time.perf_counter() - t0) * 1e9))
 `
 
-// BenchmarkExecOverhead runs a lock loop bare and under `lockprobe exec` (ptrace + seccomp:
-// two stops per lock call, none for the others) in the same run, and reports both walls and
-// their ratio, exec/bare.
+const loopCalls = 40000
+
+// BenchmarkExecOverhead runs the lock loop bare, under each tracer with a handler that does
+// nothing (bench/tracefloor: what tracing alone costs), and under `lockprobe exec` with each
+// tracer (tracing + recording every attempt and hold as a span), interleaved, five rounds per
+// iteration, and reports the medians of the loop's own time and their ratios to bare. ptrace
+// stops the program twice per lock request and once per unlock; eBPF stops nothing. The eBPF
+// variants need root and the kernel's BTF; without them they are left out.
 func BenchmarkExecOverhead(b *testing.B) {
 	py := "/usr/bin/python3"
 	if _, err := os.Stat(py); err != nil {
 		b.Skip("no /usr/bin/python3")
 	}
 	dir := b.TempDir()
+	floorBin, err := lptest.Build(dir, "tracefloor", "./tracefloor")
+	if err != nil {
+		b.Fatal(err)
+	}
 	script := filepath.Join(dir, "loop.py")
 	if err := os.WriteFile(script, []byte(lockLoop), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	file := filepath.Join(dir, "f")
-	run := func(args ...string) time.Duration {
+	out := filepath.Join(dir, "out")
+	type variant struct {
+		name string
+		argv []string
+	}
+	vs := []variant{
+		{"bare", []string{py, script, file}},
+		{"ptrace-floor", []string{floorBin, "-tracer", "ptrace", "--", py, script, file}},
+		{"exec-ptrace", []string{lockprobeBin, "exec", "-tracer", "ptrace", "-out", out, "--", py, script, file}},
+	}
+	if ebpftracer.Available() == nil {
+		vs = append(vs,
+			variant{"ebpf-floor", []string{floorBin, "-tracer", "ebpf", "--", py, script, file}},
+			variant{"exec-ebpf", []string{lockprobeBin, "exec", "-tracer", "ebpf", "-out", out, "--", py, script, file}})
+	} else {
+		b.Logf("eBPF variants left out: %v", ebpftracer.Available())
+	}
+	run := func(argv []string) (loop, wall time.Duration) {
 		t0 := time.Now()
-		cmd := exec.Command(args[0], args[1:]...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("%v: %v\n%s", args, err, out)
+		cmd := exec.Command(argv[0], argv[1:]...)
+		o, err := cmd.Output()
+		if err != nil {
+			b.Fatalf("%v: %v\n%s", argv, err, o)
 		}
-		return time.Since(t0)
+		wall = time.Since(t0)
+		for line := range strings.SplitSeq(string(o), "\n") {
+			if v, ok := strings.CutPrefix(line, "loop_ns "); ok {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					b.Fatalf("%v: %q", argv, line)
+				}
+				return time.Duration(n), wall
+			}
+		}
+		b.Fatalf("%v printed no loop time:\n%s", argv, o)
+		return 0, 0
 	}
-	var bare, traced time.Duration
-	for i := 0; i < b.N; i++ {
-		bare += run(py, script, file)
-		traced += run(lockprobeBin, "exec", "-out", filepath.Join(dir, "out"), "--", py, script, file)
+	loops := map[string][]float64{}
+	walls := map[string][]float64{}
+	const rounds = 5
+	for i := 0; i < b.N*rounds; i++ {
+		for _, v := range vs {
+			l, w := run(v.argv)
+			loops[v.name] = append(loops[v.name], float64(l))
+			walls[v.name] = append(walls[v.name], float64(w))
+		}
 	}
-	n := float64(b.N)
-	b.ReportMetric(float64(bare.Nanoseconds())/n/1e6, "ms-bare")
-	b.ReportMetric(float64(traced.Nanoseconds())/n/1e6, "ms-exec")
-	b.ReportMetric(float64(traced)/float64(bare), "exec/bare")
-	b.ReportMetric(float64(traced-bare)/n/40000, "ns/lock-call-added")
+	bare := median(loops["bare"])
+	for _, v := range vs {
+		m := median(loops[v.name])
+		b.ReportMetric(m/1e6, "ms-"+v.name)
+		if v.name == "bare" {
+			continue
+		}
+		b.ReportMetric(m/bare, v.name+"/bare")
+		b.ReportMetric(us((m-bare)/loopCalls), "µs/call-"+v.name)
+	}
+	for _, t := range []string{"ptrace", "ebpf"} {
+		if e, f := loops["exec-"+t], loops[t+"-floor"]; len(e) > 0 && len(f) > 0 {
+			b.ReportMetric(median(e)/median(f), "exec-"+t+"/floor")
+			b.ReportMetric(median(walls["exec-"+t])/1e6, "ms-wall-exec-"+t)
+		}
+	}
 }

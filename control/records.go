@@ -17,33 +17,14 @@ import (
 // The controller writes its own spans (the root, the snapshot, exits, and the final records of
 // spans left open) directly as OTLP records: it needs exact ids and instants, not an SDK.
 
-func str(k, v string) *commonpb.KeyValue {
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
-}
-
-func boolean(k string, v bool) *commonpb.KeyValue {
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: v}}}
-}
-
-func num(k string, v int64) *commonpb.KeyValue {
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
-}
-
-func ints(k string, vs []int64) *commonpb.KeyValue {
-	arr := &commonpb.ArrayValue{Values: []*commonpb.AnyValue{}}
-	for _, v := range vs {
-		arr.Values = append(arr.Values, &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}})
-	}
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: arr}}}
-}
-
-func strs(k string, vs []string) *commonpb.KeyValue {
-	arr := &commonpb.ArrayValue{}
-	for _, v := range vs {
-		arr.Values = append(arr.Values, &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}})
-	}
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: arr}}}
-}
+// The attribute constructors are tracefile's, under short names for the many call sites here.
+var (
+	str     = tracefile.Str
+	boolean = tracefile.Bool
+	num     = tracefile.Int
+	ints    = tracefile.Ints
+	strs    = tracefile.Strs
+)
 
 // controllerResource is the resource of the controller's own spans.
 func controllerResource(version string) *resourcepb.Resource {

@@ -289,3 +289,19 @@ func (c Call) Text() string {
 	}
 	return fmt.Sprintf("fcntl(%d, %s, {%s, start=%d, len=%d})", c.FD, cmd, typ, c.Start, c.Len)
 }
+
+// Desc is what a descriptor referred to at a call, as the kernel had it. A tracer that stops
+// the thread (ptrace) leaves it empty: the recorder reads /proc while the thread waits. One
+// that does not (eBPF) reads it in the kernel at the call, since by the time the event is
+// handled the descriptor may be closed or refer to another file.
+type Desc struct {
+	Major, Minor uint32 // the file's device
+	Ino          uint64
+	Size, Pos    int64 // the file's size and the descriptor's offset, for SEEK_END and SEEK_CUR ranges
+	// OFD identifies the open file description (the kernel's struct file): OFD and flock
+	// locks belong to it, and every descriptor of it, in any process, is the same owner.
+	OFD uint64
+	// Refs counts the references to the open file description, this descriptor's included:
+	// closing the last one drops its OFD and flock locks. 0: unknown.
+	Refs int64
+}

@@ -24,6 +24,9 @@ type Options struct {
 	Poll time.Duration
 	// Log gets diagnostics. Optional.
 	Log *slog.Logger
+	// Async says the calls are reported after the fact (eBPF) with what the kernel saw
+	// (lockcall.Desc): /proc is not read for what a call touched.
+	Async bool
 }
 
 // Recorder turns the lock calls of traced processes into spans. It models what each process
@@ -42,6 +45,7 @@ type Recorder struct {
 	procs  map[int]*tproc
 	nextID int64
 	obs    map[host.FileID]*os.File // lockprobe's own read-only descriptors for F_GETLK
+	paths  map[host.FileID]string   // the path a file was first seen under
 	ended  bool
 }
 
@@ -50,6 +54,17 @@ type tproc struct {
 	holds []*hold
 	calls map[int]*call // by thread
 	poll  *attempt      // the open group of failed tries, if any
+	// fds caches what the process's descriptors refer to. Every call that can make a number
+	// refer to another file is traced — close, dup2/dup3 onto it, close_range, exec (close on
+	// exec) — and drops its entry; open, dup and F_DUPFD only take numbers that are free.
+	fds map[int]fdFile
+}
+
+// fdFile is what a descriptor refers to.
+type fdFile struct {
+	path string
+	id   host.FileID
+	dev  string // "major:minor", as spans carry it
 }
 
 type hold struct {
@@ -88,7 +103,7 @@ func NewRecorder(w *Writer, opts Options) *Recorder {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{w: w, opts: opts, procs: map[int]*tproc{}, obs: map[host.FileID]*os.File{}}
+	return &Recorder{w: w, opts: opts, procs: map[int]*tproc{}, obs: map[host.FileID]*os.File{}, paths: map[host.FileID]string{}}
 }
 
 // ProcStart records a new process (a copy of the program after its exec, or a fork).
@@ -98,7 +113,7 @@ func (r *Recorder) ProcStart(at time.Time, pid, ppid int, argv []string) {
 	if r.ended || r.procs[pid] != nil {
 		return
 	}
-	tp := &tproc{p: &Proc{ID: r.nextID, PID: pid, PPID: ppid, Argv: argv, Start: at}, calls: map[int]*call{}}
+	tp := &tproc{p: &Proc{ID: r.nextID, PID: pid, PPID: ppid, Argv: argv, Start: at}, calls: map[int]*call{}, fds: map[int]fdFile{}}
 	r.nextID++
 	r.procs[pid] = tp
 	// A fork inherits no POSIX locks; OFD and flock locks it shares through the parent's open
@@ -112,6 +127,7 @@ func (r *Recorder) ProcExec(at time.Time, pid int, argv []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if tp := r.procs[pid]; tp != nil && !r.ended {
+		clear(tp.fds)
 		r.w.ExecProc(tp.p, at, argv)
 	}
 }
@@ -180,13 +196,18 @@ func (r *Recorder) Procs() []*Proc {
 	return out
 }
 
-// Enter records a thread entering a call. The thread is stopped: its descriptors can be read.
-func (r *Recorder) Enter(at time.Time, pid, tid int, c lockcall.Call) {
+// Enter records a thread entering a call. With d nil the thread is stopped (ptrace) and its
+// descriptors are read from /proc; otherwise d is what the kernel said the descriptor referred
+// to at the call (eBPF), when /proc may already say something else.
+func (r *Recorder) Enter(at time.Time, pid, tid int, c lockcall.Call, d *lockcall.Desc) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tp := r.procs[pid]
 	if tp == nil || r.ended {
 		return
+	}
+	if d != nil {
+		r.learn(tp, c, d)
 	}
 	switch c.Op {
 	case lockcall.OpClose:
@@ -196,37 +217,84 @@ func (r *Recorder) Enter(at time.Time, pid, tid int, c lockcall.Call) {
 			r.closeFDs(tp, at, []int{c.NewFD})
 		}
 	case lockcall.OpCloseRange:
-		r.closeFDs(tp, at, r.lockFDsIn(tp, c.FD, c.Last))
+		var fds []int
+		if r.opts.Async {
+			for fd := range tp.fds {
+				if fd >= c.FD && fd <= c.Last {
+					fds = append(fds, fd)
+				}
+			}
+		} else {
+			fds = r.lockFDsIn(tp, c.FD, c.Last)
+		}
+		r.closeFDs(tp, at, fds)
+		for fd := range tp.fds {
+			if fd >= c.FD && fd <= c.Last {
+				delete(tp.fds, fd)
+			}
+		}
 	case lockcall.OpLock, lockcall.OpUnlock, lockcall.OpGetlk:
-		r.enterLock(tp, at, tid, c)
+		r.enterLock(tp, at, tid, c, d)
 	}
 }
 
-func (r *Recorder) enterLock(tp *tproc, at time.Time, tid int, c lockcall.Call) {
+// learn puts what the kernel said about the call's descriptor into the cache, ahead of the
+// call's own handling: the path from /proc when it still names that file, else the path an
+// earlier call on the file gave, else device and inode.
+func (r *Recorder) learn(tp *tproc, c lockcall.Call, d *lockcall.Desc) {
+	fd := c.FD
+	if c.Op == lockcall.OpDup {
+		fd = c.NewFD
+	}
+	id := host.FileID{Major: d.Major, Minor: d.Minor, Inode: d.Ino}
+	if f, ok := tp.fds[fd]; ok && f.id == id {
+		return
+	}
+	path := r.paths[id]
+	if path == "" {
+		if p, pid, _, err := host.FDFile(tp.p.PID, fd); err == nil && pid == id {
+			path = p
+		} else {
+			path = fmt.Sprintf("dev %d:%d inode %d", id.Major, id.Minor, id.Inode)
+		}
+		r.paths[id] = path
+	}
+	tp.fds[fd] = fdFile{path: path, id: id, dev: fmt.Sprintf("%d:%d", id.Major, id.Minor)}
+}
+
+func (r *Recorder) enterLock(tp *tproc, at time.Time, tid int, c lockcall.Call, d *lockcall.Desc) {
 	if prev := tp.calls[tid]; prev != nil && prev.c == c {
 		return // the same call entered again after a signal interrupted it
 	}
-	path, id, size, err := host.FDFile(tp.p.PID, c.FD)
-	if err != nil {
-		r.opts.Log.Debug("lock call on an unreadable descriptor", "pid", tp.p.PID, "fd", c.FD, "err", err)
+	f, ok := r.fdFile(tp, c.FD)
+	if !ok {
 		return
 	}
-	if c.Whence == 1 {
+	path, id := f.path, f.id
+	switch {
+	case c.Whence == 0:
+		c.Resolve(0, 0)
+	case d != nil:
+		c.Resolve(d.Pos, d.Size)
+	case c.Whence == 1:
 		pos, _ := host.FDPos(tp.p.PID, c.FD)
-		c.Resolve(pos, size)
-	} else {
+		c.Resolve(pos, 0)
+	default:
+		_, _, size, _ := host.FDFile(tp.p.PID, c.FD)
 		c.Resolve(0, size)
 	}
 	l := Lock{Kind: c.Kind, Mode: c.Mode, Start: c.Start, Len: c.Len, Path: path,
-		Dev: fmt.Sprintf("%d:%d", id.Major, id.Minor), Inode: id.Inode, FD: c.FD, TID: tid, Text: c.Text()}
-	cl := &call{c: c, lock: l, file: id, at: at}
-	tp.calls[tid] = cl
-	switch c.Op {
-	case lockcall.OpGetlk:
-		return
-	case lockcall.OpUnlock:
+		Dev: f.dev, Inode: id.Inode, FD: c.FD, TID: tid, Text: c.Text()}
+	if c.Op == lockcall.OpUnlock {
+		// The hold ends as the unlock is entered; its return changes nothing (a tracer need
+		// not stop there).
 		r.endPoll(tp)
 		r.cut(tp, at, c.Kind, id, c.FD, c.Start, c.Len, semconv.HoldRelease)
+		return
+	}
+	cl := &call{c: c, lock: l, file: id, at: at}
+	tp.calls[tid] = cl
+	if c.Op == lockcall.OpGetlk {
 		return
 	}
 	if r.covered(tp, l, id) {
@@ -260,11 +328,8 @@ func (r *Recorder) Return(at time.Time, pid, tid int, c lockcall.Call, errno sys
 		return
 	}
 	delete(tp.calls, tid)
-	switch cl.c.Op {
-	case lockcall.OpGetlk:
+	if cl.c.Op == lockcall.OpGetlk {
 		r.getlk(tp, cl, c, at, errno)
-		return
-	case lockcall.OpUnlock:
 		return
 	}
 	if cl.noop {
@@ -414,13 +479,18 @@ func (r *Recorder) grant(tp *tproc, at time.Time, cl *call, a *attempt) {
 // refers to, and the OFD and flock holds taken through them.
 func (r *Recorder) closeFDs(tp *tproc, at time.Time, fds []int) {
 	if len(tp.holds) == 0 && tp.poll == nil {
+		for _, fd := range fds {
+			delete(tp.fds, fd)
+		}
 		return
 	}
 	for _, fd := range fds {
-		_, id, _, err := host.FDFile(tp.p.PID, fd)
-		if err != nil {
+		f, ok := r.fdFile(tp, fd)
+		delete(tp.fds, fd)
+		if !ok {
 			continue // not open: close fails with EBADF and drops nothing
 		}
+		id := f.id
 		if tp.poll != nil && tp.poll.lock.FD == fd {
 			r.endPoll(tp)
 		}
@@ -434,6 +504,26 @@ func (r *Recorder) closeFDs(tp *tproc, at time.Time, fds []int) {
 		}
 		tp.holds = kept
 	}
+}
+
+// fdFile says what descriptor fd of the process refers to, from the cache or /proc (the
+// thread is stopped in the call).
+func (r *Recorder) fdFile(tp *tproc, fd int) (fdFile, bool) {
+	if f, ok := tp.fds[fd]; ok {
+		return f, true
+	}
+	if r.opts.Async {
+		return fdFile{}, false
+	}
+	path, id, _, err := host.FDFile(tp.p.PID, fd)
+	if err != nil {
+		r.opts.Log.Debug("unreadable descriptor", "pid", tp.p.PID, "fd", fd, "err", err)
+		return fdFile{}, false
+	}
+	f := fdFile{path: path, id: id, dev: fmt.Sprintf("%d:%d", id.Major, id.Minor)}
+	r.paths[id] = path
+	tp.fds[fd] = f
+	return f, true
 }
 
 // lockFDsIn returns the descriptors in [first, last] that may matter for the process's holds.

@@ -2,19 +2,21 @@
 // spans its lockers write: a `lockprobe.locker` span per process (role `program`, its pid and
 // command line), `lock.acquire` attempts with their `lock.try` and `lock.conflict` events,
 // `lock.hold` spans, `lock.getlk` queries, the observer's `lock.observed` answers, the
-// end-of-run snapshot and the root span, into a trace.jsonl that `lockprobe analyze` reads like
-// any other. The exec tracer feeds it lock calls (Recorder.Call), the watch sampler what it saw
-// in /proc (the Writer's span calls directly).
+// end-of-run snapshot and the root span, into a trace file that `lockprobe analyze` reads like
+// any other. The exec tracers feed it lock calls (Recorder), the watch sampler what it saw in
+// /proc (the Writer's span calls directly).
 package progrec
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -35,19 +37,51 @@ type RunInfo struct {
 	Poll     time.Duration
 	Files    []string
 	Version  string
+	// Tracer names how the lock calls were seen ("ptrace", "ebpf", "sampled /proc").
+	Tracer string
 }
 
+// Flush timing of the batch (see Writer).
+const (
+	flushEvery = 100 * time.Millisecond
+	maxBatch   = 4096 // records; more wakes the flusher early
+)
+
 // Writer writes the spans of one run. It is safe for concurrent use.
+//
+// A traced program waits while its lock call is recorded, so recording must cost the caller
+// next to nothing: records are gathered in a batch and a flusher goroutine encodes and writes
+// the batch as one request every 100 ms (or at 4096 records), off the caller's thread. A span
+// has at most one record per batch: what happens to it before the batch leaves (its events, its
+// end) goes into that record, so an attempt granted at once is one final record, not a partial
+// and a final one. A crash of lockprobe loses at most the batch being gathered; a program
+// traced by ptrace dies with lockprobe anyway (PTRACE_O_EXITKILL). The same encoded bytes
+// are kept for the run's analysis, which then needs no reading back (Trace).
 type Writer struct {
 	mu      sync.Mutex
 	w       *tracefile.Writer
 	trace   []byte
-	root    []byte
+	root    *Span
+	ctlRes  *resourcepb.Resource
 	host    string
 	version string
 	info    RunInfo
 	start   time.Time
 	err     error
+	nextID  uint64
+	gen     uint64 // the batch being gathered
+	order   []*tracepb.ResourceSpans
+	byRes   map[*resourcepb.Resource]*tracepb.ResourceSpans
+	n       int
+	closed  bool
+	lost    int64
+
+	flushMu  sync.Mutex // one flush at a time: requests leave in order
+	encoded  [][]byte // the requests written, merged by Trace
+	requests int
+	kick     chan struct{}
+	stop     chan struct{}
+	stopped  chan struct{}
 }
 
 // Create creates the trace file at path and writes the root span's first record.
@@ -57,23 +91,57 @@ func Create(path string, info RunInfo, start time.Time) (*Writer, error) {
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	w := &Writer{w: tw, trace: randID(16), root: randID(8), host: host, version: info.Version, info: info, start: start}
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	w := &Writer{w: tw, trace: randID(16), host: host, version: info.Version, info: info, start: start,
+		nextID: binary.BigEndian.Uint64(seed[:]) | 1, byRes: map[*resourcepb.Resource]*tracepb.ResourceSpans{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	w.ctlRes = w.resource("controller", -1, os.Getpid(), nil)
+	w.root = &Span{id: w.newID(), res: w.ctlRes, name: semconv.SpanRun, begin: start}
 	w.writeRoot(time.Time{}, "")
-	return w, w.err
+	go w.flusher()
+	if err := w.Flush(); err != nil {
+		w.Close(start, "error")
+		return nil, err
+	}
+	return w, nil
 }
 
 // Host is the node name every span carries.
 func (w *Writer) Host() string { return w.host }
 
-// Close writes the root span's final record (the run's end and why it ended) and closes the file.
+// Close writes the root span's final record (the run's end and why it ended), flushes what is
+// gathered and closes the file.
 func (w *Writer) Close(end time.Time, reason string) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return w.Err()
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.stopped
 	w.writeRoot(end, reason)
+	ferr := w.Flush()
+	w.flushMu.Lock()
+	cerr := w.w.Close()
+	w.flushMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.w.Close(); err != nil && w.err == nil {
-		w.err = err
+	for _, err := range []error{ferr, cerr} {
+		if err != nil && w.err == nil {
+			w.err = err
+		}
 	}
 	return w.err
+}
+
+// SetLost records how many events the tracer lost (the root span's lockprobe.messages_lost).
+func (w *Writer) SetLost(n int64) {
+	w.mu.Lock()
+	w.lost = n
+	w.mu.Unlock()
 }
 
 // Err returns the first write error.
@@ -81,6 +149,109 @@ func (w *Writer) Err() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err
+}
+
+// Trace returns the spans written, merged as a reader of the file would merge them, from the
+// requests kept in memory: the run's analysis needs no reading back, and merging waits until
+// the program has ended rather than taking a core from it. Call it after Close.
+func (w *Writer) Trace() (*tracefile.Trace, error) {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	m := tracefile.NewMerger()
+	for _, b := range w.encoded {
+		if _, err := m.AddEncoded(b); err != nil {
+			return nil, err
+		}
+	}
+	return &tracefile.Trace{Spans: m.Spans(), Requests: w.requests}, nil
+}
+
+func (w *Writer) flusher() {
+	defer close(w.stopped)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+		case <-w.kick:
+		}
+		_ = w.Flush()
+	}
+}
+
+// Flush writes the records gathered so far as one request.
+func (w *Writer) Flush() error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	w.mu.Lock()
+	rss := w.order
+	w.order, w.n = nil, 0
+	clear(w.byRes)
+	w.gen++
+	w.mu.Unlock()
+	if len(rss) == 0 {
+		return nil
+	}
+	b, err := tracefile.Encode(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+	if err == nil {
+		err = w.w.WriteEncoded(b)
+	}
+	if err == nil {
+		w.requests++
+		w.encoded = append(w.encoded, b)
+	}
+	if err != nil {
+		w.mu.Lock()
+		if w.err == nil {
+			w.err = err
+		}
+		w.mu.Unlock()
+	}
+	return err
+}
+
+func (w *Writer) newID() []byte {
+	w.nextID++
+	if w.nextID == 0 {
+		w.nextID++ // an all-zero span id is invalid
+	}
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), w.nextID)
+}
+
+// record returns span s's record in the batch being gathered, adding one (ids, name, start) if
+// the batch has none yet. mu is held.
+func (w *Writer) record(s *Span) *tracepb.Span {
+	if s.rec != nil && s.gen == w.gen {
+		return s.rec
+	}
+	r := &tracepb.Span{TraceId: w.trace, SpanId: s.id, Name: s.name, StartTimeUnixNano: ns(s.begin)}
+	if s.parent != nil {
+		r.ParentSpanId = s.parent.id
+	}
+	rs := w.byRes[s.res]
+	if rs == nil {
+		rs = &tracepb.ResourceSpans{Resource: s.res, ScopeSpans: []*tracepb.ScopeSpans{{
+			Scope: &commonpb.InstrumentationScope{Name: "github.com/lockprobe/lockprobe/progrec"}}}}
+		w.byRes[s.res] = rs
+		w.order = append(w.order, rs)
+	}
+	rs.ScopeSpans[0].Spans = append(rs.ScopeSpans[0].Spans, r)
+	s.rec, s.gen = r, w.gen
+	if w.n++; w.n == maxBatch {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	return r
+}
+
+// newSpan starts a span; mu is held.
+func (w *Writer) newSpan(res *resourcepb.Resource, parent *Span, name string, begin time.Time, attrs []*commonpb.KeyValue) *Span {
+	s := &Span{id: w.newID(), res: res, parent: parent, name: name, begin: begin, attrs: attrs}
+	return s
 }
 
 func (w *Writer) writeRoot(end time.Time, reason string) {
@@ -91,13 +262,19 @@ func (w *Writer) writeRoot(end time.Time, reason string) {
 		num(semconv.RunPoll, int64(i.Poll)), strs("lockprobe.files", i.Files),
 		num(semconv.RunStartNS, w.start.UnixNano()),
 	}
-	s := &tracepb.Span{TraceId: w.trace, SpanId: w.root, Name: semconv.SpanRun, StartTimeUnixNano: ns(w.start)}
-	if !end.IsZero() {
-		s.EndTimeUnixNano = ns(end)
-		attrs = append(attrs, str(semconv.RunEndReason, reason), num(semconv.RunLost, 0))
+	if i.Tracer != "" {
+		attrs = append(attrs, str(semconv.RunTracer, i.Tracer))
 	}
-	s.Attributes = attrs
-	w.write(w.resource("controller", -1, os.Getpid(), nil), s)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !end.IsZero() {
+		attrs = append(attrs, str(semconv.RunEndReason, reason), num(semconv.RunLost, w.lost))
+	}
+	r := w.record(w.root)
+	if !end.IsZero() {
+		r.EndTimeUnixNano = ns(end)
+	}
+	r.Attributes = attrs
 }
 
 // resource is a member's resource: the controller's, a program process's, the observer's.
@@ -112,71 +289,67 @@ func (w *Writer) resource(role string, id int64, pid int, extra []*commonpb.KeyV
 	return &resourcepb.Resource{Attributes: append(attrs, extra...)}
 }
 
-func (w *Writer) write(res *resourcepb.Resource, spans ...*tracepb.Span) {
-	rs := &tracepb.ResourceSpans{Resource: res, ScopeSpans: []*tracepb.ScopeSpans{{
-		Scope: &commonpb.InstrumentationScope{Name: "github.com/lockprobe/lockprobe/progrec"}, Spans: spans}}}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err != nil {
-		return
-	}
-	if err := w.w.WriteSpans(rs); err != nil {
-		w.err = err
-	}
-}
-
 // Proc is a process as the trace names it.
 type Proc struct {
-	ID      int64 // run-unique, in the order processes were first seen
-	PID     int
-	PPID    int
-	Argv    []string
-	Start   time.Time
-	spanID  []byte
-	res     *resourcepb.Resource
-	attrs   []*commonpb.KeyValue
-	exited  bool
-	spanEnd time.Time
+	ID    int64 // run-unique, in the order processes were first seen
+	PID   int
+	PPID  int
+	Argv  []string
+	Start time.Time
+	span  *Span
+	// lastLock and lastAttrs keep the attributes of the lock the process used last: a program
+	// that takes the same lock again and again (a lock loop, casacore's re-checks) builds them once.
+	lastLock  Lock
+	lastAttrs []*commonpb.KeyValue
 }
 
 // CommandLine is the process's argv joined by spaces.
 func (p *Proc) CommandLine() string { return strings.Join(p.Argv, " ") }
 
+func (p *Proc) attrs() []*commonpb.KeyValue {
+	return []*commonpb.KeyValue{num(semconv.LockerID, p.ID), num(semconv.ProcessPID, int64(p.PID)),
+		str(semconv.ProcCommandLine, p.CommandLine())}
+}
+
 // StartProc writes the partial record of a process's span.
 func (w *Writer) StartProc(p *Proc) {
-	p.spanID = randID(8)
-	p.res = w.resource(RoleProgram, p.ID, p.PID, []*commonpb.KeyValue{
+	res := w.resource(RoleProgram, p.ID, p.PID, []*commonpb.KeyValue{
 		str(semconv.ProcCommandLine, p.CommandLine()), num(semconv.ProcParentPID, int64(p.PPID)),
 	})
-	p.attrs = []*commonpb.KeyValue{num(semconv.LockerID, p.ID), num(semconv.ProcessPID, int64(p.PID)),
-		str(semconv.ProcCommandLine, p.CommandLine())}
-	w.write(p.res, &tracepb.Span{TraceId: w.trace, SpanId: p.spanID, ParentSpanId: w.root, Name: semconv.SpanLocker,
-		StartTimeUnixNano: ns(p.Start), Attributes: p.attrs})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p.span = w.newSpan(res, w.root, semconv.SpanLocker, p.Start, p.attrs())
+	w.record(p.span).Attributes = p.span.attrs
 }
 
 // ExecProc records a new command line for the process (it called execve).
 func (w *Writer) ExecProc(p *Proc, at time.Time, argv []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	p.Argv = argv
-	p.attrs = []*commonpb.KeyValue{num(semconv.LockerID, p.ID), num(semconv.ProcessPID, int64(p.PID)),
-		str(semconv.ProcCommandLine, p.CommandLine())}
-	w.write(p.res, &tracepb.Span{TraceId: w.trace, SpanId: p.spanID, ParentSpanId: w.root, Name: semconv.SpanLocker,
-		StartTimeUnixNano: ns(p.Start), Attributes: p.attrs})
+	p.span.attrs = p.attrs()
+	p.lastLock, p.lastAttrs = Lock{}, nil
+	if !p.span.ended {
+		w.record(p.span).Attributes = p.span.attrs
+	}
 }
 
 // EndProc ends the process's span; exited says it ended (with status and signal) rather than
 // outliving the run.
 func (w *Writer) EndProc(p *Proc, at time.Time, exited bool, status, signal string) {
-	if p.exited {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := p.span
+	if s.ended {
 		return
 	}
-	p.exited = true
-	s := &tracepb.Span{TraceId: w.trace, SpanId: p.spanID, ParentSpanId: w.root, Name: semconv.SpanLocker,
-		StartTimeUnixNano: ns(p.Start), EndTimeUnixNano: ns(at), Attributes: p.attrs}
+	s.ended = true
+	r := w.record(s)
+	r.EndTimeUnixNano, r.Attributes = ns(at), s.attrs
 	if exited {
-		s.Events = []*tracepb.Span_Event{{TimeUnixNano: ns(at), Name: semconv.EventExit, Attributes: []*commonpb.KeyValue{
-			str(semconv.ExitStatus, status), str(semconv.ExitSignal, signal), num(semconv.ProcessPID, int64(p.PID)), num(semconv.LockerID, p.ID)}}}
+		r.Events = append(r.Events, &tracepb.Span_Event{TimeUnixNano: ns(at), Name: semconv.EventExit, Attributes: []*commonpb.KeyValue{
+			str(semconv.ExitStatus, status), str(semconv.ExitSignal, signal), num(semconv.ProcessPID, int64(p.PID)), num(semconv.LockerID, p.ID)}})
 	}
-	w.write(p.res, s)
 }
 
 // Lock is what an attempt or a hold is about.
@@ -192,7 +365,12 @@ type Lock struct {
 	Text       string // the call as strace names it
 }
 
-func (l Lock) attrs(p *Proc) []*commonpb.KeyValue {
+// lockAttrs are the attributes of a span about l; the slice may be shared, callers append to
+// it only through a full slice expression. mu is held.
+func (l Lock) lockAttrs(p *Proc) []*commonpb.KeyValue {
+	if p.lastAttrs != nil && p.lastLock == l {
+		return p.lastAttrs[:len(p.lastAttrs):len(p.lastAttrs)]
+	}
 	a := []*commonpb.KeyValue{
 		num(semconv.LockerID, p.ID), str(semconv.LockKind, l.Kind.String()), str(semconv.LockMode, l.Mode.String()),
 		num(semconv.LockStart, l.Start), num(semconv.LockLen, l.Len), num(semconv.LockFD, int64(l.FD)),
@@ -204,17 +382,21 @@ func (l Lock) attrs(p *Proc) []*commonpb.KeyValue {
 	if l.Text != "" {
 		a = append(a, str(semconv.LockCmdText, l.Text))
 	}
-	return a
+	p.lastLock, p.lastAttrs = l, a
+	return a[:len(a):len(a)]
 }
 
-// Span is an attempt, a hold or a getlk being written.
+// Span is an attempt, a hold, a getlk or a member's span being written.
 type Span struct {
-	id    []byte
-	p     *Proc
-	name  string
-	begin time.Time
-	attrs []*commonpb.KeyValue
-	ended bool
+	id     []byte
+	res    *resourcepb.Resource
+	parent *Span
+	name   string
+	begin  time.Time
+	attrs  []*commonpb.KeyValue
+	ended  bool
+	rec    *tracepb.Span // its record in the batch being gathered, when gen is the writer's
+	gen    uint64
 }
 
 // ID is the span id in hex.
@@ -225,28 +407,38 @@ func (s *Span) Begin() time.Time { return s.begin }
 
 // StartAttempt writes the partial record of an attempt that began at begin.
 func (w *Writer) StartAttempt(p *Proc, l Lock, style semconv.Style, begin time.Time) *Span {
-	s := &Span{id: randID(8), p: p, name: semconv.SpanAcquire, begin: begin,
-		attrs: append(l.attrs(p), str(semconv.LockStyle, style.String()))}
-	w.write(p.res, &tracepb.Span{TraceId: w.trace, SpanId: s.id, ParentSpanId: p.spanID, Name: s.name,
-		StartTimeUnixNano: ns(begin), Attributes: append(s.attrs, str(semconv.LockOutcome, semconv.OutcomeWaiting.String()))})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.newSpan(p.span.res, p.span, semconv.SpanAcquire, begin, append(l.lockAttrs(p), str(semconv.LockStyle, style.String())))
+	w.record(s).Attributes = append(s.attrs[:len(s.attrs):len(s.attrs)], str(semconv.LockOutcome, semconv.OutcomeWaiting.String()))
 	return s
 }
 
-// Event adds an event to an open span (a partial record with just the event).
+// Event adds an event to an open span.
 func (w *Writer) Event(s *Span, at time.Time, name string, attrs []*commonpb.KeyValue) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if s.ended {
 		return
 	}
-	w.write(s.p.res, &tracepb.Span{TraceId: w.trace, SpanId: s.id, ParentSpanId: s.p.spanID, Name: s.name,
-		StartTimeUnixNano: ns(s.begin), Events: []*tracepb.Span_Event{{TimeUnixNano: ns(at), Name: name, Attributes: attrs}}})
+	r := w.record(s)
+	r.Events = append(r.Events, &tracepb.Span_Event{TimeUnixNano: ns(at), Name: name, Attributes: attrs})
+}
+
+// end writes a span's final record with attrs; mu is held.
+func (w *Writer) end(s *Span, end time.Time, attrs []*commonpb.KeyValue) {
+	s.ended = true
+	r := w.record(s)
+	r.EndTimeUnixNano, r.Attributes = ns(end), attrs
 }
 
 // EndAttempt writes an attempt's final record.
 func (w *Writer) EndAttempt(s *Span, end time.Time, style semconv.Style, outcome semconv.Outcome, errno string, tries int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if s.ended {
 		return
 	}
-	s.ended = true
 	attrs := append(s.attrs[:len(s.attrs):len(s.attrs)], str(semconv.LockOutcome, outcome.String()), str(semconv.LockErrno, errno),
 		num(semconv.LockTries, int64(tries)))
 	for i, a := range attrs {
@@ -254,57 +446,59 @@ func (w *Writer) EndAttempt(s *Span, end time.Time, style semconv.Style, outcome
 			attrs[i] = str(semconv.LockStyle, style.String())
 		}
 	}
-	w.write(s.p.res, &tracepb.Span{TraceId: w.trace, SpanId: s.id, ParentSpanId: s.p.spanID, Name: s.name,
-		StartTimeUnixNano: ns(s.begin), EndTimeUnixNano: ns(end), Attributes: attrs})
+	w.end(s, end, attrs)
 }
 
 // StartHold writes the partial record of a hold granted at begin by the attempt acquire (nil
 // when the hold was seen, not granted in front of us).
 func (w *Writer) StartHold(p *Proc, l Lock, begin time.Time, acquire *Span) *Span {
-	s := &Span{id: randID(8), p: p, name: semconv.SpanHold, begin: begin, attrs: l.attrs(p)}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	attrs := l.lockAttrs(p)
 	if acquire != nil {
-		s.attrs = append(s.attrs, str(semconv.LockAcquireID, acquire.ID()))
+		attrs = append(attrs, str(semconv.LockAcquireID, acquire.ID()))
 	}
-	w.write(p.res, &tracepb.Span{TraceId: w.trace, SpanId: s.id, ParentSpanId: p.spanID, Name: s.name,
-		StartTimeUnixNano: ns(begin), Attributes: append(s.attrs, str(semconv.LockHoldEnd, semconv.HoldOpen.String()))})
+	s := w.newSpan(p.span.res, p.span, semconv.SpanHold, begin, attrs)
+	w.record(s).Attributes = append(s.attrs[:len(s.attrs):len(s.attrs)], str(semconv.LockHoldEnd, semconv.HoldOpen.String()))
 	return s
 }
 
 // EndHold writes a hold's final record; how is a semconv.Hold* value, closedFD the descriptor
 // whose close ended it (-1 otherwise), rechecks how many granted calls re-took it unchanged.
 func (w *Writer) EndHold(s *Span, end time.Time, how semconv.HoldEnd, closedFD int, rechecks int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if s.ended {
 		return
 	}
-	s.ended = true
 	attrs := append(s.attrs[:len(s.attrs):len(s.attrs)], str(semconv.LockHoldEnd, how.String()), num(semconv.LockRechecks, rechecks))
 	if closedFD >= 0 {
 		attrs = append(attrs, num(semconv.LockClosedFD, int64(closedFD)))
 	}
-	w.write(s.p.res, &tracepb.Span{TraceId: w.trace, SpanId: s.id, ParentSpanId: s.p.spanID, Name: s.name,
-		StartTimeUnixNano: ns(s.begin), EndTimeUnixNano: ns(end), Attributes: attrs})
+	w.end(s, end, attrs)
 }
 
 // Getlk writes an F_GETLK a program made, with what it answered.
 func (w *Writer) Getlk(p *Proc, l Lock, begin, end time.Time, owner []*commonpb.KeyValue) {
-	w.write(p.res, &tracepb.Span{TraceId: w.trace, SpanId: randID(8), ParentSpanId: p.spanID, Name: semconv.SpanGetlk,
-		StartTimeUnixNano: ns(begin), EndTimeUnixNano: ns(end), Attributes: append(l.attrs(p), owner...)})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.newSpan(p.span.res, p.span, semconv.SpanGetlk, begin, nil)
+	w.end(s, end, append(l.lockAttrs(p), owner...))
 }
 
 // Observer is the span of lockprobe's own F_GETLK witness (it never locks).
 type Observer struct {
-	id    int64
-	span  *Span
-	res   *resourcepb.Resource
-	start time.Time
+	id   int64
+	span *Span
 }
 
 // StartObserver writes the observer's span; id is negative (-1-k), as the lockers' observers.
 func (w *Writer) StartObserver(id int64, start time.Time) *Observer {
-	o := &Observer{id: id, res: w.resource("observer", id, os.Getpid(), nil), start: start}
-	o.span = &Span{id: randID(8), name: semconv.SpanObserver, begin: start, p: &Proc{res: o.res, spanID: w.root}}
-	w.write(o.res, &tracepb.Span{TraceId: w.trace, SpanId: o.span.id, ParentSpanId: w.root, Name: semconv.SpanObserver,
-		StartTimeUnixNano: ns(start), Attributes: []*commonpb.KeyValue{num(semconv.LockerID, id)}})
+	res := w.resource("observer", id, os.Getpid(), nil)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	o := &Observer{id: id, span: w.newSpan(res, w.root, semconv.SpanObserver, start, []*commonpb.KeyValue{num(semconv.LockerID, id)})}
+	w.record(o.span).Attributes = o.span.attrs
 	return o
 }
 
@@ -315,14 +509,20 @@ func (w *Writer) Observed(o *Observer, at time.Time, attrs []*commonpb.KeyValue)
 
 // EndObserver ends the observer's span.
 func (w *Writer) EndObserver(o *Observer, end time.Time) {
-	w.write(o.res, &tracepb.Span{TraceId: w.trace, SpanId: o.span.id, ParentSpanId: w.root, Name: semconv.SpanObserver,
-		StartTimeUnixNano: ns(o.start), EndTimeUnixNano: ns(end), Attributes: []*commonpb.KeyValue{num(semconv.LockerID, o.id)}})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !o.span.ended {
+		w.end(o.span, end, o.span.attrs)
+	}
 }
 
 // Snapshot writes the end-of-run snapshot: each event a process state or a /proc/locks line.
 func (w *Writer) Snapshot(at time.Time, events []*tracepb.Span_Event) {
-	w.write(w.resource("controller", -1, os.Getpid(), nil), &tracepb.Span{TraceId: w.trace, SpanId: randID(8), ParentSpanId: w.root,
-		Name: semconv.SpanSnapshot, StartTimeUnixNano: ns(at), EndTimeUnixNano: ns(at), Events: events})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.newSpan(w.ctlRes, w.root, semconv.SpanSnapshot, at, nil)
+	w.end(s, at, nil)
+	s.rec.Events = events
 }
 
 func ns(t time.Time) uint64 { return uint64(t.UnixNano()) }
@@ -333,27 +533,12 @@ func randID(n int) []byte {
 	return b
 }
 
-// Str, Num and Strs make attributes.
-func Str(k, v string) *commonpb.KeyValue { return str(k, v) }
-
-// Num makes an integer attribute.
-func Num(k string, v int64) *commonpb.KeyValue { return num(k, v) }
-
-// Strs makes a string-list attribute.
-func Strs(k string, vs []string) *commonpb.KeyValue { return strs(k, vs) }
-
-func str(k, v string) *commonpb.KeyValue {
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
-}
-
-func num(k string, v int64) *commonpb.KeyValue {
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
-}
-
-func strs(k string, vs []string) *commonpb.KeyValue {
-	arr := &commonpb.ArrayValue{}
-	for _, v := range vs {
-		arr.Values = append(arr.Values, &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}})
-	}
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: arr}}}
-}
+// Str, Num and Strs make attributes (tracefile's constructors).
+var (
+	Str  = tracefile.Str
+	Num  = tracefile.Int
+	Strs = tracefile.Strs
+	str  = tracefile.Str
+	num  = tracefile.Int
+	strs = tracefile.Strs
+)

@@ -37,7 +37,7 @@ const (
 	ProcStart  Kind = iota // a traced process appeared: the program after its exec, or a fork
 	ProcExec               // a traced process replaced its program
 	CallEnter              // a thread entered a lock call; it is stopped until the handler returns
-	CallReturn             // the call returned (Ret, Errno); Restart says it will be entered again
+	CallReturn             // the call returned (Ret, Errno); Restart says it will be entered again. Only for calls NeedsReturn names
 	ProcExit               // a traced process ended (all its threads)
 )
 
@@ -61,6 +61,9 @@ type Event struct {
 	Copy int
 	Argv []string // Start, Exec
 	Call lockcall.Call
+	// Desc is the descriptor's file as the kernel saw it at the call, from a tracer that does
+	// not stop the thread (eBPF); nil from ptrace, whose handler reads /proc meanwhile.
+	Desc *lockcall.Desc
 	// Ret is the call's result, Errno its error (0 on success).
 	Ret   int64
 	Errno syscall.Errno
@@ -359,12 +362,23 @@ func (t *Tracer) seccompStop(th *thread, now time.Time) {
 			}
 		}
 	}
-	th.inCall, th.call = true, c
 	t.handler(Event{Kind: CallEnter, At: now, PID: th.pid, TID: th.tid, Copy: t.copyOf(th.pid), Call: c})
+	if !NeedsReturn(c) {
+		t.cont(th.tid, 0)
+		return
+	}
+	th.inCall, th.call = true, c
 	// PTRACE_SYSCALL after a seccomp stop stops again at the call's exit (Linux >= 4.8).
 	if err := unix.PtraceSyscall(th.tid, 0); err != nil && err != unix.ESRCH {
 		t.opts.Log.Debug("ptrace syscall", "tid", th.tid, "err", err)
 	}
+}
+
+// NeedsReturn says whether a call's return matters to a recorder: a lock request's outcome
+// and F_GETLK's answer do; an unlock or a close does its work as it is entered (the hold ends
+// there), so the tracer lets it run to its end without a second stop.
+func NeedsReturn(c lockcall.Call) bool {
+	return c.Op == lockcall.OpLock || c.Op == lockcall.OpGetlk
 }
 
 // Kernel-internal errnos a call returns when a signal interrupted it and it will be restarted.

@@ -42,6 +42,10 @@ var floors = map[string]string{
 	"BenchmarkHandoff/poll=100ms handoff-p99-µs":      "BenchmarkHandoff/bare handoff-p99-µs",
 	"BenchmarkStormThroughput/traced cycles/s/locker": "BenchmarkStormThroughput/bare cycles/s/locker",
 	"BenchmarkSpanPipeline/storm/procs=100 records/s": "BenchmarkSpanPipeline/write-path records/s",
+	"BenchmarkExecOverhead ms-ptrace-floor":           "BenchmarkExecOverhead ms-bare",
+	"BenchmarkExecOverhead ms-exec-ptrace":            "BenchmarkExecOverhead ms-bare",
+	"BenchmarkExecOverhead ms-ebpf-floor":             "BenchmarkExecOverhead ms-bare",
+	"BenchmarkExecOverhead ms-exec-ebpf":              "BenchmarkExecOverhead ms-bare",
 }
 
 const cmd = "go test ./bench -run '^$' -benchtime 1x -bench "
@@ -97,6 +101,20 @@ var rows = []row{
 	{"analyze: the analysis, CPU at 10^6", "analysis.Analyze, in process", "BenchmarkAnalyze/split", "analysis-cpu-s@1e6", "", nil},
 	{"trace bytes per event", "file size / events (trace.pb.zst: OTLP protobuf requests, zstd)", "BenchmarkAnalyze/split", "bytes/event", "≤ 300", atMost(300)},
 	{"trace bytes per event, as OTLP JSON lines", "the same requests as pdata's OTLP JSON lines (the file's format before)", "BenchmarkAnalyze/json", "bytes/event", "", nil},
+	{"exec: lock loop, bare", "/usr/bin/python3, 20 000 F_SETLK write + unlock pairs on one byte (40 000 lock calls), the loop's own perf_counter time, median of 5 rounds interleaved with the lines below", "BenchmarkExecOverhead", "ms-bare", "", nil},
+	{"exec: ptrace floor", "the same loop under ptracer with a handler that does nothing (bench/tracefloor): seccomp stop at each call, a second stop at each lock request's return", "BenchmarkExecOverhead", "ms-ptrace-floor", "", nil},
+	{"exec: ptrace floor / bare", "median over median, same run", "BenchmarkExecOverhead", "ptrace-floor/bare", "", nil},
+	{"exec -tracer ptrace", "`lockprobe exec -tracer ptrace`: every attempt and hold a span in the trace", "BenchmarkExecOverhead", "ms-exec-ptrace", "", nil},
+	{"exec -tracer ptrace / bare", "median over median, same run", "BenchmarkExecOverhead", "exec-ptrace/bare", "", nil},
+	{"exec -tracer ptrace / ptrace floor", "what recording adds to tracing", "BenchmarkExecOverhead", "exec-ptrace/floor", "≤ 1.5", atMost(1.5)},
+	{"exec -tracer ptrace, per lock call", "(exec − bare) / 40 000", "BenchmarkExecOverhead", "µs/call-exec-ptrace", "", nil},
+	{"exec: eBPF floor", "the loop under ebpftracer with a handler that does nothing: tracepoint programs, ring buffer, reader", "BenchmarkExecOverhead", "ms-ebpf-floor", "", nil},
+	{"exec: eBPF floor / bare", "median over median, same run", "BenchmarkExecOverhead", "ebpf-floor/bare", "", nil},
+	{"exec -tracer ebpf", "`lockprobe exec -tracer ebpf` (root, kernel BTF)", "BenchmarkExecOverhead", "ms-exec-ebpf", "", nil},
+	{"exec -tracer ebpf / bare", "median over median, same run", "BenchmarkExecOverhead", "exec-ebpf/bare", "", nil},
+	{"exec -tracer ebpf / eBPF floor", "what recording adds to tracing", "BenchmarkExecOverhead", "exec-ebpf/floor", "", nil},
+	{"exec -tracer ebpf, per lock call", "(exec − bare) / 40 000", "BenchmarkExecOverhead", "µs/call-exec-ebpf", "", nil},
+	{"exec -tracer ebpf, whole command", "wall of `lockprobe exec` with the interpreter's start, the analysis and the reports", "BenchmarkExecOverhead", "ms-wall-exec-ebpf", "", nil},
 	{"reading the trace as OTLP JSON lines, CPU at 10^6", "tracefile.Open of those lines (pdata's JSON decoder)", "BenchmarkAnalyze/json", "read-cpu-s@1e6", "", nil},
 }
 

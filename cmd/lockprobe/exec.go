@@ -14,18 +14,14 @@ import (
 	"time"
 
 	"github.com/lockprobe/lockprobe/analysis"
+	"github.com/lockprobe/lockprobe/ebpftracer"
 	"github.com/lockprobe/lockprobe/progexec"
-	"github.com/lockprobe/lockprobe/ptracer"
-	"github.com/lockprobe/lockprobe/tracefile"
 )
 
 // execChildCmd is the traced child's side of exec (not listed): install the seccomp filter,
 // then become the program.
 func execChildCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) < 2 {
-		return usagef("want PATH ARGV0 [ARGS...]")
-	}
-	err := ptracer.InstallAndExec(args[0], args[1:], os.Environ())
+	err := progexec.ChildMain(args)
 	fmt.Fprintf(stderr, "lockprobe exec: %v\n", err)
 	os.Exit(127)
 	return nil
@@ -39,6 +35,7 @@ func execCmd(args []string, stdout, stderr io.Writer) error {
 	poll := fs.Duration("poll", 100*time.Millisecond, "how often the owners of blocked requests are looked up")
 	stuckAfter := fs.Duration("stuck-after", 5*time.Second, "a waiter blocked this long under suspicious evidence is reported stuck")
 	verbose := fs.Bool("v", false, "log diagnostics to stderr")
+	tracerName := fs.String("tracer", "auto", "how lock calls are seen: ptrace (no root; stops the program at each lock call), ebpf (root and kernel BTF; stops nothing), auto (ebpf where it can run)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -51,6 +48,15 @@ func execCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	if *timeout < 0 || *poll <= 0 || *stuckAfter <= 0 {
 		return usagef("-timeout must not be negative; -poll and -stuck-after must be positive")
+	}
+	tracer, err := progexec.ParseTracer(*tracerName)
+	if err != nil {
+		return usagef("-tracer: %v", err)
+	}
+	if tracer == progexec.TracerEBPF {
+		if err := ebpftracer.Available(); err != nil {
+			return usagef("-tracer ebpf: %v; -tracer ptrace needs neither", err)
+		}
 	}
 	path, err := exec.LookPath(prog[0])
 	if err != nil {
@@ -71,7 +77,7 @@ func execCmd(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	res, err := progexec.Run(ctx, progexec.Options{
-		Program: path, Args: prog[1:], Helper: []string{self, "exec-child"}, Copies: *n, OutDir: dir,
+		Program: path, Args: prog[1:], Helper: []string{self, "exec-child"}, Tracer: tracer, Copies: *n, OutDir: dir,
 		Timeout: *timeout, Poll: *poll, CommandLine: "lockprobe exec " + shellJoin(args), Version: version,
 		Stdout: os.Stdout, Stderr: os.Stderr,
 		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
@@ -79,11 +85,7 @@ func execCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	t, err := tracefile.Open(res.TracePath)
-	if err != nil {
-		return err
-	}
-	ar := analysis.Analyze(t, analysis.Options{StuckAfter: *stuckAfter, Settle: *poll})
+	ar := analysis.Analyze(res.Trace, analysis.Options{StuckAfter: *stuckAfter, Settle: *poll})
 	if err := writeReports(ar, reportOptions{outDir: dir, endReason: res.EndReason, killed: res.Killed}, stdout); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockprobe/lockprobe/ebpftracer"
 	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/internal/lptest"
 	"github.com/lockprobe/lockprobe/semconv"
@@ -178,12 +179,25 @@ func readVerdictJSON(t *testing.T, dir string) verdictJSON {
 }
 
 // Case 1: four copies of a casacore writer hit the reader-upgrade race under exec. Each polls
-// ~29 times a second apart, then waits; the kernel answers all but one with EDEADLK.
+// ~29 times a second apart, then waits; the kernel answers all but one with EDEADLK. Under
+// each tracer the same trace and verdict: ptrace, and eBPF where root and BTF allow.
 func TestExecCasacoreUpgradeRace(t *testing.T) {
 	dir := needCasacore(t)
-	tab := makeTable(t, dir, "T")
+	for _, tracer := range []string{"ptrace", "ebpf"} {
+		t.Run(tracer, func(t *testing.T) {
+			if tracer == "ebpf" && ebpftracer.Available() != nil {
+				t.Skip(ebpftracer.Available())
+			}
+			t.Parallel() // the two races lock tables of their own and mostly sleep
+			tab := makeTable(t, dir, "T-"+tracer)
+			execUpgradeRace(t, dir, tab, tracer)
+		})
+	}
+}
+
+func execUpgradeRace(t *testing.T, dir, tab, tracer string) {
 	out := filepath.Join(t.TempDir(), "out")
-	res, err := lptest.Run(binary, 3*time.Minute, "exec", "-n", "4", "-out", out, "-timeout", "90s", "--",
+	res, err := lptest.Run(binary, 3*time.Minute, "exec", "-tracer", tracer, "-n", "4", "-out", out, "-timeout", "90s", "--",
 		python, filepath.Join(dir, "race.py"), tab, "3")
 	if err != nil {
 		t.Fatal(err)
@@ -225,6 +239,9 @@ func TestExecCasacoreUpgradeRace(t *testing.T) {
 		case "wait":
 			waits[id] = s.Attrs.Str(semconv.LockOutcome)
 		}
+	}
+	if root := rootOf(tr); root == nil || root.Attrs.Str(semconv.RunTracer) != tracer {
+		t.Errorf("the trace does not say the calls were seen by %s", tracer)
 	}
 	deadlocks := 0
 	for id := range int64(4) {
@@ -421,6 +438,53 @@ func TestRealProgBadInput(t *testing.T) {
 			t.Errorf("err %v stderr %q, want exit 2 and one line saying not yours", err, stderr.String())
 		}
 	})
+	t.Run("exec as a user who may not load eBPF", func(t *testing.T) {
+		if os.Getuid() != 0 {
+			t.Skip("needs root to run lockprobe as another user")
+		}
+		open, err := os.MkdirTemp("", "lockprobe-nobody-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(open)
+		if err := os.Chmod(open, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(open, "lockprobe")
+		copyFile(t, binary, bin)
+		asNobody := func(args ...string) (int, string, string) {
+			cmd := exec.Command(bin, args...)
+			cmd.Dir = open
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			return code, stdout.String(), stderr.String()
+		}
+		// -tracer ebpf refuses with one line; auto falls back to ptrace and records that.
+		code, _, stderr := asNobody("exec", "-tracer", "ebpf", "-out", filepath.Join(open, "e"), "--", "/bin/true")
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "root") {
+			t.Errorf("-tracer ebpf as nobody: exit %d stderr %q, want 2 and one line saying it needs root", code, stderr)
+		}
+		code, stdout, stderr := asNobody("exec", "-out", filepath.Join(open, "a"), "--", python, "-c",
+			"import fcntl; f=open('l','w'); fcntl.lockf(f, fcntl.LOCK_EX)")
+		if code != 0 {
+			t.Fatalf("-tracer auto as nobody: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		tr, err := tracefile.Open(filepath.Join(open, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if root := rootOf(tr); root == nil || root.Attrs.Str(semconv.RunTracer) != "ptrace" {
+			t.Errorf("-tracer auto as nobody did not fall back to ptrace")
+		}
+	})
 	t.Run("SIGKILL of lockprobe exec", func(t *testing.T) {
 		// The traced program sits in a lock call (the tracee is stopped at each one) when
 		// lockprobe dies: PTRACE_O_EXITKILL must take it along, not leave it stopped.
@@ -463,6 +527,15 @@ func TestRealProgBadInput(t *testing.T) {
 			t.Errorf("traced program %d still there (state %s) after lockprobe was killed", traced, ps.State)
 		}
 	})
+}
+
+func rootOf(tr *tracefile.Trace) *tracefile.Span {
+	for _, s := range tr.Spans {
+		if s.Name == semconv.SpanRun {
+			return s
+		}
+	}
+	return nil
 }
 
 func copyFile(t *testing.T, from, to string) {
