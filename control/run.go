@@ -411,7 +411,7 @@ func (r *run) handle(in wire.Incoming) {
 			m.queue.acked = true
 		}
 	case proto.KindSpans:
-		r.spans(m, msg.Spans)
+		r.spans(m, msg.SpansRaw, nil)
 	case proto.KindIdle:
 		m.to(phaseIdle)
 	case proto.KindSnapshot:
@@ -542,17 +542,14 @@ func (r *run) sendQueue(m *member) {
 	r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: r.peers, End: r.runEnd}})
 }
 
-// spans writes a batch to the trace file at once, then shares it with the watchers. from is
-// the member that sent it, nil for the controller's own records.
-func (r *run) spans(from *member, req *coltracepb.ExportTraceServiceRequest) {
+// spans writes a batch to the trace file at once, then shares it with the watchers: b is the
+// request as it arrived (OTLP protobuf), which goes to the file and the merger as it is; req is
+// the same request decoded, when the caller has it. from is the member that sent it, nil for the
+// controller's own records.
+func (r *run) spans(from *member, b []byte, req *coltracepb.ExportTraceServiceRequest) {
 	who := "controller"
 	if from != nil {
 		who = from.label()
-	}
-	b, err := tracefile.Encode(req)
-	if err != nil {
-		r.opts.Log.Error("spans not encodable", "from", who, "err", err)
-		return
 	}
 	if err := r.writer.WriteEncoded(b); err != nil {
 		r.opts.Log.Error("trace file", "err", err)
@@ -571,13 +568,24 @@ func (r *run) spans(from *member, req *coltracepb.ExportTraceServiceRequest) {
 		}
 	}
 	if r.opts.Forward != nil {
+		if req == nil {
+			if req, err = tracefile.Decode(b); err != nil {
+				return
+			}
+		}
 		r.opts.Forward(req.ResourceSpans)
 	}
 }
 
 // writeRecord writes spans the controller made itself.
 func (r *run) writeRecord(rs *tracepb.ResourceSpans) {
-	r.spans(nil, &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{rs}})
+	req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{rs}}
+	b, err := tracefile.Encode(req)
+	if err != nil {
+		r.opts.Log.Error("spans not encodable", "err", err)
+		return
+	}
+	r.spans(nil, b, req)
 }
 
 func (r *run) exited(note exitNote) {

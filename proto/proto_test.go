@@ -86,7 +86,12 @@ func equalMessages(a, b *Message) bool {
 		return false
 	}
 	if a.Kind == KindSpans {
-		return pb.Equal(a.Spans, b.Spans)
+		if a.SpansRaw != nil && b.SpansRaw != nil {
+			return bytes.Equal(a.SpansRaw, b.SpansRaw) && a.Backlog == b.Backlog
+		}
+		x, errA := a.SpanRequest()
+		y, errB := b.SpanRequest()
+		return errA == nil && errB == nil && pb.Equal(x, y) && a.Backlog == b.Backlog
 	}
 	return reflect.DeepEqual(a, b)
 }
