@@ -35,14 +35,16 @@ func (m *model) owner(node string, pid, asker int64) lockmodel.Owner {
 // mapOwners names the lockers behind owners a locker could not map (traces written before
 // lockers shared their lock thread's id with their peers class an owner named by a thread id
 // foreign), and re-decides every owner with the evidence of the holds: Lustre and GlusterFS
-// give a holder's pid as it is on its own node, so a pid may stand for lockers of several nodes,
-// and the locker's first guess (the one of its own node) may hold nothing there; the one that
-// held such a lock at that instant is the owner. It also names the locker of each /proc/locks
+// give a holder's pid as it is on its own node, so a pid may stand for lockers of several nodes
+// (the waiter's own number among them), and the locker's first guess (the one of its own node)
+// may hold nothing there; the one that held such a lock at that instant is the owner. A pid of
+// 0 is a holder no process of the answering node has: the one locker of another node that held
+// it. It also names the locker of each /proc/locks
 // line.
 func (m *model) mapOwners() {
 	remap := func(o *Owner, self int64, file string, at int64) {
-		if o.PID <= 0 {
-			return
+		if o.PID < 0 || o.PID == 0 && o.Class != semconv.OwnerUnknown {
+			return // no pid (OFD's -1), or nothing conflicts
 		}
 		mapped := o.Locker >= 0 && (o.Class == semconv.OwnerLocker || o.Class == semconv.OwnerSelf)
 		if !mapped && o.Class != semconv.OwnerForeign && o.Class != semconv.OwnerUnknown {

@@ -186,6 +186,25 @@ func (r *run) heard(m *member, at time.Time) {
 	s.to, s.healed = at, true
 	r.opts.Log.Warn("node heard again", "node", s.node, "silent", s.to.Sub(s.from).Round(time.Millisecond))
 	r.recordSilence(s)
+	// What the controller sent during the silence is retransmitted by TCP on a backed-off
+	// timer: up to about the silence's length after the heal, the node may not hear us.
+	r.reachable = later(r.reachable, at.Add(min(s.to.Sub(s.from), maxHealWait)+time.Second))
+}
+
+// maxHealWait bounds how long the end of a run waits for a healed node to hear it.
+const maxHealWait = 30 * time.Second
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// graceAfterHeal is how long the run's end waits for members to leave: the grace period, or
+// longer when a node was heard again lately, until it hears the controller again.
+func (r *run) graceAfterHeal() time.Duration {
+	return max(r.opts.Grace, time.Until(r.reachable))
 }
 
 // closeSilences records the silences still open when the run ends: nodes that never returned.

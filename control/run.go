@@ -66,6 +66,7 @@ type run struct {
 	groupDone <-chan struct{}
 	silent    map[string]*silence // nodes silent now, by name
 	runEnd    time.Time           // the timeout's instant, told to the members with their queues
+	reachable time.Time           // when every healed node hears the controller again, at the latest
 	// files holds each file's identity and file-system facts, taken once at the start: at the
 	// end a client may be stopped or dead, and a stat(2) through it would never return.
 	files []fileFacts

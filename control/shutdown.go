@@ -152,7 +152,7 @@ func (r *run) shutdown(reason string) {
 			r.send(m, &proto.Message{Kind: proto.KindStop, Stop: &proto.Stop{Reason: reason, At: r.endAt.UnixNano()}})
 		}
 	}
-	if !r.await(r.opts.Grace) {
+	if !r.await(r.graceAfterHeal()) {
 		r.stopGroup(false)
 		r.killAll()
 		return

@@ -105,6 +105,11 @@ func TestOwner(t *testing.T) {
 		{"a known program", Query{Node: "n1", PID: 400, Asker: 0}, semconv.OwnerForeign, -1, "n1"},
 		{"no pid (OFD)", Query{Node: "n1", PID: -1, Asker: 0}, semconv.OwnerUnknown, -1, ""},
 		{"no pid (NFSv4)", Query{Node: "n1", PID: 0, Asker: 0}, semconv.OwnerUnknown, -1, ""},
+		{"pid 0: no such process on the answering node; the one holder elsewhere", Query{Node: "c3", PID: 0, Asker: 3, Holds: holds(0)}, semconv.OwnerLocker, 0, "n1"},
+		{"pid 0: nobody holds", Query{Node: "c3", PID: 0, Asker: 3, Holds: holds()}, semconv.OwnerUnknown, -1, ""},
+		{"pid 0: two hold elsewhere", Query{Node: "c3", PID: 0, Asker: 3, Holds: holds(0, 1)}, semconv.OwnerUnknown, -1, ""},
+		{"pid 0: the holder is on the answering node, which would have named it", Query{Node: "c3", PID: 0, Asker: 3, Holds: holds(2)}, semconv.OwnerUnknown, -1, ""},
+		{"the waiter's own pid number, held on another node", Query{Node: "c3", PID: 100, Asker: 2, Holds: holds(0)}, semconv.OwnerLocker, 0, "n1"},
 		{"an observer asking", Query{Node: "n2", PID: 200, Asker: -1}, semconv.OwnerLocker, 1, "n2"},
 	}
 	for _, tt := range tests {

@@ -95,7 +95,17 @@ type Owner struct {
 // (a pid names a process on its own node); then the only one of any node (a run's nodes may be
 // mounts on one host, where pids are unique). A pid matching nobody is a foreign owner on the
 // answering node; one shared by several processes and not decided is unknown, as is no pid.
+//
+// Pid 0 is what a node's kernel answers for a holder whose pid no process of that node has (FUSE
+// reads the server's pid in the mounting node's pid namespace): the holder is on another node.
+// When the query says who holds the lock, the one locker of another node holding it is the
+// owner.
 func (t *Processes) Owner(q Query) Owner {
+	if q.PID == 0 && q.Holds != nil {
+		if p := t.onlyHolderElsewhere(q); p != nil {
+			return Owner{Class: semconv.OwnerLocker, Process: p, Node: p.Node}
+		}
+	}
 	if q.PID <= 0 {
 		return Owner{Class: semconv.OwnerUnknown}
 	}
@@ -136,6 +146,23 @@ func (t *Processes) Owner(q Query) Owner {
 		return Owner{Class: semconv.OwnerForeign, Node: q.Node}
 	}
 	return Owner{Class: semconv.OwnerUnknown}
+}
+
+// onlyHolderElsewhere returns the one locker, not the asker and not on the answering node, that
+// holds the lock the query describes; nil when none or several do.
+func (t *Processes) onlyHolderElsewhere(q Query) *Process {
+	var found *Process
+	for i := range t.list {
+		p := &t.list[i]
+		if p.Locker < 0 || p.Locker == q.Asker || p.on(q.Node) || !q.Holds(p) {
+			continue
+		}
+		if found != nil {
+			return nil
+		}
+		found = p
+	}
+	return found
 }
 
 // Locker returns the locker id the owner names, or -1.
