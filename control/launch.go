@@ -129,7 +129,9 @@ func (r *run) groupEnds(wait bool) bool {
 // had not left.
 func (r *run) cancelGroup() {
 	r.opts.Log.Warn("stopping what the launcher still runs")
-	ctx, cancel := context.WithTimeout(context.Background(), r.opts.Grace+killWait+5*time.Second)
+	// A launcher waiting on a node that does not answer (srun for a partitioned node's tasks) is
+	// killed after the grace period: the cancellation has been asked for, and the run must end.
+	ctx, cancel := context.WithTimeout(context.Background(), r.opts.Grace)
 	defer cancel()
 	if err := r.group.Stop(ctx); err != nil {
 		r.opts.Log.Warn("stopping the launched members", "err", err)
@@ -146,8 +148,9 @@ func (r *run) cancelGroup() {
 }
 
 // defaultSilentAfter is how long a node may say nothing before it is named silent: each of its
-// members pings every 2 s, and the controller beats every second.
-const defaultSilentAfter = 4 * time.Second
+// members pings every 2 s (a burst of round trips), so a node in touch is heard at least that
+// often.
+const defaultSilentAfter = 3 * time.Second
 
 // silence is one interval during which nothing arrived from a node: from its last message
 // before the gap to its first after (or the run's end). The real cut lies inside it.

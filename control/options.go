@@ -64,7 +64,7 @@ type Options struct {
 	Nodes  []string
 	NodeOf []int
 	// SilentAfter is how long a node may say nothing before it is named silent (its members
-	// ping every 2 s). Optional: 4s.
+	// ping every 2 s). Optional: 3s.
 	SilentAfter time.Duration
 	// Launcher and Delivery say, for the report, which launcher started the members and how the
 	// binary reached the nodes. Optional.

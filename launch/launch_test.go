@@ -133,7 +133,7 @@ func TestParseSlurmOutput(t *testing.T) {
 	j := &slurmJob{s: &slurm{log: logger(nil), nodes: []Node{{Name: "n0"}, {Name: "n1"}}},
 		members: []Member{{ID: 0}, {ID: 1, Node: 1}, {ID: 2, Node: 1}}, last: map[int]string{}}
 	for _, l := range []string{"2: lockprobe locker: -allow /x/f: stat /x/f: no such file or directory",
-		"srun: error: n1: task 2: Exited with exit code 2", "srun: error: n0: tasks 0-1: Terminated"} {
+		"srun: error: n1: tasks 2,5: Exited with exit code 2", "srun: error: n0: tasks 0-1: Terminated"} {
 		j.line(l)
 	}
 	j.p = &proc{exited: make(chan struct{})}

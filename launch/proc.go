@@ -21,6 +21,10 @@ import (
 // cluster tool that hangs must not hang the run.
 const commandTimeout = 30 * time.Second
 
+// cleanTimeout bounds removing a copied binary from the nodes after the run: a node that never
+// came back cannot be reached, and the run has ended.
+const cleanTimeout = 5 * time.Second
+
 // runTool runs a short command with env and returns its stdout; a failure carries the last line
 // of its stderr.
 func runTool(ctx context.Context, env []string, name string, args ...string) (string, error) {

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
 // SlurmOptions configure the Slurm launcher.
@@ -288,7 +287,7 @@ func (s *slurm) Close(ctx context.Context) error {
 		}
 		if layout, lerr := s.writeLayout("clean", members); lerr == nil {
 			args := append(s.stepArgs(s.opts.Name+"-clean", len(members), false), "--", "rm", "-f", s.deliv.Path)
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			cctx, cancel := context.WithTimeout(ctx, cleanTimeout)
 			if _, rerr := runTool(cctx, append(s.env(), "SLURM_HOSTFILE="+layout), "srun", args...); rerr != nil {
 				s.log.Warn("removing the copied binary from the nodes", "err", rerr)
 			}
@@ -320,7 +319,9 @@ type taskFailure struct {
 	code int
 }
 
-var taskErrRE = regexp.MustCompile(`^srun: error: (\S+): tasks? (\d+)(?:-\d+)?: Exited with exit code (\d+)`)
+// taskErrRE reads srun's report of tasks that exited badly: "srun: error: NODE: task 3: Exited
+// with exit code 2", "tasks 1,4: ...", "tasks 0-1: ..."; the first task named is taken.
+var taskErrRE = regexp.MustCompile(`^srun: error: (\S+): tasks? (\d+)[\d,-]*: Exited with exit code (\d+)`)
 
 // line records srun's and the tasks' output (labelled with the task's rank).
 func (j *slurmJob) line(l string) {
@@ -364,7 +365,7 @@ func (j *slurmJob) Err() error {
 		if f.rank < len(j.members) {
 			what = memberName(j.members[f.rank], j.s.nodes)
 		}
-		msg := j.last[f.rank]
+		msg := strings.TrimPrefix(j.last[f.rank], "lockprobe locker: ")
 		if msg == "" {
 			msg = fmt.Sprintf("exited with status %d", f.code)
 		}

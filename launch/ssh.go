@@ -255,7 +255,7 @@ func (l *sshLauncher) Close(ctx context.Context) error {
 	if !l.deliv.Copied {
 		return nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, cleanTimeout)
 	defer cancel()
 	_ = l.each(func(i int, n Node) error {
 		cmd := exec.CommandContext(cctx, "ssh", l.sshArgs(n.Name, "rm", "-f", "--", l.deliv.Path)...)
@@ -317,7 +317,7 @@ func (j *sshJob) Err() error {
 			continue
 		}
 		s.mu.Lock()
-		msg := s.last
+		msg := strings.TrimPrefix(s.last, "lockprobe locker: ")
 		s.mu.Unlock()
 		if msg == "" {
 			msg = fmt.Sprintf("ssh exited with status %d", code)

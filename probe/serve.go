@@ -178,9 +178,18 @@ func (b *resyncBurst) pong(p *proto.Pong, t4 time.Time) (clock, bool) {
 // recordResync records a re-measured offset as a clock.sync event. The locker keeps stamping
 // with the offset measured at start-up, so that its instants never jump; the events bound the
 // drift for whoever compares instants across lockers later.
+//
+// A burst whose best round trip is far slower than the start-up's (pings sent into a partition,
+// answered after the heal) says next to nothing about the offset and would widen the bound of
+// every comparison with this node by seconds: it is not recorded, and the next burst measures
+// again.
 func (l *Locker) recordResync(c clock) {
 	if l.welcome.SameClock {
 		return // one clock: a re-measurement would only record the noise of the round trip
+	}
+	if c.uncertainty > 4*l.clock.uncertainty+time.Millisecond {
+		l.log.Debug("clock re-measurement skipped: slow round trips", "half_rtt", c.uncertainty)
+		return
 	}
 	l.self.AddEvent(semconv.EventClock, trace.WithTimestamp(l.clock.now()), trace.WithAttributes(
 		attribute.Int64(semconv.ClockOffset, int64(c.offset)),
