@@ -41,6 +41,7 @@ type Analyzer struct {
 	dirty     bool
 	truncated bool
 	m         *model
+	live      liveSet // what Check looks at: the run's present, not its history
 }
 
 // New returns an empty Analyzer.
@@ -48,7 +49,7 @@ func New(opts Options) *Analyzer {
 	if opts.StuckAfter <= 0 {
 		opts.StuckAfter = DefaultStuckAfter
 	}
-	return &Analyzer{opts: opts, spans: map[spanKey]int{}}
+	return &Analyzer{opts: opts, spans: map[spanKey]int{}, live: newLiveSet()}
 }
 
 // Observe records the span as known now. The same span may be observed many times as its records
@@ -66,6 +67,7 @@ func (a *Analyzer) Observe(s *tracefile.Span) {
 		a.order = append(a.order, s)
 	}
 	a.dirty = true
+	a.live.observe(k, s)
 }
 
 // SetTruncated records that the trace file ended in an unfinished line.
@@ -125,6 +127,13 @@ func (a *Analyzer) model() *model {
 	if a.m != nil && !a.dirty {
 		return a.m
 	}
+	a.m = buildModel(a.order)
+	a.dirty = false
+	return a.m
+}
+
+// buildModel builds the event model of spans and its indexes.
+func buildModel(spans []*tracefile.Span) *model {
 	m := &model{
 		byID:      map[int64]*Locker{},
 		byLocker:  map[int64][]*Attempt{},
@@ -137,7 +146,7 @@ func (a *Analyzer) model() *model {
 	// Attempts and holds go into one block each, which the Result shares. In a trace's order
 	// (offline) they come sorted already, and the sort below finds nothing to do.
 	nAtt, nHold := 0, 0
-	for _, s := range a.order {
+	for _, s := range spans {
 		switch s.Name {
 		case semconv.SpanAcquire:
 			nAtt++
@@ -148,7 +157,7 @@ func (a *Analyzer) model() *model {
 	m.attBlock = make([]Attempt, 0, nAtt)
 	m.holdBlock = make([]Hold, 0, nHold)
 	seen := map[int64]int64{} // locker id → the latest instant it recorded itself
-	for _, s := range a.order {
+	for _, s := range spans {
 		m.note(s.Start)
 		m.note(s.End)
 		m.sighting(s, seen)
@@ -270,8 +279,6 @@ func (a *Analyzer) model() *model {
 			m.maxUnc = l.Uncertainty
 		}
 	}
-	a.m = m
-	a.dirty = false
 	return m
 }
 

@@ -11,7 +11,11 @@ import (
 // clock): cycles in the wait-for graph that have stood for the settle time, and waiters stuck for
 // StuckAfter. Findings come most severe first; their FormedAt tells when the condition began.
 func (a *Analyzer) Check(now int64) []Finding {
-	m := a.model()
+	return a.check(a.live.model(now, a.liveSettle()), now)
+}
+
+// check runs Check's detectors on model m.
+func (a *Analyzer) check(m *model, now int64) []Finding {
 	d := &detector{m: m, stuck: a.stuck(), settle: a.settle(m), seen: map[string]int{}}
 	g := m.buildGraph(now)
 	settle := a.settle(m)
