@@ -101,6 +101,9 @@ type Hold struct {
 	How       semconv.HoldEnd
 	AcquireID string
 	ClosedFD  int64 // -1 when not ended by close
+	// Rechecks counts the granted calls that took the held lock again unchanged (a real
+	// program's, recorded by exec: casacore re-checks its lock on every table access).
+	Rechecks int64
 }
 
 // Observation is one change of an observer's F_GETLK answer over the whole file.
@@ -174,6 +177,9 @@ type Run struct {
 	Launcher string
 	Delivery string
 	Nodes    []string
+	// Killed names the processes of a real program that lockprobe killed at the run's end
+	// (exec at its -timeout): their attempts still blocked then end `blocked` at the end instant.
+	Killed []string
 }
 
 // request is the lock an owner holds, as a request of kind: F_GETLK's answer has no kind of its
@@ -333,6 +339,8 @@ func holdOf(s *tracefile.Span) Hold {
 			h.AcquireID = strOf(v)
 		case semconv.LockClosedFD:
 			h.ClosedFD = intOf(v, -1)
+		case semconv.LockRechecks:
+			h.Rechecks = intOf(v, 0)
 		}
 	}
 	l.finish(s)
@@ -492,6 +500,7 @@ func runOf(s *tracefile.Span) *Run {
 		Launcher:     s.Attrs.Str(semconv.RunLauncher),
 		Delivery:     s.Attrs.Str(semconv.RunDelivery),
 		Nodes:        s.Attrs.Strings(semconv.RunNodes),
+		Killed:       s.Attrs.Strings(semconv.RunKilled),
 	}
 }
 

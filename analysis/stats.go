@@ -78,6 +78,7 @@ type LockerSummary struct {
 	Holds       int
 	WaitNS      int64
 	HoldNS      int64
+	Rechecks    int64 // granted calls that re-took a held lock unchanged
 	Outcomes    map[semconv.Outcome]int
 	Exit        string
 }
@@ -374,6 +375,7 @@ func (m *model) summaries(end int64, waited []bool) []LockerSummary {
 		for _, h := range m.holdsOf[l.ID] {
 			s.Holds++
 			s.HoldNS += holdEnd(h, end) - h.Begin
+			s.Rechecks += h.Rechecks
 		}
 		if l.Exited {
 			s.Exit = l.ExitStatus

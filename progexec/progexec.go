@@ -209,6 +209,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		}
 		w.TakeSnapshot(res.End, procs, files)
+		w.SetKilled(res.Killed)
 	}
 	rec.End(res.End)
 	tr.Kill()

@@ -75,9 +75,10 @@ type Writer struct {
 	n       int
 	closed  bool
 	lost    int64
+	killed  []string
 
 	flushMu  sync.Mutex // one flush at a time: requests leave in order
-	encoded  [][]byte // the requests written, merged by Trace
+	encoded  [][]byte   // the requests written, merged by Trace
 	requests int
 	kick     chan struct{}
 	stop     chan struct{}
@@ -141,6 +142,15 @@ func (w *Writer) Close(end time.Time, reason string) error {
 func (w *Writer) SetLost(n int64) {
 	w.mu.Lock()
 	w.lost = n
+	w.mu.Unlock()
+}
+
+// SetKilled names the processes lockprobe kills at the run's end (the root span's
+// lockprobe.killed): a blocked attempt of theirs ends `blocked` at the end instant, and the
+// trace says why the process never exited on its own.
+func (w *Writer) SetKilled(procs []string) {
+	w.mu.Lock()
+	w.killed = procs
 	w.mu.Unlock()
 }
 
@@ -269,6 +279,9 @@ func (w *Writer) writeRoot(end time.Time, reason string) {
 	defer w.mu.Unlock()
 	if !end.IsZero() {
 		attrs = append(attrs, str(semconv.RunEndReason, reason), num(semconv.RunLost, w.lost))
+		if len(w.killed) > 0 {
+			attrs = append(attrs, strs(semconv.RunKilled, w.killed))
+		}
 	}
 	r := w.record(w.root)
 	if !end.IsZero() {

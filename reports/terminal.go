@@ -57,7 +57,7 @@ func Terminal(w io.Writer, res *analysis.Result, opts Options) error {
 		tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
 		programs := v.Lockers[0].Command != ""
 		if programs {
-			fmt.Fprintln(tw, "pid\tnode\tattempts\toutcome\twait time\thold time\t command")
+			fmt.Fprintln(tw, "pid\tnode\tattempts\toutcome\twait time\thold time\tre-checks\t command")
 		} else {
 			fmt.Fprintln(tw, "locker\tnode\tpid\tattempts\toutcome\twait time\thold time\t")
 		}
@@ -69,8 +69,8 @@ func Terminal(w io.Writer, res *analysis.Result, opts Options) error {
 			}
 			if programs {
 				// A program's processes have no locker ids a user knows: pid and command line.
-				fmt.Fprintf(tw, "%d%s\t%s\t%d\t%s\t%s\t%s\t %s\n", l.PID, mark, clean(l.Node), l.Attempts,
-					orDash(l.LastOutcome), dur(l.WaitNS), dur(l.HoldNS), clean(l.Command))
+				fmt.Fprintf(tw, "%d%s\t%s\t%d\t%s\t%s\t%s\t%d\t %s\n", l.PID, mark, clean(l.Node), l.Attempts,
+					orDash(l.LastOutcome), dur(l.WaitNS), dur(l.HoldNS), l.Rechecks, clean(l.Command))
 				continue
 			}
 			fmt.Fprintf(tw, "%d%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", l.ID, mark, clean(l.Node), l.PID, l.Attempts,

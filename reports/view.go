@@ -134,18 +134,21 @@ type LockerView struct {
 	PID  int64  `json:"pid"`
 	// Command is the command line of a real program's process (exec, watch): such a process
 	// is named by pid and command line, its ID is only the trace's.
-	Command            string         `json:"command"`
-	State              string         `json:"state"`
-	Wchan              string         `json:"wchan"`
-	Stack              []string       `json:"stack"`
-	Inflight           string         `json:"inflight"`
-	LastCommand        string         `json:"last_command"`
-	LastOutcome        string         `json:"last_outcome"`
-	Attempts           int            `json:"attempts"`
-	Waits              int            `json:"waits"`
-	Holds              int            `json:"holds"`
-	WaitNS             int64          `json:"wait_ns"`
-	HoldNS             int64          `json:"hold_ns"`
+	Command     string   `json:"command"`
+	State       string   `json:"state"`
+	Wchan       string   `json:"wchan"`
+	Stack       []string `json:"stack"`
+	Inflight    string   `json:"inflight"`
+	LastCommand string   `json:"last_command"`
+	LastOutcome string   `json:"last_outcome"`
+	Attempts    int      `json:"attempts"`
+	Waits       int      `json:"waits"`
+	Holds       int      `json:"holds"`
+	WaitNS      int64    `json:"wait_ns"`
+	HoldNS      int64    `json:"hold_ns"`
+	// Rechecks counts a program's granted calls that took a lock it held again unchanged
+	// (casacore re-checks on every table access): a holder that re-checks is at work.
+	Rechecks           int64          `json:"rechecks"`
 	Outcomes           map[string]int `json:"outcomes"`
 	Exit               string         `json:"exit"`
 	ClockOffsetNS      int64          `json:"clock_offset_ns"`
@@ -355,7 +358,7 @@ func runView(res *analysis.Result, opts Options) RunView {
 		TraceID: r.TraceID, Command: r.Command, Scenario: r.Scenario, ScenarioText: r.ScenarioText,
 		Procs: r.Procs, TimeoutNS: r.TimeoutNS, PollNS: r.PollNS, StartNS: res.Start, EndNS: res.End,
 		EndReason: opts.EndReason, MessagesLost: max(res.MessagesLost, r.MessagesLost),
-		Truncated: res.Truncated, Killed: nonNil(opts.Killed), Unresponsive: nonNil(opts.Unresponsive),
+		Truncated: res.Truncated, Killed: nonNil(orList(opts.Killed, res.Run.Killed)), Unresponsive: nonNil(opts.Unresponsive),
 		StuckAfterNS: res.StuckAfter,
 		Launcher:     r.Launcher, Delivery: r.Delivery, Nodes: nonNil(r.Nodes),
 	}
@@ -435,7 +438,7 @@ func lockerViews(res *analysis.Result, inVerdict []int64) []LockerView {
 		lv := LockerView{
 			ID: l.ID, Node: l.Node, Host: l.Host, PID: l.PID, Command: l.Command, State: s.State, Wchan: s.Wchan,
 			Stack: nonNil(s.Stack), Inflight: s.Inflight, LastCommand: s.LastCommand, LastOutcome: last[l.ID],
-			Attempts: s.Attempts, Waits: s.Waits, Holds: s.Holds, WaitNS: s.WaitNS, HoldNS: s.HoldNS,
+			Attempts: s.Attempts, Waits: s.Waits, Holds: s.Holds, WaitNS: s.WaitNS, HoldNS: s.HoldNS, Rechecks: s.Rechecks,
 			Outcomes: byName(s.Outcomes), Exit: s.Exit, ClockOffsetNS: l.Offset, ClockUncertaintyNS: l.Uncertainty,
 			InVerdict: hot[l.ID],
 		}
@@ -569,4 +572,12 @@ func wallTime(ns int64) string {
 		return ""
 	}
 	return time.Unix(0, ns).UTC().Format("2006-01-02 15:04:05.000000 UTC")
+}
+
+// orList returns a unless it is empty, else b.
+func orList(a, b []string) []string {
+	if len(a) > 0 {
+		return a
+	}
+	return b
 }

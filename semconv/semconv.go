@@ -59,6 +59,7 @@ const (
 	RunDelivery   = "lockprobe.delivery" // how the binary reached the nodes, in words
 	RunNodes      = "lockprobe.nodes"    // []string: the nodes of a run across a cluster, in order
 	RunTracer     = "lockprobe.tracer"   // exec and watch: how the program's lock calls were seen (ptrace, ebpf, sampled)
+	RunKilled     = "lockprobe.killed"   // []string: exec: the processes lockprobe killed at the run's end ("pid N (command)")
 	Verdict       = "lock.verdict"       // class of the verdict, searchable in Jaeger
 	VerdictExit   = "lock.verdict.exit"
 	VerdictText   = "lock.verdict.summary"

@@ -564,3 +564,92 @@ func findProc(marker string) int {
 	}
 	return 0
 }
+
+// Under -timeout, two copies of a program: the one that gets the lock re-takes it 100 times
+// (as casacore re-checks) and sleeps; the other waits for it. At the timeout lockprobe ends the
+// wait `blocked` at the end instant, kills both and says so in the trace and the report; the
+// holder's re-checks are counted and shown. Under each tracer.
+func TestExecTimeoutKillsAndCountsRechecks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes for seconds: not in -short")
+	}
+	for _, tracer := range []string{"ptrace", "ebpf"} {
+		t.Run(tracer, func(t *testing.T) {
+			if tracer == "ebpf" && ebpftracer.Available() != nil {
+				t.Skip(ebpftracer.Available())
+			}
+			dir := t.TempDir()
+			f := filepath.Join(dir, "f")
+			out := filepath.Join(dir, "out")
+			res, err := lptest.Run(binary, time.Minute, "exec", "-tracer", tracer, "-n", "2", "-timeout", "3s", "-out", out, "--",
+				python, "-c", `import fcntl, sys, time
+f = open(sys.argv[1], "a+")
+try:
+    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    fcntl.lockf(f, fcntl.LOCK_EX)
+for i in range(100):
+    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+time.sleep(60)`, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Code == 1 || res.Code == 2 {
+				t.Fatalf("exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
+			}
+			if !strings.Contains(res.Stdout, "re-checks") || !strings.Contains(res.Stdout, "killed: pid ") {
+				t.Errorf("the summary shows no re-checks column or no killed line:\n%s", res.Stdout)
+			}
+			var v struct {
+				Run struct {
+					Killed []string `json:"killed"`
+				} `json:"run"`
+				Lockers []struct {
+					PID      int   `json:"pid"`
+					Rechecks int64 `json:"rechecks"`
+				} `json:"lockers"`
+			}
+			b, err := os.ReadFile(filepath.Join(out, "verdict.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &v); err != nil {
+				t.Fatal(err)
+			}
+			var rechecks []int64
+			for _, l := range v.Lockers {
+				rechecks = append(rechecks, l.Rechecks)
+			}
+			if len(rechecks) != 2 || max(rechecks[0], rechecks[1]) != 100 || min(rechecks[0], rechecks[1]) != 0 {
+				t.Errorf("re-checks per process %v, want 100 for the holder and 0 for the waiter", rechecks)
+			}
+			if len(v.Run.Killed) != 2 {
+				t.Errorf("killed %v, want both processes", v.Run.Killed)
+			}
+			tr, err := tracefile.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if root := rootOf(tr); root == nil || len(root.Attrs.Strings(semconv.RunKilled)) != 2 {
+				t.Errorf("the trace does not name the killed processes")
+			}
+			blocked := 0
+			for _, s := range tr.Spans {
+				if s.Name == semconv.SpanAcquire && s.Attrs.Str(semconv.LockOutcome) == "blocked" {
+					blocked++
+					if end := rootOf(tr).End; s.End != end {
+						t.Errorf("the blocked attempt ends at %d, not at the run's end %d", s.End, end)
+					}
+				}
+			}
+			if blocked != 1 {
+				t.Errorf("%d blocked attempts, want the waiter's", blocked)
+			}
+			// The analysis of the saved trace names them too.
+			again, err := lptest.Run(binary, time.Minute, "analyze", "-out", t.TempDir(), out)
+			if err != nil || !strings.Contains(again.Stdout, "killed: pid ") {
+				t.Errorf("analyze: %v\n%s", err, again.Stdout)
+			}
+		})
+	}
+}
