@@ -79,10 +79,13 @@ func Filter(a lockcall.Arch) []unix.SockFilter {
 // InstallAndExec is the traced child's side: it forbids new privileges (so that an
 // unprivileged process may install a filter; a setuid program then runs without its
 // privileges), installs Filter on its own thread and replaces itself with path. It returns
-// only on error. The tracer has the child stopped at its first exec (PTRACE_TRACEME), so the
-// filter's first stops go to it.
+// only on error. It first stops itself (SIGSTOP) for the tracer to seize it, so that the filter's
+// stops (SECCOMP_RET_TRACE fails a call with ENOSYS when no tracer is there) all go to the tracer.
 func InstallAndExec(path string, argv, env []string) error {
 	runtime.LockOSThread() // the filter is per thread; exec must run on the thread that has it
+	if err := unix.Kill(unix.Getpid(), unix.SIGSTOP); err != nil {
+		return fmt.Errorf("ptracer: stop for the tracer: %w", err)
+	}
 	a, err := lockcall.Native()
 	if err != nil {
 		return err

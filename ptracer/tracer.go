@@ -22,7 +22,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -188,7 +187,7 @@ func (t *Tracer) Kill() {
 }
 
 // run is the tracer thread: ptrace requests must all come from the thread that is the
-// tracer, which for PTRACE_TRACEME is the thread that forked the child.
+// tracer: the thread that seized the copies (and so inherits their children).
 func (t *Tracer) run() {
 	runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
 	defer close(t.done)
@@ -213,30 +212,32 @@ func (t *Tracer) startCopies() error {
 		argv = append(argv, o.Args...)
 		cmd := exec.Command(o.Helper[0], argv...)
 		cmd.Env, cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Env, o.Dir, o.Stdin, o.Stdout, o.Stderr
-		// Ptrace: the child does PTRACE_TRACEME and stops at its exec. Pdeathsig: belt and
-		// braces beside EXITKILL for the child that has not been given its options yet.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		// The child stops itself (SIGSTOP) before anything else; the tracer seizes it there
+		// (PTRACE_SEIZE, not TRACEME: only a seized tracee can be left in a job-control stop
+		// with PTRACE_LISTEN) and continues it. Pdeathsig: belt and braces beside EXITKILL for
+		// the child that is not seized yet.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("ptracer: start %s: %w", o.Program, err)
 		}
 		pid := cmd.Process.Pid
 		_ = cmd.Process.Release() // the tracer reaps it with wait4
 		var ws unix.WaitStatus
-		if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil {
+		if _, err := unix.Wait4(pid, &ws, unix.WALL|unix.WUNTRACED, nil); err != nil {
 			return fmt.Errorf("ptracer: wait for %s: %w", o.Program, err)
 		}
 		if !ws.Stopped() {
-			return fmt.Errorf("ptracer: %s did not stop at its exec (%v)", o.Program, ws)
+			return fmt.Errorf("ptracer: %s did not stop before its exec (%v)", o.Program, ws)
 		}
 		t.mu.Lock()
 		t.procs[pid] = &proc{pid: pid, copy: i, threads: 1}
 		t.threads[pid] = &thread{tid: pid, pid: pid}
 		t.roots = append(t.roots, pid)
 		t.mu.Unlock()
-		if err := unix.PtraceSetOptions(pid, traceOptions); err != nil {
-			return fmt.Errorf("ptracer: set options on %d: %w", pid, err)
+		if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(pid), 0, traceOptions, 0, 0); e != 0 {
+			return fmt.Errorf("ptracer: seize %d: %w", pid, e)
 		}
-		if err := unix.PtraceCont(pid, 0); err != nil {
+		if err := unix.Kill(pid, unix.SIGCONT); err != nil {
 			return fmt.Errorf("ptracer: continue %d: %w", pid, err)
 		}
 	}
@@ -313,6 +314,20 @@ func (t *Tracer) stopped(tid int, ws unix.WaitStatus, now time.Time) {
 	th := t.thread(tid)
 	sig := ws.StopSignal()
 	switch {
+	case int(ws)>>16 == unix.PTRACE_EVENT_STOP:
+		// A seized tracee's stop of its own: a job-control stop (the stopping signal) is kept
+		// with PTRACE_LISTEN — the program stays stopped, as it would untraced, until a SIGCONT,
+		// which brings another such stop with SIGTRAP; that one, and a new child's first stop,
+		// are continued.
+		th.fresh = false
+		switch sig {
+		case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+			if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_LISTEN, uintptr(tid), 0, 0, 0, 0); e != 0 && e != unix.ESRCH {
+				t.opts.Log.Debug("ptrace listen", "tid", tid, "err", e)
+			}
+		default:
+			t.cont(tid, 0)
+		}
 	case sig == unix.SIGTRAP|0x80:
 		t.syscallStop(th, now)
 	case sig == unix.SIGTRAP && ws.TrapCause() == unix.PTRACE_EVENT_SECCOMP:
@@ -323,13 +338,8 @@ func (t *Tracer) stopped(tid int, ws unix.WaitStatus, now time.Time) {
 		th.fresh = false
 		t.cont(tid, 0)
 	default:
-		// A signal for the tracee: deliver it. A group-stop (no siginfo) is resumed at once:
-		// job control stops of traced programs are not kept (README, limits).
-		var si unix.Siginfo
-		if err := ptraceGetSiginfo(tid, &si); err != nil {
-			t.cont(tid, 0)
-			return
-		}
+		// A signal for the tracee: deliver it (a stopping signal then brings the group-stop
+		// above).
 		if sig == unix.SIGTRAP {
 			sig = 0 // a stray trap from our own exec handling
 		}
@@ -562,13 +572,4 @@ func readMem(tid int, addr uint64, n int) ([]byte, error) {
 		err = fmt.Errorf("short read: %d of %d bytes", got, n)
 	}
 	return nil, fmt.Errorf("ptracer: read %d bytes at %#x of %d: %w", n, addr, tid, err)
-}
-
-// ptraceGetSiginfo fails (EINVAL) for a group-stop, which has no signal to deliver.
-func ptraceGetSiginfo(tid int, si *unix.Siginfo) error {
-	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGINFO, uintptr(tid), 0, uintptr(unsafe.Pointer(si)), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
 }

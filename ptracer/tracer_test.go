@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/lockcall"
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -264,5 +265,53 @@ func TestStartMissing(t *testing.T) {
 	exits := r.calls(ProcExit)
 	if len(exits) != 1 || exits[0].Status != "exit status 127" {
 		t.Errorf("exits %+v", exits)
+	}
+}
+
+// A traced program stopped by job control (SIGSTOP, ^Z's SIGTSTP) stays stopped, as it would
+// untraced, until SIGCONT: the tracer leaves it in the stop (PTRACE_LISTEN) instead of
+// resuming it.
+func TestJobControlStopKept(t *testing.T) {
+	py := python(t)
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "after")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr, r := start(t, ctx, py, 1, "-c", `import os, signal, sys
+os.kill(os.getpid(), signal.SIGTSTP)
+open(sys.argv[1], "w").close()`, marker)
+	var pid int
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := r.calls(ProcStart); len(s) > 0 {
+			pid = s[0].PID
+			if ps, err := host.ReadProcess(pid, 0); err == nil && (ps.State == "T" || ps.State == "t") {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pid == 0 {
+		t.Fatal("program never started")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the program went on after its job-control stop")
+	}
+	ps, err := host.ReadProcess(pid, 0)
+	if err != nil || (ps.State != "T" && ps.State != "t") {
+		t.Fatalf("state %+v (%v), want stopped", ps, err)
+	}
+	if err := unix.Kill(pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the program did not go on after SIGCONT: %v", err)
+	}
+	if ex := r.calls(ProcExit); len(ex) != 1 || ex[0].Status != "exit status 0" {
+		t.Errorf("exits %+v", ex)
 	}
 }
