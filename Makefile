@@ -11,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION)
 DEB_PKGS := glusterfs-server chromium fuse3 slurmd slurmctld slurm-client munge openssh-server openssh-client python3-casacore
 APT_STAMP := .cache/apt-$(shell echo $(DEB_PKGS) | tr ' ' '-').stamp
 
-.PHONY: all build test short deps lint staticcheck fuzz bench package clean jaeger
+.PHONY: all build test short deps lint staticcheck fuzz fuzz-short bench package clean jaeger
 
 all: build
 
@@ -39,6 +39,7 @@ lint:
 # Chromium) from fighting over the two cores.
 test: deps lint jaeger
 	$(GO) test -p 1 -count=1 -timeout 25m ./...
+	$(MAKE) fuzz-short
 
 # jaeger builds the Jaeger pinned in tools/go.mod once, into .cache/bin (minutes on a cold cache).
 jaeger:
@@ -52,14 +53,24 @@ staticcheck:
 short:
 	$(GO) test -short -count=1 ./...
 
+# FUZZ lists every fuzz target as package:Target. Each runs for FUZZTIME in `make test` (a few
+# seconds; `make fuzz` runs them longer), and keeps what it finds in the package's
+# testdata/fuzz/Target, which plain `go test` then replays as seed corpus.
+FUZZ := proto:FuzzDecode wire:FuzzStream scenario:FuzzParse tracefile:FuzzRead tracefile:FuzzDecodeMatchesPdata \
+	host:FuzzParseLocks host:FuzzParseMountInfoLine host:FuzzParseStatedump lockcall:FuzzParseProcSyscall \
+	otlpexport:FuzzExportSpans semconv:FuzzParseKind simfs:FuzzParseFault simfs/locktable:FuzzParse \
+	analysis:FuzzFixture reports:FuzzHTMLEscaping
+FUZZTIME ?= 3s
+
+fuzz-short:
+	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		out=$$($(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -test.fuzzcachedir=$(CURDIR)/$$pkg/testdata/fuzz 2>&1) \
+			|| { echo "$$out"; exit 1; }; echo "$$out" | grep 'new interesting' | tail -1; \
+	done
+
 fuzz:
-	$(GO) test ./proto -run '^$$' -fuzz FuzzDecode -fuzztime 30s
-	$(GO) test ./tracefile -run '^$$' -fuzz FuzzRead -fuzztime 30s
-	$(GO) test ./scenario -run '^$$' -fuzz FuzzParse -fuzztime 30s
-	$(GO) test ./host -run '^$$' -fuzz FuzzParseLocks -fuzztime 30s
-	$(GO) test ./otlpexport -run '^$$' -fuzz FuzzExportSpans -fuzztime 30s
-	$(GO) test ./simfs -run '^$$' -fuzz FuzzParseFault -fuzztime 30s
-	$(GO) test ./simfs/locktable -run '^$$' -fuzz FuzzParse -fuzztime 30s
+	$(MAKE) fuzz-short FUZZTIME=30s
 
 # bench runs ./bench (real lockers, the bare baseline beside them; see BENCHMARKS.md) and writes
 # BENCHMARKS.md from its output. BENCH_SHORT=1: the quick variant.

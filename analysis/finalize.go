@@ -63,7 +63,7 @@ func (a *Analyzer) Finalize(end int64) *Result {
 		fs = []Finding{}
 	}
 	r := &Result{
-		Verdict:      verdictOf(fs),
+		Verdict:      verdictOf(fs, m.nothingToJudge()),
 		Findings:     fs,
 		Run:          m.run,
 		Start:        m.run.Begin,
@@ -79,6 +79,20 @@ func (a *Analyzer) Finalize(end int64) *Result {
 	}
 	r.fill(m)
 	return r
+}
+
+// nothingToJudge says why the trace holds no run to judge: a run that saw nothing has no
+// verdict of health.
+func (m *model) nothingToJudge() Unjudged {
+	switch {
+	case m.run.TraceID == "" && len(m.lockers) == 0 && len(m.attempts) == 0:
+		return EmptyTrace
+	case m.run.EndReason == "start-failed":
+		return StartFailed
+	case m.run.TraceID != "" && m.run.StartNS == 0:
+		return NotStarted
+	}
+	return Judged
 }
 
 // cycles turns the cycles the sweep found into deadlock findings: one per strongly connected

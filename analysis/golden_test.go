@@ -113,7 +113,11 @@ func rel(ns int64) string {
 func expectText(r *analysis.Result) string {
 	v := reports.NewView(r, reports.Options{})
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "verdict %s exit=%d\n", v.Verdict.Class, v.Verdict.Exit)
+	fmt.Fprintf(&b, "verdict %s exit=%d", v.Verdict.Class, v.Verdict.Exit)
+	if v.Verdict.Unjudged != "" {
+		fmt.Fprintf(&b, " unjudged=%s", v.Verdict.Unjudged)
+	}
+	b.WriteString("\n")
 	for _, f := range v.Findings {
 		fmt.Fprintf(&b, "finding %s exit=%d lockers=%v file=%s range=%s mode=%s formed=%s duration=%s resolved=%v\n",
 			f.Class, f.Exit, f.Lockers, f.File, f.Range, f.Mode, rel(f.FormedNS), time.Duration(f.DurationNS), f.Resolved)

@@ -21,11 +21,16 @@ const (
 	// ClassIdleHolder: a program's waiter stuck behind a live holder that is in no lock call
 	// (asleep, stopped, in another syscall).
 	ClassIdleHolder = "idle-holder"
+	// ClassNoVerdict: the trace holds no run that could be judged — it is empty, or its run
+	// never started its scenario (a failed start, an interrupt before every locker was ready).
+	// A run that saw nothing is not healthy.
+	ClassNoVerdict = "no-verdict"
 )
 
 // Exit statuses of a verdict (DESIGN.md).
 const (
 	ExitHealthy   = 0
+	ExitNoVerdict = 1 // the tool's error status: there was nothing to judge
 	ExitDeadlock  = 3
 	ExitStuck     = 4
 	ExitExclusion = 5
@@ -99,6 +104,28 @@ type Verdict struct {
 	Class   string
 	Exit    int
 	Finding int // index into Result.Findings, -1 when healthy
+	// Unjudged says why there is no verdict (Class ClassNoVerdict); Judged otherwise.
+	Unjudged Unjudged
+}
+
+// Unjudged says why a trace has no verdict: a run that saw nothing is not healthy.
+type Unjudged uint8
+
+// Why a trace has no verdict.
+const (
+	Judged      Unjudged = iota
+	EmptyTrace           // the trace holds no lockprobe run
+	StartFailed          // the run failed to start: no locker ran its scenario
+	NotStarted           // the run ended (interrupted, timed out) before its scenario started
+)
+
+var unjudgedNames = [...]string{Judged: "judged", EmptyTrace: "empty-trace", StartFailed: "start-failed", NotStarted: "not-started"}
+
+func (u Unjudged) String() string {
+	if int(u) < len(unjudgedNames) {
+		return unjudgedNames[u]
+	}
+	return fmt.Sprintf("unjudged(%d)", uint8(u))
 }
 
 // Result is everything the analysis found, ready for the reports.
@@ -167,7 +194,10 @@ func sortFindings(fs []Finding) {
 }
 
 // verdictOf picks the most severe of sorted findings.
-func verdictOf(fs []Finding) Verdict {
+func verdictOf(fs []Finding, why Unjudged) Verdict {
+	if why != Judged {
+		return Verdict{Class: ClassNoVerdict, Exit: ExitNoVerdict, Finding: -1, Unjudged: why}
+	}
 	if len(fs) == 0 {
 		return Verdict{Class: ClassHealthy, Exit: ExitHealthy, Finding: -1}
 	}

@@ -55,7 +55,7 @@ func (r *run) glusterEvents() []*tracepb.Span_Event {
 			r.opts.Log.Warn("gluster statedump", "volume", vol, "err", err)
 			continue
 		}
-		_ = os.WriteFile(filepath.Join(r.opts.OutDir, "gluster-statedump-"+vol+".txt"), dump, 0o644)
+		_ = os.WriteFile(filepath.Join(r.opts.OutDir, "gluster-statedump-"+vol+".txt"), dump, 0o600)
 		locks, err := host.ParseStatedump(bytes.NewReader(dump))
 		if err != nil {
 			r.opts.Log.Warn("gluster statedump", "volume", vol, "err", err)

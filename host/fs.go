@@ -213,6 +213,18 @@ var magicNames = map[uint32]string{
 	0xA501FCF5: "vxfs",
 }
 
+// PseudoFS says whether a file system of that name (MagicName) holds no files a process could
+// share by path: each process sees its own (/proc/self/...), or the "file" is a kernel
+// interface. Locking one proves nothing about any file system.
+func PseudoFS(name string) bool {
+	switch name {
+	case "proc", "sysfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "bpf", "mqueue",
+		"configfs", "nsfs", "pipefs", "sockfs", "anon_inode", "pstore", "efivarfs", "binfmt_misc", "fusectl":
+		return true
+	}
+	return false
+}
+
 // MagicName names a statfs f_type value; "" if unknown. Only the low 32
 // bits count: f_type is a signed long, and 32-bit kernels sign-extend.
 func MagicName(magic int64) string {

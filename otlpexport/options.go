@@ -149,6 +149,13 @@ type target struct {
 	endpointHost string // for WithEndpoint (host:port, plain text)
 }
 
+// Check says whether the endpoint and protocol (or the environment) name a collector
+// lockprobe can send to, before anything is read or sent.
+func Check(o Options) error {
+	_, err := resolveTarget(o)
+	return err
+}
+
 // resolveTarget turns Options.Endpoint and Options.Protocol (or the
 // environment) into a target.
 func resolveTarget(o Options) (target, error) {

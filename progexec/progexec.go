@@ -156,7 +156,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Copies <= 0 {
 		o.Copies = 1
 	}
-	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+	if err := os.MkdirAll(o.OutDir, 0o700); err != nil {
 		return nil, fmt.Errorf("progexec: %w", err)
 	}
 	kind, err := pick(o.Tracer)

@@ -38,7 +38,7 @@ func WriteAll(res *analysis.Result, opts Options) error {
 	if dir == "" {
 		dir = "."
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create report folder: %w", err)
 	}
 	return errors.Join(
@@ -53,8 +53,11 @@ func writeFile(path string, render func(io.Writer) error) error {
 	if err := render(&buf); err != nil {
 		return fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
+	// 0600: the reports name hosts, mounts, pids and kernel stacks; their owner decides whom
+	// to give them to. A file that could not be written whole (a full disk) is removed.
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

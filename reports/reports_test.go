@@ -117,7 +117,7 @@ func TestHTMLFixtures(t *testing.T) {
 					t.Errorf("no element with id %q", id)
 				}
 			}
-			if p.svgs < 2 {
+			if len(res.Attempts) > 0 && p.svgs < 2 { // a run that never started has no histogram
 				t.Errorf("%d svg elements, want the timeline and the histogram at least", p.svgs)
 			}
 			if len(res.Graph.Nodes) > 0 && !p.classes["wfg"] {

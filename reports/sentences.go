@@ -15,6 +15,10 @@ import (
 // healthySummary is the verdict's sentence when nothing was found.
 const healthySummary = "healthy: every lock attempt ended and no signature of a file-system locking bug was found"
 
+// healthyBlocked is the healthy verdict of a run that ended while attempts still waited (the
+// timeout came first, and they waited less than -stuck-after under no suspicious evidence).
+const healthyBlocked = "healthy: no signature of a file-system locking bug was found; %d attempts were still waiting when the run ended"
+
 // namer names the lockers of one result by id.
 type namer map[int64]*analysis.Locker
 
@@ -167,10 +171,32 @@ func joinIDs(ids []int64) string {
 // Summary returns the verdict of res in one sentence, as verdict.json and the report say it.
 func Summary(res *analysis.Result) string { return newNamer(res.Lockers).verdictSummary(res) }
 
-// verdictSummary is the verdict in one sentence: its finding's, or the healthy one.
+// verdictSummary is the verdict in one sentence: its finding's, the healthy one, or why there
+// is none.
 func (n namer) verdictSummary(res *analysis.Result) string {
 	if f := verdictFinding(res); f != nil {
 		return n.summary(f)
+	}
+	switch res.Verdict.Unjudged {
+	case analysis.EmptyTrace:
+		return "no verdict: the trace holds no lockprobe run"
+	case analysis.StartFailed:
+		return "no verdict: the run failed to start, and no locker ran its scenario"
+	case analysis.NotStarted:
+		why := "no verdict: the run ended before its scenario started"
+		if r := res.Run.EndReason; r != "" {
+			why += " (" + r + ")"
+		}
+		return why + ": nothing was tested"
+	}
+	blocked := 0
+	for _, a := range res.Attempts {
+		if a.Outcome == semconv.OutcomeBlocked {
+			blocked++
+		}
+	}
+	if blocked > 0 {
+		return fmt.Sprintf(healthyBlocked, blocked)
 	}
 	return healthySummary
 }

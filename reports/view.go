@@ -54,6 +54,9 @@ type VerdictView struct {
 	Finding            int     `json:"finding"`
 	Lockers            []int64 `json:"lockers"`
 	DetectionLatencyNS int64   `json:"detection_latency_ns"`
+	// Unjudged says why there is no verdict (class no-verdict): empty-trace, start-failed or
+	// not-started; absent otherwise.
+	Unjudged string `json:"unjudged,omitempty"`
 }
 
 // RunView is what the run was and how it ended.
@@ -328,6 +331,9 @@ func NewView(res *analysis.Result, opts Options) *View {
 		Class: res.Verdict.Class, Exit: res.Verdict.Exit, Title: classTitle(res.Verdict.Class),
 		Summary: v.names.verdictSummary(res), Meaning: classMeaning(res.Verdict.Class),
 		Finding: res.Verdict.Finding, Lockers: []int64{}, DetectionLatencyNS: int64(opts.DetectionLatency),
+	}
+	if res.Verdict.Unjudged != analysis.Judged {
+		v.Verdict.Unjudged = res.Verdict.Unjudged.String()
 	}
 	if f := verdictFinding(res); f != nil {
 		v.Verdict.Lockers = nonNil(f.Lockers)

@@ -20,6 +20,7 @@ var classTitles = map[string]string{
 	analysis.ClassExclusionViolated: "Mutual exclusion violated",
 	analysis.ClassImplicitRelease:   "Implicit release",
 	analysis.ClassIdleHolder:        "Stuck behind an idle holder",
+	analysis.ClassNoVerdict:         "No verdict",
 }
 
 // classMeanings say in plain words what a class means for someone who never heard of lockprobe.
@@ -46,6 +47,9 @@ var classMeanings = map[string]string{
 		"clocks could err. The file system broke mutual exclusion: data protected by this lock can be corrupted.",
 	analysis.ClassImplicitRelease: "A POSIX lock was dropped because the process closed another descriptor of the same file. " +
 		"POSIX requires this; it surprises applications that believe they still hold the lock.",
+	analysis.ClassNoVerdict: "There is nothing to judge: the trace holds no run, or the run ended before its lockers ran " +
+		"their scenario (it failed to start, or was interrupted while waiting for its lockers). Nothing was tested, " +
+		"so nothing is declared healthy.",
 	analysis.ClassIdleHolder: "A process of the program waits for a lock that another process of it holds, and that holder " +
 		"waits for no lock: it sleeps, is stopped or is busy in another call (what it does is below). The file system is " +
 		"not at fault; the program hangs until the holder lets go.",

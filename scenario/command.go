@@ -119,6 +119,11 @@ func (p *parser) command(n int, text string, toks []token) (stmt, error) {
 	st.cmd.Op = spec.op
 	argTok := token{s: arg, col: w.col + len(word) + 1}
 	rest := toks[1:]
+	// The seed harness's absolute instant has a space in it: write@2026-12-01 21:30:00.
+	if hasAt && word != "file" && word != "sleep" && isSeedDate(arg) && len(rest) > 0 && isSeedClock(rest[0].s) {
+		argTok.s += " " + rest[0].s
+		rest = rest[1:]
+	}
 	switch word {
 	case "read":
 		st.cmd.Mode = semconv.ModeRead
@@ -272,7 +277,34 @@ func (p *parser) bound(n int, t token) (numTmpl, error) {
 	return numTmpl{n: k}, nil
 }
 
-// when reads +DURATION (from the scenario start) or an RFC 3339 instant.
+// seedLayout is the seed harness's absolute instant, %Y-%m-%d %H:%M:%S in UTC (a fraction of a
+// second may follow).
+const seedLayout = "2006-01-02 15:04:05"
+
+// isSeedDate and isSeedClock recognise the two halves of a seed instant: 2026-12-01 and
+// 21:30:00 (or 21:30:00.25).
+func isSeedDate(s string) bool {
+	return len(s) == 10 && digitsAt(s, 0, 1, 2, 3, 5, 6, 8, 9) && s[4] == '-' && s[7] == '-'
+}
+
+func isSeedClock(s string) bool {
+	if len(s) < 8 || !digitsAt(s, 0, 1, 3, 4, 6, 7) || s[2] != ':' || s[5] != ':' {
+		return false
+	}
+	return len(s) == 8 || s[8] == '.' && len(s) > 9 && isDigits(s[9:])
+}
+
+func digitsAt(s string, at ...int) bool {
+	for _, i := range at {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// when reads +DURATION (from the scenario start), an RFC 3339 instant, or the seed harness's
+// YYYY-MM-DD HH:MM:SS (UTC).
 func (p *parser) when(n int, t token, c *proto.Command) error {
 	c.HasAt = true
 	if d, ok := strings.CutPrefix(t.s, "+"); ok {
@@ -282,7 +314,10 @@ func (p *parser) when(n int, t token, c *proto.Command) error {
 	}
 	abs, err := time.Parse(time.RFC3339Nano, t.s)
 	if err != nil {
-		return p.errf(n, t.col, "time %q is not +DURATION or an RFC 3339 time", t.s)
+		abs, err = time.ParseInLocation(seedLayout, t.s, time.UTC)
+	}
+	if err != nil {
+		return p.errf(n, t.col, "time %q is not +DURATION, an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)", t.s)
 	}
 	c.Abs = abs
 	return nil
@@ -312,6 +347,11 @@ func (p *parser) sleepArg(n int, w, arg token, hasAt bool, rest []token) (time.D
 // pathTemplate checks that every '{' in a path starts a known template word.
 func (p *parser) pathTemplate(n int, t token) error {
 	s := t.s
+	for i, r := range s {
+		if r < ' ' || r == 0x7f {
+			return p.errf(n, t.col+i, "path holds the control character %q: a file name lockers can share has none", r)
+		}
+	}
 	for off := 0; ; {
 		i := strings.IndexByte(s[off:], '{')
 		if i < 0 {

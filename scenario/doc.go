@@ -38,8 +38,9 @@
 //
 // WHEN schedules a command: +DURATION is a Go duration after the scenario's start instant,
 // which all lockers share (+1s, +1.5s, +450us); an RFC 3339 time (2025-01-02T03:04:05.5Z) is an
-// absolute instant. Both are on the controller's clock. A command without WHEN runs as soon as
-// the one before it in the locker's queue is done.
+// absolute instant, and so is the seed harness's YYYY-MM-DD HH:MM:SS in UTC, space and all
+// (write@2026-12-01 21:30:00, a fraction of a second may follow). All are on the controller's
+// clock. A command without WHEN runs as soon as the one before it in the locker's queue is done.
 //
 // The words:
 //

@@ -44,10 +44,10 @@ func TestErrors(t *testing.T) {
 		{"stop kind=posix", "1:6: stop takes no option kind"},
 		{"sleep 1s fd=1", "1:10: sleep takes no option fd"},
 		{"close extra", "1:7: unexpected \"extra\": options are key=value"},
-		{"write@1s", "1:7: time \"1s\" is not +DURATION or an RFC 3339 time"},
+		{"write@1s", "1:7: time \"1s\" is not +DURATION, an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)"},
 		{"write@+-1s", "1:8: time \"-1s\" is negative"},
 		{"write@+soon", "1:8: time \"soon\" is not a duration"},
-		{"write@2025-13-01T00:00:00Z", "1:7: time \"2025-13-01T00:00:00Z\" is not +DURATION or an RFC 3339 time"},
+		{"write@2025-13-01T00:00:00Z", "1:7: time \"2025-13-01T00:00:00Z\" is not +DURATION, an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)"},
 		{"sleep", "1:1: want sleep DURATION or sleep@MICROSECONDS"},
 		{"sleep 450", "1:7: sleep \"450\" needs a unit; bare microseconds only in the seed's form sleep@450"},
 		{"sleep -1s", "1:7: sleep \"-1s\" is negative"},
@@ -88,6 +88,13 @@ func TestErrors(t *testing.T) {
 		{"repeat 2 {\nstop\n}", "2:1: locker 0 already stopped at line 2"},
 		{"repeat 1000 {\nrepeat 1000 {\nwrite\n}\n}", "1:1: repeat makes more than 100000 commands"},
 		{"file@{file}\nstop\n0: write", "3:1: locker 0 already stopped at line 2"},
+		// Found by FuzzParse: a raw carriage return in a token reached the terminal.
+		{"procs \r 0", "1:9: unexpected \"0\" after procs \\x0d"},
+		{"procs \x1b[2J 0\nstop", "1:12: unexpected \"0\" after procs \\x1b[2J"},
+		{"write@" + strings.Repeat("9", 900000), "1:7: time \"" + strings.Repeat("9", 64) + "…\" is not +DURATION, an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)"},
+		{"file@/tmp/a\x00b", "1:12: path holds the control character '\\x00': a file name lockers can share has none"},
+		{"write@2026-12-01 21:30", "1:7: time \"2026-12-01\" is not +DURATION, an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)"},
+		{"write@2026-13-01 21:30:00", "1:7: time \"2026-13-01 21:30:00\" is not +DURATION, an RFC 3339 time or YYYY-MM-DD HH:MM:SS (UTC)"},
 	}
 	for _, tt := range tests {
 		s, err := Parse("t", strings.NewReader(tt.src), ParseOptions{})

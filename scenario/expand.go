@@ -70,6 +70,11 @@ func (s *Scenario) QueuesOn(procs int, files []string, pl Placement) ([][]proto.
 }
 
 func (s *Scenario) errAt(st *stmt, col int, format string, args ...any) error {
+	for i, a := range args {
+		if str, ok := a.(string); ok {
+			args[i] = cut(str)
+		}
+	}
 	return &Error{Name: s.Name, Line: st.line, Col: col, Msg: fmt.Sprintf(format, args...)}
 }
 

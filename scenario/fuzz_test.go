@@ -26,6 +26,8 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add("0:read@2025-01-02T03:04:05Z\n1-{last}:sleep@7")
+	f.Add("all: file@{file}\n0: write@2026-12-01 21:30:00\n1: release@2026-12-01 21:30:00.5\n")
+	f.Add("procs \r 0")
 	f.Fuzz(func(t *testing.T, src string) {
 		s, err := Parse("fuzz", strings.NewReader(src), ParseOptions{MaxCommands: 1000})
 		if err != nil {
@@ -49,9 +51,17 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// oneLine checks what a user sees of a bad scenario: one short line starting with the name,
+// with nothing a terminal would act on (a carriage return, an escape sequence).
 func oneLine(t *testing.T, err error) {
 	t.Helper()
-	if msg := err.Error(); strings.ContainsAny(msg, "\n\r") || !strings.HasPrefix(msg, "fuzz:") {
-		t.Fatalf("error is not one line starting with the name: %q", msg)
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "fuzz:") || len(msg) > 400 {
+		t.Fatalf("error is not one short line starting with the name (%d bytes): %q", len(msg), msg)
+	}
+	for _, r := range msg {
+		if r < ' ' || r == 0x7f {
+			t.Fatalf("error holds the control character %q: %q", r, msg)
+		}
 	}
 }

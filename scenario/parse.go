@@ -81,7 +81,13 @@ func Parse(name string, r io.Reader, opts ParseOptions) (*Scenario, error) {
 	return p.sc, nil
 }
 
+// errf makes an *Error; every string it quotes of the input is cut short first.
 func (p *parser) errf(line, col int, format string, args ...any) error {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = cut(s)
+		}
+	}
 	return &Error{Name: p.name, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
 }
 

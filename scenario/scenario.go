@@ -9,7 +9,9 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -110,7 +112,43 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("%s:%d:%d: %s", e.Name, e.Line, e.Col, e.Msg)
+	return fmt.Sprintf("%s:%d:%d: %s", printable(e.Name), e.Line, e.Col, printable(e.Msg))
+}
+
+// maxErrorText bounds what an error quotes of the input: a 900 KB word once made a 900 KB
+// "one-line" error.
+const maxErrorText = 64
+
+// cut shortens a piece of the input for an error message, on a character boundary.
+func cut(s string) string {
+	if len(s) <= maxErrorText {
+		return s
+	}
+	i := maxErrorText
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+// printable escapes what a terminal would act on (a carriage return, an escape sequence): an
+// error is one plain line whatever the input held.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f || r == utf8.RuneError }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			b.WriteString(`\ufffd`)
+		case r < ' ' || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // Info describes one built-in scenario.
@@ -165,11 +203,15 @@ func Load(arg string, opts ParseOptions) (*Scenario, error) {
 	if s, err := Builtin(arg); err == nil || !errors.Is(err, ErrUnknownBuiltin) {
 		return s, err
 	}
-	f, err := os.Open(arg)
+	// O_NONBLOCK: a FIFO would otherwise block the open until someone writes to it.
+	f, err := os.OpenFile(arg, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("scenario %q is neither a built-in nor a readable file: %w", arg, err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("scenario %q is neither a built-in nor a regular file", arg)
+	}
 	return Parse(arg, f, opts)
 }
 

@@ -61,9 +61,16 @@ func (m *Merger) add(k key, rec *Span) *Span {
 		return s
 	}
 	rec.SpanID = spanIDHex(k.span)
+	// One record's events may come in any order (FuzzRead found a file whose did): a span's
+	// events are in time order.
+	if !slices.IsSortedFunc(rec.Events, byTime) {
+		slices.SortStableFunc(rec.Events, byTime)
+	}
 	m.byID[k] = rec
 	return rec
 }
+
+func byTime(x, y Event) int { return cmp.Compare(x.Time, y.Time) }
 
 // Remove forgets a merged span: a later record of it starts a new one.
 func (m *Merger) Remove(s *Span) {

@@ -34,6 +34,14 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
+	if len(t.Spans) == 0 {
+		// Nothing to judge is no verdict of health: say what the file is instead.
+		what := "no span in it"
+		if t.Truncated {
+			what += " (it ends inside a record: not a lockprobe trace, or cut short)"
+		}
+		return usagef("%s: %s", path, what)
+	}
 	res := analysis.Analyze(t, analysis.Options{StuckAfter: *stuckAfter})
 	dir := *out
 	if dir == "" {

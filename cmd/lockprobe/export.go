@@ -100,6 +100,9 @@ func exportCmd(args []string, stdout, stderr io.Writer) error {
 	if !otlpexport.Enabled(opts) {
 		return usagef("no collector: give -otlp URL or set OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
+	if err := otlpexport.Check(opts); err != nil {
+		return usagef("-otlp %s: %v", *endpoint, strings.TrimPrefix(err.Error(), "otlpexport: "))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	st, err := otlpexport.ExportFile(ctx, path, opts)

@@ -128,7 +128,19 @@ func TestKilledHolderIsNoViolation(t *testing.T) {
 				}
 			}
 			if hold0 == nil || hold0.Attrs.Str(semconv.LockHoldEnd) != semconv.HoldExit.String() {
-				t.Errorf("locker 0's hold %v: want one ended by exit", hold0)
+				t.Fatalf("locker 0's hold %v: want one ended by exit", hold0)
+			}
+			// The figure: the waiter's grant against the instant the controller reaped locker 0
+			// (a grant stamped before the reaping is the overlap once reported as a violation).
+			for _, h := range spansNamed(tr, semconv.SpanHold) {
+				if h.Attrs.IntOr(semconv.LockerID, -1) != 0 && h.Start > hold0.Start {
+					if d := time.Duration(hold0.End - h.Start); d > 0 {
+						t.Logf("the waiter's grant was stamped %v before locker 0 was reaped", d)
+					} else {
+						t.Logf("the waiter's grant was stamped %v after locker 0 was reaped", -d)
+					}
+					break
+				}
 			}
 		})
 	}
@@ -321,6 +333,7 @@ all: stop
 	if locks < 10 {
 		t.Errorf("only %d attempts and holds: locker 2 did not run", locks)
 	}
+	t.Logf("%d attempt and hold spans, none begun after the run's end", locks)
 	for _, l := range readVerdictMap(t, out)["lockers"].([]any) {
 		lv := l.(map[string]any)
 		if lv["wait_ns"].(float64) < 0 || lv["hold_ns"].(float64) < 0 {

@@ -10,7 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +34,7 @@ type runFlags struct {
 	files       stringList
 	procs       string
 	timeout     time.Duration
+	timeoutSet  bool // -timeout was given (0 is then an error, not "the default")
 	scenario    string
 	lock        semconv.Kind
 	style       semconv.Style
@@ -78,7 +79,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&f.verbose, "v", false, "log diagnostics to stderr")
 	fs.IntVar(&f.remote, "remote", 0, "how many of the lockers (the last ones) run on other nodes and connect by themselves (lockprobe locker -connect ...)")
 	fs.StringVar(&f.listen, "listen", "", "with -remote: the TCP endpoint remote lockers connect to, tcp://HOST:PORT (default tcp://127.0.0.1:0); local lockers use a private Unix socket")
-	fs.StringVar(&f.token, "token", "", "the secret lockers must present (default: a random one; LOCKPROBE_TOKEN on the remote nodes)")
+	fs.StringVar(&f.token, "token", "", "the secret lockers must present (default: LOCKPROBE_TOKEN, else a random one; LOCKPROBE_TOKEN on the remote nodes too). It never appears in the trace or the reports")
 	fs.DurationVar(&f.startup, "startup-timeout", 0, "how long to wait for every locker to be ready (default 10s + 10ms per locker; 5m with -remote)")
 	fs.StringVar(&f.glusterSock, "gluster-sock", "", "glusterd's CLI socket, for the brick statedump at the end of a run on GlusterFS (default: gluster's own)")
 	fs.TextVar(&f.cluster.launcher, "launcher", launch.Local, "how lockers start: local (here), slurm (one srun job step in the allocation) or ssh (one session each, to -hosts)")
@@ -92,7 +93,14 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	cmdLine := "lockprobe run " + shellJoin(args)
+	fs.Visit(func(fl *flag.Flag) { f.timeoutSet = f.timeoutSet || fl.Name == "timeout" })
+	if f.token == "" {
+		// From the environment, the secret stays off the command line every user can read.
+		f.token = os.Getenv("LOCKPROBE_TOKEN")
+	}
+	// The command line goes into the trace and the reports, which get attached to tickets: never
+	// with the secret in it.
+	cmdLine := "lockprobe run " + shellJoin(redactToken(args))
 	opts, err := f.options(cmdLine)
 	if err != nil {
 		return err
@@ -231,9 +239,9 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 		}
 		f.files[i] = abs
 	}
-	sc, err := scenario.Load(f.scenario, scenario.ParseOptions{})
+	sc, err := loadScenario(f.scenario)
 	if err != nil {
-		return o, usagef("%v", err)
+		return o, err
 	}
 	procs := sc.Header.Procs.Or(10)
 	if f.procs != "" {
@@ -267,6 +275,9 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 	if f.tries < 0 || f.interval < 0 || f.poll <= 0 || f.timeout < 0 || f.stuckAfter <= 0 || f.startup < 0 {
 		return o, usagef("-tries, -interval, -timeout must not be negative; -poll and -stuck-after must be positive")
 	}
+	if f.timeoutSet && f.timeout == 0 {
+		return o, usagef("-timeout 0: must be more than zero (leave it out for the scenario's, else %s)", control.DefaultTimeout)
+	}
 	var queues [][]proto.Command
 	if f.cluster.launcher == launch.Local {
 		queues, err = sc.Queues(procs, f.files)
@@ -278,10 +289,15 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 	if err != nil {
 		return o, usagef("%v", err)
 	}
+	if err := checkQueueFiles(queues, f.files); err != nil {
+		return o, err
+	}
 	f.sc, f.nprocs = sc, procs
 	out := f.out
 	if out == "" {
 		out = defaultOutDir()
+	} else if err := checkOutDir(out); err != nil {
+		return o, err
 	}
 	o = control.Options{
 		Files:          f.files,
@@ -336,40 +352,6 @@ func parsePositive(s string) (int, error) {
 	return n, nil
 }
 
-// checkLockFile accepts an existing regular file that can be read and written, or a new file in
-// an existing directory (created now, as the seed harness's lockers did). The controller may
-// open and close it: it holds no locks.
-func checkLockFile(p string) (string, error) {
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", usagef("-file %s: %v", p, err)
-	}
-	dir := filepath.Dir(abs)
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return "", usagef("-file %s: directory %s does not exist", p, dir)
-	}
-	st, err := os.Stat(abs)
-	switch {
-	case err == nil && st.IsDir():
-		return "", usagef("-file %s: is a directory, not a file", p)
-	case err == nil && !st.Mode().IsRegular():
-		return "", usagef("-file %s: not a regular file", p)
-	case err == nil:
-		if err := unix.Access(abs, unix.R_OK|unix.W_OK); err != nil {
-			return "", usagef("-file %s: cannot read and write it: %v", p, err)
-		}
-	case errors.Is(err, os.ErrNotExist):
-		fh, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			return "", usagef("-file %s: cannot create it: %v", p, err)
-		}
-		fh.Close()
-	default:
-		return "", usagef("-file %s: %v", p, err)
-	}
-	return abs, nil
-}
-
 func defaultOutDir() string {
 	base := "lockprobe-out-" + time.Now().Format("20060102-150405")
 	out := base
@@ -388,6 +370,29 @@ func isTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// redactToken replaces the value of -token in args.
+func redactToken(args []string) []string {
+	out := slices.Clone(args)
+	for i := 0; i < len(out); i++ {
+		a := out[i]
+		if a == "--" {
+			break
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if name == a {
+			continue
+		}
+		switch {
+		case name == "token" && i+1 < len(out):
+			out[i+1] = "REDACTED"
+			i++
+		case strings.HasPrefix(name, "token="):
+			out[i] = a[:len(a)-len(name)] + "token=REDACTED"
+		}
+	}
+	return out
 }
 
 // shellJoin renders args as a shell would need them, for the report's "Reproduce".

@@ -58,7 +58,7 @@ func watchCmd(args []string, stdout, stderr io.Writer) error {
 	if dir == "" {
 		dir = defaultOutDir()
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
