@@ -159,21 +159,24 @@ func (l *sshLauncher) Deliver(ctx context.Context, binary string) (Delivery, err
 			return setupf(n.Name, "ssh: %s", lastLine(stderr.String()))
 		case err != nil && !errors.As(err, &ee):
 			return setupf(n.Name, "ssh: %v", err)
+		case err != nil:
+			differs[i] = "not there, or it did not run, on " + n.Name
 		case lastLine(stdout.String()) != SumLine(sum):
-			differs[i] = n.Name
+			differs[i] = "another build on " + n.Name
 		}
 		return nil
 	})
 	if err != nil {
 		return Delivery{}, err
 	}
-	var other []string
+	why := ""
 	for _, d := range differs {
 		if d != "" {
-			other = append(other, d)
+			why = d // the first node's reason, as the Slurm launcher says it
+			break
 		}
 	}
-	if len(other) == 0 {
+	if why == "" {
 		l.deliv = Delivery{Path: binary, How: "shared path " + binary}
 		return l.deliv, nil
 	}
@@ -190,7 +193,7 @@ func (l *sshLauncher) Deliver(ctx context.Context, binary string) (Delivery, err
 		return Delivery{}, err
 	}
 	l.deliv = Delivery{Path: dest, Copied: true,
-		How: fmt.Sprintf("copied with scp to %s on %d hosts (%s is not this build on %s)", dest, len(l.nodes), binary, strings.Join(other, ", "))}
+		How: fmt.Sprintf("copied with scp to %s on %d hosts (%s: %s)", dest, len(l.nodes), binary, why)}
 	return l.deliv, nil
 }
 

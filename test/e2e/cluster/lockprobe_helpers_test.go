@@ -340,6 +340,55 @@ func (c *Cluster) assertNothingLeft(t *testing.T, grace time.Duration) {
 	}
 }
 
+// watchCommandLines looks at every process's command line while the run goes and returns the
+// function that lists those (other than the run's own, which was given the token, and a salloc
+// around it) that held secret.
+func watchCommandLines(r *lpRun, secret string) func() []string {
+	var mu sync.Mutex
+	found := map[string]bool{}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			ents, _ := os.ReadDir("/proc")
+			for _, e := range ents {
+				pid, err := strconv.Atoi(e.Name())
+				if err != nil || pid == r.cmd.Process.Pid {
+					continue
+				}
+				cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				if err != nil || !bytes.Contains(cl, []byte(secret)) {
+					continue
+				}
+				args := strings.Split(strings.TrimRight(string(cl), "\x00"), "\x00")
+				if filepath.Base(args[0]) == "salloc" || len(args) > 1 && args[1] == "run" {
+					continue // the user's own command: they gave -token there
+				}
+				mu.Lock()
+				found[strings.Join(args, " ")] = true
+				mu.Unlock()
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return func() []string {
+		close(done)
+		<-stopped
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for k := range found {
+			out = append(out, k)
+		}
+		return out
+	}
+}
+
 // oneLine checks that a refused run said why in one line on stderr (what -v adds aside).
 var logLine = regexp.MustCompile(`^time=\S+ level=`)
 

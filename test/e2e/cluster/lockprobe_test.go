@@ -31,13 +31,13 @@ func touch(t *testing.T, c *Cluster, name string) string {
 	return file
 }
 
-// checkContend checks a healthy contend run of n lockers laid out in blocks over the nodes:
-// every locker granted once, no two write holds overlapping, every locker on its node in the
-// trace and in verdict.json and the report.
-func checkContend(t *testing.T, c *Cluster, r *lpRun, n int) {
+// checkContend checks a healthy contend run of n lockers laid out over the nodes as spread
+// says: every locker granted once, no two write holds overlapping, every locker on its node in
+// the trace and in verdict.json and the report.
+func checkContend(t *testing.T, c *Cluster, r *lpRun, n int, spread launch.Spread) {
 	t.Helper()
 	r.expect(t, "healthy", 0)
-	place := launch.Place(n, len(c.Nodes), launch.Block)
+	place := launch.Place(n, len(c.Nodes), spread)
 	grants := map[int64]int{}
 	for _, a := range spansNamed(r.trace, semconv.SpanAcquire) {
 		if a.Attrs.Str(semconv.LockOutcome) == semconv.OutcomeGranted.String() {
@@ -92,22 +92,29 @@ func checkContend(t *testing.T, c *Cluster, r *lpRun, n int) {
 
 // Case 1: contend with 12 lockers over 3 nodes through -launcher slurm, inside an allocation
 // (salloc -N3 lockprobe ...). The binary is below this host's /tmp, which no node sees: it is
-// copied with sbcast, and the summary says so.
+// copied with sbcast, and the summary says so. The token (given here, so that it can be
+// looked for) appears on no command line but the controller's own.
 func TestSlurmContend(t *testing.T) {
 	c := start(t, Options{Slurm: true, Gluster: true})
 	file := touch(t, c, "contend.lock")
+	token := "tok" + strings.Repeat("9", 20)
 	r := c.start(t, nil, "salloc", append([]string{"-N3", lockprobeBinary(t)},
-		runArgs(t, c, file, "-procs", "12", "-launcher", "slurm", "-timeout", "30s")...)...)
+		runArgs(t, c, file, "-procs", "12", "-launcher", "slurm", "-timeout", "30s", "-token", token)...)...)
+	leaks := watchCommandLines(r, token)
 	r.wait(t)
-	checkContend(t, c, r, 12)
+	checkContend(t, c, r, 12, launch.Block)
+	if l := leaks(); len(l) > 0 {
+		t.Errorf("the token is on these command lines:\n%s", strings.Join(l, "\n"))
+	}
 	if !strings.Contains(r.stdout.String(), "binary: copied with sbcast to /tmp/lockprobe-") || r.verdict.Run.Launcher != "slurm" {
 		t.Errorf("the summary does not say the binary was copied with sbcast:\n%s", r.stdout.String())
 	}
 	c.assertNothingLeft(t, 10*time.Second)
 }
 
-// Case 6: the same through -launcher ssh, one session per member. The binary is in the
-// cluster's folder, which every node sees at the same path: it is used where it is.
+// Case 6: the same through -launcher ssh, one session per member, round-robin over the nodes
+// (-spread cyclic). The binary is not on the nodes: it is copied with scp. The token goes down
+// the sessions' input, on no command line.
 func TestSSHContend(t *testing.T) {
 	c := start(t, Options{SSH: true, Gluster: true})
 	file := touch(t, c, "contend.lock")
@@ -115,13 +122,17 @@ func TestSSHContend(t *testing.T) {
 	for i, n := range c.Nodes {
 		hosts[i] = n.Name
 	}
-	bin := sharedBinary(t, c)
-	r := c.start(t, nil, bin, runArgs(t, c, file, "-procs", "12", "-launcher", "ssh", "-hosts", strings.Join(hosts, ","),
-		"-ssh-config", c.SSHConfig, "-timeout", "30s")...)
+	token := "tok" + strings.Repeat("8", 20)
+	r := c.start(t, nil, lockprobeBinary(t), runArgs(t, c, file, "-procs", "12", "-launcher", "ssh", "-hosts", strings.Join(hosts, ","),
+		"-ssh-config", c.SSHConfig, "-spread", "cyclic", "-timeout", "30s", "-token", token)...)
+	leaks := watchCommandLines(r, token)
 	r.wait(t)
-	checkContend(t, c, r, 12)
-	if !strings.Contains(r.stdout.String(), "binary: shared path "+bin) {
-		t.Errorf("the summary does not say the binary's path was shared:\n%s", r.stdout.String())
+	checkContend(t, c, r, 12, launch.Cyclic)
+	if !strings.Contains(r.stdout.String(), "binary: copied with scp to /tmp/lockprobe-") {
+		t.Errorf("the summary does not say the binary was copied with scp:\n%s", r.stdout.String())
+	}
+	if l := leaks(); len(l) > 0 {
+		t.Errorf("the token is on these command lines:\n%s", strings.Join(l, "\n"))
 	}
 	c.assertNothingLeft(t, 10*time.Second)
 }
@@ -169,14 +180,19 @@ func TestSamePIDAcrossNodes(t *testing.T) {
 }
 
 // Case 3: AB/BA over two byte ranges, one locker on each node: a deadlock (GlusterFS detects
-// none), and the cycle names both nodes.
+// none), and the cycle names both nodes. The binary is in the cluster's folder, which every node
+// sees at the same path: it is used where it is.
 func TestCrossNodeDeadlock(t *testing.T) {
 	c := start(t, Options{Slurm: true, Gluster: true})
 	file := touch(t, c, "abba.lock")
-	r := c.start(t, nil, "salloc", append([]string{"-N2", lockprobeBinary(t)},
+	bin := sharedBinary(t, c)
+	r := c.start(t, nil, "salloc", append([]string{"-N2", bin},
 		runArgs(t, c, file, "-scenario", "abba", "-procs", "2", "-launcher", "slurm", "-timeout", "30s")...)...)
 	r.wait(t)
 	r.expect(t, "deadlock", 3)
+	if !strings.Contains(r.stdout.String(), "binary: shared path "+bin) {
+		t.Errorf("the summary does not say the binary's path was shared:\n%s", r.stdout.String())
+	}
 	s := r.verdict.Verdict.Summary
 	for _, n := range c.Nodes[:2] {
 		if !strings.Contains(s, n.Name) {
@@ -328,4 +344,29 @@ func TestBadInput(t *testing.T) {
 			c.assertNothingLeft(t, 10*time.Second)
 		})
 	}
+}
+
+// TestInterruptCancelsTheStep: Ctrl-C (SIGINT to lockprobe) in the middle of a run across nodes
+// ends it as an interrupted run, and neither its job step, nor the allocation lockprobe made
+// (-nodes 2), nor any locker is left.
+func TestInterruptCancelsTheStep(t *testing.T) {
+	c := start(t, Options{Slurm: true, Gluster: true})
+	file := touch(t, c, "interrupt.lock")
+	r := c.start(t, nil, lockprobeBinary(t), runArgs(t, c, file, "-scenario", "hold", "-procs", "3", "-launcher", "slurm", "-nodes", "2", "-timeout", "60s")...)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	if err := watch(ctx, r.out, granted(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t)
+	if r.verdict == nil || r.verdict.Run.EndReason != "interrupted" {
+		t.Errorf("run %+v: want it ended as interrupted", r.verdict)
+	}
+	if r.wall > 30*time.Second {
+		t.Errorf("the run took %v after Ctrl-C", r.wall)
+	}
+	c.assertNothingLeft(t, 10*time.Second)
 }
