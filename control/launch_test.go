@@ -160,16 +160,9 @@ func partitioned(t *testing.T, quiet time.Duration) func(context.Context, contro
 		}
 		defer c.Close()
 		s := &speaker{t: t, c: c}
-		s.send(&proto.Message{Kind: proto.KindHello, Hello: &proto.Hello{Version: proto.Version, LockerID: spec.ID, Role: spec.Role, PID: 7, Host: spec.Node, Node: spec.Node, Token: spec.Token}})
-		if s.await(proto.KindWelcome) == nil {
+		if w, _ := s.join(spec, 7, spec.Node, spec.Node); w == nil {
 			return
 		}
-		s.send(&proto.Message{Kind: proto.KindReady, Ready: &proto.Ready{}})
-		cmds := s.await(proto.KindCommands)
-		if cmds == nil {
-			return
-		}
-		s.send(&proto.Message{Kind: proto.KindAck, Ack: &proto.Ack{Kind: proto.KindCommands, Seq: cmds.Seq}})
 		if quiet == 0 {
 			<-ctx.Done() // never heard again; the launcher cancels it
 			return

@@ -284,6 +284,24 @@ func (s *speaker) send(m *proto.Message) {
 	}
 }
 
+// join says hello as spec's member (pid, host, node), becomes ready and acks its queue; it
+// returns the welcome and the queue, or nils when one did not come (the test has failed).
+func (s *speaker) join(spec control.Spec, pid int, host, node string) (*proto.Message, *proto.Message) {
+	s.send(&proto.Message{Kind: proto.KindHello, Hello: &proto.Hello{Version: proto.Version, LockerID: spec.ID, Role: spec.Role,
+		PID: pid, Host: host, Node: node, Token: spec.Token}})
+	w := s.await(proto.KindWelcome)
+	if w == nil {
+		return nil, nil
+	}
+	s.send(&proto.Message{Kind: proto.KindReady, Ready: &proto.Ready{}})
+	cmds := s.await(proto.KindCommands)
+	if cmds == nil {
+		return nil, nil
+	}
+	s.send(&proto.Message{Kind: proto.KindAck, Ack: &proto.Ack{Kind: proto.KindCommands, Seq: cmds.Seq}})
+	return w, cmds
+}
+
 func (s *speaker) await(k proto.Kind) *proto.Message {
 	timeout := time.After(5 * time.Second)
 	for {
@@ -321,17 +339,10 @@ func TestDeadMemberUnsentRecordsCounted(t *testing.T) {
 			defer p.Kill() // it dies
 			s := &speaker{t: t, c: c}
 			host, _ := os.Hostname()
-			s.send(&proto.Message{Kind: proto.KindHello, Hello: &proto.Hello{Version: proto.Version, LockerID: spec.ID, Role: spec.Role, PID: p.PID(), Host: host, Token: spec.Token}})
-			w := s.await(proto.KindWelcome)
+			w, _ := s.join(spec, p.PID(), host, "")
 			if w == nil {
 				return
 			}
-			s.send(&proto.Message{Kind: proto.KindReady, Ready: &proto.Ready{}})
-			cmds := s.await(proto.KindCommands)
-			if cmds == nil {
-				return
-			}
-			s.send(&proto.Message{Kind: proto.KindAck, Ack: &proto.Ack{Kind: proto.KindCommands, Seq: cmds.Seq}})
 			s.seq += 2 // two messages lost on the way
 			s.send(&proto.Message{Kind: proto.KindSpans, Backlog: 5, Spans: lockerSpan(w.Welcome, spec.ID)})
 			time.Sleep(200 * time.Millisecond) // let it arrive before the death is noticed

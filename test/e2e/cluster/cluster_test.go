@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/internal/lptest"
 )
 
 // helperEnv makes the test binary a small helper instead of running tests, inside a node:
@@ -113,11 +115,17 @@ func helperBinary(t *testing.T, c *Cluster) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(exe)
+	return copyIntoCluster(t, c, exe, "helper")
+}
+
+// copyIntoCluster copies an executable into the cluster's folder, which the nodes see.
+func copyIntoCluster(t *testing.T, c *Cluster, src, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(c.Dir, "run", "helper")
+	p := filepath.Join(c.Dir, "run", name)
 	if err := os.WriteFile(p, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +267,7 @@ func TestPartitionCutsOneNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	err := waitUntil(ctx, 100*time.Millisecond, "node 1 after the heal", func() (bool, error) {
+	err := lptest.WaitUntil(ctx, 100*time.Millisecond, "node 1 after the heal", func() (bool, error) {
 		return dialFrom(ctx, c, helper, n1, slurmd(n0)) == nil && dialFrom(ctx, c, helper, nil, slurmd(n1)) == nil, nil
 	})
 	if err != nil {

@@ -3,8 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -52,15 +50,7 @@ func lockprobeBinary(t *testing.T) string {
 // path: the launcher must use it where it is.
 func sharedBinary(t *testing.T, c *Cluster) string {
 	t.Helper()
-	b, err := os.ReadFile(lockprobeBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(c.Dir, "run", "lockprobe")
-	if err := os.WriteFile(p, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return copyIntoCluster(t, c, lockprobeBinary(t), "lockprobe")
 }
 
 // runGuard is how long a test lets one lockprobe run take before it calls it hung.
@@ -75,48 +65,8 @@ type lpRun struct {
 	started        time.Time
 	wall           time.Duration
 	code           int
-	verdict        *verdictFile
+	verdict        *lptest.Verdict
 	trace          *tracefile.Trace
-}
-
-// verdictFile is what the tests read of OUT/verdict.json (reports/VERDICT_JSON.md).
-type verdictFile struct {
-	Verdict struct {
-		Class   string `json:"class"`
-		Exit    int    `json:"exit"`
-		Summary string `json:"summary"`
-	} `json:"verdict"`
-	Run struct {
-		EndReason    string   `json:"end_reason"`
-		MessagesLost int      `json:"messages_lost"`
-		Killed       []string `json:"killed"`
-		Launcher     string   `json:"launcher"`
-		Delivery     string   `json:"delivery"`
-		Nodes        []string `json:"nodes"`
-	} `json:"run"`
-	Findings []struct {
-		Class    string `json:"class"`
-		Summary  string `json:"summary"`
-		Evidence []struct {
-			Source string `json:"source"`
-			By     string `json:"by"`
-			Text   string `json:"text"`
-		} `json:"evidence"`
-	} `json:"findings"`
-	Lockers []struct {
-		ID   int64  `json:"id"`
-		Node string `json:"node"`
-		PID  int64  `json:"pid"`
-	} `json:"lockers"`
-	Hosts []struct {
-		Node               string `json:"node"`
-		ClockUncertaintyNS int64  `json:"clock_uncertainty_ns"`
-		Silences           []struct {
-			FromNS int64 `json:"from_ns"`
-			ToNS   int64 `json:"to_ns"`
-			Healed bool  `json:"healed"`
-		} `json:"silences"`
-	} `json:"hosts"`
 }
 
 // scenarioFile writes a scenario text into the test's folder (below /tmp: the controller reads
@@ -170,15 +120,10 @@ func runArgs(t *testing.T, c *Cluster, file string, args ...string) []string {
 // wait waits for the run to end and reads its verdict and trace, when it wrote them.
 func (r *lpRun) wait(t *testing.T) {
 	t.Helper()
-	err := r.cmd.Wait()
+	code, err := lptest.ExitCode(r.cmd.Wait())
 	r.cancel()
-	r.wall = time.Since(r.started)
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
+	r.wall, r.code = time.Since(r.started), code
+	if err != nil {
 		t.Fatalf("lockprobe: %v\nstderr: %s", err, r.stderr.String())
 	}
 	if r.wall >= runGuard {
@@ -188,12 +133,8 @@ func (r *lpRun) wait(t *testing.T) {
 	if r.out == "" {
 		return
 	}
-	if b, err := os.ReadFile(filepath.Join(r.out, "verdict.json")); err == nil {
-		var v verdictFile
-		if err := json.Unmarshal(b, &v); err != nil {
-			t.Errorf("verdict.json: %v", err)
-		}
-		r.verdict = &v
+	if v, err := lptest.ReadVerdict(r.out); err == nil {
+		r.verdict = v
 	}
 	if tr, err := tracefile.Open(r.out); err == nil {
 		r.trace = tr
@@ -232,33 +173,12 @@ func spansNamed(tr *tracefile.Trace, name string) []*tracefile.Span {
 	return out
 }
 
-func lockerID(s *tracefile.Span) int64 {
-	if v, ok := s.Attrs.Int(semconv.LockerID); ok {
-		return v
-	}
-	return s.Resource.IntOr(semconv.LockerID, -100)
-}
-
-func nodeOf(s *tracefile.Span) string {
-	if v := s.Attrs.Str(semconv.Node); v != "" {
-		return v
-	}
-	return s.Resource.Str(semconv.Node)
-}
-
-// watch polls the trace being written until cond holds or ctx ends.
-func watch(ctx context.Context, out string, cond func(*tracefile.Trace) bool) error {
-	for {
-		if tr, err := tracefile.Open(out); err == nil && cond(tr) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("watching %s: %w", out, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
+// The trace helpers shared with the other end-to-end packages.
+var (
+	lockerID = lptest.LockerID
+	nodeOf   = lptest.Node
+	watch    = lptest.Watch
+)
 
 // granted says whether locker id has a granted attempt in the trace.
 func granted(id int64) func(*tracefile.Trace) bool {

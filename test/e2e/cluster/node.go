@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/internal/lptest"
 )
 
 // Node is one node of a cluster.
@@ -109,7 +111,7 @@ func (n *Node) start() error {
 // answer; slurmd's registration is the cluster's to wait for (waitSlurmNodes).
 func (n *Node) waitReady(ctx context.Context) error {
 	c := n.c
-	return waitUntil(ctx, 20*time.Millisecond, "node "+n.Name, func() (bool, error) {
+	return lptest.WaitUntil(ctx, 20*time.Millisecond, "node "+n.Name, func() (bool, error) {
 		select {
 		case <-n.exited:
 			return false, fmt.Errorf("node %s's init exited; see %s", n.Name, filepath.Join(c.Dir, "log", n.Name+"-init.log"))
@@ -238,23 +240,3 @@ func firstChild(pid int) int {
 
 // shq quotes s for sh.
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-// waitUntil polls cond every interval until it returns true or an error, or ctx ends.
-func waitUntil(ctx context.Context, interval time.Duration, what string, cond func() (bool, error)) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		ok, err := cond()
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
-		case <-t.C:
-		}
-	}
-}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/internal/lptest"
 )
 
 // daemon is a process of the root namespace the cluster started in the foreground.
@@ -94,7 +96,7 @@ func (c *Cluster) startSlurm(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := waitUntil(ctx, 20*time.Millisecond, "munged", func() (bool, error) {
+	if err := lptest.WaitUntil(ctx, 20*time.Millisecond, "munged", func() (bool, error) {
 		select {
 		case <-md.exited:
 			return false, fmt.Errorf("munged exited; see %s", filepath.Join(c.Dir, "log"))
@@ -121,7 +123,7 @@ func (c *Cluster) startSlurm(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return waitUntil(ctx, 20*time.Millisecond, "slurmctld", func() (bool, error) {
+	return lptest.WaitUntil(ctx, 20*time.Millisecond, "slurmctld", func() (bool, error) {
 		select {
 		case <-ctld.exited:
 			return false, fmt.Errorf("slurmctld exited; see %s", filepath.Join(c.Dir, "log"))
@@ -180,7 +182,7 @@ MessageTimeout=5
 
 // waitSlurmNodes waits until slurmctld reports every node idle.
 func (c *Cluster) waitSlurmNodes(ctx context.Context) error {
-	return waitUntil(ctx, 50*time.Millisecond, "slurm nodes idle", func() (bool, error) {
+	return lptest.WaitUntil(ctx, 50*time.Millisecond, "slurm nodes idle", func() (bool, error) {
 		out, err := c.Command(ctx, "sinfo", "-h", "-N", "-o", "%N %T").Output()
 		if err != nil {
 			return false, nil

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/internal/lptest"
 	"golang.org/x/sys/unix"
 )
 
@@ -229,7 +230,7 @@ func (c *Cluster) mount(ctx context.Context, i int) error {
 	c.mu.Lock()
 	c.clients[i] = cl
 	c.mu.Unlock()
-	return waitUntil(ctx, 20*time.Millisecond, "mount "+dir, func() (bool, error) {
+	return lptest.WaitUntil(ctx, 20*time.Millisecond, "mount "+dir, func() (bool, error) {
 		select {
 		case <-cl.exited:
 			return false, fmt.Errorf("glusterfs for %s exited; see its log in %s", dir, c.dir)
@@ -324,7 +325,7 @@ func (c *Cluster) Statedump(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	var dump []byte
-	err := waitUntil(ctx, 20*time.Millisecond, "statedump of "+c.Volume, func() (bool, error) {
+	err := lptest.WaitUntil(ctx, 20*time.Millisecond, "statedump of "+c.Volume, func() (bool, error) {
 		files, _ := filepath.Glob(filepath.Join(c.dumpDir, "*.dump.*"))
 		for _, f := range files {
 			b, err := os.ReadFile(f)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lockprobe/lockprobe/internal/lptest"
 )
 
 // helperEnv makes the test binary act as a one-shot lock client instead of
@@ -160,7 +162,7 @@ func TestRemountAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A mount whose client died answers ENOTCONN until it is replaced.
-	err = waitUntil(ctx, 20*time.Millisecond, "ENOTCONN", func() (bool, error) {
+	err = lptest.WaitUntil(ctx, 20*time.Millisecond, "ENOTCONN", func() (bool, error) {
 		_, err := os.Stat(c.Mounts[0])
 		return errors.Is(err, unix.ENOTCONN), nil
 	})

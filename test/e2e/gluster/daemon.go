@@ -186,7 +186,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	}
 	go func() { _ = d.cmd.Wait(); close(d.exited) }()
 	d.log.Info("glusterd started", "pid", d.cmd.Process.Pid, "addr", d.Addr, "dir", d.Dir)
-	return waitUntil(ctx, 50*time.Millisecond, "glusterd listening on "+d.Addr, func() (bool, error) {
+	return lptest.WaitUntil(ctx, 50*time.Millisecond, "glusterd listening on "+d.Addr, func() (bool, error) {
 		select {
 		case <-d.exited:
 			return false, fmt.Errorf("glusterd exited at start; see %s", filepath.Join(d.Dir, "log", "glusterd.log"))
@@ -347,25 +347,4 @@ func freeLoopback() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: port %d is taken on every address 127.0.0.2-254 (a system glusterd on 0.0.0.0?)", ErrUnavailable, glusterdPort)
-}
-
-// waitUntil polls cond every interval until it returns true or an error,
-// or ctx ends.
-func waitUntil(ctx context.Context, interval time.Duration, what string, cond func() (bool, error)) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		ok, err := cond()
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
-		case <-t.C:
-		}
-	}
 }

@@ -3,7 +3,6 @@ package gluster
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/lockprobe/lockprobe/internal/lptest"
-
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 	"golang.org/x/sys/unix"
@@ -117,7 +115,7 @@ type lpRun struct {
 	class          string // from the first line of stdout
 	lineExit       int
 	summary        string
-	verdict        *verdictFile // nil when the run wrote no verdict.json
+	verdict        *lptest.Verdict // nil when the run wrote no verdict.json
 	trace          *tracefile.Trace
 }
 
@@ -172,22 +170,6 @@ func (c *lpCluster) start(t *testing.T, label, file, scenario string, args ...st
 // followed by ": SUMMARY" in the CLI's first form.
 var verdictLine = regexp.MustCompile(`^verdict: (.+?) \(exit (\d+)\)(?:: (.*))?$`)
 
-// verdictFile is what the tests read of OUT/verdict.json
-// (reports/VERDICT_JSON.md).
-type verdictFile struct {
-	Verdict struct {
-		Class   string `json:"class"`
-		Exit    int    `json:"exit"`
-		Summary string `json:"summary"`
-	} `json:"verdict"`
-	Run struct {
-		EndReason    string   `json:"end_reason"`
-		MessagesLost int      `json:"messages_lost"`
-		Killed       []string `json:"killed"`
-		Unresponsive []string `json:"unresponsive"`
-	} `json:"run"`
-}
-
 // wait waits for the run to end, parses the verdict line and reads the
 // trace; then it checks that no locker or observer process is left.
 func (r *lpRun) wait(t *testing.T, c *lpCluster) {
@@ -215,12 +197,8 @@ func (r *lpRun) wait(t *testing.T, c *lpCluster) {
 		t.Errorf("first line of stdout is not a verdict: %q\nstderr: %s", first, r.stderr.String())
 	}
 	// verdict.json, once the CLI writes it, is the authority on the class.
-	if b, err := os.ReadFile(filepath.Join(r.out, "verdict.json")); err == nil {
-		var v verdictFile
-		if err := json.Unmarshal(b, &v); err != nil {
-			t.Errorf("verdict.json: %v", err)
-		}
-		r.verdict = &v
+	if v, err := lptest.ReadVerdict(r.out); err == nil {
+		r.verdict = v
 		r.class, r.summary = v.Verdict.Class, v.Verdict.Summary
 		if v.Verdict.Exit != r.lineExit {
 			t.Errorf("verdict.json says exit %d, the summary's first line %d", v.Verdict.Exit, r.lineExit)
@@ -272,19 +250,12 @@ func (c *lpCluster) assertNoLockers(t *testing.T) {
 	}
 }
 
-// watch polls the trace file being written until cond holds or ctx ends.
-func watch(ctx context.Context, out string, cond func(*tracefile.Trace) bool) error {
-	for {
-		if tr, err := tracefile.Open(out); err == nil && cond(tr) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("watching %s: %w", out, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
+// The trace helpers shared with the other end-to-end packages.
+var (
+	lockerID = lptest.LockerID
+	node     = lptest.Node
+	watch    = lptest.Watch
+)
 
 // spans returns the spans of one name, by locker id then start.
 func spans(tr *tracefile.Trace, name string) []*tracefile.Span {
@@ -302,21 +273,6 @@ func spans(tr *tracefile.Trace, name string) []*tracefile.Span {
 		return out[i].Start < out[j].Start
 	})
 	return out
-}
-
-// lockerID and node read an attribute from the span or its resource.
-func lockerID(s *tracefile.Span) int64 {
-	if v, ok := s.Attrs.Int(semconv.LockerID); ok {
-		return v
-	}
-	return s.Resource.IntOr(semconv.LockerID, -100)
-}
-
-func node(s *tracefile.Span) string {
-	if v := s.Attrs.Str(semconv.Node); v != "" {
-		return v
-	}
-	return s.Resource.Str(semconv.Node)
 }
 
 func pidOf(s *tracefile.Span) int64 {
