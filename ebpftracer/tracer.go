@@ -488,9 +488,15 @@ func (t *Tracer) event(b []byte) {
 		}
 	}
 	if kind == evFork {
+		child := int(arg)
 		t.mu.Lock()
-		t.parents[int(arg)] = pid
+		t.parents[child] = pid
 		t.mu.Unlock()
+		// A new process (not a thread) is announced now: it shares the parent's open file
+		// descriptions, and the recorder must know it before the parent's exit.
+		if parentOf(child) == pid && tgidOf(child) == child {
+			t.procOf(child, at)
+		}
 		return
 	}
 	p, fresh := t.procOf(pid, at)
@@ -569,6 +575,20 @@ func parentOf(pid int) int {
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "PPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+func tgidOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
 			n, _ := strconv.Atoi(strings.TrimSpace(v))
 			return n
 		}

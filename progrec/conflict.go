@@ -185,14 +185,12 @@ func ConflictOwner(entries []host.LockEntry, req Request, ofd func(host.LockEntr
 
 // ofdOwner names the traced process holding OFD lock x through one of its descriptors.
 func (r *Recorder) ofdOwner(x host.LockEntry) int {
-	for pid, tp := range r.procs {
-		for _, h := range tp.holds {
-			if h.lock.Kind != semconv.KindOFD || h.file != x.File() {
-				continue
-			}
-			if locks, err := host.FDLocks(pid, h.lock.FD); err == nil && containsLock(locks, x) {
-				return pid
-			}
+	for _, h := range r.shared {
+		if h.lock.Kind != semconv.KindOFD || h.file != x.File() {
+			continue
+		}
+		if locks, err := host.FDLocks(h.tp.p.PID, h.lock.FD); err == nil && containsLock(locks, x) {
+			return h.tp.p.PID
 		}
 	}
 	return -1

@@ -32,8 +32,9 @@ type Options struct {
 // Recorder turns the lock calls of traced processes into spans. It models what each process
 // holds the way the kernel does — POSIX locks per process and file (a grant replaces the
 // owner's locks over its range, an unlock may split one, closing any descriptor of the file
-// drops them all), OFD and flock locks per open file description (approximated by the process
-// and descriptor) — so that holds are spans from grant to release. Consecutive failed F_SETLK
+// drops them all), OFD and flock locks per open file description, shared by every descriptor
+// of it in any process and dropped with the last (ofd.go) — so that holds are spans from grant
+// to release. Consecutive failed F_SETLK
 // tries of one request are one `poll` attempt with a `lock.try` event per try (casacore polls
 // once a second before it waits); a granted call that changes nothing (casacore re-checks its
 // lock on every table access) is counted on the hold instead of making a span. It is safe for
@@ -47,11 +48,16 @@ type Recorder struct {
 	obs    map[host.FileID]*os.File // lockprobe's own read-only descriptors for F_GETLK
 	paths  map[host.FileID]string   // the path a file was first seen under
 	ended  bool
+	// descs are the open file descriptions OFD and flock locks were taken through; shared
+	// are those locks (their owner is the description, not the process that took them).
+	descs    map[uint64]*desc
+	nextDesc uint64
+	shared   []*hold
 }
 
 type tproc struct {
 	p     *Proc
-	holds []*hold
+	holds []*hold       // POSIX holds: the process owns them
 	calls map[int]*call // by thread
 	poll  *attempt      // the open group of failed tries, if any
 	// fds caches what the process's descriptors refer to. Every call that can make a number
@@ -65,6 +71,7 @@ type fdFile struct {
 	path string
 	id   host.FileID
 	dev  string // "major:minor", as spans carry it
+	ofd  uint64 // the open file description, once an OFD or flock call needed it
 }
 
 type hold struct {
@@ -72,6 +79,8 @@ type hold struct {
 	lock     Lock
 	file     host.FileID
 	rechecks int64
+	tp       *tproc // the process that took it (its span's)
+	ofd      uint64 // OFD and flock: the owner, an open file description
 }
 
 type attempt struct {
@@ -93,6 +102,7 @@ type call struct {
 	at   time.Time
 	att  *attempt
 	noop bool
+	ofd  uint64 // OFD and flock: the open file description, the lock's owner
 }
 
 // NewRecorder records into w.
@@ -103,7 +113,8 @@ func NewRecorder(w *Writer, opts Options) *Recorder {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{w: w, opts: opts, procs: map[int]*tproc{}, obs: map[host.FileID]*os.File{}, paths: map[host.FileID]string{}}
+	return &Recorder{w: w, opts: opts, procs: map[int]*tproc{}, obs: map[host.FileID]*os.File{}, paths: map[host.FileID]string{},
+		descs: map[uint64]*desc{}}
 }
 
 // ProcStart records a new process (a copy of the program after its exec, or a fork).
@@ -116,8 +127,11 @@ func (r *Recorder) ProcStart(at time.Time, pid, ppid int, argv []string) {
 	tp := &tproc{p: &Proc{ID: r.nextID, PID: pid, PPID: ppid, Argv: argv, Start: at}, calls: map[int]*call{}, fds: map[int]fdFile{}}
 	r.nextID++
 	r.procs[pid] = tp
-	// A fork inherits no POSIX locks; OFD and flock locks it shares through the parent's open
-	// file descriptions stay the parent's holds here (README, limits).
+	// A fork inherits no POSIX locks; it shares the parent's open file descriptions, and with
+	// them their OFD and flock locks.
+	if parent := r.procs[ppid]; parent != nil {
+		r.inherit(tp, parent)
+	}
 	r.w.StartProc(tp.p)
 }
 
@@ -128,6 +142,7 @@ func (r *Recorder) ProcExec(at time.Time, pid int, argv []string) {
 	defer r.mu.Unlock()
 	if tp := r.procs[pid]; tp != nil && !r.ended {
 		clear(tp.fds)
+		r.afterExec(tp, at)
 		r.w.ExecProc(tp.p, at, argv)
 	}
 }
@@ -158,6 +173,7 @@ func (r *Recorder) endProc(tp *tproc, at time.Time, how semconv.HoldEnd) {
 		r.w.EndHold(h.span, at, how, -1, h.rechecks)
 	}
 	tp.holds = nil
+	r.dropProc(tp, at, how)
 }
 
 // End ends the run at instant at: open attempts are `blocked`, holds `run-end`, the processes'
@@ -178,6 +194,10 @@ func (r *Recorder) End(at time.Time) {
 		r.endProc(tp, at, semconv.HoldRunEnd)
 		r.w.EndProc(tp.p, at, false, "", "")
 	}
+	for _, h := range r.shared {
+		r.w.EndHold(h.span, at, semconv.HoldRunEnd, -1, h.rechecks)
+	}
+	r.shared = nil
 	for _, f := range r.obs {
 		f.Close()
 	}
@@ -211,10 +231,10 @@ func (r *Recorder) Enter(at time.Time, pid, tid int, c lockcall.Call, d *lockcal
 	}
 	switch c.Op {
 	case lockcall.OpClose:
-		r.closeFDs(tp, at, []int{c.FD})
+		r.closeFDs(tp, at, []int{c.FD}, d)
 	case lockcall.OpDup:
 		if c.NewFD != c.FD {
-			r.closeFDs(tp, at, []int{c.NewFD})
+			r.closeFDs(tp, at, []int{c.NewFD}, d)
 		}
 	case lockcall.OpCloseRange:
 		var fds []int
@@ -227,7 +247,7 @@ func (r *Recorder) Enter(at time.Time, pid, tid int, c lockcall.Call, d *lockcal
 		} else {
 			fds = r.lockFDsIn(tp, c.FD, c.Last)
 		}
-		r.closeFDs(tp, at, fds)
+		r.closeFDs(tp, at, fds, nil)
 		for fd := range tp.fds {
 			if fd >= c.FD && fd <= c.Last {
 				delete(tp.fds, fd)
@@ -285,19 +305,27 @@ func (r *Recorder) enterLock(tp *tproc, at time.Time, tid int, c lockcall.Call, 
 	}
 	l := Lock{Kind: c.Kind, Mode: c.Mode, Start: c.Start, Len: c.Len, Path: path,
 		Dev: f.dev, Inode: id.Inode, FD: c.FD, TID: tid, Text: c.Text()}
+	var ofd uint64
+	if c.Kind != semconv.KindPOSIX {
+		var kernel uint64
+		if d != nil {
+			kernel = d.OFD
+		}
+		ofd = r.descOf(tp, c.FD, f, kernel)
+	}
 	if c.Op == lockcall.OpUnlock {
 		// The hold ends as the unlock is entered; its return changes nothing (a tracer need
 		// not stop there).
 		r.endPoll(tp)
-		r.cut(tp, at, c.Kind, id, c.FD, c.Start, c.Len, semconv.HoldRelease)
+		r.cut(tp, at, c.Kind, id, ofd, c.Start, c.Len, semconv.HoldRelease)
 		return
 	}
-	cl := &call{c: c, lock: l, file: id, at: at}
+	cl := &call{c: c, lock: l, file: id, at: at, ofd: ofd}
 	tp.calls[tid] = cl
 	if c.Op == lockcall.OpGetlk {
 		return
 	}
-	if r.covered(tp, l, id) {
+	if r.covered(tp, l, id, ofd) {
 		cl.noop = true // a re-check: changes nothing, even between the tries of a poll
 		return
 	}
@@ -310,7 +338,7 @@ func (r *Recorder) enterLock(tp *tproc, at time.Time, tid int, c lockcall.Call, 
 	}
 	if c.Kind == semconv.KindFlock {
 		// flock(2) converts by dropping the old lock first.
-		r.cut(tp, at, c.Kind, id, c.FD, 0, 0, semconv.HoldConverted)
+		r.cut(tp, at, c.Kind, id, ofd, 0, 0, semconv.HoldConverted)
 	}
 	cl.att = &attempt{span: r.w.StartAttempt(tp.p, l, c.Style(), at), lock: l, file: id, wait: c.Wait}
 }
@@ -334,8 +362,8 @@ func (r *Recorder) Return(at time.Time, pid, tid int, c lockcall.Call, errno sys
 	}
 	if cl.noop {
 		if errno == 0 {
-			for _, h := range tp.holds {
-				if coversLock(h, cl.lock, cl.file) {
+			for _, h := range *r.holdsOf(tp, cl.lock.Kind) {
+				if coversLock(h, cl.lock, cl.file, tp, cl.ofd) {
 					h.rechecks++
 				}
 			}
@@ -394,17 +422,29 @@ func sameRequest(a *attempt, l Lock, id host.FileID) bool {
 	return a.file == id && a.lock.Kind == l.Kind && a.lock.Mode == l.Mode && a.lock.Start == l.Start && a.lock.Len == l.Len && a.lock.FD == l.FD
 }
 
-// sameOwner says whether a hold belongs to the owner of a request on file id through fd:
-// the process for POSIX, the descriptor for OFD and flock.
-func sameOwner(h *hold, kind semconv.Kind, id host.FileID, fd int) bool {
+// sameOwner says whether a hold belongs to the owner of a request of tp on file id: the
+// process for POSIX, the open file description ofd for OFD and flock.
+func sameOwner(h *hold, kind semconv.Kind, id host.FileID, tp *tproc, ofd uint64) bool {
 	if h.file != id || h.lock.Kind != kind {
 		return false
 	}
-	return kind == semconv.KindPOSIX || h.lock.FD == fd
+	if kind == semconv.KindPOSIX {
+		return h.tp == tp
+	}
+	return h.ofd == ofd
 }
 
-func coversLock(h *hold, l Lock, id host.FileID) bool {
-	if !sameOwner(h, l.Kind, id, l.FD) || h.lock.Mode != l.Mode {
+// holdsOf returns the list the holds of kind that tp may own live in: its own for POSIX, the
+// descriptions' for OFD and flock.
+func (r *Recorder) holdsOf(tp *tproc, kind semconv.Kind) *[]*hold {
+	if kind == semconv.KindPOSIX {
+		return &tp.holds
+	}
+	return &r.shared
+}
+
+func coversLock(h *hold, l Lock, id host.FileID, tp *tproc, ofd uint64) bool {
+	if !sameOwner(h, l.Kind, id, tp, ofd) || h.lock.Mode != l.Mode {
 		return false
 	}
 	if l.Kind == semconv.KindFlock {
@@ -413,10 +453,10 @@ func coversLock(h *hold, l Lock, id host.FileID) bool {
 	return h.lock.Start <= l.Start && end(l.Start, l.Len) <= end(h.lock.Start, h.lock.Len)
 }
 
-// covered says whether the process already holds the request unchanged.
-func (r *Recorder) covered(tp *tproc, l Lock, id host.FileID) bool {
-	for _, h := range tp.holds {
-		if coversLock(h, l, id) {
+// covered says whether the request's owner already holds it unchanged.
+func (r *Recorder) covered(tp *tproc, l Lock, id host.FileID, ofd uint64) bool {
+	for _, h := range *r.holdsOf(tp, l.Kind) {
+		if coversLock(h, l, id, tp, ofd) {
 			return true
 		}
 	}
@@ -435,11 +475,12 @@ func end(start, length int64) int64 {
 // cut ends the owner's holds over [start, start+length) at instant at (how), and reopens
 // what lies outside the range as new holds: POSIX and OFD unlock and conversion split
 // ranges. flock holds go whole.
-func (r *Recorder) cut(tp *tproc, at time.Time, kind semconv.Kind, id host.FileID, fd int, start, length int64, how semconv.HoldEnd) {
+func (r *Recorder) cut(tp *tproc, at time.Time, kind semconv.Kind, id host.FileID, ofd uint64, start, length int64, how semconv.HoldEnd) {
 	s, e := start, end(start, length)
+	list := r.holdsOf(tp, kind)
 	var kept []*hold
-	for _, h := range tp.holds {
-		if !sameOwner(h, kind, id, fd) {
+	for _, h := range *list {
+		if !sameOwner(h, kind, id, tp, ofd) {
 			kept = append(kept, h)
 			continue
 		}
@@ -461,48 +502,52 @@ func (r *Recorder) cut(tp *tproc, at time.Time, kind semconv.Kind, id host.FileI
 			if part[1] == eof {
 				l.Len = 0
 			}
-			kept = append(kept, &hold{span: r.w.StartHold(tp.p, l, at, nil), lock: l, file: h.file})
+			kept = append(kept, &hold{span: r.w.StartHold(h.tp.p, l, at, nil), lock: l, file: h.file, tp: h.tp, ofd: h.ofd})
 		}
 	}
-	tp.holds = kept
+	*list = kept
 }
 
 func (r *Recorder) grant(tp *tproc, at time.Time, cl *call, a *attempt) {
 	c := cl.c
 	if c.Kind != semconv.KindFlock {
-		r.cut(tp, at, c.Kind, cl.file, c.FD, cl.lock.Start, cl.lock.Len, semconv.HoldConverted)
+		r.cut(tp, at, c.Kind, cl.file, cl.ofd, cl.lock.Start, cl.lock.Len, semconv.HoldConverted)
 	}
-	tp.holds = append(tp.holds, &hold{span: r.w.StartHold(tp.p, cl.lock, at, a.span), lock: cl.lock, file: cl.file})
+	list := r.holdsOf(tp, c.Kind)
+	*list = append(*list, &hold{span: r.w.StartHold(tp.p, cl.lock, at, a.span), lock: cl.lock, file: cl.file, tp: tp, ofd: cl.ofd})
 }
 
 // closeFDs ends what closing fds drops: every POSIX hold of the process on a file one of them
 // refers to, and the OFD and flock holds taken through them.
-func (r *Recorder) closeFDs(tp *tproc, at time.Time, fds []int) {
-	if len(tp.holds) == 0 && tp.poll == nil {
-		for _, fd := range fds {
-			delete(tp.fds, fd)
-		}
-		return
-	}
+func (r *Recorder) closeFDs(tp *tproc, at time.Time, fds []int, d *lockcall.Desc) {
 	for _, fd := range fds {
-		f, ok := r.fdFile(tp, fd)
+		f, ok := tp.fds[fd]
+		if !ok && (len(tp.holds) > 0 || tp.poll != nil) {
+			f, ok = r.fdFile(tp, fd)
+		}
 		delete(tp.fds, fd)
 		if !ok {
-			continue // not open: close fails with EBADF and drops nothing
+			continue // nothing locked through it, or not open: close fails with EBADF
 		}
-		id := f.id
 		if tp.poll != nil && tp.poll.lock.FD == fd {
 			r.endPoll(tp)
 		}
-		var kept []*hold
+		kept := tp.holds[:0]
 		for _, h := range tp.holds {
-			if h.file == id && (h.lock.Kind == semconv.KindPOSIX || h.lock.FD == fd) {
+			if h.file == f.id {
 				r.w.EndHold(h.span, at, semconv.HoldClose, fd, h.rechecks)
 				continue
 			}
 			kept = append(kept, h)
 		}
 		tp.holds = kept
+		if f.ofd != 0 {
+			var others int64
+			if d != nil && len(fds) == 1 && d.Refs > 0 {
+				others = d.Refs - 1 // the kernel's count, this descriptor's included
+			}
+			r.dropRef(tp, fd, f.ofd, at, semconv.HoldClose, others)
+		}
 	}
 }
 

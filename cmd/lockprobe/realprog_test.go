@@ -653,3 +653,67 @@ time.sleep(60)`, f)
 		})
 	}
 }
+
+// flock and OFD locks belong to the open file description: a child's flock on the descriptor
+// it inherited finds the parent's lock its own and its unlock drops it; closing a dup of the
+// descriptor drops nothing. Modelled per process and descriptor, the parent's hold would
+// outlive the child's unlock and the exclusion checker would accuse the kernel. Under each tracer.
+func TestExecLockSharedAcrossFork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes: not in -short")
+	}
+	script := `import fcntl, os, struct, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+fcntl.fcntl(fd, 37, struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, 0, 0, 1, 0))  # F_OFD_SETLK write [0,1)
+d = os.dup(fd); os.close(d)  # another descriptor of the description: its close drops nothing
+pid = os.fork()
+if pid == 0:
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the same description holds it already: granted at once, no change
+    time.sleep(0.2)
+    fcntl.flock(fd, fcntl.LOCK_UN)  # drops the parent's lock too
+    fcntl.fcntl(fd, 37, struct.pack("hhxxxxqqixxxx", fcntl.F_UNLCK, 0, 0, 1, 0))
+    os._exit(0)
+os.waitpid(pid, 0)
+fd2 = os.open(sys.argv[1], os.O_RDWR)  # another description takes both at once
+fcntl.flock(fd2, fcntl.LOCK_EX | fcntl.LOCK_NB)
+fcntl.fcntl(fd2, 37, struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, 0, 0, 1, 0))
+time.sleep(0.2)
+`
+	for _, tracer := range []string{"ptrace", "ebpf"} {
+		t.Run(tracer, func(t *testing.T) {
+			if tracer == "ebpf" && ebpftracer.Available() != nil {
+				t.Skip(ebpftracer.Available())
+			}
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out")
+			res, err := lptest.Run(binary, time.Minute, "exec", "-tracer", tracer, "-out", out, "--", python, "-c", script, filepath.Join(dir, "f"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := readVerdictJSON(t, out)
+			if res.Code != 0 || v.Verdict.Class != "healthy" {
+				t.Fatalf("exit %d verdict %s: %s\n%s", res.Code, v.Verdict.Class, v.Verdict.Summary, res.Stdout)
+			}
+			tr, err := tracefile.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The parent's flock and OFD holds end when the child unlocks them, not at the
+			// dup's close nor at the parent's exit; the child's own flock re-took the lock.
+			ends := map[string][]string{}
+			for _, s := range tr.Spans {
+				if s.Name == semconv.SpanHold {
+					k := s.Attrs.Str(semconv.LockKind)
+					ends[k] = append(ends[k], s.Attrs.Str(semconv.LockHoldEnd))
+				}
+			}
+			want := map[string][]string{"flock": {"release", "exit"}, "ofd": {"release", "exit"}}
+			for k, w := range want {
+				if strings.Join(ends[k], ",") != strings.Join(w, ",") {
+					t.Errorf("%s holds ended %v, want %v", k, ends[k], w)
+				}
+			}
+		})
+	}
+}
