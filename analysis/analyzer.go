@@ -76,17 +76,35 @@ func (a *Analyzer) SetTruncated(v bool) { a.truncated = v }
 // Analyze runs the whole analysis of a trace read from a file. The end of the run is the root
 // span's end, else the latest instant in the trace.
 func Analyze(t *tracefile.Trace, opts Options) *Result {
+	return analyze(t, opts, false)
+}
+
+// Consume is Analyze for a trace read only to be analysed: the spans are let go as the model
+// is built from them (t.Spans is nil after), so that a large trace is not held in memory beside
+// its model.
+func Consume(t *tracefile.Trace, opts Options) *Result {
+	return analyze(t, opts, true)
+}
+
+func analyze(t *tracefile.Trace, opts Options, consume bool) *Result {
 	a := New(opts)
 	var end int64
 	for _, s := range t.Spans {
-		a.Observe(s)
 		if s.Name == semconv.SpanRun && s.End > 0 {
 			end = s.End
 		}
 	}
+	// A trace's spans are merged already, one each: they are the model's input as they are, and
+	// Check's live set, which only the live controller needs, is not kept.
+	a.order = t.Spans
+	if consume {
+		t.Spans = nil
+	}
 	a.SetTruncated(t.Truncated)
+	a.m = buildModel(a.order, consume)
+	a.order = nil
 	if end == 0 {
-		end = a.model().last
+		end = a.m.last
 	}
 	return a.Finalize(end)
 }
@@ -127,13 +145,14 @@ func (a *Analyzer) model() *model {
 	if a.m != nil && !a.dirty {
 		return a.m
 	}
-	a.m = buildModel(a.order)
+	a.m = buildModel(a.order, false)
 	a.dirty = false
 	return a.m
 }
 
-// buildModel builds the event model of spans and its indexes.
-func buildModel(spans []*tracefile.Span) *model {
+// buildModel builds the event model of spans and its indexes. With release, each span is let go
+// (spans[i] = nil) once it is in the model.
+func buildModel(spans []*tracefile.Span, release bool) *model {
 	m := &model{
 		byID:      map[int64]*Locker{},
 		byLocker:  map[int64][]*Attempt{},
@@ -157,7 +176,10 @@ func buildModel(spans []*tracefile.Span) *model {
 	m.attBlock = make([]Attempt, 0, nAtt)
 	m.holdBlock = make([]Hold, 0, nHold)
 	seen := map[int64]int64{} // locker id → the latest instant it recorded itself
-	for _, s := range spans {
+	for i, s := range spans {
+		if release {
+			spans[i] = nil
+		}
 		m.note(s.Start)
 		m.note(s.End)
 		m.sighting(s, seen)

@@ -107,7 +107,7 @@ func (l *liveSet) model(now, settle int64) *model {
 		}
 		return spans[i].SpanID < spans[j].SpanID
 	})
-	l.m = buildModel(spans)
+	l.m = buildModel(spans, false)
 	l.dirty = false
 	return l.m
 }

@@ -42,7 +42,7 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		return usagef("%s: %s", path, what)
 	}
-	res := analysis.Analyze(t, analysis.Options{StuckAfter: *stuckAfter})
+	res := analysis.Consume(t, analysis.Options{StuckAfter: *stuckAfter}) // the trace is let go as the model is built
 	dir := *out
 	if dir == "" {
 		dir = filepath.Dir(path)
