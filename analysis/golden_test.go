@@ -64,6 +64,16 @@ func analyzeFixture(t *testing.T, src []byte) (*analysis.Result, *tracefile.Trac
 	if err != nil {
 		t.Fatal(err)
 	}
+	tr, err := tracefile.Open(writeFixture(t, fx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return analysis.Analyze(tr, analysis.Options{}), tr
+}
+
+// writeFixture writes the fixture's records as a trace file and returns its path.
+func writeFixture(t *testing.T, fx *fixture.Fixture) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), tracefile.FileName)
 	w, err := tracefile.Create(path)
 	if err != nil {
@@ -75,11 +85,7 @@ func analyzeFixture(t *testing.T, src []byte) (*analysis.Result, *tracefile.Trac
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := tracefile.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return analysis.Analyze(tr, analysis.Options{}), tr
+	return path
 }
 
 func section(ar *txtar.Archive, name string) []byte {

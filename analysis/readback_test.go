@@ -32,17 +32,7 @@ func TestTraceFileRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := fx.Trace()
-			file := filepath.Join(t.TempDir(), tracefile.FileName)
-			w, err := tracefile.Create(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := fx.WriteTrace(w); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
+			file := writeFixture(t, fx)
 			got, err := tracefile.Open(file)
 			if err != nil {
 				t.Fatal(err)

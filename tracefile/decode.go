@@ -685,7 +685,7 @@ func (d *decoder) keyValue(b []byte, a *Attrs, depth int) error {
 			}
 		}
 	}
-	a.put(k, v)
+	a.Set(k, v) // a repeated key (which OTLP forbids, but a file may hold) keeps its last value
 	return nil
 }
 
@@ -781,16 +781,4 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 		}
 	}
 	return v, nil
-}
-
-// put adds an attribute; a repeated key (which OTLP forbids, but a file may hold) keeps the last
-// value.
-func (a *Attrs) put(k string, v any) {
-	for i := range *a {
-		if (*a)[i].Key == k {
-			(*a)[i].Value = v
-			return
-		}
-	}
-	*a = append(*a, Attr{Key: k, Value: v})
 }

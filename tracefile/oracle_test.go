@@ -59,7 +59,7 @@ func traceHex(id pcommon.TraceID) string {
 func pdataAttrs(m pcommon.Map) Attrs {
 	var out Attrs
 	for k, v := range m.All() {
-		out.put(k, pdataValue(v))
+		out.Set(k, pdataValue(v))
 	}
 	return out
 }
