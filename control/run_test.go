@@ -270,10 +270,9 @@ func TestStartFailureStopsTheOthers(t *testing.T) {
 // speaker is a member that speaks the protocol by hand, so that the test decides exactly what
 // the controller receives.
 type speaker struct {
-	t    *testing.T
-	c    *wire.Conn
-	seq  uint64
-	wait time.Duration
+	t   *testing.T
+	c   *wire.Conn
+	seq uint64
 }
 
 func (s *speaker) send(m *proto.Message) {
@@ -394,4 +393,55 @@ func lockerSpan(w *proto.Welcome, id int) *coltracepb.ExportTraceServiceRequest 
 		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{kv(semconv.LockerID, int64(id))}},
 		ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{span}}},
 	}}}
+}
+
+// TestStrangerRefusedOnce: a peer with the wrong token gets one refusal however many hellos it
+// sends (a stranger must not make the controller write on and on), and its connection is
+// closed a moment later; the run goes on with its real locker.
+func TestStrangerRefusedOnce(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	o := baseOptions(t, queues(t, "all: file@{file}\nall: sleep 4s\nall: stop\n", 1, file), file)
+	started := make(chan string, 1)
+	real := o.Start
+	o.Start = func(s control.Spec) (control.Process, error) {
+		started <- s.Endpoint
+		return real(s)
+	}
+	o.StartupTimeout = 10 * time.Second
+	done := make(chan error, 1)
+	go func() {
+		_, err := control.Run(t.Context(), o)
+		done <- err
+	}()
+	c, err := wire.Dial(t.Context(), <-started, "stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := &speaker{t: t, c: c}
+	for range 5 {
+		s.send(&proto.Message{Kind: proto.KindHello, Hello: &proto.Hello{Version: proto.Version, Role: "locker", PID: 1, Token: "wrong"}})
+	}
+	refusals, closed := 0, false
+	timeout := time.After(3 * time.Second) // the run lasts 4 s: the close is the gate's, not the run's end
+	for !closed {
+		select {
+		case in, ok := <-c.In():
+			if !ok {
+				closed = true
+				break
+			}
+			if in.Err == nil && in.Msg.Kind == proto.KindRefuse {
+				refusals++
+			}
+		case <-timeout:
+			t.Fatal("the stranger's connection was not closed within 3s")
+		}
+	}
+	if refusals != 1 {
+		t.Errorf("%d refusals for 5 hellos, want 1", refusals)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("the run: %v", err)
+	}
 }
