@@ -107,11 +107,16 @@ type Tracer struct {
 
 	mu      sync.Mutex
 	procs   map[int]*proc
-	parents map[int]int // forked pid → parent's thread group
-	calls   map[int]lockcall.Call
+	parents map[int]int         // forked pid → parent's thread group
+	calls   map[int]pendingCall // by thread: the call in flight, for its return
 	roots   []int
 	cmds    []*exec.Cmd
 	killed  bool
+}
+
+type pendingCall struct {
+	c    lockcall.Call
+	desc *lockcall.Desc
 }
 
 type proc struct {
@@ -140,7 +145,7 @@ func Start(ctx context.Context, opts Options, handler func(ptracer.Event)) (*Tra
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	t := &Tracer{opts: opts, arch: arch, handler: handler, done: make(chan struct{}),
-		procs: map[int]*proc{}, parents: map[int]int{}, calls: map[int]lockcall.Call{}}
+		procs: map[int]*proc{}, parents: map[int]int{}, calls: map[int]pendingCall{}}
 	if err := t.load(); err != nil {
 		t.close()
 		return nil, err
@@ -516,15 +521,16 @@ func (t *Tracer) event(b []byte) {
 		}
 		ev.Kind, ev.Call = ptracer.CallEnter, c
 		if ptracer.NeedsReturn(c) {
-			t.calls[tid] = c
+			t.calls[tid] = pendingCall{c, desc}
 		}
 	case evFcntlExit, evFlockExit:
-		c, ok := t.calls[tid]
+		pc, ok := t.calls[tid]
 		if !ok {
 			return
 		}
 		delete(t.calls, tid)
-		ev.Kind, ev.Call, ev.Ret = ptracer.CallReturn, c, ret
+		c := pc.c
+		ev.Kind, ev.Call, ev.Ret, ev.Desc = ptracer.CallReturn, c, ret, pc.desc
 		if ret < 0 && ret > -4096 {
 			ev.Errno = syscall.Errno(-ret)
 			if ev.Errno == 512 || ev.Errno == 513 || ev.Errno == 514 || ev.Errno == 516 {
@@ -534,7 +540,6 @@ func (t *Tracer) event(b []byte) {
 		if c.Op == lockcall.OpGetlk && ev.Errno == 0 && flags&flagFlock != 0 {
 			_ = ev.Call.SetFlock(b[offFlock : offFlock+lockcall.FlockSize])
 		}
-		ev.Desc = nil
 	case evExec:
 		if fresh {
 			return // announced just now, with the new command line

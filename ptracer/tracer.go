@@ -60,8 +60,9 @@ type Event struct {
 	Copy int
 	Argv []string // Start, Exec
 	Call lockcall.Call
-	// Desc is the descriptor's file as the kernel saw it at the call, from a tracer that does
-	// not stop the thread (eBPF); nil from ptrace, whose handler reads /proc meanwhile.
+	// Desc is the descriptor's file as the kernel saw it at the call (a return carries its
+	// entry's), from a tracer that does not stop the thread (eBPF); nil from ptrace, whose
+	// handler reads /proc meanwhile.
 	Desc *lockcall.Desc
 	// Ret is the call's result, Errno its error (0 on success).
 	Ret   int64

@@ -3,10 +3,12 @@ package sampler
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sort"
 	"time"
 
+	"github.com/lockprobe/lockprobe/ebpftracer"
 	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/progrec"
 	"github.com/lockprobe/lockprobe/semconv"
@@ -23,6 +25,12 @@ type Options struct {
 	OutDir     string
 	// CommandLine and Version go into the root span.
 	CommandLine, Version string
+	// EBPF also traces the lock calls of the processes the first look found (and of what they
+	// fork) with eBPF, without stopping them: a process that polls with F_SETLK sits in no call
+	// between its tries, so looks alone see it only by chance. Optional: looks only.
+	EBPF bool
+	// Log gets diagnostics. Optional.
+	Log *slog.Logger
 }
 
 // Watch looks at the files until For has passed (or ctx ends) and writes what it saw as a
@@ -44,14 +52,36 @@ func Watch(ctx context.Context, o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	how := "sampled"
+	if o.EBPF {
+		how = "sampled+ebpf"
+	}
 	w, err := progrec.Create(path, progrec.RunInfo{Command: o.CommandLine, Scenario: "watch", Procs: len(first.Procs),
-		Timeout: o.For, Poll: o.Every, Files: paths, Version: o.Version}, first.At)
+		Timeout: o.For, Poll: o.Every, Files: paths, Version: o.Version, Tracer: how}, first.At)
 	if err != nil {
 		return "", err
 	}
 	s := &state{w: w, procs: map[int]*progrec.Proc{}, holds: map[string]*seenSpan{}, waits: map[string]*seenSpan{},
-		obsLast: map[string]string{}, files: o.Files}
+		polls: map[string]*seenSpan{}, obsLast: map[string]string{}, files: o.Files}
 	s.obs = w.StartObserver(-1, first.At)
+	var calls *callLog
+	if o.EBPF && len(first.Procs) > 0 {
+		var pids []int
+		for _, p := range first.Procs {
+			pids = append(pids, p.PID)
+		}
+		calls = &callLog{}
+		tr, err := ebpftracer.Start(ctx, ebpftracer.Options{Attach: pids, Log: o.Log}, calls.add)
+		if err != nil {
+			_ = w.Close(first.At, "error")
+			return "", err
+		}
+		defer func() {
+			tr.Kill()
+			<-tr.Done()
+			tr.Close()
+		}()
+	}
 	s.add(first)
 	last := first
 	deadline := first.At.Add(o.For)
@@ -66,9 +96,11 @@ func Watch(ctx context.Context, o Options) (string, error) {
 		if err != nil {
 			break // a watched pid ended: what was seen is the answer
 		}
+		s.tries(l, calls.take())
 		s.add(l)
 		last = l
 	}
+	s.tries(last, calls.take())
 	s.finish(last)
 	return path, w.Close(last.At, "done")
 }
@@ -83,6 +115,7 @@ type seenSpan struct {
 	p     *progrec.Proc
 	lock  progrec.Lock
 	style semconv.Style
+	tries int
 }
 
 type state struct {
@@ -90,6 +123,7 @@ type state struct {
 	procs   map[int]*progrec.Proc
 	holds   map[string]*seenSpan
 	waits   map[string]*seenSpan
+	polls   map[string]*seenSpan // F_SETLK tries seen by eBPF, one poll attempt per request
 	obs     *progrec.Observer
 	obsLast map[string]string
 	files   []*File
@@ -213,6 +247,9 @@ func (s *state) finish(l *Look) {
 	s.w.TakeSnapshot(l.At, procs, files)
 	for _, x := range s.waits {
 		s.w.EndAttempt(x.span, l.At, x.style, semconv.OutcomeBlocked, "", 1)
+	}
+	for _, x := range s.polls {
+		s.w.EndAttempt(x.span, l.At, semconv.StylePoll, semconv.OutcomeBlocked, "", x.tries)
 	}
 	for _, h := range s.holds {
 		s.w.EndHold(h.span, l.At, semconv.HoldRunEnd, -1, 0)

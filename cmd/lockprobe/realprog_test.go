@@ -717,3 +717,44 @@ time.sleep(0.2)
 		})
 	}
 }
+
+// Case 3 during casacore's first ~30 s: the reader polls with F_SETLK a second apart and sits in
+// no lock call between its tries, so looks alone miss it. With eBPF, watch sees each try: one
+// poll attempt blocked by the sleeping permanent holder, and the verdict names the holder.
+func TestWatchCasacorePollingWaiter(t *testing.T) {
+	dir := needCasacore(t)
+	if err := ebpftracer.Available(); err != nil {
+		t.Skip(err)
+	}
+	tab := makeTable(t, dir, "Q")
+	holder := startPy(t, dir, "perm.py", tab, "300")
+	time.Sleep(2 * time.Second)
+	reader := startPy(t, dir, "reader.py", tab)
+	time.Sleep(2 * time.Second) // polling now: ~29 tries before its F_SETLKW
+	out := filepath.Join(t.TempDir(), "out")
+	res, err := lptest.Run(binary, time.Minute, "watch", "-tracer", "ebpf", "-file", filepath.Join(tab, "table.lock"), "-for", "4s", "-out", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Code != 4 {
+		t.Fatalf("exit %d, want 4 (stuck waiter)\n%s\n%s", res.Code, res.Stdout, res.Stderr)
+	}
+	v := readVerdictJSON(t, out)
+	if v.Verdict.Class != "idle-holder" || !strings.Contains(v.Verdict.Summary, fmt.Sprintf("pid %d", holder.Process.Pid)) ||
+		!strings.Contains(v.Verdict.Summary, fmt.Sprintf("pid %d", reader.Process.Pid)) {
+		t.Errorf("verdict %s: %s", v.Verdict.Class, v.Verdict.Summary)
+	}
+	tr, err := tracefile.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tries int64
+	for _, s := range tr.Spans {
+		if s.Name == semconv.SpanAcquire && s.Attrs.Str(semconv.LockStyle) == "poll" && s.Attrs.Str(semconv.LockMode) == "read" {
+			tries = max(tries, s.Attrs.IntOr(semconv.LockTries, 0))
+		}
+	}
+	if tries < 2 {
+		t.Errorf("the reader's poll has %d tries, want one a second", tries)
+	}
+}

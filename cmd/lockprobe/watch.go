@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lockprobe/lockprobe/analysis"
+	"github.com/lockprobe/lockprobe/ebpftracer"
 	"github.com/lockprobe/lockprobe/sampler"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -25,6 +27,7 @@ func watchCmd(args []string, stdout, stderr io.Writer) error {
 	forD := fs.Duration("for", 10*time.Second, "how long to watch; 0 is one look")
 	every := fs.Duration("every", 200*time.Millisecond, "time between looks")
 	out := fs.String("out", "", "output folder (default: a new lockprobe-out-TIMESTAMP folder here)")
+	tracer := fs.String("tracer", "auto", "also trace the watched processes' lock calls: ebpf (root and kernel BTF; sees every F_SETLK try of a poller), none (looks only), auto (ebpf where it can run)")
 	stuckAfter := fs.Duration("stuck-after", analysis.DefaultStuckAfter, "a waiter blocked this long under suspicious evidence is reported stuck (any time, when watching for less)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -37,6 +40,19 @@ func watchCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	if *forD < 0 || *every <= 0 || *stuckAfter <= 0 {
 		return usagef("-for must not be negative; -every and -stuck-after must be positive")
+	}
+	var useEBPF bool
+	switch *tracer {
+	case "auto":
+		useEBPF = ebpftracer.Available() == nil
+	case "ebpf":
+		if err := ebpftracer.Available(); err != nil {
+			return usagef("-tracer ebpf: %v; -tracer none needs neither", err)
+		}
+		useEBPF = true
+	case "none":
+	default:
+		return usagef("-tracer %q: want auto, ebpf or none", *tracer)
 	}
 	pidList, err := parsePIDs(pids)
 	if err != nil {
@@ -64,7 +80,8 @@ func watchCmd(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	path, err := sampler.Watch(ctx, sampler.Options{Files: fl, PIDs: pidList, For: *forD, Every: *every, OutDir: dir,
-		CommandLine: "lockprobe watch " + shellJoin(args), Version: version})
+		CommandLine: "lockprobe watch " + shellJoin(args), Version: version, EBPF: useEBPF,
+		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err
 	}
