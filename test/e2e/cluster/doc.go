@@ -27,4 +27,7 @@
 // Start first ends what crashed runs left behind (CleanStale) and leaves clusters of live test
 // processes alone. Names that other runs could share (network namespaces, links, addresses,
 // ports) carry the cluster's random ID or are chosen free.
+//
+// What building and partitioning the cluster measured, and what lockprobe's runs on it found,
+// is in FINDINGS.md beside this file; lockprobe_test.go holds those runs.
 package cluster
