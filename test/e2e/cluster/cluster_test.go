@@ -30,7 +30,11 @@ func TestMain(m *testing.M) {
 		os.Exit(helper(strings.Fields(h)))
 	}
 	flag.Parse()
-	os.Exit(m.Run())
+	code := m.Run()
+	if lpDir != "" {
+		_ = os.RemoveAll(lpDir) // the lockprobe binary the tests built
+	}
+	os.Exit(code)
 }
 
 func helper(args []string) int {
