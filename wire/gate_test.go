@@ -299,20 +299,9 @@ func TestStreamAcceptsWhatZmq4Sends(t *testing.T) {
 	all = append(all, bytes.Repeat([]byte{'q'}, 256)...)        //
 	all = append(all, command(append([]byte{4}, "PING"...))...) // a command between messages
 	for _, piece := range []int{1, 2, 3, 7, 64, 100, len(all)} {
-		s := &stream{wantType: "DEALER", needID: true, limit: func() uint64 { return maxUntrusted }}
-		var held []byte
-		handed := 0
-		for off := 0; off < len(all); off += piece {
-			held = append(held, all[off:min(off+piece, len(all))]...)
-			n, err := s.scan(held)
-			if err != nil {
-				t.Fatalf("pieces of %d: %v", piece, err)
-			}
-			handed += n
-			held = held[n:]
-		}
-		if handed != len(all) || len(held) != 0 || s.identity != "a" {
-			t.Errorf("pieces of %d: handed %d of %d, %d held, identity %q", piece, handed, len(all), len(held), s.identity)
+		handed, held, err := scanPieces(all, piece)
+		if err != nil || handed != len(all) || len(held) != 0 {
+			t.Errorf("pieces of %d: handed %d of %d, %d held, %v", piece, handed, len(all), len(held), err)
 		}
 	}
 }

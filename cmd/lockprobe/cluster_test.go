@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 )
@@ -14,11 +13,7 @@ func TestClusterFlagsRefused(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	run := func(extra ...string) []string { return append([]string{"run", "-out", out}, extra...) }
 	t.Setenv("SLURM_JOB_ID", "")
-	cases := []struct {
-		name string
-		args []string
-		want string
-	}{
+	assertRefused(t, out, []refusal{
 		{"unknown launcher", run("-file", "/x/f", "-launcher", "mpirun"), `unknown launcher "mpirun"`},
 		{"unknown spread", run("-file", "/x/f", "-launcher", "slurm", "-spread", "plane"), `unknown spread "plane"`},
 		{"a relative path on the nodes", run("-file", "x/f", "-launcher", "slurm", "-nodes", "2"), "an absolute path on the nodes"},
@@ -31,15 +26,5 @@ func TestClusterFlagsRefused(t *testing.T) {
 		{"-remote beside a launcher", run("-file", "/x/f", "-launcher", "slurm", "-nodes", "2", "-remote", "1"), "the launcher starts every locker"},
 		{"no allocation and no -nodes", run("-file", "/x/f", "-launcher", "slurm"), "no Slurm allocation"},
 		{"a node target that is no number", run("-file", "/x/f", "-launcher", "slurm", "-scenario", writeScenario(t, dir, "all: file@{file}\nnode=x: write\n")), "node=x"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			usage(t, c.want, c.args...)
-			assertNoLockers(t)
-			if _, err := os.Stat(out); err == nil {
-				t.Errorf("an output folder was made for a refused run")
-				os.RemoveAll(out)
-			}
-		})
-	}
+	})
 }

@@ -54,8 +54,9 @@ func lockprobe(t *testing.T, timeout time.Duration, args ...string) runResult {
 	return runResult{code: r.Code, stdout: r.Stdout, stderr: r.Stderr}
 }
 
-// runScenario runs `lockprobe run` with a scenario text on a fresh file and reads the trace.
-func runScenario(t *testing.T, text string, args ...string) runResult {
+// scenarioRun writes a scenario text beside a fresh lock file and returns the `lockprobe run`
+// arguments for it (args after them) and the output folder.
+func scenarioRun(t *testing.T, text string, args ...string) ([]string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	scen := filepath.Join(dir, "scenario.lps")
@@ -63,7 +64,13 @@ func runScenario(t *testing.T, text string, args ...string) runResult {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out")
-	all := append([]string{"run", "-file", filepath.Join(dir, "lock-file"), "-scenario", scen, "-out", out}, args...)
+	return append([]string{"run", "-file", filepath.Join(dir, "lock-file"), "-scenario", scen, "-out", out}, args...), out
+}
+
+// runScenario runs `lockprobe run` with a scenario text on a fresh file and reads the trace.
+func runScenario(t *testing.T, text string, args ...string) runResult {
+	t.Helper()
+	all, out := scenarioRun(t, text, args...)
 	res := lockprobe(t, 90*time.Second, all...)
 	res.out = out
 	tr, err := tracefile.Open(out)

@@ -16,17 +16,11 @@ import (
 // Faults the run must survive with a true verdict: lockers killed, stopped, interrupted.
 // TESTING.md lists them with what lockprobe promises.
 
-// startScenario starts `lockprobe run` on a scenario text and returns the command, its output
-// folder and when it started.
+// startScenario starts `lockprobe run` on a scenario text and returns the running command and
+// its output folder.
 func startScenario(t *testing.T, text string, args ...string) (*runningLP, string) {
 	t.Helper()
-	dir := t.TempDir()
-	scen := filepath.Join(dir, "scenario.lps")
-	if err := os.WriteFile(scen, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "out")
-	all := append([]string{"run", "-file", filepath.Join(dir, "lock-file"), "-scenario", scen, "-out", out}, args...)
+	all, out := scenarioRun(t, text, args...)
 	cmd := startLockprobe(t, all...)
 	rl := &runningLP{done: make(chan runResult, 1), started: time.Now()}
 	go func() { rl.done <- waitLockprobe(t, cmd) }()

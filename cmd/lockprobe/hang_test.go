@@ -106,14 +106,7 @@ func sameAsAnalyze(t *testing.T, res runResult) {
 		t.Errorf("analyze exits %d, run exited %d\n%s", a.code, res.code, a.stdout)
 	}
 	load := func(dir string) map[string]any {
-		b, err := os.ReadFile(filepath.Join(dir, "verdict.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v map[string]any
-		if err := json.Unmarshal(b, &v); err != nil {
-			t.Fatal(err)
-		}
+		v := readVerdictMap(t, dir)
 		delete(v["verdict"].(map[string]any), "detection_latency_ns") // only the live run measures it
 		return v
 	}

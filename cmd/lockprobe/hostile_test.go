@@ -38,6 +38,29 @@ func usage(t *testing.T, want string, args ...string) runResult {
 	return res
 }
 
+// refusal is one bad command line and what its one-line error must say.
+type refusal struct {
+	name string
+	args []string
+	want string
+}
+
+// assertRefused runs each case as a subtest: a usage error, no locker left, and no output folder
+// out made for it.
+func assertRefused(t *testing.T, out string, cases []refusal) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			usage(t, c.want, c.args...)
+			assertNoLockers(t)
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("an output folder was made for a refused run")
+				os.RemoveAll(out)
+			}
+		})
+	}
+}
+
 func writeScenario(t *testing.T, dir, text string) string {
 	t.Helper()
 	p := filepath.Join(dir, fmt.Sprintf("s%d.lps", time.Now().UnixNano()))
@@ -68,11 +91,7 @@ func TestHostileInputIsRefused(t *testing.T) {
 	os.WriteFile(notDir, []byte("x"), 0o644)
 	out := filepath.Join(dir, "out")
 	run := func(extra ...string) []string { return append([]string{"run", "-out", out}, extra...) }
-	cases := []struct {
-		name string
-		args []string
-		want string
-	}{
+	assertRefused(t, out, []refusal{
 		{"empty -file", run("-file", ""), "empty path"},
 		{"-file in /proc", run("-file", "/proc/self/status"), "pseudo file system"},
 		{"-file a symlink", run("-file", link), "symbolic link"},
@@ -90,17 +109,7 @@ func TestHostileInputIsRefused(t *testing.T) {
 		{"analyze an empty trace", []string{"analyze", writeScenario(t, dir, "")}, "no span in it"},
 		{"analyze junk without a newline", []string{"analyze", writeScenario(t, dir, "junk, no newline")}, "not a trace file"},
 		{"export to no URL", []string{"export", "-otlp", "notaurl", writeScenario(t, dir, "")}, "-otlp"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			usage(t, c.want, c.args...)
-			assertNoLockers(t)
-			if _, err := os.Stat(out); err == nil {
-				t.Errorf("an output folder was made for a refused run")
-				os.RemoveAll(out)
-			}
-		})
-	}
+	})
 	if b, _ := os.ReadFile(victim); len(b) != 0 {
 		t.Errorf("the symlink's target was written: %q", b)
 	}
