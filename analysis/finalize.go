@@ -355,7 +355,7 @@ func (d *detector) longHolds(end int64, g *WaitGraph) {
 		case last == nil:
 			continue
 		case last.Locker < 0:
-			f.Detail = ForeignOwner{Waiter: a.Locker, Waited: end - a.Begin, Owner: g.party(last.ID), AtEnd: true}
+			f.Detail = ForeignOwner{Waiter: a.Locker, Waited: end - a.Begin, Owner: g.party(last.ID), AtEnd: true, Remote: last.Remote}
 			d.add(newFinding(ClassForeignHolder, f))
 		case !last.Waiting && last.Holding && !m.exitedBy(last.Locker, end) && m.locker(last.Locker).isProgram():
 			// A scenario's long hold is what it asked for; a program's holder that waits for

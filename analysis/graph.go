@@ -35,6 +35,8 @@ type GraphNode struct {
 	PID     int64
 	Waiting bool
 	Holding bool
+	// Remote says the answering node has no process of that pid: the holder is on another node.
+	Remote bool
 }
 
 // GraphEdge is "waiter waits for owner" at the graph's instant.
@@ -61,6 +63,7 @@ type ownerKey struct {
 	class  semconv.OwnerClass
 	node   string
 	pid    int64
+	remote bool
 }
 
 type graphBuilder struct {
@@ -177,7 +180,7 @@ func (b *graphBuilder) edgeTo(a *Attempt, o Owner, node string, since int64, src
 		if o.Node != "" {
 			node = o.Node
 		}
-		b.addEdge(a, ownerKey{locker: -1, class: o.Class, node: node, pid: o.PID}, since, src)
+		b.addEdge(a, ownerKey{locker: -1, class: o.Class, node: node, pid: o.PID, remote: o.Remote}, since, src)
 	}
 }
 
@@ -245,7 +248,7 @@ func (b *graphBuilder) finish() *WaitGraph {
 	g := &WaitGraph{At: b.t, Nodes: []GraphNode{}, Edges: []GraphEdge{}, Cycles: [][]int64{}, SCCs: [][]int64{}}
 	next := ForeignBase
 	for _, k := range keys {
-		n := GraphNode{Locker: k.locker, Class: k.class, Node: k.node, PID: k.pid}
+		n := GraphNode{Locker: k.locker, Class: k.class, Node: k.node, PID: k.pid, Remote: k.remote}
 		if k.locker >= 0 {
 			l := b.m.locker(k.locker)
 			n.ID, n.Node, n.PID = k.locker, l.Node, l.PID
@@ -285,7 +288,10 @@ func keyLess(x, y ownerKey) bool {
 	if x.node != y.node {
 		return x.node < y.node
 	}
-	return x.pid < y.pid
+	if x.pid != y.pid {
+		return x.pid < y.pid
+	}
+	return !x.remote && y.remote
 }
 
 // findCycles finds the strongly connected components with gonum's Tarjan and one shortest cycle

@@ -46,7 +46,9 @@ func (r *Recorder) ownerAttrs(self *tproc, o Owner) []*commonpb.KeyValue {
 
 // OwnerAttrs are the attributes of a lock.conflict event (or an observation) naming o: the
 // pid mapped by the owner rule (lockmodel) to the asker itself or the recorded process byPID
-// finds, and whether a foreign pid is a process of this node at all.
+// finds, and whether a foreign pid is a process of this node at all. F_GETLK's pid 0 for a held
+// lock is no process of this node either: FUSE (GlusterFS) turns a holder's pid that the
+// mounting node's pid namespace does not have into 0.
 func OwnerAttrs(o Owner, self *Proc, byPID func(int) *Proc, node string) []*commonpb.KeyValue {
 	class, id, local := semconv.OwnerNone, int64(-1), int64(1)
 	if o.Mode != semconv.ModeNone {
@@ -61,7 +63,7 @@ func OwnerAttrs(o Owner, self *Proc, byPID func(int) *Proc, node string) []*comm
 		}
 		w := t.Owner(lockmodel.Query{Node: node, PID: int64(o.PID), Asker: asker})
 		class, id = w.Class, w.Locker()
-		if class == semconv.OwnerForeign && !host.ProcessExists(o.PID) {
+		if class == semconv.OwnerForeign && !host.ProcessExists(o.PID) || o.PID == 0 && o.Source == semconv.OwnerFromGetlk {
 			local = 0
 		}
 	}

@@ -219,19 +219,26 @@ func (n namer) summary(f *analysis.Finding) string {
 		return fmt.Sprintf("%s is still waiting for %s that, according to F_GETLK of locker %d, it already holds: the grant was never delivered — the signature of a lost lock callback",
 			n.who(d.Waiter), want, d.Asker)
 	case analysis.ForeignOwner:
+		var s string
 		if d.AtEnd {
-			return fmt.Sprintf("%s was still waiting at the end, after %s, for %s held by %s pid %d on %s, which is no locker of this run",
+			s = fmt.Sprintf("%s was still waiting at the end, after %s, for %s held by %s pid %d on %s, which is no locker of this run",
 				n.who(d.Waiter), secs(d.Waited), want, d.Owner.Class, d.Owner.PID, d.Owner.Node)
+		} else {
+			s = fmt.Sprintf("%s has waited %s for %s held by %s pid %d, which is no locker of this run",
+				n.who(d.Waiter), secs(d.Waited), want, d.Owner.Class, d.Owner.PID)
 		}
-		s := fmt.Sprintf("%s has waited %s for %s held by %s pid %d, which is no locker of this run",
-			n.who(d.Waiter), secs(d.Waited), want, d.Owner.Class, d.Owner.PID)
 		if d.Remote {
 			node := d.Owner.Node
 			if node == "" {
 				node = "?"
 			}
-			s += fmt.Sprintf("; pid %d is no process of node %s: on a file system shared across nodes its holder runs on another node — run `lockprobe who %s` on the nodes that mount it",
-				d.Owner.PID, node, f.Path)
+			if d.Owner.PID == 0 {
+				s += fmt.Sprintf("; pid 0 is what a FUSE file system (GlusterFS) answers for a holder that is no process of node %s: its holder runs on another node — run `lockprobe who %s` on the nodes that mount it",
+					node, f.Path)
+			} else {
+				s += fmt.Sprintf("; pid %d is no process of node %s: on a file system shared across nodes its holder runs on another node — run `lockprobe who %s` on the nodes that mount it",
+					d.Owner.PID, node, f.Path)
+			}
 		}
 		return s
 	case analysis.StaleOwner:

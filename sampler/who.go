@@ -9,11 +9,12 @@ import (
 	"text/tabwriter"
 
 	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/semconv"
 )
 
 // WhoRow is one holder or waiter of `lockprobe who`.
 type WhoRow struct {
-	Role    string `json:"role"` // holder | waiter
+	Role    string `json:"role"` // holder | waiter | requester (in casacore's request list, between its tries)
 	PID     int    `json:"pid"`  // -1: an OFD lock no process's fdinfo names
 	Command string `json:"command"`
 	Kind    string `json:"kind"`
@@ -67,6 +68,24 @@ func Who(l *Look, f *File) WhoView {
 		r.State, r.Wchan = state(h.PID, 0)
 		v.Rows = append(v.Rows, r)
 	}
+	// A FUSE file system (GlusterFS) keeps its locks out of /proc/locks: F_GETLK from lockprobe's
+	// descriptor names a holder of this node all the same.
+	seen := map[string]bool{}
+	for _, r := range v.Rows {
+		seen[fmt.Sprint(r.PID, r.Mode, r.Start, r.Len)] = true
+	}
+	for _, ob := range l.Observed {
+		o := ob.Owner
+		key := fmt.Sprint(o.PID, o.Mode, o.Start, o.Len)
+		if ob.File != f || o.Mode == semconv.ModeNone || o.PID <= 0 || seen[key] || !host.ProcessExists(o.PID) {
+			continue
+		}
+		seen[key] = true
+		r := WhoRow{Role: "holder", PID: o.PID, Command: cmd(o.PID), Kind: "posix", Mode: o.Mode.String(), Start: o.Start, Len: o.Len,
+			Here: true, Call: "named by F_GETLK; /proc/locks does not show it"}
+		r.State, r.Wchan = state(o.PID, 0)
+		v.Rows = append(v.Rows, r)
+	}
 	for _, p := range l.Procs {
 		for _, pd := range p.Pending {
 			if pd.File != f {
@@ -77,16 +96,41 @@ func Who(l *Look, f *File) WhoView {
 				Start: c.Start, Len: c.Len, Call: c.Text(), BlockedBy: pd.Owner.PID, Here: true}
 			r.State, r.Wchan = state(p.PID, pd.TID)
 			v.Rows = append(v.Rows, r)
-			if pd.Owner.PID > 0 && !host.ProcessExists(pd.Owner.PID) {
+			switch {
+			case pd.Owner.PID > 0 && !host.ProcessExists(pd.Owner.PID):
 				v.Elsewhere = append(v.Elsewhere, fmt.Sprintf("pid %d blocks pid %d but is no process of %s: its holder runs on another node of the file system — run `lockprobe who %s` there",
 					pd.Owner.PID, p.PID, node, f.Path))
+			case pd.Owner.PID == 0 && pd.Owner.Mode != semconv.ModeNone && pd.Owner.Source == semconv.OwnerFromGetlk:
+				v.Elsewhere = append(v.Elsewhere, fmt.Sprintf("a %s lock on %s blocks pid %d; F_GETLK names its holder pid 0, a process %s does not have (FUSE file systems such as GlusterFS say 0 for a holder of another node): run `lockprobe who %s` on the other nodes that mount it",
+					pd.Owner.Mode, rangeText(pd.Owner.Start, pd.Owner.Len), p.PID, node, f.Path))
 			}
 		}
 	}
+	for _, rq := range CasacoreRequests(f.Path) {
+		pid := int(rq.PID)
+		if p := l.Proc(pid); p != nil && len(p.Pending) > 0 {
+			continue // in a lock call now: a waiter row says more
+		}
+		r := WhoRow{Role: "requester", PID: pid, Command: cmd(pid), Kind: "posix", Here: host.ProcessExists(pid),
+			Call: "in casacore's request list (polls F_SETLK between its tries)"}
+		r.State, r.Wchan = state(pid, 0)
+		v.Rows = append(v.Rows, r)
+		if !r.Here {
+			v.Elsewhere = append(v.Elsewhere, fmt.Sprintf("casacore's request list names pid %d (host id %d), which is no process of %s: run `lockprobe who %s` on the other nodes that mount it",
+				pid, rq.HostID, node, f.Path))
+		}
+	}
 	for _, ob := range l.Observed {
-		if ob.File == f && ob.Owner.PID > 0 && !host.ProcessExists(ob.Owner.PID) {
+		if ob.File != f || ob.Owner.Mode == semconv.ModeNone {
+			continue
+		}
+		switch {
+		case ob.Owner.PID > 0 && !host.ProcessExists(ob.Owner.PID):
 			v.Elsewhere = append(v.Elsewhere, fmt.Sprintf("F_GETLK names pid %d as holder of a %s lock, which is no process of %s: run `lockprobe who %s` on the other nodes that mount it",
 				ob.Owner.PID, ob.Owner.Mode, node, f.Path))
+		case ob.Owner.PID == 0 && ob.Owner.Source == semconv.OwnerFromGetlk && !heldHere(l, f):
+			v.Elsewhere = append(v.Elsewhere, fmt.Sprintf("F_GETLK says a %s lock on %s is held by pid 0, a process %s does not have (FUSE file systems such as GlusterFS say 0 for a holder of another node): run `lockprobe who %s` on the other nodes that mount it",
+				ob.Owner.Mode, rangeText(ob.Owner.Start, ob.Owner.Len), node, f.Path))
 		}
 	}
 	return v
@@ -122,9 +166,9 @@ func WriteText(w io.Writer, vs []WhoView) error {
 			fmt.Fprintln(tw, "  \tpid\tkind\tmode\trange\tstate\tblocked by\tcommand")
 		}
 		for _, r := range v.Rows {
-			rng := fmt.Sprintf("[%d, %d)", r.Start, r.Start+r.Len)
-			if r.Len == 0 {
-				rng = fmt.Sprintf("[%d, EOF)", r.Start)
+			rng := rangeText(r.Start, r.Len)
+			if r.Role == "requester" {
+				rng = "–" // the list names the process, not its request
 			}
 			by := "–"
 			if r.BlockedBy != 0 {
@@ -144,4 +188,21 @@ func WriteText(w io.Writer, vs []WhoView) error {
 		}
 	}
 	return nil
+}
+
+// heldHere says whether /proc/locks shows a lock on f held on this node.
+func heldHere(l *Look, f *File) bool {
+	for _, h := range l.Holders([]*File{f}) {
+		if h.File == f {
+			return true
+		}
+	}
+	return false
+}
+
+func rangeText(start, length int64) string {
+	if length == 0 {
+		return fmt.Sprintf("[%d, EOF)", start)
+	}
+	return fmt.Sprintf("[%d, %d)", start, start+length)
 }

@@ -719,20 +719,41 @@ time.sleep(0.2)
 }
 
 // Case 3 during casacore's first ~30 s: the reader polls with F_SETLK a second apart and sits in
-// no lock call between its tries, so looks alone miss it. With eBPF, watch sees each try: one
-// poll attempt blocked by the sleeping permanent holder, and the verdict names the holder.
+// no lock call between its tries, so looks alone miss it. who finds it in casacore's request
+// list; with eBPF, watch sees each try: one poll attempt blocked by the sleeping permanent
+// holder, and the verdict names the holder.
 func TestWatchCasacorePollingWaiter(t *testing.T) {
 	dir := needCasacore(t)
-	if err := ebpftracer.Available(); err != nil {
-		t.Skip(err)
-	}
 	tab := makeTable(t, dir, "Q")
 	holder := startPy(t, dir, "perm.py", tab, "300")
 	time.Sleep(2 * time.Second)
 	reader := startPy(t, dir, "reader.py", tab)
 	time.Sleep(2 * time.Second) // polling now: ~29 tries before its F_SETLKW
+	res, err := lptest.Run(binary, time.Minute, "who", filepath.Join(tab, "table.lock"), "-json")
+	if err != nil || res.Code != 0 {
+		t.Fatalf("who: %v exit %d %s", err, res.Code, res.Stderr)
+	}
+	var views []struct {
+		Rows []struct {
+			Role string `json:"role"`
+			PID  int    `json:"pid"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), &views); err != nil || len(views) != 1 {
+		t.Fatalf("who -json: %v\n%s", err, res.Stdout)
+	}
+	requester := false
+	for _, r := range views[0].Rows {
+		requester = requester || r.Role == "requester" && r.PID == reader.Process.Pid
+	}
+	if !requester {
+		t.Errorf("who does not show the polling reader %d from casacore's request list:\n%s", reader.Process.Pid, res.Stdout)
+	}
+	if err := ebpftracer.Available(); err != nil {
+		t.Skip(err)
+	}
 	out := filepath.Join(t.TempDir(), "out")
-	res, err := lptest.Run(binary, time.Minute, "watch", "-tracer", "ebpf", "-file", filepath.Join(tab, "table.lock"), "-for", "4s", "-out", out)
+	res, err = lptest.Run(binary, time.Minute, "watch", "-tracer", "ebpf", "-file", filepath.Join(tab, "table.lock"), "-for", "4s", "-out", out)
 	if err != nil {
 		t.Fatal(err)
 	}
