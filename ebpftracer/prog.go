@@ -105,12 +105,23 @@ func (b *builder) prologue() {
 		asm.Mov.Reg(asm.R7, asm.R0),
 		asm.RSh.Imm(asm.R0, 32),
 		asm.StoreMem(asm.RFP, stKey, asm.R0, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapPids),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stKey),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "out"),
 	)
+	b.mapCall(asm.FnMapLookupElem, mapPids, false, "")
+	b.add(asm.JEq.Imm(asm.R0, 0, "out"))
+}
+
+// mapCall calls a map helper on map m with the key at stKey (and, with value, the value at
+// stVal and BPF_ANY); label, when not empty, names its first instruction.
+func (b *builder) mapCall(fn asm.BuiltinFunc, m string, value bool, label string) {
+	ld := asm.LoadMapPtr(asm.R1, 0).WithReference(m)
+	if label != "" {
+		ld = ld.WithSymbol(label)
+	}
+	b.add(ld, asm.Mov.Reg(asm.R2, asm.RFP), asm.Add.Imm(asm.R2, stKey))
+	if value {
+		b.add(asm.Mov.Reg(asm.R3, asm.RFP), asm.Add.Imm(asm.R3, stVal), asm.Mov.Imm(asm.R4, 0))
+	}
+	b.add(fn.Call())
 }
 
 // epilogue returns 0; "out" lands here.
@@ -239,10 +250,9 @@ func (b *builder) output() {
 		asm.FnRingbufOutput.Call(),
 		asm.JEq.Imm(asm.R0, 0, "sent"),
 		asm.StoreImm(asm.RFP, stKey, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapLost),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stKey),
-		asm.FnMapLookupElem.Call(),
+	)
+	b.mapCall(asm.FnMapLookupElem, mapLost, false, "")
+	b.add(
 		asm.JEq.Imm(asm.R0, 0, "sent"),
 		asm.Mov.Imm(asm.R1, 1),
 		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
@@ -264,15 +274,7 @@ func (b *builder) remember() {
 		asm.StoreMem(asm.RFP, stVal+8, asm.R1, asm.DWord),
 	)
 	b.tidKey()
-	b.add(
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapInflight),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stKey),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, stVal),
-		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
-		asm.FnMapUpdateElem.Call(),
-	)
+	b.mapCall(asm.FnMapUpdateElem, mapInflight, true, "")
 }
 
 // lockCommands are fcntl's lock commands (lockcall.LockCommands).
@@ -304,14 +306,8 @@ func (b *builder) fcntlEnter() {
 func (b *builder) syscallExit(kind int32) {
 	b.prologue()
 	b.tidKey()
-	b.add(
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapInflight),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stKey),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "out"),
-		asm.Mov.Reg(asm.R9, asm.R0),
-	)
+	b.mapCall(asm.FnMapLookupElem, mapInflight, false, "")
+	b.add(asm.JEq.Imm(asm.R0, 0, "out"), asm.Mov.Reg(asm.R9, asm.R0))
 	b.begin(kind)
 	b.add(
 		asm.LoadMem(asm.R1, asm.R9, 0, asm.DWord),
@@ -330,13 +326,8 @@ func (b *builder) syscallExit(kind int32) {
 		)
 		b.readFlock("x")
 	}
-	b.tidKey()
-	b.add(
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapInflight).WithSymbol("del"),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stKey),
-		asm.FnMapDeleteElem.Call(),
-	)
+	b.add(asm.StoreMem(asm.RFP, stKey, asm.R7, asm.Word).WithSymbol("del"))
+	b.mapCall(asm.FnMapDeleteElem, mapInflight, false, "")
 	b.output()
 	b.epilogue()
 }
@@ -392,14 +383,8 @@ func (b *builder) procFork(childOff int16) {
 		asm.LoadMem(asm.R1, asm.R6, childOff, asm.Word),
 		asm.StoreMem(asm.RFP, stKey, asm.R1, asm.Word),
 		asm.StoreImm(asm.RFP, stVal, 1, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapPids),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stKey),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, stVal),
-		asm.Mov.Imm(asm.R4, 0),
-		asm.FnMapUpdateElem.Call(),
 	)
+	b.mapCall(asm.FnMapUpdateElem, mapPids, true, "")
 	b.begin(evFork)
 	b.add(
 		asm.LoadMem(asm.R1, asm.R6, childOff, asm.Word),
@@ -434,20 +419,14 @@ func (b *builder) procExit(groupDeadOff int16) {
 		asm.JEq.Reg(asm.R1, asm.R2, "group"),
 	)
 	b.tidKey()
+	b.mapCall(asm.FnMapDeleteElem, mapPids, false, "")
 	b.add(
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapPids),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stKey),
-		asm.FnMapDeleteElem.Call(),
 		asm.LoadMem(asm.R1, asm.R6, groupDeadOff, asm.Byte).WithSymbol("group"),
 		asm.JEq.Imm(asm.R1, 0, "out"),
 		asm.Mov.Reg(asm.R1, asm.R7),
 		asm.RSh.Imm(asm.R1, 32),
 		asm.StoreMem(asm.RFP, stKey, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(mapPids),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, stKey),
-		asm.FnMapDeleteElem.Call(),
 	)
+	b.mapCall(asm.FnMapDeleteElem, mapPids, false, "")
 	b.epilogue()
 }

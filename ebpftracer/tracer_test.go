@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/internal/lptest"
 	"github.com/lockprobe/lockprobe/lockcall"
 	"github.com/lockprobe/lockprobe/ptracer"
 	"github.com/lockprobe/lockprobe/semconv"
@@ -43,39 +43,16 @@ func need(t *testing.T) string {
 	return "/usr/bin/python3"
 }
 
-type recorder struct {
-	mu  sync.Mutex
-	evs []ptracer.Event
-}
-
-func (r *recorder) add(e ptracer.Event) {
-	r.mu.Lock()
-	r.evs = append(r.evs, e)
-	r.mu.Unlock()
-}
-
-func (r *recorder) of(kind ptracer.Kind) []ptracer.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []ptracer.Event
-	for _, e := range r.evs {
-		if e.Kind == kind {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func start(t *testing.T, prog string, args ...string) (*Tracer, *recorder) {
+func start(t *testing.T, prog string, args ...string) (*Tracer, *ptracer.Log) {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &recorder{}
+	r := &ptracer.Log{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	tr, err := Start(ctx, Options{Program: prog, Args: args, Helper: []string{self}, Env: append(os.Environ(), helperEnv+"=1")}, r.add)
+	tr, err := Start(ctx, Options{Program: prog, Args: args, Helper: []string{self}, Env: append(os.Environ(), helperEnv+"=1")}, r.Add)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,20 +85,7 @@ func TestKernelOffsets(t *testing.T) {
 func TestTraceLockCalls(t *testing.T) {
 	py := need(t)
 	f := filepath.Join(t.TempDir(), "f")
-	script := `
-import fcntl, os, struct, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
-fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)           # F_SETLKW write [0,1)
-fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
-fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # flock shared, try
-pid = os.fork()
-if pid == 0:
-    fcntl.fcntl(fd, 37, struct.pack("hhxxxxqqixxxx", fcntl.F_RDLCK, 0, 4, 2, 0))  # F_OFD_SETLK read [4,6)
-    os._exit(3)
-os.waitpid(pid, 0)
-os.close(fd)
-`
-	tr, r := start(t, py, "-c", script, f)
+	tr, r := start(t, py, "-c", lptest.EveryLockCall, f)
 	if err := tr.Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +95,7 @@ os.close(fd)
 	}
 	var texts []string
 	var ofds []uint64
-	for _, e := range r.of(ptracer.CallEnter) {
+	for _, e := range r.Of(ptracer.CallEnter) {
 		texts = append(texts, e.Call.Text())
 		if e.Call.Op == lockcall.OpNone {
 			t.Errorf("unfiltered call reported: %+v", e)
@@ -160,7 +124,7 @@ os.close(fd)
 			break
 		}
 	}
-	rets := r.of(ptracer.CallReturn)
+	rets := r.Of(ptracer.CallReturn)
 	for _, e := range rets {
 		if !ptracer.NeedsReturn(e.Call) || e.Errno != 0 {
 			t.Errorf("return %s errno %v", e.Call.Text(), e.Errno)
@@ -169,7 +133,7 @@ os.close(fd)
 	if len(rets) != 3 {
 		t.Errorf("%d returns, want 3 (F_SETLKW, flock, F_OFD_SETLK)", len(rets))
 	}
-	starts, exits := r.of(ptracer.ProcStart), r.of(ptracer.ProcExit)
+	starts, exits := r.Of(ptracer.ProcStart), r.Of(ptracer.ProcExit)
 	if len(starts) != 2 || len(exits) != 2 {
 		t.Fatalf("starts %+v exits %+v, want 2 and 2", starts, exits)
 	}
@@ -185,7 +149,7 @@ os.close(fd)
 			t.Errorf("pid %d: %q, want %q", e.PID, e.Status, want)
 		}
 	}
-	for _, e := range r.of(ptracer.CallEnter) {
+	for _, e := range r.Of(ptracer.CallEnter) {
 		if e.Call.Kind == semconv.KindOFD && e.PID != starts[1].PID {
 			t.Errorf("OFD lock by %d, want the child %d", e.PID, starts[1].PID)
 		}
@@ -206,12 +170,12 @@ func TestBlockedCall(t *testing.T) {
 	if err := unix.FcntlFlock(fh.Fd(), unix.F_SETLK, &lk); err != nil {
 		t.Fatal(err)
 	}
-	tr, r := start(t, py, "-c", "import fcntl,sys; f=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX)", f)
+	tr, r := start(t, py, "-c", lptest.WaitForLock, f)
 	deadline := time.Now().Add(10 * time.Second)
-	for len(r.of(ptracer.CallEnter)) == 0 && time.Now().Before(deadline) {
+	for len(r.Of(ptracer.CallEnter)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	enters := r.of(ptracer.CallEnter)
+	enters := r.Of(ptracer.CallEnter)
 	if len(enters) == 0 {
 		t.Fatal("no call seen")
 	}
@@ -219,7 +183,7 @@ func TestBlockedCall(t *testing.T) {
 	if ps, err := host.ReadProcess(enters[0].PID, 0); err != nil || ps.State == "t" || ps.State == "T" {
 		t.Errorf("the program is stopped (%+v, %v)", ps, err)
 	}
-	if n := len(r.of(ptracer.CallReturn)); n != 0 {
+	if n := len(r.Of(ptracer.CallReturn)); n != 0 {
 		t.Fatalf("%d returns while the lock is held", n)
 	}
 	lk.Type = unix.F_UNLCK
@@ -229,7 +193,7 @@ func TestBlockedCall(t *testing.T) {
 	if err := tr.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	rets := r.of(ptracer.CallReturn)
+	rets := r.Of(ptracer.CallReturn)
 	if len(rets) != 1 || rets[0].Errno != 0 || !rets[0].Call.Wait {
 		t.Fatalf("returns %+v", rets)
 	}
@@ -252,17 +216,17 @@ time.sleep(60)`, f)
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	r := &recorder{}
-	tr, err := Start(context.Background(), Options{Attach: []int{cmd.Process.Pid}}, r.add)
+	r := &ptracer.Log{}
+	tr, err := Start(context.Background(), Options{Attach: []int{cmd.Process.Pid}}, r.Add)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(r.of(ptracer.CallReturn)) == 0 && time.Now().Before(deadline) {
+	for len(r.Of(ptracer.CallReturn)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if rets := r.of(ptracer.CallReturn); len(rets) != 1 || rets[0].PID != cmd.Process.Pid || rets[0].Call.Mode != semconv.ModeWrite {
+	if rets := r.Of(ptracer.CallReturn); len(rets) != 1 || rets[0].PID != cmd.Process.Pid || rets[0].Call.Mode != semconv.ModeWrite {
 		t.Fatalf("returns %+v", rets)
 	}
 	tr.Kill()

@@ -6,13 +6,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/internal/lptest"
 	"github.com/lockprobe/lockprobe/lockcall"
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -39,28 +39,11 @@ func python(t *testing.T) string {
 	return p
 }
 
-type recorder struct {
-	mu  sync.Mutex
-	evs []Event
-}
+type recorder struct{ Log }
 
-func (r *recorder) add(e Event) {
-	r.mu.Lock()
-	r.evs = append(r.evs, e)
-	r.mu.Unlock()
-}
+func (r *recorder) add(e Event) { r.Add(e) }
 
-func (r *recorder) calls(kind Kind) []Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []Event
-	for _, e := range r.evs {
-		if e.Kind == kind {
-			out = append(out, e)
-		}
-	}
-	return out
-}
+func (r *recorder) calls(kind Kind) []Event { return r.Of(kind) }
 
 func start(t *testing.T, ctx context.Context, prog string, copies int, args ...string) (*Tracer, *recorder) {
 	t.Helper()
@@ -98,22 +81,9 @@ func (r *recorder) lockCalls(kind Kind) []Event {
 func TestTraceLockCalls(t *testing.T) {
 	py := python(t)
 	f := filepath.Join(t.TempDir(), "f")
-	script := `
-import fcntl, os, struct, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
-fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)           # F_SETLKW write [0,1)
-fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
-fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # flock shared, try
-pid = os.fork()
-if pid == 0:
-    fcntl.fcntl(fd, 37, struct.pack("hhxxxxqqixxxx", fcntl.F_RDLCK, 0, 4, 2, 0))  # F_OFD_SETLK read [4,6)
-    os._exit(3)
-os.waitpid(pid, 0)
-os.close(fd)
-`
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr, r := start(t, ctx, py, 1, "-c", script, f)
+	tr, r := start(t, ctx, py, 1, "-c", lptest.EveryLockCall, f)
 	if err := tr.Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +166,7 @@ func TestBlockedCall(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr, r := start(t, ctx, py, 1, "-c", "import fcntl,sys; f=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX)", f)
+	tr, r := start(t, ctx, py, 1, "-c", lptest.WaitForLock, f)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(r.lockCalls(CallEnter)) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)

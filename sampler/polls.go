@@ -2,7 +2,6 @@ package sampler
 
 import (
 	"fmt"
-	"sync"
 	"syscall"
 	"time"
 
@@ -20,32 +19,6 @@ import (
 // tries — is in no lock call between its tries, and a look catches it in one only by chance.
 // With eBPF, watch sees each try as it returns: the failed tries of one request make one `poll`
 // attempt, blocked by what /proc/locks names at each look, as exec records them.
-
-// callLog gathers the eBPF tracer's events between two looks. A nil log has none.
-type callLog struct {
-	mu  sync.Mutex
-	evs []ptracer.Event
-}
-
-func (c *callLog) add(e ptracer.Event) {
-	if e.Kind != ptracer.CallReturn && e.Kind != ptracer.CallEnter {
-		return
-	}
-	c.mu.Lock()
-	c.evs = append(c.evs, e)
-	c.mu.Unlock()
-}
-
-func (c *callLog) take() []ptracer.Event {
-	if c == nil {
-		return nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	evs := c.evs
-	c.evs = nil
-	return evs
-}
 
 // staleAfter ends a poll whose process has not tried again for this long: it gave up.
 const staleAfter = 5 * time.Second

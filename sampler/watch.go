@@ -11,6 +11,7 @@ import (
 	"github.com/lockprobe/lockprobe/ebpftracer"
 	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/progrec"
+	"github.com/lockprobe/lockprobe/ptracer"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -64,14 +65,14 @@ func Watch(ctx context.Context, o Options) (string, error) {
 	s := &state{w: w, procs: map[int]*progrec.Proc{}, holds: map[string]*seenSpan{}, waits: map[string]*seenSpan{},
 		polls: map[string]*seenSpan{}, obsLast: map[string]string{}, files: o.Files}
 	s.obs = w.StartObserver(-1, first.At)
-	var calls *callLog
+	var calls *ptracer.Log // the eBPF tracer's events, read at each look
 	if o.EBPF && len(first.Procs) > 0 {
 		var pids []int
 		for _, p := range first.Procs {
 			pids = append(pids, p.PID)
 		}
-		calls = &callLog{}
-		tr, err := ebpftracer.Start(ctx, ebpftracer.Options{Attach: pids, Log: o.Log}, calls.add)
+		calls = &ptracer.Log{}
+		tr, err := ebpftracer.Start(ctx, ebpftracer.Options{Attach: pids, Log: o.Log}, calls.Add)
 		if err != nil {
 			_ = w.Close(first.At, "error")
 			return "", err
@@ -96,11 +97,11 @@ func Watch(ctx context.Context, o Options) (string, error) {
 		if err != nil {
 			break // a watched pid ended: what was seen is the answer
 		}
-		s.tries(l, calls.take())
+		s.tries(l, calls.Take())
 		s.add(l)
 		last = l
 	}
-	s.tries(last, calls.take())
+	s.tries(last, calls.Take())
 	s.finish(last)
 	return path, w.Close(last.At, "done")
 }

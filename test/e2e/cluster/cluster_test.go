@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -178,19 +177,7 @@ func TestPIDsCollide(t *testing.T) {
 	if _, err := c.Nodes[0].Run(ctx, "touch", file); err != nil {
 		t.Fatal(err)
 	}
-	hold := c.Nodes[0].Command(ctx, helper)
-	hold.Env = append(hold.Env, helperEnv+"=hold "+file)
-	stdin, _ := hold.StdinPipe()
-	stdout, _ := hold.StdoutPipe()
-	if err := hold.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stdin.Close(); _ = hold.Wait() }()
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
-	var holder int
-	if _, err := fmt.Sscanf(line, "held pid=%d", &holder); err != nil {
-		t.Fatalf("holder on node 0 said %q", line)
-	}
+	holder := holdOn(t, ctx, c.Nodes[0], helper, file)
 	q := c.Nodes[1].Command(ctx, helper)
 	q.Env = append(q.Env, helperEnv+"=getlk "+file)
 	got, err := q.CombinedOutput()

@@ -32,19 +32,7 @@ func TestWhoAndWatchAcrossNodes(t *testing.T) {
 	if _, err := n0.Run(ctx, "sh", "-c", "i=0; while [ $i -lt 400 ]; do /bin/true; i=$((i+1)); done"); err != nil {
 		t.Fatal(err)
 	}
-	hold := n0.Command(ctx, helper)
-	hold.Env = append(hold.Env, helperEnv+"=hold "+file)
-	stdin, _ := hold.StdinPipe()
-	stdout, _ := hold.StdoutPipe()
-	if err := hold.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stdin.Close(); _ = hold.Wait() }()
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
-	var holder int
-	if _, err := fmt.Sscanf(line, "held pid=%d", &holder); err != nil {
-		t.Fatalf("holder on node 0 said %q", line)
-	}
+	holder := holdOn(t, ctx, n0, helper, file)
 	if _, err := n1.Run(ctx, "test", "-e", "/proc/"+strconv.Itoa(holder)); err == nil {
 		t.Fatalf("node 1 has a process %d too: the test needs a number only node 0 has", holder)
 	}
@@ -144,4 +132,24 @@ func TestWhoAndWatchAcrossNodes(t *testing.T) {
 	if !found {
 		t.Errorf("who on node 0 does not show holder pid %d: %+v", holder, v0.Rows)
 	}
+}
+
+// holdOn starts the test binary's helper on node n holding a write lock on file until the test
+// ends, and returns its pid as n numbers it.
+func holdOn(t *testing.T, ctx context.Context, n *Node, helper, file string) int {
+	t.Helper()
+	hold := n.Command(ctx, helper)
+	hold.Env = append(hold.Env, helperEnv+"=hold "+file)
+	stdin, _ := hold.StdinPipe()
+	stdout, _ := hold.StdoutPipe()
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); _ = hold.Wait() })
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	var holder int
+	if _, err := fmt.Sscanf(line, "held pid=%d", &holder); err != nil {
+		t.Fatalf("holder on %s said %q", n.Name, line)
+	}
+	return holder
 }
