@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -60,6 +61,11 @@ func BenchmarkStartup(b *testing.B) {
 		if procs > 100 && testing.Short() {
 			continue
 		}
+		b.Run(fmt.Sprintf("floor/procs=%d", procs), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.ReportMetric(startFloor(b, procs).Seconds(), "ready-s")
+			}
+		})
 		b.Run(fmt.Sprintf("procs=%d", procs), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				var best memSample
@@ -124,4 +130,26 @@ func BenchmarkStartup(b *testing.B) {
 			}
 		})
 	}
+}
+
+// startFloor starts procs processes of the lockprobe binary at once, each doing nothing
+// (`lockprobe version`), and returns the time until the last has exited: what starting that
+// many copies of the binary costs this machine, before any of them connects or locks. A
+// locker is this and then its connection, clock sync and tracing set-up.
+func startFloor(b *testing.B, procs int) time.Duration {
+	b.Helper()
+	cmds := make([]*exec.Cmd, procs)
+	t0 := time.Now()
+	for i := range cmds {
+		cmds[i] = exec.Command(lockprobeBin, "version")
+		if err := cmds[i].Start(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range cmds {
+		if err := c.Wait(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(t0)
 }

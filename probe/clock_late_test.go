@@ -1,0 +1,75 @@
+package probe
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/wire"
+)
+
+// TestLatePongIsAskedAgain: a controller that answers a ping only after the pong wait (a
+// thousand lockers starting at once leave it that little of the cores) delays a locker's clock
+// sync; it does not end the locker, which asks again and is ready within its start-up deadline.
+func TestLatePongIsAskedAgain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out one pong wait")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ctl, err := wire.Listen(ctx, wire.ListenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	file := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(Options{Endpoint: ctl.LocalEndpoint(), Allow: []string{file}, StartupTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- l.Run(runCtx) }()
+	pings := 0
+	start := time.Now()
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("the locker ended before it was ready: %v", err)
+		case in := <-ctl.In():
+			if in.Err != nil {
+				t.Fatal(in.Err)
+			}
+			switch in.Msg.Kind {
+			case proto.KindHello:
+				_ = ctl.SendTo(in.From, &proto.Message{Kind: proto.KindWelcome, Welcome: &proto.Welcome{SameClock: true, Heartbeat: time.Second}})
+				ctl.Trust(in.From)
+			case proto.KindPing:
+				pings++
+				if pings == 1 {
+					continue // this one is answered too late: never
+				}
+				_ = ctl.SendTo(in.From, &proto.Message{Kind: proto.KindPong, Pong: &proto.Pong{T1: in.Msg.Ping.T1, TC: time.Now().UnixNano()}})
+			case proto.KindReady:
+				if waited := time.Since(start); waited < pongWait {
+					t.Errorf("ready after %s, before the unanswered ping's wait of %s", waited, pongWait)
+				}
+				if pings < 2 {
+					t.Errorf("ready after %d pings; the unanswered one must have been asked again", pings)
+				}
+				stop()
+				<-done
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("no ready")
+		}
+	}
+}
