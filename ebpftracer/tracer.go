@@ -123,6 +123,7 @@ type proc struct {
 	pid, copy int
 	exited    bool
 	announced bool // its ProcStart went out
+	argv      []string
 }
 
 // Start loads the programs, starts the copies (or attaches) and delivers events to handler on
@@ -454,14 +455,37 @@ func (t *Tracer) procOf(pid int, at time.Time) (p *proc, announced bool) {
 		if ppid == 0 && len(t.opts.Attach) == 0 && !t.isRoot(pid) {
 			ppid = parentOf(pid)
 		}
-		t.handler(ptracer.Event{Kind: ptracer.ProcStart, At: at, PID: pid, TID: pid, PPID: ppid, Copy: p.copy, Argv: cmdline(pid)})
+		t.handler(ptracer.Event{Kind: ptracer.ProcStart, At: at, PID: pid, TID: pid, PPID: ppid, Copy: p.copy, Argv: t.argvOf(p, ppid)})
 	}
 	return p, announce
+}
+
+// argvOf reads a process's command line. Events are handled after the fact and a short-lived
+// process may be gone by then: a copy's is the program's, a fork's its parent's (the same until
+// it execs).
+func (t *Tracer) argvOf(p *proc, ppid int) []string {
+	argv := cmdline(p.pid)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(argv) == 0 {
+		switch pp := t.procs[ppid]; {
+		case t.isRootLocked(p.pid):
+			argv = append([]string{t.opts.Program}, t.opts.Args...)
+		case pp != nil:
+			argv = pp.argv
+		}
+	}
+	p.argv = argv
+	return argv
 }
 
 func (t *Tracer) isRoot(pid int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.isRootLocked(pid)
+}
+
+func (t *Tracer) isRootLocked(pid int) bool {
 	for _, r := range t.roots {
 		if r == pid {
 			return true
@@ -544,7 +568,7 @@ func (t *Tracer) event(b []byte) {
 		if fresh {
 			return // announced just now, with the new command line
 		}
-		ev.Kind, ev.Argv = ptracer.ProcExec, cmdline(pid)
+		ev.Kind, ev.Argv = ptracer.ProcExec, t.argvOf(p, 0)
 	case evExit:
 		t.mu.Lock()
 		p.exited = true
