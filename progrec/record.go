@@ -64,6 +64,9 @@ type tproc struct {
 	// refer to another file is traced — close, dup2/dup3 onto it, close_range, exec (close on
 	// exec) — and drops its entry; open, dup and F_DUPFD only take numbers that are free.
 	fds map[int]fdFile
+	// lastCall and lastText keep the text of the call made last: a loop makes the same call.
+	lastCall lockcall.Call
+	lastText string
 }
 
 // fdFile is what a descriptor refers to.
@@ -304,7 +307,7 @@ func (r *Recorder) enterLock(tp *tproc, at time.Time, tid int, c lockcall.Call, 
 		c.Resolve(0, size)
 	}
 	l := Lock{Kind: c.Kind, Mode: c.Mode, Start: c.Start, Len: c.Len, Path: path,
-		Dev: f.dev, Inode: id.Inode, FD: c.FD, TID: tid, Text: c.Text()}
+		Dev: f.dev, Inode: id.Inode, FD: c.FD, TID: tid, Text: tp.text(c)}
 	var ofd uint64
 	if c.Kind != semconv.KindPOSIX {
 		var kernel uint64
@@ -597,4 +600,12 @@ func (r *Recorder) getlk(tp *tproc, cl *call, ret lockcall.Call, at time.Time, e
 		o = Owner{Mode: semconv.ModeNone, Source: semconv.OwnerFromGetlk}
 	}
 	r.w.Getlk(tp.p, cl.lock, cl.at, at, r.ownerAttrs(tp, o))
+}
+
+// text is c.Text(), built once while the process repeats the call.
+func (tp *tproc) text(c lockcall.Call) string {
+	if tp.lastText == "" || tp.lastCall != c {
+		tp.lastCall, tp.lastText = c, c.Text()
+	}
+	return tp.lastText
 }
