@@ -42,7 +42,7 @@ func run(args []string) error {
 	}
 	prog := fs.Args()
 	if len(prog) == 0 {
-		return errors.New("want -- PROGRAM ARGS...")
+		return errors.New("want the program to run after --")
 	}
 	path, err := exec.LookPath(prog[0])
 	if err != nil {
