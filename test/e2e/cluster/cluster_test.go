@@ -21,7 +21,8 @@ import (
 )
 
 // helperEnv makes the test binary a small helper instead of running tests, inside a node:
-// "dial ADDR", "hold PATH" (a whole-file write lock until stdin closes), "getlk PATH".
+// "dial ADDR", "hold PATH" (a whole-file write lock until stdin closes), "getlk PATH [PID]"
+// (with PID: also whether this node has a task of that number, just before and after the call).
 const helperEnv = "LOCKPROBE_CLUSTER_HELPER"
 
 func TestMain(m *testing.M) {
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 func helper(args []string) int {
-	if len(args) != 2 {
+	if len(args) != 2 && (len(args) != 3 || args[0] != "getlk") {
 		fmt.Println("helper: want VERB ARG")
 		return 2
 	}
@@ -68,12 +69,25 @@ func helper(args []string) int {
 			_, _ = io.Copy(io.Discard, os.Stdin)
 			return 0
 		}
+		// A task of this node, thread ids included (the kernel's lookup counts them: this
+		// helper's own Go threads may carry the holder's number).
+		present := func() int {
+			if len(args) < 3 {
+				return -1
+			}
+			if _, err := os.Stat("/proc/" + args[2]); err != nil {
+				return 0
+			}
+			return 1
+		}
+		before := present()
 		q := unix.Flock_t{Type: unix.F_WRLCK}
 		if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &q); err != nil {
 			fmt.Println("getlk:", err)
 			return 1
 		}
-		fmt.Printf("getlk type=%d pid=%d self=%d\n", q.Type, q.Pid, os.Getpid())
+		after := present()
+		fmt.Printf("getlk type=%d pid=%d self=%d present=%d,%d\n", q.Type, q.Pid, os.Getpid(), before, after)
 		return 0
 	}
 	fmt.Println("helper: unknown verb", args[0])
@@ -155,7 +169,7 @@ func TestSrunHostnames(t *testing.T) {
 
 // TestPIDsCollide: every node numbers its processes on its own, so the tasks of one step get
 // the same pid on every node; and F_GETLK through GlusterFS on node 1 answers the holder's pid
-// as node 0 numbers it.
+// as node 0 numbers it, read in node 1's pid namespace (0 where node 1 has no such process).
 func TestPIDsCollide(t *testing.T) {
 	c := start(t, Options{Slurm: true, Gluster: true})
 	ctx := testContext(t)
@@ -179,19 +193,29 @@ func TestPIDsCollide(t *testing.T) {
 	}
 	holder := holdOn(t, ctx, c.Nodes[0], helper, file)
 	q := c.Nodes[1].Command(ctx, helper)
-	q.Env = append(q.Env, helperEnv+"=getlk "+file)
+	q.Env = append(q.Env, fmt.Sprintf("%s=getlk %s %d", helperEnv, file, holder))
 	got, err := q.CombinedOutput()
 	if err != nil {
 		t.Fatalf("getlk on node 1: %v: %s", err, got)
 	}
-	var typ, pid, self int
-	if _, err := fmt.Sscanf(string(got), "getlk type=%d pid=%d self=%d", &typ, &pid, &self); err != nil {
+	var typ, pid, self, before, after int
+	if _, err := fmt.Sscanf(string(got), "getlk type=%d pid=%d self=%d present=%d,%d", &typ, &pid, &self, &before, &after); err != nil {
 		t.Fatalf("getlk on node 1 said %q", got)
 	}
-	if typ != unix.F_WRLCK || pid != holder {
-		t.Errorf("F_GETLK on node 1: type %d pid %d; want a write lock of pid %d (node 0's number for the holder)", typ, pid, holder)
+	// The kernel reads the answer's pid in node 1's pid namespace: the holder's number when node 1
+	// has a task of that number (an unrelated one, or a thread of the asker itself), else 0.
+	if typ != unix.F_WRLCK {
+		t.Errorf("F_GETLK on node 1: type %d, want a write lock (%d)", typ, unix.F_WRLCK)
 	}
-	t.Logf("holder pid %d on node 0; F_GETLK on node 1 (itself pid %d there) says pid %d", holder, self, pid)
+	switch {
+	case before != after:
+		t.Logf("node 1's task %d came or went during the call: the answer %d is not checked", holder, pid)
+	case before == 1 && pid != holder:
+		t.Errorf("F_GETLK on node 1 says pid %d; node 1 has a task %d, so want node 0's number %d", pid, holder, holder)
+	case before == 0 && pid != 0:
+		t.Errorf("F_GETLK on node 1 says pid %d; node 1 has no task %d, so want 0", pid, holder)
+	}
+	t.Logf("holder pid %d on node 0; F_GETLK on node 1 (itself pid %d there; task %d present: %d) says pid %d", holder, self, holder, before, pid)
 	// The root namespace does not see the volume at all.
 	var st unix.Statfs_t
 	if err := unix.Statfs(c.Mount, &st); err != nil || st.Type == 0x65735546 {
