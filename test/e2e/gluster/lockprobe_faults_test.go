@@ -143,10 +143,14 @@ func TestLockprobeLostGrant(t *testing.T) {
 	// ends: note where its threads wait, and resume B so that the run ends
 	// and the rest of its evidence can still be checked.
 	rescued := rescueAfter(r, 8*time.Second+15*time.Second, b)
-	r.wait(t, c)
+	// Locker 1's F_SETLKW (and its watcher's F_GETLK), once read by client B, wait in the
+	// kernel uninterruptibly (request_wait_answer) until B answers: SIGKILL cannot end them
+	// before B resumes. So the leftover check comes after the resume.
+	r.wait(t, nil)
 	if err := unix.Kill(b, unix.SIGCONT); err != nil {
 		t.Error(err)
 	}
+	c.assertNoLockers(t)
 	stuck, wasRescued := rescued()
 	if wasRescued {
 		t.Errorf("the controller was still running 15s after its -timeout, stuck in calls through the stopped client's mount; "+

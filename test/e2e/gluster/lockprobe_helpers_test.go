@@ -171,7 +171,10 @@ func (c *lpCluster) start(t *testing.T, label, file, scenario string, args ...st
 var verdictLine = regexp.MustCompile(`^verdict: (.+?) \(exit (\d+)\)(?:: (.*))?$`)
 
 // wait waits for the run to end, parses the verdict line and reads the
-// trace; then it checks that no locker or observer process is left.
+// trace; then, unless c is nil, it checks that no locker or observer process
+// is left. A test whose members may sit in an uninterruptible FUSE wait on a
+// stopped client passes nil and checks after it resumes the client: no
+// signal ends such a wait, so lockprobe can only name those members.
 func (r *lpRun) wait(t *testing.T, c *lpCluster) {
 	t.Helper()
 	err := r.cmd.Wait()
@@ -209,7 +212,9 @@ func (r *lpRun) wait(t *testing.T, c *lpCluster) {
 		t.Fatalf("reading the trace: %v\nstderr: %s", err, r.stderr.String())
 	}
 	r.trace = tr
-	c.assertNoLockers(t)
+	if c != nil {
+		c.assertNoLockers(t)
+	}
 }
 
 // expect checks the verdict class and the exit status.
