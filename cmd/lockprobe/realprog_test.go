@@ -438,7 +438,7 @@ func TestRealProgBadInput(t *testing.T) {
 			t.Errorf("err %v stderr %q, want exit 2 and one line saying not yours", err, stderr.String())
 		}
 	})
-	t.Run("exec as a user who may not load eBPF", func(t *testing.T) {
+	t.Run("exec and watch as a user who may not load eBPF", func(t *testing.T) {
 		if os.Getuid() != 0 {
 			t.Skip("needs root to run lockprobe as another user")
 		}
@@ -472,6 +472,14 @@ func TestRealProgBadInput(t *testing.T) {
 		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "root") {
 			t.Errorf("-tracer ebpf as nobody: exit %d stderr %q, want 2 and one line saying it needs root", code, stderr)
 		}
+		lf := filepath.Join(open, "w")
+		if err := os.WriteFile(lf, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, _, stderr = asNobody("watch", "-tracer", "ebpf", "-file", lf, "-for", "0", "-out", filepath.Join(open, "wo"))
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "root") {
+			t.Errorf("watch -tracer ebpf as nobody: exit %d stderr %q, want 2 and one line saying it needs root", code, stderr)
+		}
 		code, stdout, stderr := asNobody("exec", "-out", filepath.Join(open, "a"), "--", python, "-c",
 			"import fcntl; f=open('l','w'); fcntl.lockf(f, fcntl.LOCK_EX)")
 		if code != 0 {
@@ -485,48 +493,58 @@ func TestRealProgBadInput(t *testing.T) {
 			t.Errorf("-tracer auto as nobody did not fall back to ptrace")
 		}
 	})
-	t.Run("SIGKILL of lockprobe exec", func(t *testing.T) {
-		// The traced program sits in a lock call (the tracee is stopped at each one) when
-		// lockprobe dies: PTRACE_O_EXITKILL must take it along, not leave it stopped.
-		lk, err := os.OpenFile(f, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer lk.Close()
-		if err := syscall.FcntlFlock(lk.Fd(), syscall.F_SETLK, &syscall.Flock_t{Type: syscall.F_WRLCK}); err != nil {
-			t.Fatal(err)
-		}
-		marker := fmt.Sprintf("lockprobe-exitkill-%d", time.Now().UnixNano())
-		cmd := exec.Command(binary, "exec", "-out", filepath.Join(t.TempDir(), "out"), "--", python, "-c",
-			"import fcntl,sys; f=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX)", f, marker)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		var traced int
-		deadline := time.Now().Add(20 * time.Second)
-		for traced == 0 && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-			traced = findProc(marker)
-		}
-		if traced == 0 {
-			_ = cmd.Process.Kill()
-			t.Fatal("traced program never started")
-		}
-		waitInSetlkw(t, traced, 20*time.Second)
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		deadline = time.Now().Add(10 * time.Second)
-		for host.ProcessExists(traced) && time.Now().Before(deadline) {
-			if ps, err := host.ReadProcess(traced, 0); err == nil && ps.State == "Z" {
-				break // dead, waiting for init to reap it
+	for _, tracer := range []string{"ptrace", "ebpf"} {
+		t.Run("SIGKILL of lockprobe exec -tracer "+tracer, func(t *testing.T) {
+			if tracer == "ebpf" && ebpftracer.Available() != nil {
+				t.Skip(ebpftracer.Available())
 			}
-			time.Sleep(50 * time.Millisecond)
+			sigkillLeavesNothing(t, f, tracer)
+		})
+	}
+}
+
+// sigkillLeavesNothing kills lockprobe exec while its program sits in a lock call: under ptrace
+// the tracee is stopped at each call and PTRACE_O_EXITKILL must take it along rather than leave
+// it stopped; under eBPF nothing is stopped, and the copy's parent-death signal ends it.
+func sigkillLeavesNothing(t *testing.T, f, tracer string) {
+	lk, err := os.OpenFile(f, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Close()
+	if err := syscall.FcntlFlock(lk.Fd(), syscall.F_SETLK, &syscall.Flock_t{Type: syscall.F_WRLCK}); err != nil {
+		t.Fatal(err)
+	}
+	marker := fmt.Sprintf("lockprobe-exitkill-%d", time.Now().UnixNano())
+	cmd := exec.Command(binary, "exec", "-tracer", tracer, "-out", filepath.Join(t.TempDir(), "out"), "--", python, "-c",
+		"import fcntl,sys; f=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX)", f, marker)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var traced int
+	deadline := time.Now().Add(20 * time.Second)
+	for traced == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		traced = findProc(marker)
+	}
+	if traced == 0 {
+		_ = cmd.Process.Kill()
+		t.Fatal("traced program never started")
+	}
+	waitInSetlkw(t, traced, 20*time.Second)
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	deadline = time.Now().Add(10 * time.Second)
+	for host.ProcessExists(traced) && time.Now().Before(deadline) {
+		if ps, err := host.ReadProcess(traced, 0); err == nil && ps.State == "Z" {
+			break // dead, waiting for init to reap it
 		}
-		if ps, err := host.ReadProcess(traced, 0); err == nil && ps.State != "Z" {
-			_ = syscall.Kill(traced, syscall.SIGKILL)
-			t.Errorf("traced program %d still there (state %s) after lockprobe was killed", traced, ps.State)
-		}
-	})
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ps, err := host.ReadProcess(traced, 0); err == nil && ps.State != "Z" {
+		_ = syscall.Kill(traced, syscall.SIGKILL)
+		t.Errorf("traced program %d still there (state %s) after lockprobe was killed", traced, ps.State)
+	}
 }
 
 func rootOf(tr *tracefile.Trace) *tracefile.Span {
