@@ -195,10 +195,43 @@ func (n namer) verdictSummary(res *analysis.Result) string {
 			blocked++
 		}
 	}
+	sum := healthySummary
 	if blocked > 0 {
-		return fmt.Sprintf(healthyBlocked, blocked)
+		sum = fmt.Sprintf(healthyBlocked, blocked)
 	}
-	return healthySummary
+	if gap := evidenceGap(res); gap != "" {
+		sum += "; but " + gap + ": the verdict rests only on what arrived"
+	}
+	return sum
+}
+
+// evidenceGap says what part of a run's evidence never arrived — a node not heard again, lockers
+// that ended without sending all they had, messages lost — or "" when none is missing. A healthy
+// verdict over a partial trace must say so: what a silent node's lockers did is unknown.
+func evidenceGap(res *analysis.Result) string {
+	var parts []string
+	for _, s := range res.Silences {
+		if !s.Healed {
+			parts = append(parts, fmt.Sprintf("node %s was never heard again after %s", s.Node, secs(s.From-res.Start)))
+		}
+	}
+	gone := 0
+	for _, l := range res.Lockers {
+		if l.Exited && !l.Goodbye {
+			gone++
+		}
+	}
+	switch gone {
+	case 0:
+	case 1:
+		parts = append(parts, "1 locker ended without its goodbye")
+	default:
+		parts = append(parts, fmt.Sprintf("%d lockers ended without their goodbye", gone))
+	}
+	if res.MessagesLost > 0 {
+		parts = append(parts, fmt.Sprintf("%d messages were lost", res.MessagesLost))
+	}
+	return strings.Join(parts, " and ")
 }
 
 // summary says a finding in one sentence.

@@ -58,3 +58,27 @@ func TestProgramSentences(t *testing.T) {
 		t.Errorf("node label %q, want %q", got, want)
 	}
 }
+
+// TestHealthyOverAPartialTrace: a healthy verdict says which evidence never arrived.
+func TestHealthyOverAPartialTrace(t *testing.T) {
+	const s = int64(1e9)
+	tests := []struct {
+		name string
+		res  analysis.Result
+		want string // "" : the plain healthy sentence
+	}{
+		{"complete", analysis.Result{Lockers: []analysis.Locker{{ID: 0, Exited: true, Goodbye: true}}}, ""},
+		{"healed silence", analysis.Result{Start: s, Silences: []analysis.Silence{{Node: "n1", From: 3 * s, To: 5 * s, Healed: true}}}, ""},
+		{"node gone", analysis.Result{Start: s, Silences: []analysis.Silence{{Node: "n1", From: 3 * s, To: 9 * s}}},
+			"; but node n1 was never heard again after 2.0 s: the verdict rests only on what arrived"},
+		{"two without goodbye, lost", analysis.Result{MessagesLost: 3, Lockers: []analysis.Locker{{ID: 0, Exited: true}, {ID: 1, Exited: true}, {ID: 2}}},
+			"; but 2 lockers ended without their goodbye and 3 messages were lost: the verdict rests only on what arrived"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, want := Summary(&tt.res), healthySummary+tt.want; got != want {
+				t.Errorf("Summary = %q\nwant      %q", got, want)
+			}
+		})
+	}
+}

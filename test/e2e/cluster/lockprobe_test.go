@@ -299,6 +299,9 @@ func TestNodeNeverReturns(t *testing.T) {
 	if want := "node " + c.Nodes[1].Name + " silent from "; !strings.Contains(r.stdout.String(), want) || !strings.Contains(r.stdout.String(), "never heard again") {
 		t.Errorf("the summary does not name the silent node (%q ... never heard again):\n%s", want, r.stdout.String())
 	}
+	if want := "node " + c.Nodes[1].Name + " was never heard again"; !strings.Contains(r.verdict.Verdict.Summary, want) {
+		t.Errorf("the verdict %q does not say that it rests on a partial trace (%q)", r.verdict.Verdict.Summary, want)
+	}
 	if !strings.Contains(r.stderr.String(), `msg="job step cancelled"`) {
 		t.Errorf("the Slurm step was not cancelled:\n%s", tail(r.stderr.String(), 4000))
 	}
