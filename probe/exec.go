@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
@@ -44,7 +42,7 @@ type executor struct {
 }
 
 type inflight struct {
-	span     trace.Span
+	span     *span
 	begin    int64 // the span's start, unix ns (controller clock)
 	desc     string
 	describe func() string // when set, makes desc on demand
@@ -65,11 +63,20 @@ func (e *executor) run() end {
 	e.mu.Lock()
 	e.tid = e.l.thread.tid
 	e.mu.Unlock()
+	var next *preparedLock // the next command's lock, prepared before this command ran
 	for i := range e.queue {
 		cmd := &e.queue[i]
-		var prep *preparedLock
-		if cmd.Op == proto.OpLock {
+		prep := next
+		next = nil
+		if cmd.Op == proto.OpLock && prep == nil {
 			prep = e.prepareLock(i, cmd)
+		}
+		// A lock that follows is prepared now, before this command: after an unlock, the time
+		// to the next lock call is what a waiter woken by the unlock races against (bare
+		// programs relock within a microsecond), so nothing but the stamps may lie in it.
+		// Only commands that open or close no descriptor leave the slots as they were.
+		if i+1 < len(e.queue) && e.queue[i+1].Op == proto.OpLock && cmd.Op != proto.OpFile && cmd.Op != proto.OpClose {
+			next = e.prepareLock(i+1, &e.queue[i+1])
 		}
 		if cmd.HasAt {
 			target := e.start.Add(cmd.After)
@@ -183,14 +190,16 @@ func (e *executor) styleOf(cmd *proto.Command) semconv.Style {
 	return lockmodel.DefaultStyle
 }
 
-func (e *executor) cmdAttrs(index int, cmd *proto.Command) []attribute.KeyValue {
-	attrs := []attribute.KeyValue{
+// cmdAttrs are the attributes every command's span has, with room for spare more.
+func (e *executor) cmdAttrs(index int, cmd *proto.Command, spare int) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 6+spare)
+	attrs = append(attrs,
 		attribute.Int(semconv.LockerID, e.l.opts.ID),
 		attribute.Int(semconv.LockCmdIndex, index),
 		attribute.Int(semconv.LockCmdLine, cmd.Line),
 		attribute.String(semconv.LockCmdText, cmd.Text),
 		attribute.Int(semconv.LockFD, cmd.FD),
-	}
+	)
 	if cmd.HasAt {
 		target := e.start.Add(cmd.After)
 		if !cmd.Abs.IsZero() {
@@ -204,21 +213,30 @@ func (e *executor) cmdAttrs(index int, cmd *proto.Command) []attribute.KeyValue 
 // command records a command that is neither an attempt nor a hold as a short span. After the
 // stop path ended the executor's spans (abandon), nothing more is recorded.
 func (e *executor) command(index int, cmd *proto.Command, start time.Time, err error, extra ...attribute.KeyValue) {
+	e.recordCommand(start, e.commandAttrs(index, cmd, extra...), err)
+}
+
+// commandAttrs are the attributes of a command span.
+func (e *executor) commandAttrs(index int, cmd *proto.Command, extra ...attribute.KeyValue) []attribute.KeyValue {
+	attrs := append(e.cmdAttrs(index, cmd, len(extra)+1), extra...)
+	return append(attrs, attribute.String("lock.op", cmd.Op.String()))
+}
+
+// recordCommand records a command span that began at start and ends now.
+func (e *executor) recordCommand(start time.Time, attrs []attribute.KeyValue, err error) {
 	e.mu.Lock()
 	dead := e.dead
 	e.mu.Unlock()
 	if dead {
 		return
 	}
-	attrs := append(e.cmdAttrs(index, cmd), extra...)
-	attrs = append(attrs, attribute.String("lock.op", cmd.Op.String()))
-	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanCommand, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
+	sp := e.l.rec.start(semconv.SpanCommand, start, attrs)
 	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
+		sp.setError(err.Error())
 		_, errno := outcomeOf(err)
-		span.SetAttributes(attribute.String(semconv.LockErrno, errno))
+		sp.setAttributes(attribute.String(semconv.LockErrno, errno))
 	}
-	span.End(trace.WithTimestamp(e.l.endClamp(e.l.clock.now(), start)))
+	sp.endAt(e.l.rec, e.l.endClamp(e.l.clock.now(), start))
 }
 
 // allowed says whether path is one of the files this locker's command line allows, or one
@@ -264,18 +282,19 @@ func (e *executor) openFile(index int, cmd *proto.Command) {
 // preparedLock is a lock command made ready before its instant, so that after the wake-up only
 // the span's start lies between the instant and the lock call.
 type preparedLock struct {
-	kind  semconv.Kind
-	style semconv.Style
-	s     *slot
-	req   lockReq
-	attrs []attribute.KeyValue
+	kind     semconv.Kind
+	style    semconv.Style
+	s        *slot
+	req      lockReq
+	attrs    []attribute.KeyValue
+	inflight *inflight // what a snapshot says of the call while it waits
 }
 
 func (e *executor) prepareLock(index int, cmd *proto.Command) *preparedLock {
 	kind, style := e.kindOf(cmd), e.styleOf(cmd)
 	s := e.slots[cmd.FD]
 	req := lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len, wait: style == semconv.StyleWait}
-	attrs := append(e.cmdAttrs(index, cmd),
+	attrs := append(e.cmdAttrs(index, cmd, 10),
 		attribute.String(semconv.LockKind, kind.String()),
 		attribute.String(semconv.LockMode, cmd.Mode.String()),
 		attribute.Int64(semconv.LockStart, cmd.Start),
@@ -287,7 +306,14 @@ func (e *executor) prepareLock(index int, cmd *proto.Command) *preparedLock {
 		attrs = append(attrs, attribute.String(semconv.FilePath, s.path), attribute.String(semconv.FileLogical, s.logical),
 			attribute.String(semconv.FileDev, devString(s.file)), attribute.Int64(semconv.FileInode, int64(s.file.Inode)))
 	}
-	return &preparedLock{kind: kind, style: style, s: s, req: req, attrs: attrs}
+	p := &preparedLock{kind: kind, style: style, s: s, req: req, attrs: attrs}
+	if s != nil {
+		// The description is formatted only if a snapshot asks: nothing avoidable before the call.
+		p.inflight = &inflight{describe: func() string {
+			return fmt.Sprintf("%s %s lock on [%d, %s) of %s (%s, line %d)", kind, cmd.Mode, cmd.Start, endText(cmd.Start, cmd.Len), s.path, style, cmd.Line)
+		}}
+	}
+	return p
 }
 
 func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
@@ -297,11 +323,11 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 	if e.haltedBy(begun) {
 		return // the run is over: a lock not yet asked for is not asked for
 	}
-	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanAcquire, trace.WithTimestamp(begun), trace.WithAttributes(p.attrs...))
+	span := e.l.rec.start(semconv.SpanAcquire, begun, p.attrs)
 	if s == nil {
-		span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeError.String()), attribute.String(semconv.LockErrno, "EBADF"))
-		span.SetStatus(codes.Error, fmt.Sprintf("no file open in slot %d", cmd.FD))
-		span.End(trace.WithTimestamp(e.l.clock.now()))
+		span.setAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeError.String()), attribute.String(semconv.LockErrno, "EBADF"))
+		span.setError(fmt.Sprintf("no file open in slot %d", cmd.FD))
+		span.endAt(e.l.rec, e.l.clock.now())
 		return
 	}
 	e.mu.Lock()
@@ -310,10 +336,8 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 		// blocked upgrade holds nothing (the man page says so), so the hold ends as the call starts.
 		e.cut(func(h *hold) bool { return h.sameOwner(kind, cmd.FD, s.file) }, 0, math.MaxInt64, e.l.clock.now().UnixNano(), semconv.HoldConverted)
 	}
-	// The description is formatted only if a snapshot asks: nothing avoidable before the call.
-	e.inflight = &inflight{span: span, begin: begun.UnixNano(), describe: func() string {
-		return fmt.Sprintf("%s %s lock on [%d, %s) of %s (%s, line %d)", kind, cmd.Mode, cmd.Start, endText(cmd.Start, cmd.Len), s.path, style, cmd.Line)
-	}}
+	p.inflight.span, p.inflight.begin = span, begun.UnixNano()
+	e.inflight = p.inflight
 	e.mu.Unlock()
 
 	var err error
@@ -356,22 +380,22 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 	if e.dead {
 		return
 	}
-	span.SetAttributes(attribute.String(semconv.LockOutcome, outcome.String()), attribute.String(semconv.LockErrno, errno), attribute.Int(semconv.LockTries, tries))
+	span.setAttributes(attribute.String(semconv.LockOutcome, outcome.String()), attribute.String(semconv.LockErrno, errno), attribute.Int(semconv.LockTries, tries))
 	if outcome == semconv.OutcomeError {
-		span.SetStatus(codes.Error, errno)
+		span.setError(errno)
 	}
-	span.End(trace.WithTimestamp(granted))
+	span.endAt(e.l.rec, granted)
 	if err != nil {
 		return
 	}
 	// A grant replaces the owner's own locks over the range (an upgrade converts a read hold).
 	end := rangeEnd(cmd.Start, cmd.Len)
 	e.cut(func(h *hold) bool { return h.sameOwner(kind, cmd.FD, s.file) }, cmd.Start, end, granted.UnixNano(), semconv.HoldConverted)
-	h := &hold{kind: kind, mode: cmd.Mode, start: cmd.Start, end: end, slot: cmd.FD, file: s.file, path: s.path, logical: s.logical, acquireID: span.SpanContext().SpanID().String(), begin: granted.UnixNano()}
+	h := &hold{kind: kind, mode: cmd.Mode, start: cmd.Start, end: end, slot: cmd.FD, file: s.file, path: s.path, logical: s.logical, acquireID: span.id, begin: granted.UnixNano()}
 	if kind == semconv.KindFlock {
 		h.start, h.end = 0, math.MaxInt64
 	}
-	e.startHold(h, trace.WithTimestamp(granted))
+	e.startHold(h, granted)
 }
 
 func endText(start, length int64) string {
@@ -411,7 +435,7 @@ func (e *executor) pause(d time.Duration) bool {
 }
 
 // recordTry adds a lock.try event for a failed non-blocking call, with what blocked it.
-func (e *executor) recordTry(span trace.Span, s *slot, req lockReq, n int, err error) {
+func (e *executor) recordTry(span *span, s *slot, req lockReq, n int, err error) {
 	_, errno := outcomeOf(err)
 	o := e.query(s, req)
 	attrs := append(ownerAttrs(o), attribute.Int(semconv.LockTries, n), attribute.String(semconv.LockErrno, errno))
@@ -445,8 +469,10 @@ func (e *executor) release(index int, cmd *proto.Command, ifHeld bool) {
 		return
 	}
 	e.mu.Unlock()
+	attrs := e.commandAttrs(index, cmd, attribute.Bool("lock.held", held), attribute.String(semconv.LockKind, kind.String()))
 	// The hold ends just before the unlock call is entered; its span is ended after the call,
-	// so that no span work delays the hand-off to the next waiter.
+	// and the command's attributes were made before it, so that no span work delays the
+	// hand-off to the next waiter.
 	released := e.l.clock.now().UnixNano()
 	err := setLock(s.fd, lockReq{kind: kind, start: cmd.Start, len: cmd.Len})
 	e.mu.Lock()
@@ -454,7 +480,7 @@ func (e *executor) release(index int, cmd *proto.Command, ifHeld bool) {
 		e.cut(match, cmd.Start, end, released, reason)
 	}
 	e.mu.Unlock()
-	e.command(index, cmd, start, err, attribute.Bool("lock.held", held), attribute.String(semconv.LockKind, kind.String()))
+	e.recordCommand(start, attrs, err)
 }
 
 func (e *executor) closeSlot(index int, cmd *proto.Command) {
@@ -506,18 +532,17 @@ func (e *executor) getlk(index int, cmd *proto.Command) {
 	}
 	kind := e.kindOf(cmd)
 	o := e.query(s, lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len})
-	attrs := append(e.cmdAttrs(index, cmd), ownerAttrs(o)...)
+	attrs := append(e.cmdAttrs(index, cmd, 14), ownerAttrs(o)...)
 	attrs = append(attrs, attribute.String(semconv.LockKind, kind.String()), attribute.String(semconv.LockMode, cmd.Mode.String()),
 		attribute.Int64(semconv.LockStart, cmd.Start), attribute.Int64(semconv.LockLen, cmd.Len),
 		attribute.String(semconv.FilePath, s.path), attribute.String(semconv.FileLogical, s.logical))
-	_, span := e.l.tracer.Start(e.l.rootCtx, semconv.SpanGetlk, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
-	span.End(trace.WithTimestamp(e.l.clock.now()))
+	e.l.rec.start(semconv.SpanGetlk, start, attrs).endAt(e.l.rec, e.l.clock.now())
 }
 
 // endAll ends every hold at now for reason. e.mu is held.
 func (e *executor) endAll(now int64, reason semconv.HoldEnd) {
 	for _, h := range e.holds {
-		endHold(h, trace.WithTimestamp(unixTime(now)), reason)
+		e.endHold(h, unixTime(now), reason)
 	}
 	e.holds = nil
 }
@@ -535,15 +560,15 @@ func (e *executor) abandon(reason end) {
 	e.dead = true
 	now := e.l.clock.now()
 	if in := e.inflight; in != nil && in.span != nil {
-		in.span.SetAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeBlocked.String()))
-		in.span.End(trace.WithTimestamp(e.l.endClamp(now, unixTime(in.begin))))
+		in.span.setAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeBlocked.String()))
+		in.span.endAt(e.l.rec, e.l.endClamp(now, unixTime(in.begin)))
 	}
 	holdEnd := semconv.HoldExit
 	if reason == endRunEnd {
 		holdEnd = semconv.HoldRunEnd
 	}
 	for _, h := range e.holds {
-		endHold(h, trace.WithTimestamp(e.l.endClamp(now, unixTime(h.begin))), holdEnd)
+		e.endHold(h, e.l.endClamp(now, unixTime(h.begin)), holdEnd)
 	}
 	e.holds = nil
 }

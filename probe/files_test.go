@@ -1,18 +1,15 @@
 package probe
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/proto"
@@ -21,14 +18,37 @@ import (
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// testExecutor is an executor whose spans go to a recorder, allowed the files in allow.
-func testExecutor(t *testing.T, allow ...string) (*executor, *tracetest.SpanRecorder) {
+// testExecutor is an executor whose spans go to a list, allowed the files in allow.
+func testExecutor(t *testing.T, allow ...string) (*executor, *spanList) {
 	t.Helper()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	l := &Locker{opts: Options{Allow: allow}, tracer: tp.Tracer("test"), rootCtx: context.Background(), log: quietLog}
+	rec := &spanList{}
+	l := &Locker{opts: Options{Allow: allow}, rec: newRecorder(rec.put), log: quietLog}
 	return &executor{l: l, stop: make(chan struct{})}, rec
+}
+
+// spanList keeps the spans a recorder queues.
+type spanList struct {
+	mu    sync.Mutex
+	items []item
+}
+
+func (l *spanList) put(it item) {
+	l.mu.Lock()
+	l.items = append(l.items, it)
+	l.mu.Unlock()
+}
+
+// ended returns the spans that ended, in the order they ended.
+func (l *spanList) ended() []*span {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*span
+	for _, it := range l.items {
+		if it.op == opEnd {
+			out = append(out, it.span)
+		}
+	}
+	return out
 }
 
 // TestOpenFileRefusesWhatIsNotOneRegularFile: a locker opens only the regular file an allowed
@@ -76,9 +96,10 @@ func TestOpenFileRefusesWhatIsNotOneRegularFile(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("file@%s: openFile did not return", c.suffix)
 		}
-		var spans []sdktrace.ReadOnlySpan
-		for _, s := range rec.Ended() {
-			for _, a := range s.Attributes() {
+		var spans []*span
+		for _, s := range rec.ended() {
+			attrs, _, _, _, _ := s.final()
+			for _, a := range attrs {
 				if a.Key == semconv.LockCmdIndex && a.Value.AsInt64() == int64(i) {
 					spans = append(spans, s)
 				}
@@ -88,9 +109,9 @@ func TestOpenFileRefusesWhatIsNotOneRegularFile(t *testing.T) {
 			t.Errorf("file@%s: %d command spans, want 1", c.suffix, len(spans))
 			continue
 		}
-		failed := spans[0].Status().Code == codes.Error
-		if failed == c.ok {
-			t.Errorf("file@%s: status %v %q, want ok=%v", c.suffix, spans[0].Status().Code, spans[0].Status().Description, c.ok)
+		_, _, code, msg, _ := spans[0].final()
+		if failed := code == statusError; failed == c.ok {
+			t.Errorf("file@%s: status %d %q, want ok=%v", c.suffix, code, msg, c.ok)
 		}
 		if (e.slots[i] != nil) != c.ok {
 			t.Errorf("file@%s: slot open %v, want %v", c.suffix, e.slots[i] != nil, c.ok)

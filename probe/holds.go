@@ -1,11 +1,12 @@
 package probe
 
 import (
+	"encoding/hex"
 	"math"
 	"strconv"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/semconv"
@@ -28,9 +29,9 @@ type hold struct {
 	file       host.FileID
 	path       string
 	logical    string
-	acquireID  string
-	begin      int64 // unix ns (controller clock)
-	span       trace.Span
+	acquireID  [8]byte // the span id of the attempt that was granted it
+	begin      int64   // unix ns (controller clock)
+	span       *span
 }
 
 func rangeEnd(start, length int64) int64 {
@@ -78,7 +79,7 @@ func (h *hold) attrs() []attribute.KeyValue {
 		attribute.String(semconv.FileLogical, h.logical),
 		attribute.String(semconv.FileDev, devString(h.file)),
 		attribute.Int64(semconv.FileInode, int64(h.file.Inode)),
-		attribute.String(semconv.LockAcquireID, h.acquireID),
+		attribute.String(semconv.LockAcquireID, hex.EncodeToString(h.acquireID[:])),
 	}
 }
 
@@ -90,17 +91,17 @@ func itoa(i int64) string {
 	return strconv.FormatInt(i, 10)
 }
 
-// startHold opens a hold span at t (controller clock).
-func (e *executor) startHold(h *hold, t trace.SpanStartOption) {
-	attrs := append(h.attrs(), attribute.Int(semconv.LockerID, e.l.opts.ID), attribute.String(semconv.LockHoldEnd, semconv.HoldOpen.String()))
-	_, h.span = e.l.tracer.Start(e.l.rootCtx, semconv.SpanHold, t, trace.WithAttributes(attrs...))
+// startHold opens a hold span at t (controller clock). Its attributes are made from h by the
+// sender: h does not change once held (cut makes new holds of the pieces).
+func (e *executor) startHold(h *hold, t time.Time) {
+	h.span = e.l.rec.startHold(h, e.l.opts.ID, t)
 	e.holds = append(e.holds, h)
 }
 
 // endHold ends h's span at t for reason.
-func endHold(h *hold, t trace.SpanEndOption, reason semconv.HoldEnd, extra ...attribute.KeyValue) {
-	h.span.SetAttributes(append(extra, attribute.String(semconv.LockHoldEnd, reason.String()))...)
-	h.span.End(t)
+func (e *executor) endHold(h *hold, t time.Time, reason semconv.HoldEnd, extra ...attribute.KeyValue) {
+	h.span.setAttributes(append(extra, attribute.String(semconv.LockHoldEnd, reason.String()))...)
+	h.span.endAt(e.l.rec, t)
 }
 
 // cut ends the parts of the holds selected by match that overlap [start, end) at instant now,
@@ -115,7 +116,7 @@ func (e *executor) cut(match func(*hold) bool, start, end int64, now int64, reas
 			continue
 		}
 		touched++
-		endHold(h, trace.WithTimestamp(unixTime(now)), reason, extra...)
+		e.endHold(h, unixTime(now), reason, extra...)
 		if h.kind == semconv.KindFlock {
 			continue
 		}
@@ -133,7 +134,7 @@ func (e *executor) cut(match func(*hold) bool, start, end int64, now int64, reas
 	e.holds = kept
 	for _, p := range pieces {
 		p.begin = now
-		e.startHold(p, trace.WithTimestamp(unixTime(now)))
+		e.startHold(p, unixTime(now))
 	}
 	return touched
 }

@@ -16,10 +16,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/lockmodel"
@@ -52,8 +48,7 @@ type Locker struct {
 	opts     Options
 	conn     *wire.Conn
 	out      *outbox
-	tp       *sdktrace.TracerProvider
-	tracer   trace.Tracer
+	rec      *recorder    // makes the spans; nil until setupTracing
 	clock    clock        // what stamps use
 	measured clock        // what the round trips said
 	endAt    atomic.Int64 // the run's end instant (unix ns, controller clock), once the controller said it
@@ -63,8 +58,7 @@ type Locker struct {
 	localLocks bool
 	thread     *lockThread
 	welcome    *proto.Welcome
-	rootCtx    context.Context // carries the lockprobe.locker span
-	self       trace.Span
+	self       *span // the lockprobe.locker (or observer) span, the parent of the others
 	pid        int
 	node       string
 	log        *slog.Logger
@@ -191,9 +185,8 @@ func hostName() string {
 	return h
 }
 
-// setupTracing builds the OTel SDK pipeline: ended spans are exported one by one, in the order
-// they end, as OTLP protobuf over the wire; started spans are announced at once as partial
-// records.
+// setupTracing makes the locker's resource and its span, the parent of every other: spans are
+// recorded by l.rec and rendered by the outbox's sender (record.go).
 func (l *Locker) setupTracing() {
 	facts := host.ReadFacts(l.opts.Allow[0])
 	l.localLocks = lockmodel.KernelArbitrated(facts.FS.MagicName)
@@ -216,38 +209,25 @@ func (l *Locker) setupTracing() {
 		attribute.String(semconv.LustreVersion, facts.LustreVersion),
 		attribute.String(semconv.ToolVersion, l.opts.Version),
 	}
-	res := resource.NewWithAttributes("", attrs...)
-	exp := otlptrace.NewUnstarted(&wireClient{out: l.out})
-	_ = exp.Start(context.Background())
-	l.tp = sdktrace.NewTracerProvider(
-		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithSpanProcessor(&startNotifier{out: l.out}),
-		// Ended spans go out in the order they end, right behind the partial records of the same
-		// spans: a batcher would let a hold's end arrive after the next attempt's start, and the
-		// live detector would see a locker holding and waiting at once. Exporting is a channel
-		// send (the outbox coalesces bursts), so a synchronous processor costs little.
-		sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(exp)),
-	)
-	l.tracer = l.tp.Tracer("github.com/lockprobe/lockprobe/probe")
 	w := l.welcome
-	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: w.TraceID, SpanID: w.ParentSpanID, TraceFlags: trace.FlagsSampled, Remote: true})
-	ctx := trace.ContextWithRemoteSpanContext(context.Background(), parent)
+	l.out.enc = newEncoder(w.TraceID, attrs, "github.com/lockprobe/lockprobe/probe")
+	l.rec = newRecorder(l.out.putOp)
 	name := semconv.SpanLocker
 	if l.opts.Role == "observer" {
 		name = semconv.SpanObserver
 	}
-	l.rootCtx, l.self = l.tracer.Start(ctx, name, trace.WithTimestamp(l.clock.now()), trace.WithAttributes(
+	l.self = l.rec.startUnder(w.ParentSpanID, name, l.clock.now(), []attribute.KeyValue{
 		attribute.Int(semconv.LockerID, l.opts.ID),
 		attribute.Int64(semconv.ClockOffset, int64(l.clock.offset)),
 		attribute.Int64(semconv.ClockUncertainty, int64(l.clock.uncertainty)),
-	))
-	l.self.AddEvent(semconv.EventClock, trace.WithTimestamp(l.clock.now()), trace.WithAttributes(
+	})
+	l.rec.parent = l.self.id
+	l.self.addEvent(l.rec, semconv.EventClock, l.clock.now(), []attribute.KeyValue{
 		attribute.Int64(semconv.ClockOffset, int64(l.clock.offset)),
 		attribute.Int64(semconv.ClockUncertainty, int64(l.clock.uncertainty)),
 		attribute.Bool("clock.same_host", l.welcome.SameClock),
 		attribute.Int64("clock.measured_offset_ns", int64(l.measured.offset)),
-		attribute.Int64("clock.measured_uncertainty_ns", int64(l.measured.uncertainty))))
+		attribute.Int64("clock.measured_uncertainty_ns", int64(l.measured.uncertainty))}, true)
 }
 
 // endClamp is the end of something that began at begin and would end at t: no later than the
@@ -265,20 +245,15 @@ func (l *Locker) endClamp(t, begin time.Time) time.Time {
 
 // finish ends the spans still open, flushes them and says goodbye.
 func (l *Locker) finish(reason end) {
-	if l.tp == nil {
+	if l.rec == nil {
 		return
 	}
 	if l.exec != nil {
 		l.exec.abandon(reason)
 	}
-	var begin time.Time
-	if ro, ok := l.self.(sdktrace.ReadOnlySpan); ok {
-		begin = ro.StartTime()
-	}
-	l.self.End(trace.WithTimestamp(l.endClamp(l.clock.now(), begin)))
+	l.self.endAt(l.rec, l.endClamp(l.clock.now(), l.self.startTime()))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	_ = l.tp.ForceFlush(ctx)
 	_ = l.out.put(ctx, &proto.Message{Kind: proto.KindBye, Bye: &proto.Bye{Dropped: l.out.failed.Load()}})
 	l.out.drain(ctx)
 	l.awaitByeAck(ctx)

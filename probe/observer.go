@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
@@ -45,7 +43,7 @@ func (o *observer) run(peers *lockmodel.Processes) {
 	// one; the observer never locks, and being its own process its close drops nobody's locks.
 	fd, id, err := openLockFile(path, false, false)
 	if err != nil {
-		l.self.SetAttributes(attribute.String("observer.error", err.Error()))
+		l.self.setAttributes(attribute.String("observer.error", err.Error()))
 		return
 	}
 	defer unix.Close(fd)
@@ -74,10 +72,7 @@ func (o *observer) run(peers *lockmodel.Processes) {
 			last[q.name] = ow
 			attrs := append(ownerAttrs(ow), attribute.String(semconv.QueryMode, q.name), attribute.String(semconv.FileLogical, "{file}"), attribute.String(semconv.FilePath, path))
 			now := l.clock.now()
-			l.self.AddEvent(semconv.EventObserved, trace.WithTimestamp(now), trace.WithAttributes(attrs...))
-			if ro, ok := l.self.(sdktrace.ReadOnlySpan); ok {
-				l.out.putSpan(ro, []sdktrace.Event{{Name: semconv.EventObserved, Attributes: attrs, Time: now}})
-			}
+			l.self.addEvent(l.rec, semconv.EventObserved, now, attrs, true)
 		}
 		select {
 		case <-o.quit:

@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-
 	"github.com/lockprobe/lockprobe/proto"
 	"github.com/lockprobe/lockprobe/wire"
 )
@@ -17,8 +15,9 @@ import (
 // counts gaps), says in each how many records still wait behind it (what a locker that dies
 // leaves unsent), and keeps still only through a short window around each of its locker's
 // scheduled instants, so that reporting never steals the CPU from a locker about to fire.
-// Outside those windows a record leaves as soon as it is queued: a record that waited for the
-// next instant (perhaps minutes away) died with a killed locker, and the run said nothing.
+// Outside those windows a message leaves as soon as it is queued, span records within
+// batchDelay: a record that waited for the next instant (perhaps minutes away) died with a
+// killed locker, and the run said nothing.
 type outbox struct {
 	conn *wire.Conn
 	ch   chan item
@@ -31,6 +30,7 @@ type outbox struct {
 	closed                atomic.Bool
 	failed                atomic.Uint64
 	hush                  chan struct{} // a new window: the sender plans again
+	enc                   *encoder      // set before the first span item is queued
 }
 
 // quietLead is how long before an instant the sender stops: enough for a burst it is sending
@@ -47,22 +47,15 @@ func newOutbox(conn *wire.Conn, log *slog.Logger) *outbox {
 	return o
 }
 
-// item is a queued message, or a live span to be rendered as a partial record when it is sent:
-// rendering (attribute conversion, allocation) then happens on the sender's goroutine after the
-// firing instant, not on the lock thread just before the lock call. last marks the end of the
-// queue (drain).
+// item is a queued message, or an item of a span (its start, an event, its end) that the sender
+// renders into OTLP with the rest of its batch, after the firing instant: the lock thread only
+// queues it. last marks the end of the queue (drain).
 type item struct {
-	msg    *proto.Message
-	span   sdktrace.ReadOnlySpan
-	events []sdktrace.Event // nil: the span's attributes and events so far
-	last   bool
-}
-
-func (it item) message() *proto.Message {
-	if it.msg != nil {
-		return it.msg
-	}
-	return partialRecord(it.span, it.events)
+	msg  *proto.Message
+	op   opKind
+	span *span
+	ev   event // opEvent's
+	last bool
 }
 
 // errClosed is what put says after drain: the goodbye has gone, nothing follows it.
@@ -82,22 +75,21 @@ func (o *outbox) put(ctx context.Context, m *proto.Message) error {
 	}
 }
 
-// putSpan queues a partial record of a live span (only the given events, or everything so far
-// when events is nil), from a path that must not wait long.
-func (o *outbox) putSpan(s sdktrace.ReadOnlySpan, events []sdktrace.Event) {
+// putOp queues a span item, from a path that must not wait long (the lock thread, a watcher).
+func (o *outbox) putOp(it item) {
 	if o.closed.Load() {
 		o.failed.Add(1)
 		return
 	}
 	select {
-	case o.ch <- item{span: s, events: events}:
+	case o.ch <- it:
 		return
 	default:
 	}
 	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
 	select {
-	case o.ch <- item{span: s, events: events}:
+	case o.ch <- it:
 	case <-t.C:
 		// The queue is bounded: a locker cut off from its controller for long drops what does
 		// not fit, and the dropped record takes a sequence number, so that the controller
@@ -135,21 +127,29 @@ func (o *outbox) untilQuiet() time.Duration {
 	return 0
 }
 
+// batchDelay is how long the sender lets span items gather after the first one before it takes
+// them all as one batch: the rest of what the lock thread is doing (an attempt's end, the
+// hold's start, the next cycle) joins the same message, under one resource, one record per
+// span, and the sender wakes once per batch rather than once per item. Records still leave
+// within milliseconds of their instant (a killed locker loses no more than that).
+const batchDelay = 2 * time.Millisecond
+
 func (o *outbox) run() {
 	defer close(o.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var next *proto.Message
+	var pending *item // a message met while gathering a batch: the next to send
+	var batch []item
 	for {
-		m := next
-		next = nil
-		if m == nil {
+		var it item
+		if pending != nil {
+			it, pending = *pending, nil
+		} else {
 			var windowC <-chan time.Time
 			if d := o.untilQuiet(); d > 0 {
 				timer.Reset(d)
 				windowC = timer.C
 			}
-			var it item
 			select {
 			case it = <-o.ch:
 			case <-o.hush:
@@ -160,75 +160,66 @@ func (o *outbox) run() {
 				continue
 			}
 			timer.Stop()
-			if it.last {
-				o.failed.Add(uint64(len(o.ch))) // queued after the goodbye: never sent
-				return
-			}
-			m = it.message()
+		}
+		if it.last {
+			o.failed.Add(uint64(len(o.ch))) // queued after the goodbye: never sent
+			return
+		}
+		if it.op == opNone {
+			o.sleepQuiet()
+			o.send(it.msg, 0)
+			continue
+		}
+		if o.untilQuiet() > batchDelay || o.untilQuiet() == 0 {
+			time.Sleep(batchDelay)
 		}
 		o.sleepQuiet()
-		if m.Kind == proto.KindSpans {
-			next = o.coalesce(m)
+		batch = append(batch[:0], it)
+		end := false
+	gather:
+		for len(batch) < maxCoalesce {
+			select {
+			case more := <-o.ch:
+				switch {
+				case more.last:
+					end = true
+					break gather
+				case more.op == opNone:
+					pending = &more
+					break gather
+				}
+				batch = append(batch, more)
+			default:
+				break gather
+			}
 		}
-		m.Seq = o.seq.Add(1)
-		m.Backlog = uint32(min(len(o.ch), 1<<31))
-		if next != nil && next != endOfQueue {
-			m.Backlog++
+		raw, _ := o.enc.request(batch)
+		clear(batch) // the spans may go
+		extra := uint32(0)
+		if pending != nil {
+			extra = 1
 		}
-		if err := o.conn.Send(m); err != nil {
-			o.failed.Add(1)
-			o.log.Warn("send to controller failed", "kind", m.Kind, "err", err)
-		}
-		if next == endOfQueue {
+		o.send(&proto.Message{Kind: proto.KindSpans, SpansRaw: raw}, extra)
+		if end {
 			o.failed.Add(uint64(len(o.ch)))
 			return
 		}
 	}
 }
 
-// maxCoalesce bounds the span records folded into one message.
-const maxCoalesce = 512
-
-// endOfQueue stands for the queue's last item when coalesce meets it.
-var endOfQueue = &proto.Message{}
-
-// coalesce folds the span messages already queued behind m into m, so that a burst of partial
-// records (every attempt and hold start is one) travels as one message with one resource instead
-// of one message each. It returns the first queued message it could not fold, to be sent next
-// (endOfQueue when that was the end of the queue). All of a locker's records share its one
-// resource; spans are grouped under m's first scope.
-func (o *outbox) coalesce(m *proto.Message) *proto.Message {
-	rss := m.Spans.ResourceSpans
-	if len(rss) == 0 || len(rss[0].ScopeSpans) == 0 {
-		return nil
+// send numbers m and sends it; its backlog is what is still queued, plus extra taken out of
+// the queue but not sent yet.
+func (o *outbox) send(m *proto.Message, extra uint32) {
+	m.Seq = o.seq.Add(1)
+	m.Backlog = uint32(min(len(o.ch), 1<<31)) + extra
+	if err := o.conn.Send(m); err != nil {
+		o.failed.Add(1)
+		o.log.Warn("send to controller failed", "kind", m.Kind, "err", err)
 	}
-	base := rss[0].ScopeSpans[0]
-	for n := len(base.Spans); n < maxCoalesce; {
-		select {
-		case it := <-o.ch:
-			if it.last {
-				return endOfQueue
-			}
-			more := it.message()
-			if more.Kind != proto.KindSpans {
-				return more
-			}
-			for _, rs := range more.Spans.ResourceSpans {
-				for _, ss := range rs.ScopeSpans {
-					if ss.GetScope().GetName() == base.GetScope().GetName() {
-						base.Spans = append(base.Spans, ss.Spans...)
-					} else {
-						rss[0].ScopeSpans = append(rss[0].ScopeSpans, ss)
-					}
-					n += len(ss.Spans)
-				}
-			}
-		default:
-			return nil
-		}
-	}
-	return nil
 }
+
+// maxCoalesce bounds the span items folded into one message.
+const maxCoalesce = 4096
 
 // drain ends the queue and waits until what was queued before is sent, or ctx ends. What is
 // put afterwards (a span ended by a lock call that returned late) is dropped and counted: the

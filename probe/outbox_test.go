@@ -99,7 +99,7 @@ func TestOutboxAfterDrain(t *testing.T) {
 	if err := o.put(t.Context(), ping(2)); err != errClosed {
 		t.Errorf("put after drain: %v, want errClosed", err)
 	}
-	o.putSpan(nil, nil)
+	o.putOp(item{op: opStart, span: &span{}})
 	o.drain(ctx) // twice: nothing happens
 	if n := o.failed.Load(); n != 2 {
 		t.Errorf("failed = %d, want 2 (the put and the span after drain)", n)

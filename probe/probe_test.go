@@ -1,14 +1,13 @@
 package probe
 
 import (
-	"context"
 	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
-	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
@@ -86,7 +85,7 @@ func TestOutcomeOf(t *testing.T) {
 // TestCutSplitsHolds: unlocking or converting part of a held range ends that hold and reopens
 // the parts outside the range, for the same owner only.
 func TestCutSplitsHolds(t *testing.T) {
-	l := &Locker{tracer: noop.NewTracerProvider().Tracer("test"), rootCtx: context.Background()}
+	l := &Locker{rec: newRecorder(func(item) {})}
 	e := &executor{l: l}
 	file := host.FileID{Major: 1, Minor: 2, Inode: 3}
 	other := host.FileID{Major: 1, Minor: 2, Inode: 4}
@@ -96,7 +95,7 @@ func TestCutSplitsHolds(t *testing.T) {
 		{kind: semconv.KindOFD, mode: semconv.ModeRead, start: 0, end: 100, slot: 0, file: file},
 	}
 	for _, h := range e.holds {
-		_, h.span = l.tracer.Start(context.Background(), "h")
+		h.span = l.rec.startHold(h, 0, time.Unix(0, 1))
 	}
 	// A posix unlock of [10, 20) through another descriptor of the same file.
 	n := e.cut(func(h *hold) bool { return h.sameOwner(semconv.KindPOSIX, 1, file) }, 10, 20, 1, semconv.HoldRelease)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/lockmodel"
@@ -195,11 +194,11 @@ func (l *Locker) recordResync(c clock) {
 		l.log.Debug("clock re-measurement skipped: slow round trips", "half_rtt", c.uncertainty)
 		return
 	}
-	l.self.AddEvent(semconv.EventClock, trace.WithTimestamp(l.clock.now()), trace.WithAttributes(
+	l.self.addEvent(l.rec, semconv.EventClock, l.clock.now(), []attribute.KeyValue{
 		attribute.Int64(semconv.ClockOffset, int64(c.offset)),
 		attribute.Int64(semconv.ClockUncertainty, int64(c.uncertainty)),
 		attribute.Bool("clock.resync", true),
-		attribute.Bool("clock.same_host", l.welcome.SameClock)))
+		attribute.Bool("clock.same_host", l.welcome.SameClock)}, false)
 }
 
 // threadsSnapshot reports an observer's (or an idle locker's) state: the thread waiting in the

@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/host"
@@ -136,12 +134,8 @@ func procMode(m string) semconv.Mode {
 
 // addEvent adds an event to a live span and sends it to the controller at once as a partial
 // record, instead of only when the span ends.
-func (e *executor) addEvent(span trace.Span, name string, attrs []attribute.KeyValue) {
-	now := e.l.clock.now()
-	span.AddEvent(name, trace.WithTimestamp(now), trace.WithAttributes(attrs...))
-	if ro, ok := span.(sdktrace.ReadOnlySpan); ok {
-		e.l.out.putSpan(ro, []sdktrace.Event{{Name: name, Attributes: attrs, Time: now}})
-	}
+func (e *executor) addEvent(span *span, name string, attrs []attribute.KeyValue) {
+	span.addEvent(e.l.rec, name, e.l.clock.now(), attrs, true)
 }
 
 // repeatEvery is how often a waiter's watcher records an unchanged answer.
@@ -164,7 +158,7 @@ func (w *watcher) stop() {
 
 // watch starts the watcher of a waiting attempt. Its first look comes shortly after the lock
 // call has had time to block, then one per poll interval.
-func (e *executor) watch(span trace.Span, s *slot, req lockReq) *watcher {
+func (e *executor) watch(span *span, s *slot, req lockReq) *watcher {
 	w := &watcher{done: make(chan struct{}), quit: make(chan struct{})}
 	poll := e.l.welcome.Poll
 	if poll <= 0 {

@@ -9,7 +9,9 @@ import (
 // on the wire and in the scenario language (as the execution tracer's EventKind): a kind can
 // never be passed where a mode is wanted, and a name is parsed once, where it comes in.
 
-// valueSet is implemented by the empty types that name each set.
+// valueSet is implemented by the empty types that name each set. The names are package
+// variables: a slice literal in set() was made anew at each String(), which the lock thread
+// calls for every attempt's attributes.
 type valueSet interface {
 	// set returns what the set is called in errors and its names, indexed by value; the zero
 	// value's name may be "" (not given).
@@ -91,7 +93,9 @@ const (
 
 type kinds struct{}
 
-func (kinds) set() (string, []string) { return "kind", []string{"", "posix", "ofd", "flock"} }
+var kindNames = []string{"", "posix", "ofd", "flock"}
+
+func (kinds) set() (string, []string) { return "kind", kindNames }
 
 // ParseKind reads a lock kind: posix, ofd or flock ("" is KindUnset).
 func ParseKind(s string) (Kind, error) { return parse[kinds](s) }
@@ -108,7 +112,9 @@ const (
 
 type modes struct{}
 
-func (modes) set() (string, []string) { return "mode", []string{"none", "read", "write"} }
+var modeNames = []string{"none", "read", "write"}
+
+func (modes) set() (string, []string) { return "mode", modeNames }
 
 // ParseMode reads a lock mode: read, write or none ("" is ModeNone).
 func ParseMode(s string) (Mode, error) { return parse[modes](s) }
@@ -126,7 +132,9 @@ const (
 
 type styles struct{}
 
-func (styles) set() (string, []string) { return "style", []string{"", "wait", "try", "poll"} }
+var styleNames = []string{"", "wait", "try", "poll"}
+
+func (styles) set() (string, []string) { return "style", styleNames }
 
 // ParseStyle reads an acquire style: wait, try or poll ("" is StyleUnset).
 func ParseStyle(s string) (Style, error) { return parse[styles](s) }
@@ -147,9 +155,9 @@ const (
 
 type outcomes struct{}
 
-func (outcomes) set() (string, []string) {
-	return "outcome", []string{"waiting", "granted", "would-block", "deadlock", "error", "blocked"}
-}
+var outcomeNames = []string{"waiting", "granted", "would-block", "deadlock", "error", "blocked"}
+
+func (outcomes) set() (string, []string) { return "outcome", outcomeNames }
 
 // ParseOutcome reads an attempt outcome ("" is OutcomeWaiting).
 func ParseOutcome(s string) (Outcome, error) { return parse[outcomes](s) }
@@ -170,9 +178,9 @@ const (
 
 type holdEnds struct{}
 
-func (holdEnds) set() (string, []string) {
-	return "hold end", []string{"open", "release", "releaseif", "close", "converted", "exit", "run-end"}
-}
+var holdEndNames = []string{"open", "release", "releaseif", "close", "converted", "exit", "run-end"}
+
+func (holdEnds) set() (string, []string) { return "hold end", holdEndNames }
 
 // ParseHoldEnd reads how a hold ended ("" is HoldOpen).
 func ParseHoldEnd(s string) (HoldEnd, error) { return parse[holdEnds](s) }
@@ -191,9 +199,9 @@ const (
 
 type ownerClasses struct{}
 
-func (ownerClasses) set() (string, []string) {
-	return "owner class", []string{"none", "locker", "self", "foreign", "unknown"}
-}
+var ownerClassNames = []string{"none", "locker", "self", "foreign", "unknown"}
+
+func (ownerClasses) set() (string, []string) { return "owner class", ownerClassNames }
 
 // ParseOwnerClass reads a conflict owner class ("" is OwnerNone).
 func ParseOwnerClass(s string) (OwnerClass, error) { return parse[ownerClasses](s) }

@@ -1,0 +1,291 @@
+package probe
+
+import (
+	"math"
+
+	"go.opentelemetry.io/otel/attribute"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The sender's OTLP encoder: a batch of span items becomes one ExportTraceServiceRequest in
+// protobuf, written with protowire by the field numbers of the OTLP messages (stable:
+// opentelemetry/proto trace/v1, common/v1, resource/v1), the locker's resource and scope
+// encoded once. What google.golang.org/protobuf's Marshal of the generated messages would write
+// for the same spans is what this writes (TestEncodeMatchesOTLP).
+
+// OTLP field numbers.
+const (
+	fReqResourceSpans = 1
+
+	fRSResource   = 1
+	fRSScopeSpans = 2
+
+	fResAttributes = 1
+
+	fSSScope = 1
+	fSSSpans = 2
+
+	fScopeName = 1
+
+	fSpanTraceID  = 1
+	fSpanSpanID   = 2
+	fSpanParentID = 4
+	fSpanName     = 5
+	fSpanKind     = 6
+	fSpanStart    = 7
+	fSpanEnd      = 8
+	fSpanAttrs    = 9
+	fSpanEvents   = 11
+	fSpanStatus   = 15
+
+	fEventTime  = 1
+	fEventName  = 2
+	fEventAttrs = 3
+
+	fStatusMessage = 2
+	fStatusCode    = 3
+
+	fKVKey   = 1
+	fKVValue = 2
+
+	fAnyString = 1
+	fAnyBool   = 2
+	fAnyInt    = 3
+	fAnyDouble = 4
+	fAnyArray  = 5
+
+	fListValues = 1
+)
+
+// encoder renders batches of one locker's span items.
+type encoder struct {
+	traceID  [16]byte
+	resource []byte // the encoded Resource message
+	scope    []byte // the encoded InstrumentationScope message
+	spans    []byte // scratch: the ScopeSpans' spans
+	one      []byte // scratch: one span
+	recs     []batchRecord
+	index    map[*span]int
+}
+
+// batchRecord is what one span contributes to a batch: one record.
+type batchRecord struct {
+	s      *span
+	begun  bool    // its start is in the batch: the partial carries the start attributes
+	events []event // events queued in the batch (a partial's)
+	ended  bool    // its end is in the batch: one final record
+}
+
+func newEncoder(traceID [16]byte, resource []attribute.KeyValue, scope string) *encoder {
+	e := &encoder{traceID: traceID, index: map[*span]int{}}
+	for _, kv := range resource {
+		e.resource = appendKV(e.resource, fResAttributes, kv)
+	}
+	e.scope = protowire.AppendTag(e.scope, fScopeName, protowire.BytesType)
+	e.scope = protowire.AppendString(e.scope, scope)
+	return e
+}
+
+// request renders the span items of a batch, in the order of each span's first item, as one
+// request; it returns how many records it holds.
+func (e *encoder) request(items []item) ([]byte, int) {
+	e.recs = e.recs[:0]
+	clear(e.index)
+	for _, it := range items {
+		i, ok := e.index[it.span]
+		if !ok {
+			i = len(e.recs)
+			e.index[it.span] = i
+			e.recs = append(e.recs, batchRecord{s: it.span})
+		}
+		r := &e.recs[i]
+		switch it.op {
+		case opStart:
+			r.begun = true
+		case opEvent:
+			r.events = append(r.events, it.ev)
+		case opEnd:
+			r.ended = true
+		}
+	}
+	e.spans = e.spans[:0]
+	for i := range e.recs {
+		e.one = e.appendSpan(e.one[:0], &e.recs[i])
+		e.spans = protowire.AppendTag(e.spans, fSSSpans, protowire.BytesType)
+		e.spans = protowire.AppendBytes(e.spans, e.one)
+	}
+	ssLen := protowire.SizeTag(fSSScope) + protowire.SizeBytes(len(e.scope)) + len(e.spans)
+	rsLen := protowire.SizeTag(fRSResource) + protowire.SizeBytes(len(e.resource)) + protowire.SizeTag(fRSScopeSpans) + protowire.SizeBytes(ssLen)
+	out := make([]byte, 0, protowire.SizeTag(fReqResourceSpans)+protowire.SizeBytes(rsLen))
+	out = protowire.AppendTag(out, fReqResourceSpans, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(rsLen))
+	out = protowire.AppendTag(out, fRSResource, protowire.BytesType)
+	out = protowire.AppendBytes(out, e.resource)
+	out = protowire.AppendTag(out, fRSScopeSpans, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(ssLen))
+	out = protowire.AppendTag(out, fSSScope, protowire.BytesType)
+	out = protowire.AppendBytes(out, e.scope)
+	out = append(out, e.spans...)
+	n := len(e.recs)
+	for i := range e.recs {
+		e.recs[i] = batchRecord{} // let the spans go
+	}
+	return out, n
+}
+
+// appendSpan writes one span record: the final one if the span ended, else a partial one (end
+// 0) with the start attributes if it began in this batch and the events queued in it.
+func (e *encoder) appendSpan(b []byte, r *batchRecord) []byte {
+	s := r.s
+	b = protowire.AppendTag(b, fSpanTraceID, protowire.BytesType)
+	b = protowire.AppendBytes(b, e.traceID[:])
+	b = protowire.AppendTag(b, fSpanSpanID, protowire.BytesType)
+	b = protowire.AppendBytes(b, s.id[:])
+	if s.parent != ([8]byte{}) {
+		b = protowire.AppendTag(b, fSpanParentID, protowire.BytesType)
+		b = protowire.AppendBytes(b, s.parent[:])
+	}
+	b = protowire.AppendTag(b, fSpanName, protowire.BytesType)
+	b = protowire.AppendString(b, s.name)
+	b = protowire.AppendTag(b, fSpanKind, protowire.VarintType)
+	b = protowire.AppendVarint(b, spanKindInternal)
+	b = protowire.AppendTag(b, fSpanStart, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, uint64(s.start))
+	var attrs []attribute.KeyValue
+	events := r.events
+	var code int32
+	var msg string
+	if r.ended {
+		var end int64
+		attrs, events, code, msg, end = s.final()
+		b = protowire.AppendTag(b, fSpanEnd, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, uint64(end))
+	} else if r.begun {
+		attrs = appendSet(nil, s.startAttrs())
+	}
+	for _, kv := range attrs {
+		b = appendKV(b, fSpanAttrs, kv)
+	}
+	for _, ev := range events {
+		b = protowire.AppendTag(b, fSpanEvents, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(sizeEvent(ev)))
+		b = protowire.AppendTag(b, fEventTime, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, uint64(ev.t))
+		b = protowire.AppendTag(b, fEventName, protowire.BytesType)
+		b = protowire.AppendString(b, ev.name)
+		for _, kv := range ev.attrs {
+			b = appendKV(b, fEventAttrs, kv)
+		}
+	}
+	if code != 0 || msg != "" {
+		n := 0
+		if msg != "" {
+			n += protowire.SizeTag(fStatusMessage) + protowire.SizeBytes(len(msg))
+		}
+		if code != 0 {
+			n += protowire.SizeTag(fStatusCode) + protowire.SizeVarint(uint64(code))
+		}
+		b = protowire.AppendTag(b, fSpanStatus, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(n))
+		if msg != "" {
+			b = protowire.AppendTag(b, fStatusMessage, protowire.BytesType)
+			b = protowire.AppendString(b, msg)
+		}
+		if code != 0 {
+			b = protowire.AppendTag(b, fStatusCode, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(code))
+		}
+	}
+	return b
+}
+
+func sizeEvent(ev event) int {
+	n := protowire.SizeTag(fEventTime) + 8 + protowire.SizeTag(fEventName) + protowire.SizeBytes(len(ev.name))
+	for _, kv := range ev.attrs {
+		n += protowire.SizeTag(fEventAttrs) + protowire.SizeBytes(sizeKV(kv))
+	}
+	return n
+}
+
+// appendKV writes kv as a KeyValue message in field f.
+func appendKV(b []byte, f protowire.Number, kv attribute.KeyValue) []byte {
+	b = protowire.AppendTag(b, f, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(sizeKV(kv)))
+	b = protowire.AppendTag(b, fKVKey, protowire.BytesType)
+	b = protowire.AppendString(b, string(kv.Key))
+	b = protowire.AppendTag(b, fKVValue, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(sizeValue(kv.Value)))
+	return appendValue(b, kv.Value)
+}
+
+func sizeKV(kv attribute.KeyValue) int {
+	return protowire.SizeTag(fKVKey) + protowire.SizeBytes(len(kv.Key)) + protowire.SizeTag(fKVValue) + protowire.SizeBytes(sizeValue(kv.Value))
+}
+
+// sizeValue is the size of the AnyValue message of v (without its tag and length). The kinds
+// map as the SDK's OTLP transform maps them; a kind it has no AnyValue for is its string.
+func sizeValue(v attribute.Value) int {
+	switch v.Type() {
+	case attribute.BOOL:
+		return protowire.SizeTag(fAnyBool) + 1
+	case attribute.INT64:
+		return protowire.SizeTag(fAnyInt) + protowire.SizeVarint(uint64(v.AsInt64()))
+	case attribute.FLOAT64:
+		return protowire.SizeTag(fAnyDouble) + 8
+	case attribute.STRINGSLICE, attribute.INT64SLICE:
+		return protowire.SizeTag(fAnyArray) + protowire.SizeBytes(arrayLen(v))
+	}
+	return protowire.SizeTag(fAnyString) + protowire.SizeBytes(len(v.Emit()))
+}
+
+func appendValue(b []byte, v attribute.Value) []byte {
+	switch v.Type() {
+	case attribute.BOOL:
+		b = protowire.AppendTag(b, fAnyBool, protowire.VarintType)
+		return protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
+	case attribute.INT64:
+		b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(v.AsInt64()))
+	case attribute.FLOAT64:
+		b = protowire.AppendTag(b, fAnyDouble, protowire.Fixed64Type)
+		return protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
+	case attribute.STRINGSLICE:
+		b = protowire.AppendTag(b, fAnyArray, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(arrayLen(v)))
+		for _, s := range v.AsStringSlice() {
+			b = protowire.AppendTag(b, fListValues, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(protowire.SizeTag(fAnyString)+protowire.SizeBytes(len(s))))
+			b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
+			b = protowire.AppendString(b, s)
+		}
+		return b
+	case attribute.INT64SLICE:
+		b = protowire.AppendTag(b, fAnyArray, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(arrayLen(v)))
+		for _, i := range v.AsInt64Slice() {
+			b = protowire.AppendTag(b, fListValues, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(protowire.SizeTag(fAnyInt)+protowire.SizeVarint(uint64(i))))
+			b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(i))
+		}
+		return b
+	}
+	b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
+	return protowire.AppendString(b, v.Emit())
+}
+
+// arrayLen is the size of the ArrayValue message of a slice value.
+func arrayLen(v attribute.Value) int {
+	n := 0
+	switch v.Type() {
+	case attribute.STRINGSLICE:
+		for _, s := range v.AsStringSlice() {
+			n += protowire.SizeTag(fListValues) + protowire.SizeBytes(protowire.SizeTag(fAnyString)+protowire.SizeBytes(len(s)))
+		}
+	case attribute.INT64SLICE:
+		for _, i := range v.AsInt64Slice() {
+			n += protowire.SizeTag(fListValues) + protowire.SizeBytes(protowire.SizeTag(fAnyInt)+protowire.SizeVarint(uint64(i)))
+		}
+	}
+	return n
+}

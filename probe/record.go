@@ -1,0 +1,206 @@
+package probe
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/lockprobe/lockprobe/semconv"
+)
+
+// The locker records its spans itself rather than through the OTel SDK. With the SDK, every
+// lock call made spans whose start and end ran the SDK's processors on the lock thread: the
+// OTLP transform of the attributes, an id from a locked random source, the partial record's
+// rendering, allocation enough for a GC cycle every few hundred calls — about 0.4 ms of CPU per
+// traced lock cycle (bench/FINDINGS.md), and the waiting lockers' hand-off paid for it. Here the
+// lock thread only stamps and queues: a span is a small value, its start, events and end are
+// fixed-size items on the outbox's queue, and the sender renders OTLP protobuf for a whole batch
+// after the instant, one record per span per batch (an attempt granted at once is one final
+// record, not a partial and a final one) under one resource. The spans, their names,
+// attributes, events and status are those the SDK made; record_test.go holds the encoding to
+// the OTLP messages.
+
+// opKind says what a queued span item records.
+type opKind uint8
+
+const (
+	opNone  opKind = iota // a message, not a span item
+	opStart               // the span began: a partial record with its start attributes
+	opEvent               // an event the controller must see before the span ends
+	opEnd                 // the span ended: the final record
+)
+
+// event is a span event.
+type event struct {
+	t     int64 // unix ns, controller clock
+	name  string
+	attrs []attribute.KeyValue
+}
+
+// spanKind and status codes as OTLP numbers them.
+const (
+	spanKindInternal = 1
+	statusError      = 2
+)
+
+// span is one span being recorded. What the lock thread sets at the start (id, name, start,
+// attrs, hold) never changes afterwards, so the sender reads it without a lock; what comes
+// later (more attributes, events, status, end) is guarded by mu.
+type span struct {
+	id     [8]byte
+	parent [8]byte
+	name   string
+	start  int64 // unix ns, controller clock
+	attrs  []attribute.KeyValue
+	// hold, for a hold span, stands for its start attributes: the sender makes them from the
+	// hold (whose fields do not change once it is held), not the lock thread at the grant.
+	hold     *hold
+	lockerID int
+
+	mu     sync.Mutex
+	more   []attribute.KeyValue // set after the start; a key set again replaces its value
+	events []event
+	code   int32 // OTLP status code
+	msg    string
+	end    int64 // 0 while open
+}
+
+// recorder makes the spans of one locker and queues their items.
+type recorder struct {
+	put    func(item) // the outbox's queue (a test's list)
+	parent [8]byte    // the spans' parent unless told otherwise: the locker span
+	base   uint64     // span ids are base + a counter: unique across a run's lockers
+	next   atomic.Uint64
+}
+
+func newRecorder(put func(item)) *recorder {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &recorder{put: put, base: binary.BigEndian.Uint64(b[:])}
+}
+
+func (r *recorder) newID() [8]byte {
+	var id [8]byte
+	for {
+		if v := r.base + r.next.Add(1); v != 0 {
+			binary.BigEndian.PutUint64(id[:], v)
+			return id
+		}
+	}
+}
+
+// start begins a span at t under the recorder's parent. attrs is kept, not copied: the caller
+// must not change it afterwards (a prepared lock's attributes are made for this one span).
+func (r *recorder) start(name string, t time.Time, attrs []attribute.KeyValue) *span {
+	return r.startUnder(r.parent, name, t, attrs)
+}
+
+func (r *recorder) startUnder(parent [8]byte, name string, t time.Time, attrs []attribute.KeyValue) *span {
+	s := &span{id: r.newID(), parent: parent, name: name, start: t.UnixNano(), attrs: attrs}
+	r.put(item{op: opStart, span: s})
+	return s
+}
+
+// startHold begins the span of h at t; its attributes are the hold's.
+func (r *recorder) startHold(h *hold, lockerID int, t time.Time) *span {
+	s := &span{id: r.newID(), parent: r.parent, name: semconv.SpanHold, start: t.UnixNano(), hold: h, lockerID: lockerID}
+	r.put(item{op: opStart, span: s})
+	return s
+}
+
+// setAttributes sets attributes of an open span; a key set again keeps its last value.
+func (s *span) setAttributes(kvs ...attribute.KeyValue) {
+	s.mu.Lock()
+	if s.end == 0 {
+		s.more = append(s.more, kvs...)
+	}
+	s.mu.Unlock()
+}
+
+// setError marks the span failed with msg (OTLP status error).
+func (s *span) setError(msg string) {
+	s.mu.Lock()
+	if s.end == 0 {
+		s.code, s.msg = statusError, msg
+	}
+	s.mu.Unlock()
+}
+
+// addEvent adds an event at t; with send, it is queued at once as a partial record, so that the
+// controller sees it before the span ends (a watcher's answer about a waiter).
+func (s *span) addEvent(r *recorder, name string, t time.Time, attrs []attribute.KeyValue, send bool) {
+	ev := event{t: t.UnixNano(), name: name, attrs: attrs}
+	s.mu.Lock()
+	if s.end != 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.events = append(s.events, ev)
+	s.mu.Unlock()
+	if send {
+		r.put(item{op: opEvent, span: s, ev: ev})
+	}
+}
+
+// endAt ends the span at t; a span ends once, later ends do nothing.
+func (s *span) endAt(r *recorder, t time.Time) {
+	s.mu.Lock()
+	if s.end != 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.end = max(t.UnixNano(), 1)
+	s.mu.Unlock()
+	r.put(item{op: opEnd, span: s})
+}
+
+// startTime is the span's start.
+func (s *span) startTime() time.Time { return time.Unix(0, s.start) }
+
+// ended says whether the span has ended.
+func (s *span) ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.end != 0
+}
+
+// startAttrs are the attributes the span began with.
+func (s *span) startAttrs() []attribute.KeyValue {
+	if s.hold != nil {
+		return append(s.hold.attrs(), attribute.Int(semconv.LockerID, s.lockerID), attribute.String(semconv.LockHoldEnd, semconv.HoldOpen.String()))
+	}
+	return s.attrs
+}
+
+// final returns what the final record carries: the start attributes with the later ones
+// applied (a key keeps its last value, in the order keys first appeared), every event, the
+// status and the end. It is called once the span has ended.
+func (s *span) final() (attrs []attribute.KeyValue, events []event, code int32, msg string, end int64) {
+	s.mu.Lock()
+	more, events, code, msg, end := s.more, s.events, s.code, s.msg, s.end
+	s.mu.Unlock()
+	base := s.startAttrs()
+	attrs = make([]attribute.KeyValue, 0, len(base)+len(more))
+	attrs = appendSet(attrs, base)
+	attrs = appendSet(attrs, more)
+	return attrs, events, code, msg, end
+}
+
+// appendSet applies kvs to attrs: a key already there takes the new value in its place.
+func appendSet(attrs, kvs []attribute.KeyValue) []attribute.KeyValue {
+next:
+	for _, kv := range kvs {
+		for i := range attrs {
+			if attrs[i].Key == kv.Key {
+				attrs[i] = kv
+				continue next
+			}
+		}
+		attrs = append(attrs, kv)
+	}
+	return attrs
+}

@@ -1,0 +1,148 @@
+package probe
+
+import (
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	pb "google.golang.org/protobuf/proto"
+
+	"github.com/lockprobe/lockprobe/host"
+	"github.com/lockprobe/lockprobe/proto"
+	"github.com/lockprobe/lockprobe/semconv"
+	"github.com/lockprobe/lockprobe/tracefile"
+)
+
+func strKV(k, v string) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
+}
+
+func intKV(k string, v int64) *commonpb.KeyValue {
+	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
+}
+
+// TestEncodeMatchesOTLP: what the sender writes for a batch is the OTLP request the generated
+// messages describe — read back with google.golang.org/protobuf, the same spans, attributes,
+// events and status: a final record for a span that began and ended in the batch, a partial
+// one (end 0, start attributes, the events queued) for one still open.
+func TestEncodeMatchesOTLP(t *testing.T) {
+	var items []item
+	r := newRecorder(func(it item) { items = append(items, it) })
+	r.parent = [8]byte{9, 9, 9, 9, 9, 9, 9, 9}
+	at := func(ns int64) time.Time { return time.Unix(0, ns) }
+	res := []attribute.KeyValue{attribute.String(semconv.ServiceName, "lockprobe"), attribute.Int(semconv.ProcessPID, 42),
+		attribute.StringSlice(semconv.FSMountOpts, []string{"rw", "relatime"}), attribute.Int64Slice("x.ints", []int64{1, -2})}
+	enc := newEncoder([16]byte{1, 2, 3}, res, "scope")
+
+	att := r.start(semconv.SpanAcquire, at(100), []attribute.KeyValue{
+		attribute.String(semconv.LockMode, "write"), attribute.String(semconv.LockOutcome, "waiting"), attribute.Int(semconv.LockStart, 0)})
+	att.addEvent(r, semconv.EventConflict, at(150), []attribute.KeyValue{attribute.Int(semconv.LockOwnerPID, 7), attribute.Bool("b", true)}, true)
+	att.setAttributes(attribute.String(semconv.LockOutcome, "error"), attribute.Float64("f", 1.5))
+	att.setError("EIO")
+	att.endAt(r, at(200))
+	h := &hold{kind: semconv.KindPOSIX, mode: semconv.ModeWrite, start: 0, end: 10, file: host.FileID{Major: 8, Minor: 1, Inode: 5}, path: "/f", logical: "{file}", acquireID: att.id}
+	hs := r.startHold(h, 3, at(300))
+	open := r.start(semconv.SpanCommand, at(400), []attribute.KeyValue{attribute.Int(semconv.LockCmdIndex, 1)})
+	_ = open
+
+	raw, n := enc.request(items)
+	if n != 3 {
+		t.Fatalf("%d records, want 3 (one per span)", n)
+	}
+	got := &coltracepb.ExportTraceServiceRequest{}
+	if err := pb.Unmarshal(raw, got); err != nil {
+		t.Fatalf("the request does not parse as OTLP: %v", err)
+	}
+	trace := []byte{1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	want := &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{strKV(semconv.ServiceName, "lockprobe"), intKV(semconv.ProcessPID, 42),
+			{Key: semconv.FSMountOpts, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: []*commonpb.AnyValue{
+				{Value: &commonpb.AnyValue_StringValue{StringValue: "rw"}}, {Value: &commonpb.AnyValue_StringValue{StringValue: "relatime"}}}}}}},
+			{Key: "x.ints", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: []*commonpb.AnyValue{
+				{Value: &commonpb.AnyValue_IntValue{IntValue: 1}}, {Value: &commonpb.AnyValue_IntValue{IntValue: -2}}}}}}},
+		}},
+		ScopeSpans: []*tracepb.ScopeSpans{{
+			Scope: &commonpb.InstrumentationScope{Name: "scope"},
+			Spans: []*tracepb.Span{
+				{TraceId: trace, SpanId: att.id[:], ParentSpanId: r.parent[:], Name: semconv.SpanAcquire, Kind: tracepb.Span_SPAN_KIND_INTERNAL,
+					StartTimeUnixNano: 100, EndTimeUnixNano: 200,
+					Attributes: []*commonpb.KeyValue{strKV(semconv.LockMode, "write"), strKV(semconv.LockOutcome, "error"), intKV(semconv.LockStart, 0),
+						{Key: "f", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: 1.5}}}},
+					Events: []*tracepb.Span_Event{{TimeUnixNano: 150, Name: semconv.EventConflict, Attributes: []*commonpb.KeyValue{intKV(semconv.LockOwnerPID, 7),
+						{Key: "b", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: true}}}}}},
+					Status: &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR, Message: "EIO"}},
+				{TraceId: trace, SpanId: hs.id[:], ParentSpanId: r.parent[:], Name: semconv.SpanHold, Kind: tracepb.Span_SPAN_KIND_INTERNAL, StartTimeUnixNano: 300,
+					Attributes: []*commonpb.KeyValue{strKV(semconv.LockKind, "posix"), strKV(semconv.LockMode, "write"), intKV(semconv.LockStart, 0), intKV(semconv.LockLen, 10),
+						intKV(semconv.LockFD, 0), strKV(semconv.FilePath, "/f"), strKV(semconv.FileLogical, "{file}"), strKV(semconv.FileDev, "8:1"), intKV(semconv.FileInode, 5),
+						strKV(semconv.LockAcquireID, spanHex(att.id)), intKV(semconv.LockerID, 3), strKV(semconv.LockHoldEnd, semconv.HoldOpen.String())}},
+				{TraceId: trace, SpanId: open.id[:], ParentSpanId: r.parent[:], Name: semconv.SpanCommand, Kind: tracepb.Span_SPAN_KIND_INTERNAL, StartTimeUnixNano: 400,
+					Attributes: []*commonpb.KeyValue{intKV(semconv.LockCmdIndex, 1)}},
+			},
+		}},
+	}}}
+	if !pb.Equal(got, want) {
+		t.Errorf("the request:\n%v\nwant:\n%v", got, want)
+	}
+	// The controller's check of a spans payload takes it as it is.
+	frame, err := proto.Encode(&proto.Message{Kind: proto.KindSpans, SpansRaw: raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proto.Decode(frame); err != nil {
+		t.Errorf("proto.Decode of the spans message: %v", err)
+	}
+}
+
+func spanHex(id [8]byte) string {
+	const digits = "0123456789abcdef"
+	b := make([]byte, 16)
+	for i, c := range id {
+		b[2*i], b[2*i+1] = digits[c>>4], digits[c&15]
+	}
+	return string(b)
+}
+
+// TestBatchesMergeToOneSpan: a span whose start, events and end fall into different batches
+// (a waiter's partial record, the watcher's answers, the grant later) merges in the trace
+// reader into the span one batch would have carried.
+func TestBatchesMergeToOneSpan(t *testing.T) {
+	var items []item
+	r := newRecorder(func(it item) { items = append(items, it) })
+	enc := newEncoder([16]byte{1}, []attribute.KeyValue{attribute.String(semconv.ServiceName, "lockprobe")}, "scope")
+	s := r.start(semconv.SpanAcquire, time.Unix(0, 10), []attribute.KeyValue{attribute.String(semconv.LockOutcome, "waiting"), attribute.Int(semconv.LockerID, 1)})
+	first, _ := enc.request(items)
+	all := append([]item(nil), items...)
+	items = items[:0]
+	s.addEvent(r, semconv.EventConflict, time.Unix(0, 20), []attribute.KeyValue{attribute.Int(semconv.LockOwnerPID, 3)}, true)
+	second, _ := enc.request(items)
+	all = append(all, items...)
+	items = items[:0]
+	s.setAttributes(attribute.String(semconv.LockOutcome, "granted"))
+	s.endAt(r, time.Unix(0, 30))
+	third, _ := enc.request(items)
+	all = append(all, items...)
+	one, _ := enc.request(all)
+
+	split, whole := tracefile.NewMerger(), tracefile.NewMerger()
+	for _, b := range [][]byte{first, second, third} {
+		if _, err := split.AddEncoded(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := whole.AddEncoded(one); err != nil {
+		t.Fatal(err)
+	}
+	a, b := split.Spans(), whole.Spans()
+	if len(a) != 1 || len(b) != 1 {
+		t.Fatalf("%d and %d spans, want one each", len(a), len(b))
+	}
+	x, y := a[0], b[0]
+	if x.End != 30 || y.End != 30 || x.Attrs.Str(semconv.LockOutcome) != "granted" || y.Attrs.Str(semconv.LockOutcome) != "granted" ||
+		len(x.Events) != 1 || len(y.Events) != 1 || x.Attrs.IntOr(semconv.LockerID, -1) != 1 || y.Records != 1 || x.Records != 3 {
+		t.Errorf("split into batches: %+v\nin one batch: %+v", x, y)
+	}
+}
