@@ -34,10 +34,16 @@ func num(k string, v int64) *commonpb.KeyValue {
 	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
 }
 
+// senderBatch is the lockers' batch: the sender takes what was queued 2 ms after a batch's first
+// item (probe's batchDelay) and writes one request of it, one record per span.
+const senderBatch = 2 * time.Millisecond
+
 // synthTrace writes a trace of about events events (spans plus span events) the way a run
 // writes it: lockers take turns at a write lock, each attempt waits behind the previous holder
-// and records it as conflict owner. Partial records go one per request, as a locker sends them
-// when nothing else is queued; final records in batches of 64.
+// and records it as conflict owner. Each locker's records go as its sender sends them: what it
+// queued within senderBatch of a batch's first item is one request under its resource, a span
+// that began and ended in the batch one final record, one still open a partial record (its
+// start attributes, or just its new events).
 func synthTrace(path string, events, lockers int) error {
 	w, err := tracefile.Create(path)
 	if err != nil {
@@ -67,10 +73,81 @@ func synthTrace(path string, events, lockers int) error {
 	if err := line(ctl, root); err != nil {
 		return err
 	}
+	// op is what a locker's lock thread queues: a span's start (its start attributes), an
+	// event, or its end (the final record).
+	type op struct {
+		t     int64
+		span  *tracepb.Span // the final record; its start attributes are start
+		start []*commonpb.KeyValue
+		ev    *tracepb.Span_Event
+		kind  int // 0 start, 1 event, 2 end
+	}
 	type proc struct {
-		res  *resourcepb.Resource
-		span *tracepb.Span
-		done []*tracepb.Span // final records not yet exported
+		res   *resourcepb.Resource
+		span  *tracepb.Span
+		ops   []op  // the open batch
+		since int64 // its first item's instant
+	}
+	// flush writes a locker's batch as its sender would.
+	flush := func(p *proc) error {
+		if len(p.ops) == 0 {
+			return nil
+		}
+		type rec struct {
+			final  *tracepb.Span
+			begun  bool
+			events []*tracepb.Span_Event
+			ended  bool
+		}
+		var order []*rec
+		byID := map[*tracepb.Span]*rec{}
+		for _, o := range p.ops {
+			r := byID[o.span]
+			if r == nil {
+				r = &rec{final: o.span}
+				byID[o.span] = r
+				order = append(order, r)
+			}
+			switch o.kind {
+			case 0:
+				r.begun = true
+			case 1:
+				r.events = append(r.events, o.ev)
+			case 2:
+				r.ended = true
+			}
+		}
+		var spans []*tracepb.Span
+		for _, r := range order {
+			if r.ended {
+				spans = append(spans, r.final)
+				continue
+			}
+			partial := &tracepb.Span{TraceId: r.final.TraceId, SpanId: r.final.SpanId, ParentSpanId: r.final.ParentSpanId, Name: r.final.Name,
+				StartTimeUnixNano: r.final.StartTimeUnixNano, Events: r.events}
+			if r.begun {
+				for _, o := range p.ops {
+					if o.span == r.final && o.kind == 0 {
+						partial.Attributes = o.start
+					}
+				}
+			}
+			spans = append(spans, partial)
+		}
+		p.ops = p.ops[:0]
+		return line(p.res, spans...)
+	}
+	queue := func(p *proc, o op) error {
+		if len(p.ops) > 0 && o.t >= p.since+int64(senderBatch) {
+			if err := flush(p); err != nil {
+				return err
+			}
+		}
+		if len(p.ops) == 0 {
+			p.since = o.t
+		}
+		p.ops = append(p.ops, o)
+		return nil
 	}
 	procs := make([]*proc, lockers)
 	for l := range procs {
@@ -83,17 +160,10 @@ func synthTrace(path string, events, lockers int) error {
 		s := &tracepb.Span{TraceId: traceID, SpanId: newID(), ParentSpanId: rootID, Name: semconv.SpanLocker, StartTimeUnixNano: uint64(base),
 			Attributes: []*commonpb.KeyValue{num(semconv.LockerID, int64(l))}}
 		procs[l] = &proc{res: res, span: s}
-		if err := line(res, s); err != nil {
+		if err := line(res, &tracepb.Span{TraceId: s.TraceId, SpanId: s.SpanId, ParentSpanId: s.ParentSpanId, Name: s.Name,
+			StartTimeUnixNano: s.StartTimeUnixNano, Attributes: s.Attributes}); err != nil {
 			return err
 		}
-	}
-	flush := func(p *proc, force bool) error {
-		if len(p.done) < 64 && !(force && len(p.done) > 0) {
-			return nil
-		}
-		err := line(p.res, p.done...)
-		p.done = p.done[:0]
-		return err
 	}
 	step := int64(time.Millisecond)
 	for r := 0; r < rounds; r++ {
@@ -118,25 +188,26 @@ func synthTrace(path string, events, lockers int) error {
 			return append(append([]*commonpb.KeyValue{}, attrs...), more...)
 		}
 		acqHex := fmt.Sprintf("%x", acqID)
-		partial := mk(acqID, semconv.SpanAcquire, begin, 0, with(acqAttrs, str(semconv.LockOutcome, semconv.OutcomeWaiting.String())))
-		conflict := mk(acqID, semconv.SpanAcquire, begin, 0, nil, ev)
 		final := mk(acqID, semconv.SpanAcquire, begin, grant, with(acqAttrs, str(semconv.LockOutcome, semconv.OutcomeGranted.String()), num(semconv.LockTries, 1)), ev)
-		hold := mk(holdID, semconv.SpanHold, grant, 0, with(lock, str(semconv.LockAcquireID, acqHex), str(semconv.LockHoldEnd, semconv.HoldOpen.String())))
 		holdFinal := mk(holdID, semconv.SpanHold, grant, grant+step-1000, with(lock, str(semconv.LockAcquireID, acqHex), str(semconv.LockHoldEnd, semconv.HoldRelease.String())))
-		for _, s := range []*tracepb.Span{partial, conflict, hold} {
-			if err := line(p.res, s); err != nil {
+		for _, o := range []op{
+			{t: begin, span: final, start: with(acqAttrs, str(semconv.LockOutcome, semconv.OutcomeWaiting.String())), kind: 0},
+			{t: begin + 5000, span: final, ev: ev, kind: 1},
+			{t: grant, span: final, kind: 2},
+			{t: grant, span: holdFinal, start: with(lock, str(semconv.LockAcquireID, acqHex), str(semconv.LockHoldEnd, semconv.HoldOpen.String())), kind: 0},
+			{t: grant + step - 1000, span: holdFinal, kind: 2},
+		} {
+			if err := queue(p, o); err != nil {
 				return err
 			}
 		}
-		p.done = append(p.done, final, holdFinal)
-		if err := flush(p, false); err != nil {
-			return err
-		}
 	}
 	for _, p := range procs {
+		if err := flush(p); err != nil {
+			return err
+		}
 		p.span.EndTimeUnixNano = uint64(end)
-		p.done = append(p.done, p.span)
-		if err := flush(p, true); err != nil {
+		if err := line(p.res, p.span); err != nil {
 			return err
 		}
 	}

@@ -30,16 +30,27 @@ type outbox struct {
 	closed                atomic.Bool
 	failed                atomic.Uint64
 	hush                  chan struct{} // a new window: the sender plans again
+	trail                 atomic.Int64  // the window's length after an instant, ns (setTrail)
 	enc                   *encoder      // set before the first span item is queued
 }
 
 // quietLead is how long before an instant the sender stops: enough for a burst it is sending
-// to end before the lockers wake. quietTrail is how long after the instant it stays still, for
-// the other lockers of that instant to make their calls.
+// to end before the lockers wake. quietTrail is how long after the instant it stays still at
+// least, for the other lockers of that instant to make their calls; trailPerLocker is what each
+// locker of this host adds per core (setTrail): a hundred lockers on two cores fire over a few
+// milliseconds even at the floor, and senders that woke 2 ms after the instant took the cores
+// from the lockers not yet fired (fire spread at 100 lockers: 16 ms, 5 ms with a longer trail).
 const (
-	quietLead  = 5 * time.Millisecond
-	quietTrail = 2 * time.Millisecond
+	quietLead      = 5 * time.Millisecond
+	quietTrail     = 2 * time.Millisecond
+	trailPerLocker = 500 * time.Microsecond
 )
+
+// setTrail sets how long after each instant the sender keeps still, for local lockers of this
+// host (this one included) sharing cores.
+func (o *outbox) setTrail(local, cores int) {
+	o.trail.Store(int64(max(quietTrail, time.Duration(local)*trailPerLocker/time.Duration(max(cores, 1)))))
+}
 
 func newOutbox(conn *wire.Conn, log *slog.Logger) *outbox {
 	o := &outbox{conn: conn, ch: make(chan item, 1<<16), log: log, done: make(chan struct{}), hush: make(chan struct{}, 1)}
@@ -102,7 +113,11 @@ func (o *outbox) putOp(it item) {
 // quiet sets the window around the instant t (local clock).
 func (o *outbox) quiet(t time.Time) {
 	o.quietFrom.Store(t.Add(-quietLead).UnixNano())
-	o.quietUntil.Store(t.Add(quietTrail).UnixNano())
+	trail := time.Duration(o.trail.Load())
+	if trail == 0 {
+		trail = quietTrail
+	}
+	o.quietUntil.Store(t.Add(trail).UnixNano())
 	select {
 	case o.hush <- struct{}{}:
 	default:

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -56,6 +57,13 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 					continue // a resend after a lost ack
 				}
 				peers := l.peerTable(m.Commands.Peers)
+				local := 0
+				for _, p := range m.Commands.Peers {
+					if p.Node == l.node {
+						local++
+					}
+				}
+				l.out.setTrail(local, runtime.NumCPU())
 				if l.opts.Role == "observer" {
 					l.runEnd = m.Commands.End
 					obs = l.startObserver(peers)

@@ -144,6 +144,7 @@ type key struct {
 }
 
 type decoder struct {
+	kvs    map[string]Attr // a whole KeyValue message's decoding, by its encoding
 	strs   map[string]string
 	boxed  map[string]any
 	ints   map[int64]any
@@ -154,7 +155,7 @@ type decoder struct {
 }
 
 func newDecoder() *decoder {
-	return &decoder{strs: map[string]string{}, boxed: map[string]any{}, ints: map[int64]any{},
+	return &decoder{kvs: map[string]Attr{}, strs: map[string]string{}, boxed: map[string]any{}, ints: map[int64]any{},
 		res: map[string]Attrs{}, scopes: map[string]*Scope{}, traces: map[[16]byte]string{}, parent: map[[8]byte]string{}}
 }
 
@@ -659,9 +660,22 @@ func (d *decoder) status(b []byte, rec *Span) error {
 	return nil
 }
 
+// maxKVLen bounds the KeyValue encodings kept whole: a lock's attributes (kind, mode, range,
+// path, locker id, command index...) repeat byte for byte across a trace's records.
+const maxKVLen = 128
+
 // keyValue decodes one KeyValue into a; a repeated key keeps the last value, as pdata's map
-// does not (it keeps both) but every reader of one does.
+// does not (it keeps both) but every reader of one does. A KeyValue seen before byte for byte
+// is taken whole from d.kvs: one map look-up instead of walking two messages and interning
+// the key and the value (most of the time of reading a trace).
 func (d *decoder) keyValue(b []byte, a *Attrs, depth int) error {
+	if len(b) <= maxKVLen {
+		if kv, ok := d.kvs[string(b)]; ok {
+			a.Set(kv.Key, kv.Value)
+			return nil
+		}
+	}
+	kb := b
 	var k string
 	var v any
 	for len(b) > 0 {
@@ -686,6 +700,12 @@ func (d *decoder) keyValue(b []byte, a *Attrs, depth int) error {
 		}
 	}
 	a.Set(k, v) // a repeated key (which OTLP forbids, but a file may hold) keeps its last value
+	if len(kb) <= maxKVLen && len(d.kvs) < maxInterned {
+		switch v.(type) {
+		case string, int64, bool, float64, nil: // shared values that nobody changes
+			d.kvs[string(kb)] = Attr{Key: k, Value: v}
+		}
+	}
 	return nil
 }
 
