@@ -68,14 +68,16 @@ func (e *executor) run() end {
 		cmd := &e.queue[i]
 		prep := next
 		next = nil
-		if cmd.Op == proto.OpLock && prep == nil {
+		if cmd.Op == proto.OpLock && prep == nil && !cmd.HasAt {
 			prep = e.prepareLock(i, cmd)
 		}
 		// A lock that follows is prepared now, before this command: after an unlock, the time
 		// to the next lock call is what a waiter woken by the unlock races against (bare
 		// programs relock within a microsecond), so nothing but the stamps may lie in it.
-		// Only commands that open or close no descriptor leave the slots as they were.
-		if i+1 < len(e.queue) && e.queue[i+1].Op == proto.OpLock && cmd.Op != proto.OpFile && cmd.Op != proto.OpClose {
+		// Only commands that open or close no descriptor leave the slots as they were. A lock
+		// with an instant of its own is prepared before its wait instead: work done right
+		// after this command, if it fired at an instant, would delay the lockers not yet fired.
+		if i+1 < len(e.queue) && e.queue[i+1].Op == proto.OpLock && !e.queue[i+1].HasAt && cmd.Op != proto.OpFile && cmd.Op != proto.OpClose {
 			next = e.prepareLock(i+1, &e.queue[i+1])
 		}
 		if cmd.HasAt {
@@ -85,7 +87,14 @@ func (e *executor) run() end {
 			}
 			local := e.l.clock.local(target)
 			e.l.out.quiet(local)
-			if !e.waitUntil(local) {
+			// A lock at an instant is prepared once the long wait is over, not right after the
+			// command before it: that one may have fired at an instant too, with lockers of
+			// that instant still to fire on this core.
+			if !e.waitUntil(local, func() {
+				if cmd.Op == proto.OpLock && prep == nil {
+					prep = e.prepareLock(i, cmd)
+				}
+			}) {
 				return endStopped
 			}
 		}
@@ -128,8 +137,8 @@ func (e *executor) stopped() bool {
 }
 
 // waitUntil sleeps until local instant t, or returns false when stopped first. Long waits
-// sleep on the stop channel; the last stretch is precise.
-func (e *executor) waitUntil(t time.Time) bool {
+// sleep on the stop channel; the last stretch is precise. ready runs before the last stretch.
+func (e *executor) waitUntil(t time.Time, ready func()) bool {
 	if d := time.Until(t) - 50*time.Millisecond; d > 0 {
 		timer := time.NewTimer(d)
 		select {
@@ -139,6 +148,7 @@ func (e *executor) waitUntil(t time.Time) bool {
 		case <-timer.C:
 		}
 	}
+	ready()
 	sleepUntil(t, e.l.welcome.Spin)
 	return true
 }

@@ -57,6 +57,9 @@ func (o *observer) run(peers *lockmodel.Processes) {
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
+		// Its questions wait out the window around an instant of the run: the observer shares
+		// the cores with the lockers that fire then.
+		l.out.sleepQuiet()
 		for _, q := range observerQueries {
 			var ow owner
 			if q.kind == semconv.KindFlock {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -29,9 +30,10 @@ type outbox struct {
 	done                  chan struct{}
 	closed                atomic.Bool
 	failed                atomic.Uint64
-	hush                  chan struct{} // a new window: the sender plans again
-	trail                 atomic.Int64  // the window's length after an instant, ns (setTrail)
-	enc                   *encoder      // set before the first span item is queued
+	hush                  chan struct{}           // a new window: the sender plans again
+	trail                 atomic.Int64            // the window's length after an instant, ns (setTrail)
+	instants              atomic.Pointer[[]int64] // the run's instants, local clock (setInstants)
+	enc                   *encoder                // set before the first span item is queued
 }
 
 // quietLead is how long before an instant the sender stops: enough for a burst it is sending
@@ -124,20 +126,55 @@ func (o *outbox) quiet(t time.Time) {
 	}
 }
 
+// setInstants sets the run's instants (every locker's, local clock, in order): the sender
+// keeps still around those too, the cores being shared with the lockers that fire then.
+func (o *outbox) setInstants(ts []time.Time) {
+	ns := make([]int64, len(ts))
+	for i, t := range ts {
+		ns[i] = t.UnixNano()
+	}
+	o.instants.Store(&ns)
+	select {
+	case o.hush <- struct{}{}:
+	default:
+	}
+}
+
+// window returns the first quiet window that has not ended at now (unix ns, local clock): the
+// one around this locker's next instant (quiet) or around one of the run's.
+func (o *outbox) window(now int64) (from, until int64, ok bool) {
+	if from, until = o.quietFrom.Load(), o.quietUntil.Load(); until > now {
+		ok = true
+	}
+	if p := o.instants.Load(); p != nil {
+		trail := o.trail.Load()
+		if trail == 0 {
+			trail = int64(quietTrail)
+		}
+		ts := *p
+		i, _ := slices.BinarySearch(ts, now-trail+1)
+		if i < len(ts) && (!ok || ts[i]-int64(quietLead) < from) {
+			from, until, ok = ts[i]-int64(quietLead), ts[i]+trail, true
+		}
+	}
+	return from, until, ok
+}
+
 // sleepQuiet sleeps to the end of the window if now is inside it. A sender asleep on a timer is
 // not woken by the records queued at the instant (a sender parked on the channel would be,
 // taking a core from a locker about to fire).
 func (o *outbox) sleepQuiet() {
 	now := time.Now().UnixNano()
-	if from, until := o.quietFrom.Load(), o.quietUntil.Load(); from <= now && now < until {
+	if from, until, ok := o.window(now); ok && from <= now && now < until {
 		time.Sleep(time.Duration(until - now))
 	}
 }
 
 // untilQuiet is how long until the next window opens; 0 when none is ahead.
 func (o *outbox) untilQuiet() time.Duration {
-	if d := time.Duration(o.quietFrom.Load() - time.Now().UnixNano()); d > 0 {
-		return d
+	now := time.Now().UnixNano()
+	if from, _, ok := o.window(now); ok && from > now {
+		return time.Duration(from - now)
 	}
 	return 0
 }

@@ -105,3 +105,22 @@ func TestOutboxAfterDrain(t *testing.T) {
 		t.Errorf("failed = %d, want 2 (the put and the span after drain)", n)
 	}
 }
+
+// TestOutboxQuietAroundTheRunsInstants: the sender keeps still around the run's instants, other
+// lockers' included, not only around its own.
+func TestOutboxQuietAroundTheRunsInstants(t *testing.T) {
+	o, r := outboxPair(t)
+	instant := time.Now().Add(100 * time.Millisecond)
+	o.setInstants([]time.Time{instant.Add(-time.Hour), instant})
+	time.Sleep(time.Until(instant.Add(-time.Millisecond)))
+	if err := o.put(t.Context(), ping(1)); err != nil {
+		t.Fatal(err)
+	}
+	in, ok := receive(t, r, 5*time.Second)
+	if !ok {
+		t.Fatal("not received")
+	}
+	if in.At.Before(instant.Add(quietTrail)) {
+		t.Errorf("a message queued in another locker's window arrived %v before its end", instant.Add(quietTrail).Sub(in.At))
+	}
+}

@@ -64,6 +64,11 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 					}
 				}
 				l.out.setTrail(local, runtime.NumCPU())
+				shared := make([]time.Time, len(m.Commands.Instants))
+				for i, t := range m.Commands.Instants {
+					shared[i] = l.clock.local(t)
+				}
+				l.out.setInstants(shared)
 				if l.opts.Role == "observer" {
 					l.runEnd = m.Commands.End
 					obs = l.startObserver(peers)

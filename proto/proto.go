@@ -172,7 +172,15 @@ type Commands struct {
 	// node cut off by a partition loses nothing when the link returns, and a controller that is
 	// gone for good is not waited for past the run. Zero: no such promise.
 	End time.Time `json:"end"`
+	// Instants are the run's scheduled instants, every locker's `@` commands, distinct, in
+	// order, controller clock (at most MaxInstants): every member keeps its own work (sending,
+	// an observer's polling) out of a short window around each, so that nothing of lockprobe's
+	// runs on the cores while lockers fire.
+	Instants []time.Time `json:"instants,omitempty"`
 }
+
+// MaxInstants bounds Commands.Instants.
+const MaxInstants = 1 << 16
 
 // Ack acknowledges the message of the given kind and sequence number.
 type Ack struct {
@@ -406,6 +414,9 @@ func (m *Message) validate() error {
 			return fmt.Errorf("pid %d", h.PID)
 		}
 	case KindCommands:
+		if len(m.Commands.Instants) > MaxInstants {
+			return fmt.Errorf("%d instants, more than %d", len(m.Commands.Instants), MaxInstants)
+		}
 		for i := range m.Commands.Queue {
 			if err := m.Commands.Queue[i].Validate(); err != nil {
 				return fmt.Errorf("command %d: %w", i, err)
