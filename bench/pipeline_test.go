@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockprobe/lockprobe/analysis"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -59,6 +60,21 @@ func BenchmarkSpanPipeline(b *testing.B) {
 			n, reqs = spanRecords(b, filepath.Join(res.out, tracefile.FileName))
 			secs := float64(root.End-root.Start) / 1e9
 			b.ReportMetric(float64(n)/secs, "records/s")
+			// The storm itself, from its first attempt to its last release: the root span also
+			// holds the start-up and the storm's one-second start, when no record flows.
+			first, last := int64(0), int64(0)
+			for _, s := range res.trace.Spans {
+				switch s.Name {
+				case semconv.SpanAcquire, semconv.SpanHold:
+					if first == 0 || s.Start < first {
+						first = s.Start
+					}
+					last = max(last, s.End)
+				}
+			}
+			if last > first {
+				b.ReportMetric(float64(n)/(float64(last-first)/1e9), "storm-records/s")
+			}
 			b.ReportMetric(float64(len(res.trace.Spans))/secs, "spans/s")
 			b.ReportMetric(float64(root.Attrs.IntOr(semconv.RunLost, -1)), "messages-lost")
 			b.ReportMetric(float64(n), "records")
@@ -97,5 +113,39 @@ func BenchmarkSpanPipeline(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(records)/time.Since(t0).Seconds(), "records/s")
+	})
+	// The live path: the write path and the live analyzer's Observe of every touched span, as
+	// the controller does for each message.
+	b.Run("live-path", func(b *testing.B) {
+		if len(reqs) == 0 {
+			b.Skip("no trace from the storm run")
+		}
+		records := 0
+		c0 := cpuTime()
+		for i := 0; i < b.N; i++ {
+			w, err := tracefile.Create(filepath.Join(b.TempDir(), tracefile.FileName))
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := tracefile.NewMerger()
+			a := analysis.New(analysis.Options{})
+			for _, req := range reqs {
+				if err := w.WriteEncoded(req); err != nil {
+					b.Fatal(err)
+				}
+				touched, err := m.AddEncoded(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, s := range touched {
+					a.Observe(s)
+				}
+				records += len(touched)
+			}
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(records)/(cpuTime()-c0).Seconds(), "records/cpu-s")
 	})
 }
