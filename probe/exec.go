@@ -351,11 +351,17 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 	e.mu.Unlock()
 
 	var err error
+	var granted time.Time
 	tries := 0
 	switch style {
 	case semconv.StyleWait:
 		w := e.watch(span, s, req)
 		err = setLock(s.fd, req)
+		// The grant is stamped as the call returns, before the watcher is stopped: stopping a
+		// watcher that has started waits for its goroutine, two thread wake-ups that were
+		// part of every hand-off (−poll did not matter: its first look comes 5 ms into a wait).
+		// From the stamp on the watcher records nothing more (span.stamp).
+		granted = span.stamp(e.l.clock.now)
 		tries = 1
 		w.stop()
 	case semconv.StyleTry:
@@ -381,7 +387,9 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 			}
 		}
 	}
-	granted := e.l.clock.now()
+	if granted.IsZero() {
+		granted = e.l.clock.now()
+	}
 	outcome, errno := outcomeOf(err)
 
 	e.mu.Lock()

@@ -67,6 +67,7 @@ type span struct {
 	code   int32 // OTLP status code
 	msg    string
 	end    int64 // 0 while open
+	cutoff int64 // events at or after it are not recorded (stamp); 0: none
 }
 
 // recorder makes the spans of one locker and queues their items.
@@ -136,6 +137,32 @@ func (s *span) addEvent(r *recorder, name string, t time.Time, attrs []attribute
 	ev := event{t: t.UnixNano(), name: name, attrs: attrs}
 	s.mu.Lock()
 	if s.end != 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.events = append(s.events, ev)
+	s.mu.Unlock()
+	if send {
+		r.put(item{op: opEvent, span: s, ev: ev})
+	}
+}
+
+// stamp takes the instant now() as the span's coming end: from it on no event is recorded
+// (a watcher's answer taken after the grant describes no waiter). It returns the instant.
+func (s *span) stamp(now func() time.Time) time.Time {
+	s.mu.Lock()
+	t := now()
+	s.cutoff = t.UnixNano()
+	s.mu.Unlock()
+	return t
+}
+
+// addEventNow is addEvent with the instant taken under the span's lock, so that an event is
+// either before the instant stamp took or not recorded.
+func (s *span) addEventNow(r *recorder, name string, now func() time.Time, attrs []attribute.KeyValue, send bool) {
+	s.mu.Lock()
+	ev := event{t: now().UnixNano(), name: name, attrs: attrs}
+	if s.end != 0 || s.cutoff != 0 {
 		s.mu.Unlock()
 		return
 	}

@@ -146,3 +146,30 @@ func TestBatchesMergeToOneSpan(t *testing.T) {
 		t.Errorf("split into batches: %+v\nin one batch: %+v", x, y)
 	}
 }
+
+// TestStampCutsEvents: once a waiter's grant is stamped, a watcher's answer is no longer
+// recorded (it would describe a waiter that is not waiting any more, after the attempt's end).
+func TestStampCutsEvents(t *testing.T) {
+	var items []item
+	r := newRecorder(func(it item) { items = append(items, it) })
+	s := r.start(semconv.SpanAcquire, time.Unix(0, 10), nil)
+	clock := int64(20)
+	now := func() time.Time { clock++; return time.Unix(0, clock) }
+	s.addEventNow(r, semconv.EventConflict, now, nil, true)
+	granted := s.stamp(now)
+	s.addEventNow(r, semconv.EventConflict, now, nil, true)
+	s.endAt(r, granted)
+	_, events, _, _, end := s.final()
+	if len(events) != 1 || events[0].t >= end || end != granted.UnixNano() {
+		t.Errorf("events %+v, end %d: want the one before the grant only", events, end)
+	}
+	n := 0
+	for _, it := range items {
+		if it.op == opEvent {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d events queued, want 1", n)
+	}
+}

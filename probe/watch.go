@@ -135,7 +135,7 @@ func procMode(m string) semconv.Mode {
 // addEvent adds an event to a live span and sends it to the controller at once as a partial
 // record, instead of only when the span ends.
 func (e *executor) addEvent(span *span, name string, attrs []attribute.KeyValue) {
-	span.addEvent(e.l.rec, name, e.l.clock.now(), attrs, true)
+	span.addEventNow(e.l.rec, name, e.l.clock.now, attrs, true)
 }
 
 // repeatEvery is how often a waiter's watcher records an unchanged answer.
