@@ -21,7 +21,7 @@ import (
 // killed locker, and the run said nothing.
 type outbox struct {
 	conn *wire.Conn
-	ch   chan item
+	q    *queue
 	seq  atomic.Uint64
 	// The quiet window, unix ns on the local clock: from quietLead before an instant to
 	// quietTrail after it.
@@ -55,7 +55,7 @@ func (o *outbox) setTrail(local, cores int) {
 }
 
 func newOutbox(conn *wire.Conn, log *slog.Logger) *outbox {
-	o := &outbox{conn: conn, ch: make(chan item, 1<<16), log: log, done: make(chan struct{}), hush: make(chan struct{}, 1)}
+	o := &outbox{conn: conn, q: newQueue(maxQueued), log: log, done: make(chan struct{}), hush: make(chan struct{}, 1)}
 	go o.run()
 	return o
 }
@@ -80,12 +80,10 @@ func (o *outbox) put(ctx context.Context, m *proto.Message) error {
 		o.failed.Add(1)
 		return errClosed
 	}
-	select {
-	case o.ch <- item{msg: m}:
-		return nil
-	case <-ctx.Done():
+	if !o.q.wait(item{msg: m}, ctx.Done(), nil) {
 		return ctx.Err()
 	}
+	return nil
 }
 
 // putOp queues a span item, from a path that must not wait long (the lock thread, a watcher).
@@ -94,16 +92,12 @@ func (o *outbox) putOp(it item) {
 		o.failed.Add(1)
 		return
 	}
-	select {
-	case o.ch <- it:
+	if o.q.push(it) {
 		return
-	default:
 	}
 	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
-	select {
-	case o.ch <- it:
-	case <-t.C:
+	if !o.q.wait(it, nil, t.C) {
 		// The queue is bounded: a locker cut off from its controller for long drops what does
 		// not fit, and the dropped record takes a sequence number, so that the controller
 		// counts it lost.
@@ -203,7 +197,13 @@ func (o *outbox) run() {
 				windowC = timer.C
 			}
 			select {
-			case it = <-o.ch:
+			case <-o.q.avail:
+				one := o.q.take(batch[:0], 1)
+				if len(one) == 0 {
+					continue // a stale token
+				}
+				it = one[0]
+				clear(one)
 			case <-o.hush:
 				timer.Stop()
 				continue
@@ -214,7 +214,7 @@ func (o *outbox) run() {
 			timer.Stop()
 		}
 		if it.last {
-			o.failed.Add(uint64(len(o.ch))) // queued after the goodbye: never sent
+			o.failed.Add(uint64(o.q.len())) // queued after the goodbye: never sent
 			return
 		}
 		if it.op == opNone {
@@ -230,18 +230,18 @@ func (o *outbox) run() {
 		end := false
 	gather:
 		for len(batch) < maxCoalesce {
-			select {
-			case more := <-o.ch:
-				switch {
-				case more.last:
-					end = true
-					break gather
-				case more.op == opNone:
-					pending = &more
-					break gather
-				}
-				batch = append(batch, more)
-			default:
+			n := len(batch)
+			if batch = o.q.take(batch, 1); len(batch) == n {
+				break // nothing more queued
+			}
+			switch more := batch[n]; {
+			case more.last:
+				end = true
+				batch = batch[:n]
+				break gather
+			case more.op == opNone:
+				pending = &more
+				batch = batch[:n]
 				break gather
 			}
 		}
@@ -253,7 +253,7 @@ func (o *outbox) run() {
 		}
 		o.send(&proto.Message{Kind: proto.KindSpans, SpansRaw: raw}, extra)
 		if end {
-			o.failed.Add(uint64(len(o.ch)))
+			o.failed.Add(uint64(o.q.len()))
 			return
 		}
 	}
@@ -263,7 +263,7 @@ func (o *outbox) run() {
 // the queue but not sent yet.
 func (o *outbox) send(m *proto.Message, extra uint32) {
 	m.Seq = o.seq.Add(1)
-	m.Backlog = uint32(min(len(o.ch), 1<<31)) + extra
+	m.Backlog = uint32(min(o.q.len(), 1<<31)) + extra
 	if err := o.conn.Send(m); err != nil {
 		o.failed.Add(1)
 		o.log.Warn("send to controller failed", "kind", m.Kind, "err", err)
@@ -273,6 +273,9 @@ func (o *outbox) send(m *proto.Message, extra uint32) {
 // maxCoalesce bounds the span items folded into one message.
 const maxCoalesce = 4096
 
+// maxQueued bounds the outbox: what a locker cut off from its controller keeps to send.
+const maxQueued = 1 << 16
+
 // drain ends the queue and waits until what was queued before is sent, or ctx ends. What is
 // put afterwards (a span ended by a lock call that returned late) is dropped and counted: the
 // goodbye, the last message, has gone.
@@ -280,9 +283,7 @@ func (o *outbox) drain(ctx context.Context) {
 	if o.closed.Swap(true) {
 		return
 	}
-	select {
-	case o.ch <- item{last: true}:
-	case <-ctx.Done():
+	if !o.q.wait(item{last: true}, ctx.Done(), nil) {
 		return
 	}
 	select {
