@@ -119,14 +119,18 @@ type model struct {
 	holds     []*Hold    // sorted by begin, id; they point into holdBlock
 	attBlock  []Attempt  // the attempts in one allocation, shared with the Result
 	holdBlock []Hold
-	getlks    []*Getlk
-	obs       []Observation // sorted by instant
-	states    []ProcState
-	plocks    []ProcLock
-	snapAt    int64
-	snapNode  string
-	byLocker  map[int64][]*Attempt
-	procs     *lockmodel.Processes // the lockers by process and lock-thread ids: the owner rule's table
+	// attChunks and holdChunks gather the attempts and holds while the model is built (index
+	// puts them into attBlock and holdBlock).
+	attChunks  [][]Attempt
+	holdChunks [][]Hold
+	getlks     []*Getlk
+	obs        []Observation // sorted by instant
+	states     []ProcState
+	plocks     []ProcLock
+	snapAt     int64
+	snapNode   string
+	byLocker   map[int64][]*Attempt
+	procs      *lockmodel.Processes // the lockers by process and lock-thread ids: the owner rule's table
 	// sem is how the run's file system arbitrates locks, read off the lockers' host facts
 	// (semanticsOf).
 	sem       lockmodel.Semantics
@@ -138,7 +142,8 @@ type model struct {
 	last      int64               // the latest instant seen
 	kernel    bool                // this host's kernel arbitrated the run's locks (a local file system)
 	maxUnc    int64
-	silences  []Silence // the nodes' silences, by start
+	silences  []Silence       // the nodes' silences, by start
+	seen      map[int64]int64 // while the model is built: locker id → the latest instant it recorded itself
 }
 
 func (a *Analyzer) model() *model {
@@ -153,7 +158,19 @@ func (a *Analyzer) model() *model {
 // buildModel builds the event model of spans and its indexes. With release, each span is let go
 // (spans[i] = nil) once it is in the model.
 func buildModel(spans []*tracefile.Span, release bool) *model {
-	m := &model{
+	m := newModel()
+	for i, s := range spans {
+		if release {
+			spans[i] = nil
+		}
+		m.add(s)
+	}
+	m.index()
+	return m
+}
+
+func newModel() *model {
+	return &model{
 		byID:      map[int64]*Locker{},
 		byLocker:  map[int64][]*Attempt{},
 		holdsOf:   map[int64][]*Hold{},
@@ -161,62 +178,55 @@ func buildModel(spans []*tracefile.Span, release bool) *model {
 		obs:       []Observation{},
 		states:    []ProcState{},
 		plocks:    []ProcLock{},
+		seen:      map[int64]int64{},
 	}
-	// Attempts and holds go into one block each, which the Result shares. In a trace's order
-	// (offline) they come sorted already, and the sort below finds nothing to do.
-	nAtt, nHold := 0, 0
-	for _, s := range spans {
-		switch s.Name {
-		case semconv.SpanAcquire:
-			nAtt++
-		case semconv.SpanHold:
-			nHold++
+}
+
+// add takes one span into the model. It keeps nothing of s but strings and values copied out
+// of it: a streamed span's room is reused once add returns.
+func (m *model) add(s *tracefile.Span) {
+	m.note(s.Start)
+	m.note(s.End)
+	m.sighting(s, m.seen)
+	switch s.Name {
+	case semconv.SpanRun:
+		m.run = *runOf(s)
+	case semconv.SpanLocker:
+		l := processOf(s)
+		m.lockers = append(m.lockers, l)
+		m.byID[l.ID] = l
+	case semconv.SpanObserver:
+		l := processOf(s)
+		l.Role = "observer"
+		m.observers = append(m.observers, l)
+		m.obs = append(m.obs, observationsOf(s, l.ID, l.Node)...)
+	case semconv.SpanSnapshot:
+		st, pl := snapshotOf(s)
+		m.states = append(m.states, st...)
+		m.plocks = append(m.plocks, pl...)
+		m.snapAt = s.Start
+		m.snapNode = attrStr(s, semconv.Node)
+		if m.snapNode == "" {
+			m.snapNode = attrStr(s, semconv.HostName)
 		}
+	case semconv.SpanAcquire:
+		m.attChunks = appendChunk(m.attChunks, attemptOf(s))
+	case semconv.SpanHold:
+		m.holdChunks = appendChunk(m.holdChunks, holdOf(s))
+	case semconv.SpanGetlk:
+		m.getlks = append(m.getlks, getlkOf(s))
+	case semconv.SpanSilence:
+		m.silences = append(m.silences, silenceOf(s))
 	}
-	m.attBlock = make([]Attempt, 0, nAtt)
-	m.holdBlock = make([]Hold, 0, nHold)
-	seen := map[int64]int64{} // locker id → the latest instant it recorded itself
-	for i, s := range spans {
-		if release {
-			spans[i] = nil
-		}
-		m.note(s.Start)
-		m.note(s.End)
-		m.sighting(s, seen)
-		switch s.Name {
-		case semconv.SpanRun:
-			m.run = *runOf(s)
-		case semconv.SpanLocker:
-			l := processOf(s)
-			m.lockers = append(m.lockers, l)
-			m.byID[l.ID] = l
-		case semconv.SpanObserver:
-			l := processOf(s)
-			l.Role = "observer"
-			m.observers = append(m.observers, l)
-			m.obs = append(m.obs, observationsOf(s, l.ID, l.Node)...)
-		case semconv.SpanSnapshot:
-			st, pl := snapshotOf(s)
-			m.states = append(m.states, st...)
-			m.plocks = append(m.plocks, pl...)
-			m.snapAt = s.Start
-			m.snapNode = attrStr(s, semconv.Node)
-			if m.snapNode == "" {
-				m.snapNode = attrStr(s, semconv.HostName)
-			}
-		case semconv.SpanAcquire:
-			m.attBlock = append(m.attBlock, attemptOf(s))
-		case semconv.SpanHold:
-			m.holdBlock = append(m.holdBlock, holdOf(s))
-		case semconv.SpanGetlk:
-			m.getlks = append(m.getlks, getlkOf(s))
-		case semconv.SpanSilence:
-			m.silences = append(m.silences, silenceOf(s))
-		}
-		for _, e := range s.Events {
-			m.note(e.Time)
-		}
+	for _, e := range s.Events {
+		m.note(e.Time)
 	}
+}
+
+// index sorts what add gathered and builds the model's indexes: the model is complete after.
+func (m *model) index() {
+	seen := m.seen
+	m.seen = nil
 	sort.Slice(m.lockers, func(i, j int) bool { return m.lockers[i].ID < m.lockers[j].ID })
 	sortSilences(m.silences)
 	for _, l := range m.lockers {
@@ -226,12 +236,8 @@ func buildModel(spans []*tracefile.Span, release bool) *model {
 	m.kernel = kernelArbitrated(m.lockers)
 	m.sem = m.fs.lock()
 	sort.Slice(m.observers, func(i, j int) bool { return m.observers[i].ID > m.observers[j].ID })
-	if !slices.IsSortedFunc(m.attBlock, attemptCmp) {
-		slices.SortStableFunc(m.attBlock, attemptCmp)
-	}
-	if !slices.IsSortedFunc(m.holdBlock, holdCmp) {
-		slices.SortStableFunc(m.holdBlock, holdCmp)
-	}
+	m.attBlock, m.attChunks = gather(m.attChunks, attemptCmp), nil
+	m.holdBlock, m.holdChunks = gather(m.holdChunks, holdCmp), nil
 	m.attempts = make([]*Attempt, len(m.attBlock))
 	for i := range m.attBlock {
 		m.attempts[i] = &m.attBlock[i]
@@ -301,17 +307,75 @@ func buildModel(spans []*tracefile.Span, release bool) *model {
 			m.maxUnc = l.Uncertainty
 		}
 	}
-	return m
 }
 
-func attemptCmp(x, y Attempt) int {
+// Attempts and holds are gathered in chunks as they come and put into one block each, sorted,
+// at the end (gather): appending to one growing block copied it again and again (growslice
+// was a tenth of `analyze` at 10^6 events), and streamed spans come in the order they ended,
+// which a stable sort of the block itself would move 240-byte values for.
+
+// appendChunk appends v to the last chunk, starting a new one when it is full; chunks grow
+// from 64 to 8192 values, so that a small model (the live Check's) stays small.
+func appendChunk[T any](chunks [][]T, v T) [][]T {
+	if n := len(chunks); n == 0 || len(chunks[n-1]) == cap(chunks[n-1]) {
+		size := 64
+		if n > 0 {
+			size = min(8192, 2*cap(chunks[n-1]))
+		}
+		chunks = append(chunks, make([]T, 0, size))
+	}
+	last := &chunks[len(chunks)-1]
+	*last = append(*last, v)
+	return chunks
+}
+
+// gather returns the chunks' values in one block, sorted stably by cmp. Chunks already in order
+// (a trace's spans mostly are) are let go as they are copied.
+func gather[T any](chunks [][]T, cmp func(x, y *T) int) []T {
+	n := 0
+	sorted := true
+	var prev *T
+	for _, c := range chunks {
+		n += len(c)
+		for i := range c {
+			if prev != nil && cmp(prev, &c[i]) > 0 {
+				sorted = false
+			}
+			prev = &c[i]
+		}
+	}
+	if sorted {
+		out := make([]T, 0, n)
+		for i, c := range chunks {
+			out = append(out, c...)
+			chunks[i] = nil
+		}
+		return out
+	}
+	ptrs := make([]*T, 0, n)
+	for _, c := range chunks {
+		for i := range c {
+			ptrs = append(ptrs, &c[i])
+		}
+	}
+	if !slices.IsSortedFunc(ptrs, cmp) {
+		slices.SortStableFunc(ptrs, cmp)
+	}
+	out := make([]T, n)
+	for i, p := range ptrs {
+		out[i] = *p
+	}
+	return out
+}
+
+func attemptCmp(x, y *Attempt) int {
 	if c := cmp.Compare(x.Begin, y.Begin); c != 0 {
 		return c
 	}
 	return cmp.Compare(x.ID, y.ID)
 }
 
-func holdCmp(x, y Hold) int {
+func holdCmp(x, y *Hold) int {
 	if c := cmp.Compare(x.Begin, y.Begin); c != 0 {
 		return c
 	}

@@ -75,10 +75,12 @@ func (m *model) mapOwners() {
 // holding says whether a locker held, at instant at, a lock on file of the owner's mode over the
 // owner's range: the evidence that picks among lockers sharing a pid.
 func (m *model) holding(file string, at int64, o Owner) func(p *lockmodel.Process) bool {
+	// The closure takes the request alone, not the owner: one is made per conflict answer
+	// (10^6 of them in a large trace).
 	want := o.request(semconv.KindPOSIX)
 	return func(p *lockmodel.Process) bool {
 		return m.holdsOpenAt(p.Locker, at, func(h *Hold) bool {
-			return h.File == file && h.Mode == o.Mode && h.Overlaps(want)
+			return h.File == file && h.Mode == want.Mode && h.Overlaps(want)
 		})
 	}
 }

@@ -152,6 +152,10 @@ type decoder struct {
 	scopes map[string]*Scope
 	traces map[[16]byte]string
 	parent map[[8]byte]string
+	// reuse, when set, is the record every span is decoded into, its slices (attributes, events
+	// and their attributes) reused from the record before: a reader that lets most records go
+	// at once (Stream) then allocates nothing for them. Whoever keeps such a record keeps a clone.
+	reuse *Span
 }
 
 func newDecoder() *decoder {
@@ -494,7 +498,12 @@ func (d *decoder) parentID(id [8]byte) string {
 
 func (d *decoder) span(b []byte) (key, *Span, error) {
 	var k key
-	rec := &Span{Records: 1}
+	rec := d.reuse
+	if rec == nil {
+		rec = &Span{Records: 1}
+	} else {
+		*rec = Span{Attrs: rec.Attrs[:0], Events: rec.Events[:0], Records: 1}
+	}
 	var err error
 	for len(b) > 0 {
 		var f field
@@ -543,7 +552,10 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 		case fSpanEvents:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
 				var e Event
-				if e, err = d.event(f.v); err == nil {
+				if n := len(rec.Events); d.reuse != nil && n < cap(rec.Events) {
+					e.Attrs = rec.Events[:n+1][n].Attrs[:0] // the slot's earlier attributes' room
+				}
+				if err = d.event(f.v, &e); err == nil {
 					rec.Events = append(rec.Events, e)
 				}
 			}
@@ -563,41 +575,41 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 			return k, nil, err
 		}
 	}
-	if len(rec.Attrs) > 0 && cap(rec.Attrs) > len(rec.Attrs)+4 {
+	if d.reuse == nil && len(rec.Attrs) > 0 && cap(rec.Attrs) > len(rec.Attrs)+4 {
 		rec.Attrs = append(Attrs(nil), rec.Attrs...) // the span keeps it: no spare room
 	}
 	return k, rec, nil
 }
 
-func (d *decoder) event(b []byte) (Event, error) {
-	var e Event
+// event decodes an Event into e, appending its attributes to e.Attrs.
+func (d *decoder) event(b []byte, e *Event) error {
 	for len(b) > 0 {
 		f, rest, err := nextIn(b, &eventFields, "event")
 		if err != nil {
-			return e, err
+			return err
 		}
 		b = rest
 		switch f.num {
 		case fEventTime:
 			if err := f.want(protowire.Fixed64Type, "event"); err != nil {
-				return e, err
+				return err
 			}
 			e.Time = int64(f.n)
 		case fEventName:
 			if err := f.want(protowire.BytesType, "event"); err != nil {
-				return e, err
+				return err
 			}
 			e.Name = d.str(f.v)
 		case fEventAttrs:
 			if err := f.want(protowire.BytesType, "event"); err != nil {
-				return e, err
+				return err
 			}
 			if err := d.keyValue(f.v, &e.Attrs, 0); err != nil {
-				return e, err
+				return err
 			}
 		}
 	}
-	return e, nil
+	return nil
 }
 
 func (d *decoder) link(b []byte) (Link, error) {

@@ -22,6 +22,7 @@ type Trace struct {
 	Spans     []*Span // sorted by start, then span id
 	Requests  int     // requests (lines of a JSON file) read
 	Truncated bool    // the file ended inside a request (a crash mid-write); that request was skipped
+	Streamed  int     // spans Stream handed over as they completed, which Spans does not hold
 }
 
 // Merger merges span records as they come, for the live controller and for Read.

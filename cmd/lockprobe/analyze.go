@@ -30,11 +30,17 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	t, err := tracefile.Open(path)
+	opts := analysis.Options{StuckAfter: *stuckAfter}
+	b := analysis.NewBuilder(opts)
+	t, err := tracefile.StreamFile(path, tracefile.StreamOptions{Release: analysis.Streamed, Done: b.Add})
+	if errors.Is(err, tracefile.ErrLate) {
+		b = nil // a span streamed too early: the whole file, merged, is what counts
+		t, err = tracefile.Open(path)
+	}
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if len(t.Spans) == 0 {
+	if len(t.Spans) == 0 && t.Streamed == 0 {
 		// Nothing to judge is no verdict of health: say what the file is instead.
 		what := "no span in it"
 		if t.Truncated {
@@ -42,7 +48,12 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		return usagef("%s: %s", path, what)
 	}
-	res := analysis.Consume(t, analysis.Options{StuckAfter: *stuckAfter}) // the trace is let go as the model is built
+	var res *analysis.Result
+	if b != nil {
+		res = b.Finish(t)
+	} else {
+		res = analysis.Consume(t, opts) // the trace is let go as the model is built
+	}
 	dir := *out
 	if dir == "" {
 		dir = filepath.Dir(path)

@@ -100,6 +100,7 @@ func TestHangsOnLocalDisk(t *testing.T) {
 // its trace concludes — the same findings, graph and statistics.
 func sameAsAnalyze(t *testing.T, res runResult) {
 	t.Helper()
+	sameStreamed(t, res.out)
 	again := filepath.Join(t.TempDir(), "again")
 	a := lockprobe(t, 60*time.Second, "analyze", "-out", again, res.out)
 	if a.code != res.code {

@@ -57,6 +57,7 @@ func TestContendGrantsEachOnce(t *testing.T) {
 	if !strings.Contains(res.stdout, "healthy") {
 		t.Errorf("summary does not say healthy:\n%s", res.stdout)
 	}
+	sameStreamed(t, out)
 }
 
 // assertNoOverlap checks that write holds (all conflicting) never overlap in time.
@@ -289,6 +290,7 @@ all: stop
 	}
 	res := <-done
 	assertNoLockers(t)
+	sameStreamed(t, out) // the controller ended the killed locker's spans
 	tr, err := tracefile.Open(out)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,117 @@
+package tracefile
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+)
+
+func lockSpan(name string) bool { return name == "lock.acquire" || name == "lock.hold" }
+
+// TestStreamHandsOverFinalSpans: Stream hands every released span over at its final record,
+// merged as Read merges it (an attempt of three records, holds of one, several spans in one
+// request so that the decoder's reused room is overwritten between them), and returns the
+// others — an open hold, a process span with a record after its final one — as Read does.
+func TestStreamHandsOverFinalSpans(t *testing.T) {
+	recs := attemptRecords()
+	hold := func(id string, start uint64, pid int64) rec {
+		return rec{span: id, parent: testParent, name: "lock.hold", start: start, end: start + 50,
+			attrs:  []*commonpb.KeyValue{strKV("lock.mode", "read"), intKV("lock.start", int64(start))},
+			events: []*tracepb.Span_Event{event("lock.conflict", start+10, intKV("proc.lock.pid", pid))}}
+	}
+	proc := rec{span: "dddddddddddddddd", name: "lockprobe.locker", start: t0, end: t0 + 2000, attrs: []*commonpb.KeyValue{intKV("locker.id", 1)}}
+	exit := rec{span: "dddddddddddddddd", name: "lockprobe.locker", start: t0, events: []*tracepb.Span_Event{event("locker.exit", t0+2000)}}
+	lines := [][]rec{
+		recs[0], recs[1],
+		{hold("cccccccccccccccc", t0+10, 3), {span: "bbbbbbbbbbbbbbbb", name: "lock.hold", start: t0 + 50}, hold("eeeeeeeeeeeeeeee", t0+20, 4)},
+		recs[2],
+		{proc, hold("ffffffffffffffff", t0+30, 5)},
+		{exit},
+	}
+	for _, enc := range encodings {
+		t.Run(enc.name, func(t *testing.T) {
+			data := enc.of(t, lines...)
+			whole, err := Read(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []*Span
+			tr, err := Stream(bytes.NewReader(data), StreamOptions{Release: lockSpan, Done: func(s *Span) {
+				if !lockSpan(s.Name) || s.Open() {
+					t.Errorf("handed over %s %s (end %d)", s.Name, s.SpanID, s.End)
+				}
+				got = append(got, s.clone()) // valid only during the call
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			byID := map[string]*Span{}
+			for _, s := range whole.Spans {
+				byID[s.SpanID] = s
+			}
+			if len(got) != 4 || tr.Streamed != 4 {
+				t.Fatalf("handed over %d spans (Streamed %d), want 4", len(got), tr.Streamed)
+			}
+			for _, s := range got {
+				if !reflect.DeepEqual(s, byID[s.SpanID]) {
+					t.Errorf("streamed span\n%+v\nwant\n%+v", *s, *byID[s.SpanID])
+				}
+			}
+			var rest []string
+			for _, s := range tr.Spans {
+				rest = append(rest, s.SpanID)
+				if !reflect.DeepEqual(s, byID[s.SpanID]) {
+					t.Errorf("kept span\n%+v\nwant\n%+v", *s, *byID[s.SpanID])
+				}
+			}
+			if want := []string{"dddddddddddddddd", "bbbbbbbbbbbbbbbb"}; !reflect.DeepEqual(rest, want) {
+				t.Errorf("kept %v, want %v", rest, want)
+			}
+			if tr.Requests != whole.Requests {
+				t.Errorf("Requests = %d, want %d", tr.Requests, whole.Requests)
+			}
+		})
+	}
+}
+
+// TestStreamLateRecord: a record of a span after its final one (a watcher's event that raced
+// the end, as older controllers wrote) is ErrLate, whether it is the span's only other record
+// or comes after a span handed over at its first record.
+func TestStreamLateRecord(t *testing.T) {
+	recs := attemptRecords()
+	for name, lines := range map[string][][]rec{
+		"after merged final": recs,
+		"after first final":  {recs[2], recs[3]},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, _ := traceFile(t, lines...)
+			_, err := Stream(bytes.NewReader(data), StreamOptions{Release: lockSpan, Done: func(*Span) {}})
+			if !errors.Is(err, ErrLate) {
+				t.Fatalf("err = %v, want ErrLate", err)
+			}
+		})
+	}
+}
+
+// TestKeySet: every key added is found, none other, across the table's growth.
+func TestKeySet(t *testing.T) {
+	var s keySet
+	k := func(i int) key {
+		var x key
+		x.trace[0] = 0x42
+		x.span[0], x.span[1], x.span[2] = byte(i>>16), byte(i>>8), byte(i) // counting in the high bytes
+		return x
+	}
+	for i := 0; i < 5000; i += 2 {
+		s.add(k(i))
+	}
+	for i := 0; i < 5000; i++ {
+		if got := s.has(k(i)); got != (i%2 == 0) {
+			t.Fatalf("has(%d) = %v", i, got)
+		}
+	}
+}
