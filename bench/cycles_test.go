@@ -211,7 +211,10 @@ func overall(cs []cycle) float64 {
 
 // BenchmarkStormThroughput measures lock/unlock cycles per second per locker under the storm
 // built-in (200 write/release cycles per locker, no hold), traced versus the bare baseline:
-// each locker's own window (throughput) and the storm's as a whole (overall).
+// the storm's as a whole (overall, the goal's measure: the same cycles over the same storm) and
+// each locker's own window (throughput). The latter is no measure of cost: a bare locker's
+// window depends on how many times in a row the kernel let its releaser relock, and three runs
+// of the same bare program gave 61 000 to 279 000 cycles/s/locker (overall: 18 700 to 19 700).
 func BenchmarkStormThroughput(b *testing.B) {
 	procs := 10
 	var base, baseAll float64
