@@ -32,6 +32,8 @@ type executor struct {
 	stopOnce sync.Once
 	haltAt   atomic.Int64 // when stop was closed, unix ns (controller clock)
 
+	watcher *watcher // the conflict owner's poller of the executor's waits (watch)
+
 	mu       sync.Mutex
 	slots    [64]*slot
 	holds    []*hold
@@ -42,15 +44,16 @@ type executor struct {
 }
 
 type inflight struct {
-	span     *span
-	begin    int64 // the span's start, unix ns (controller clock)
-	desc     string
-	describe func() string // when set, makes desc on demand
+	span  *span
+	begin int64 // the span's start, unix ns (controller clock)
+	desc  string
+	lock  *lockSource // when set, desc is made from it on demand: nothing avoidable before a lock call
 }
 
 func (in *inflight) text() string {
-	if in.describe != nil {
-		return in.describe()
+	if l := in.lock; l != nil && l.s != nil {
+		c := l.cmd
+		return fmt.Sprintf("%s %s lock on [%d, %s) of %s (%s, line %d)", l.kind, c.Mode, c.Start, endText(c.Start, c.Len), l.s.path, l.style, c.Line)
 	}
 	return in.desc
 }
@@ -210,14 +213,21 @@ func (e *executor) cmdAttrs(index int, cmd *proto.Command, spare int) []attribut
 		attribute.String(semconv.LockCmdText, cmd.Text),
 		attribute.Int(semconv.LockFD, cmd.FD),
 	)
-	if cmd.HasAt {
-		target := e.start.Add(cmd.After)
-		if !cmd.Abs.IsZero() {
-			target = cmd.Abs
-		}
-		attrs = append(attrs, attribute.Int64(semconv.LockScheduled, target.UnixNano()))
+	if at := e.scheduled(cmd); at != 0 {
+		attrs = append(attrs, attribute.Int64(semconv.LockScheduled, at))
 	}
 	return attrs
+}
+
+// scheduled is the command's instant, unix ns on the controller's clock; 0 when it has none.
+func (e *executor) scheduled(cmd *proto.Command) int64 {
+	if !cmd.HasAt {
+		return 0
+	}
+	if !cmd.Abs.IsZero() {
+		return cmd.Abs.UnixNano()
+	}
+	return e.start.Add(cmd.After).UnixNano()
 }
 
 // command records a command that is neither an attempt nor a hold as a short span. After the
@@ -247,6 +257,22 @@ func (e *executor) recordCommand(start time.Time, attrs []attribute.KeyValue, er
 		sp.setAttributes(attribute.String(semconv.LockErrno, errno))
 	}
 	sp.endAt(e.l.rec, e.l.endClamp(e.l.clock.now(), start))
+}
+
+// recordRelease records the span of a release command that began at start and ends now, its
+// attributes made on the sender from src; a failed unlock's error goes the general way.
+func (e *executor) recordRelease(start time.Time, src *cmdSource, err error) {
+	if err != nil {
+		e.recordCommand(start, src.appendOwn(src.shared()), err)
+		return
+	}
+	e.mu.Lock()
+	dead := e.dead
+	e.mu.Unlock()
+	if dead {
+		return
+	}
+	e.l.rec.done(semconv.SpanCommand, start, e.l.endClamp(e.l.clock.now(), start), src)
 }
 
 // allowed says whether path is one of the files this locker's command line allows, or one
@@ -290,50 +316,32 @@ func (e *executor) openFile(index int, cmd *proto.Command) {
 }
 
 // preparedLock is a lock command made ready before its instant, so that after the wake-up only
-// the span's start lies between the instant and the lock call.
+// the span's start lies between the instant and the lock call. Its attributes are made on the
+// sender, from src.
 type preparedLock struct {
-	kind     semconv.Kind
-	style    semconv.Style
-	s        *slot
+	src      lockSource
 	req      lockReq
-	attrs    []attribute.KeyValue
-	inflight *inflight // what a snapshot says of the call while it waits
+	inflight inflight // what a snapshot says of the call while it waits
 }
 
 func (e *executor) prepareLock(index int, cmd *proto.Command) *preparedLock {
 	kind, style := e.kindOf(cmd), e.styleOf(cmd)
-	s := e.slots[cmd.FD]
-	req := lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len, wait: style == semconv.StyleWait}
-	attrs := append(e.cmdAttrs(index, cmd, 10),
-		attribute.String(semconv.LockKind, kind.String()),
-		attribute.String(semconv.LockMode, cmd.Mode.String()),
-		attribute.Int64(semconv.LockStart, cmd.Start),
-		attribute.Int64(semconv.LockLen, cmd.Len),
-		attribute.String(semconv.LockStyle, style.String()),
-		attribute.String(semconv.LockOutcome, semconv.OutcomeWaiting.String()),
-	)
-	if s != nil {
-		attrs = append(attrs, attribute.String(semconv.FilePath, s.path), attribute.String(semconv.FileLogical, s.logical),
-			attribute.String(semconv.FileDev, devString(s.file)), attribute.Int64(semconv.FileInode, int64(s.file.Inode)))
+	p := &preparedLock{
+		src: lockSource{lockerID: e.l.opts.ID, index: index, cmd: cmd, kind: kind, style: style, s: e.slots[cmd.FD], scheduled: e.scheduled(cmd)},
+		req: lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len, wait: style == semconv.StyleWait},
 	}
-	p := &preparedLock{kind: kind, style: style, s: s, req: req, attrs: attrs}
-	if s != nil {
-		// The description is formatted only if a snapshot asks: nothing avoidable before the call.
-		p.inflight = &inflight{describe: func() string {
-			return fmt.Sprintf("%s %s lock on [%d, %s) of %s (%s, line %d)", kind, cmd.Mode, cmd.Start, endText(cmd.Start, cmd.Len), s.path, style, cmd.Line)
-		}}
-	}
+	p.inflight.lock = &p.src
 	return p
 }
 
 func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
-	kind, style, s, req := p.kind, p.style, p.s, p.req
+	kind, style, s, req := p.src.kind, p.src.style, p.src.s, p.req
 	// The attempt starts just before the lock call is entered: nothing but the span lies between.
 	begun := e.l.clock.now()
 	if e.haltedBy(begun) {
 		return // the run is over: a lock not yet asked for is not asked for
 	}
-	span := e.l.rec.start(semconv.SpanAcquire, begun, p.attrs)
+	span := e.l.rec.startFrom(semconv.SpanAcquire, begun, &p.src)
 	if s == nil {
 		span.setAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeError.String()), attribute.String(semconv.LockErrno, "EBADF"))
 		span.setError(fmt.Sprintf("no file open in slot %d", cmd.FD))
@@ -347,7 +355,7 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 		e.cut(func(h *hold) bool { return h.sameOwner(kind, cmd.FD, s.file) }, 0, math.MaxInt64, e.l.clock.now().UnixNano(), semconv.HoldConverted)
 	}
 	p.inflight.span, p.inflight.begin = span, begun.UnixNano()
-	e.inflight = p.inflight
+	e.inflight = &p.inflight
 	e.mu.Unlock()
 
 	var err error
@@ -487,10 +495,9 @@ func (e *executor) release(index int, cmd *proto.Command, ifHeld bool) {
 		return
 	}
 	e.mu.Unlock()
-	attrs := e.commandAttrs(index, cmd, attribute.Bool("lock.held", held), attribute.String(semconv.LockKind, kind.String()))
+	src := &cmdSource{lockerID: e.l.opts.ID, index: index, cmd: cmd, scheduled: e.scheduled(cmd), held: held, kind: kind}
 	// The hold ends just before the unlock call is entered; its span is ended after the call,
-	// and the command's attributes were made before it, so that no span work delays the
-	// hand-off to the next waiter.
+	// so that no span work delays the hand-off to the next waiter.
 	released := e.l.clock.now().UnixNano()
 	err := setLock(s.fd, lockReq{kind: kind, start: cmd.Start, len: cmd.Len})
 	e.mu.Lock()
@@ -498,7 +505,7 @@ func (e *executor) release(index int, cmd *proto.Command, ifHeld bool) {
 		e.cut(match, cmd.Start, end, released, reason)
 	}
 	e.mu.Unlock()
-	e.recordCommand(start, attrs, err)
+	e.recordRelease(start, src, err)
 }
 
 func (e *executor) closeSlot(index int, cmd *proto.Command) {

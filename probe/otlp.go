@@ -66,6 +66,30 @@ type encoder struct {
 	one      []byte // scratch: one span
 	recs     []batchRecord
 	index    map[*span]int
+	kvs      []attribute.KeyValue // scratch: a record's own and later attributes
+	// sharedEnc holds the encoded shared attributes of the spans made on the sender, by key:
+	// a storm's thousands of cycles share a few (attrsource.go).
+	sharedEnc map[sharedKey][]byte
+}
+
+// maxShared bounds sharedEnc: a queue of distinct ranges or lines keeps no more than this.
+const maxShared = 1 << 12
+
+// sharedBytes returns the encoded shared attributes of src, encoding them the first time.
+func (e *encoder) sharedBytes(src attrSource) []byte {
+	k := src.key()
+	if b, ok := e.sharedEnc[k]; ok {
+		return b
+	}
+	var b []byte
+	for _, kv := range src.shared() {
+		b = appendKV(b, fSpanAttrs, kv)
+	}
+	if len(e.sharedEnc) >= maxShared {
+		clear(e.sharedEnc)
+	}
+	e.sharedEnc[k] = b
+	return b
 }
 
 // batchRecord is what one span contributes to a batch: one record.
@@ -77,7 +101,7 @@ type batchRecord struct {
 }
 
 func newEncoder(traceID [16]byte, resource []attribute.KeyValue, scope string) *encoder {
-	e := &encoder{traceID: traceID, index: map[*span]int{}}
+	e := &encoder{traceID: traceID, index: map[*span]int{}, sharedEnc: map[sharedKey][]byte{}}
 	for _, kv := range resource {
 		e.resource = appendKV(e.resource, fResAttributes, kv)
 	}
@@ -151,20 +175,31 @@ func (e *encoder) appendSpan(b []byte, r *batchRecord) []byte {
 	b = protowire.AppendVarint(b, spanKindInternal)
 	b = protowire.AppendTag(b, fSpanStart, protowire.Fixed64Type)
 	b = protowire.AppendFixed64(b, uint64(s.start))
-	var attrs []attribute.KeyValue
+	var more []attribute.KeyValue
 	events := r.events
 	var code int32
 	var msg string
 	if r.ended {
 		var end int64
-		attrs, events, code, msg, end = s.final()
+		more, events, code, msg, end = s.later()
 		b = protowire.AppendTag(b, fSpanEnd, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, uint64(end))
-	} else if r.begun {
-		attrs = appendSet(nil, s.startAttrs())
 	}
-	for _, kv := range attrs {
-		b = appendKV(b, fSpanAttrs, kv)
+	if r.ended || r.begun {
+		// The start attributes with the later ones applied: a key keeps its last value, in the
+		// order keys first appeared.
+		e.kvs = e.kvs[:0]
+		if s.src != nil {
+			b = append(b, e.sharedBytes(s.src)...)
+			e.kvs = append(s.src.appendOwn(e.kvs), s.src.open()...)
+		} else {
+			e.kvs = appendSet(e.kvs, s.attrs)
+		}
+		e.kvs = appendSet(e.kvs, more)
+		for _, kv := range e.kvs {
+			b = appendKV(b, fSpanAttrs, kv)
+		}
+		clear(e.kvs) // let the values go
 	}
 	for _, ev := range events {
 		b = protowire.AppendTag(b, fSpanEvents, protowire.BytesType)

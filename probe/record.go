@@ -56,10 +56,10 @@ type span struct {
 	name   string
 	start  int64 // unix ns, controller clock
 	attrs  []attribute.KeyValue
-	// hold, for a hold span, stands for its start attributes: the sender makes them from the
-	// hold (whose fields do not change once it is held), not the lock thread at the grant.
-	hold     *hold
-	lockerID int
+	// src, when set, stands for the start attributes (attrs is nil): the sender makes them
+	// from what the lock thread left (an attempt's prepared lock, a hold, a release), which
+	// does not change once the span has begun (attrsource.go).
+	src attrSource
 
 	mu     sync.Mutex
 	more   []attribute.KeyValue // set after the start; a key set again replaces its value
@@ -106,10 +106,23 @@ func (r *recorder) startUnder(parent [8]byte, name string, t time.Time, attrs []
 	return s
 }
 
+// startFrom begins a span at t whose start attributes src makes on the sender.
+func (r *recorder) startFrom(name string, t time.Time, src attrSource) *span {
+	s := &span{id: r.newID(), parent: r.parent, name: name, start: t.UnixNano(), src: src}
+	r.put(item{op: opStart, span: s})
+	return s
+}
+
 // startHold begins the span of h at t; its attributes are the hold's.
 func (r *recorder) startHold(h *hold, lockerID int, t time.Time) *span {
-	s := &span{id: r.newID(), parent: r.parent, name: semconv.SpanHold, start: t.UnixNano(), hold: h, lockerID: lockerID}
-	r.put(item{op: opStart, span: s})
+	return r.startFrom(semconv.SpanHold, t, &holdSource{h: h, lockerID: lockerID})
+}
+
+// done records a span that began at start and has ended at end, with its start attributes
+// made by src, as one item: no partial record tells of a span already over.
+func (r *recorder) done(name string, start, end time.Time, src attrSource) *span {
+	s := &span{id: r.newID(), parent: r.parent, name: name, start: start.UnixNano(), src: src, end: max(end.UnixNano(), 1)}
+	r.put(item{op: opEnd, span: s})
 	return s
 }
 
@@ -197,19 +210,25 @@ func (s *span) ended() bool {
 
 // startAttrs are the attributes the span began with.
 func (s *span) startAttrs() []attribute.KeyValue {
-	if s.hold != nil {
-		return append(s.hold.attrs(), attribute.Int(semconv.LockerID, s.lockerID), attribute.String(semconv.LockHoldEnd, semconv.HoldOpen.String()))
+	if s.src != nil {
+		return append(append(s.src.shared(), s.src.appendOwn(nil)...), s.src.open()...)
 	}
 	return s.attrs
+}
+
+// later returns what came after the start: the attributes set since, every event, the status
+// and the end (0 while open).
+func (s *span) later() (more []attribute.KeyValue, events []event, code int32, msg string, end int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.more, s.events, s.code, s.msg, s.end
 }
 
 // final returns what the final record carries: the start attributes with the later ones
 // applied (a key keeps its last value, in the order keys first appeared), every event, the
 // status and the end. It is called once the span has ended.
 func (s *span) final() (attrs []attribute.KeyValue, events []event, code int32, msg string, end int64) {
-	s.mu.Lock()
-	more, events, code, msg, end := s.more, s.events, s.code, s.msg, s.end
-	s.mu.Unlock()
+	more, events, code, msg, end := s.later()
 	base := s.startAttrs()
 	attrs = make([]attribute.KeyValue, 0, len(base)+len(more))
 	attrs = appendSet(attrs, base)

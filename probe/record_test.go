@@ -1,6 +1,9 @@
 package probe
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"golang.org/x/sys/unix"
 	pb "google.golang.org/protobuf/proto"
 
 	"github.com/lockprobe/lockprobe/host"
@@ -78,7 +82,7 @@ func TestEncodeMatchesOTLP(t *testing.T) {
 				{TraceId: trace, SpanId: hs.id[:], ParentSpanId: r.parent[:], Name: semconv.SpanHold, Kind: tracepb.Span_SPAN_KIND_INTERNAL, StartTimeUnixNano: 300,
 					Attributes: []*commonpb.KeyValue{strKV(semconv.LockKind, "posix"), strKV(semconv.LockMode, "write"), intKV(semconv.LockStart, 0), intKV(semconv.LockLen, 10),
 						intKV(semconv.LockFD, 0), strKV(semconv.FilePath, "/f"), strKV(semconv.FileLogical, "{file}"), strKV(semconv.FileDev, "8:1"), intKV(semconv.FileInode, 5),
-						strKV(semconv.LockAcquireID, spanHex(att.id)), intKV(semconv.LockerID, 3), strKV(semconv.LockHoldEnd, semconv.HoldOpen.String())}},
+						intKV(semconv.LockerID, 3), strKV(semconv.LockAcquireID, spanIDHex(att.id)), strKV(semconv.LockHoldEnd, semconv.HoldOpen.String())}},
 				{TraceId: trace, SpanId: open.id[:], ParentSpanId: r.parent[:], Name: semconv.SpanCommand, Kind: tracepb.Span_SPAN_KIND_INTERNAL, StartTimeUnixNano: 400,
 					Attributes: []*commonpb.KeyValue{intKV(semconv.LockCmdIndex, 1)}},
 			},
@@ -95,15 +99,6 @@ func TestEncodeMatchesOTLP(t *testing.T) {
 	if _, err := proto.Decode(frame); err != nil {
 		t.Errorf("proto.Decode of the spans message: %v", err)
 	}
-}
-
-func spanHex(id [8]byte) string {
-	const digits = "0123456789abcdef"
-	b := make([]byte, 16)
-	for i, c := range id {
-		b[2*i], b[2*i+1] = digits[c>>4], digits[c&15]
-	}
-	return string(b)
 }
 
 // TestBatchesMergeToOneSpan: a span whose start, events and end fall into different batches
@@ -171,5 +166,102 @@ func TestStampCutsEvents(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d events queued, want 1", n)
+	}
+}
+
+// TestCycleSpans: one storm cycle (write style=wait, release) on a real file gives an attempt,
+// a hold and a release command whose attributes, made on the sender from what the lock thread
+// left, are every attribute those spans carry, with the values of this cycle — read back by
+// the trace reader as the controller reads them.
+func TestCycleSpans(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock-file")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := host.StatFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, rec := testExecutor(t, path)
+	e.l.opts.ID = 7
+	e.l.welcome = &proto.Welcome{}
+	e.l.thread = &lockThread{}
+	e.peers = e.l.peerTable(nil)
+	e.queue = []proto.Command{
+		{Op: proto.OpFile, Path: path, FD: 0, Line: 2, Text: "all: file@{file}"},
+		{Op: proto.OpLock, Mode: semconv.ModeWrite, Style: semconv.StyleWait, Line: 4, Text: "all: write style=wait"},
+		{Op: proto.OpRelease, Line: 5, Text: "all: release"},
+		{Op: proto.OpLock, Mode: semconv.ModeWrite, Style: semconv.StyleWait, Line: 4, Text: "all: write style=wait"},
+		{Op: proto.OpRelease, Line: 5, Text: "all: release"},
+	}
+	if end := e.run(); end != endQueueEmpty {
+		t.Fatalf("queue ended %v", end)
+	}
+	t.Cleanup(func() { unix.Close(e.slots[0].fd) })
+	enc := newEncoder([16]byte{1}, []attribute.KeyValue{attribute.String(semconv.ServiceName, "lockprobe")}, "scope")
+	// Two batches: the second cycle's spans take the shared attributes the first one encoded.
+	m := tracefile.NewMerger()
+	half := len(rec.items) / 2
+	for _, items := range [][]item{rec.items[:half], rec.items[half:]} {
+		raw, _ := enc.request(items)
+		if _, err := m.AddEncoded(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dev := fmt.Sprintf("%d:%d", fi.Major, fi.Minor)
+	file := map[string]any{semconv.FilePath: path, semconv.FileLogical: "{file}", semconv.FileDev: dev, semconv.FileInode: int64(fi.Inode)}
+	var attempts []*tracefile.Span
+	byName := map[string][]*tracefile.Span{}
+	for _, s := range m.Spans() {
+		byName[s.Name] = append(byName[s.Name], s)
+		if s.Name == semconv.SpanAcquire {
+			attempts = append(attempts, s)
+		}
+	}
+	if len(attempts) != 2 || len(byName[semconv.SpanHold]) != 2 || len(byName[semconv.SpanCommand]) != 3 {
+		t.Fatalf("spans %v: want 2 attempts, 2 holds, 3 commands (file, 2 releases)", byName)
+	}
+	for i, s := range attempts {
+		sameAttrs(t, "attempt", s.Attrs, file, map[string]any{semconv.LockerID: int64(7), semconv.LockCmdLine: int64(4),
+			semconv.LockCmdText: "all: write style=wait", semconv.LockFD: int64(0), semconv.LockKind: "posix", semconv.LockMode: "write",
+			semconv.LockStart: int64(0), semconv.LockLen: int64(0), semconv.LockStyle: "wait", semconv.LockCmdIndex: int64(1 + 2*i),
+			semconv.LockOutcome: "granted", semconv.LockErrno: "", semconv.LockTries: int64(1)})
+		if s.Open() || s.Records != 1 {
+			t.Errorf("attempt %d: open %v, %d records; want ended, one record", i, s.Open(), s.Records)
+		}
+	}
+	for i, s := range byName[semconv.SpanHold] {
+		sameAttrs(t, "hold", s.Attrs, file, map[string]any{semconv.LockKind: "posix", semconv.LockMode: "write", semconv.LockStart: int64(0),
+			semconv.LockLen: int64(0), semconv.LockFD: int64(0), semconv.LockerID: int64(7), semconv.LockAcquireID: attempts[i].SpanID,
+			semconv.LockHoldEnd: "release"})
+	}
+	releases := 0
+	for _, s := range byName[semconv.SpanCommand] {
+		if s.Attrs.Str("lock.op") != "release" {
+			continue
+		}
+		sameAttrs(t, "release", s.Attrs, map[string]any{semconv.LockerID: int64(7), semconv.LockCmdLine: int64(5), semconv.LockCmdText: "all: release",
+			semconv.LockFD: int64(0), "lock.held": true, semconv.LockKind: "posix", "lock.op": "release", semconv.LockCmdIndex: int64(2 + 2*releases)})
+		if s.Open() || s.End < s.Start {
+			t.Errorf("release %d: start %d end %d", releases, s.Start, s.End)
+		}
+		releases++
+	}
+}
+
+// sameAttrs checks got holds exactly the keys and values of wants, in any order.
+func sameAttrs(t *testing.T, what string, got tracefile.Attrs, wants ...map[string]any) {
+	t.Helper()
+	n := 0
+	for _, want := range wants {
+		n += len(want)
+		for k, w := range want {
+			if v, ok := got.Get(k); !ok || v != w {
+				t.Errorf("%s: %s = %v (%v), want %v", what, k, v, ok, w)
+			}
+		}
+	}
+	if len(got) != n {
+		t.Errorf("%s: %d attributes %v, want %d", what, len(got), got, n)
 	}
 }

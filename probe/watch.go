@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -141,59 +142,113 @@ func (e *executor) addEvent(span *span, name string, attrs []attribute.KeyValue)
 // repeatEvery is how often a waiter's watcher records an unchanged answer.
 const repeatEvery = 2 * time.Second
 
-// watcher polls the conflict owner while an attempt waits and records each change.
+// watcher polls the conflict owner while an attempt waits and records each change. One per
+// executor, armed for each wait: a timer made for every lock call (with its goroutine's
+// channels) was a good part of the lock thread's work per storm cycle, where nearly every wait
+// is granted long before the first look. Its first look comes shortly after the lock call has
+// had time to block, then one per poll interval, on the timer's goroutine.
 type watcher struct {
-	done  chan struct{}
-	quit  chan struct{}
-	first *time.Timer
+	e     *executor
+	timer *time.Timer // fires the first look of the wait armed last
+
+	mu sync.Mutex
+	// gen counts the waits armed; stopped and running are the last one stopped and the one
+	// whose looks are under way, so that a look the timer began for an earlier wait (one whose
+	// stop found the timer fired) never takes a later wait for its own.
+	gen, stopped, running uint64
+	span                  *span
+	s                     *slot
+	req                   lockReq
+	quit, done            chan struct{} // made by the looks when they start
 }
 
-func (w *watcher) stop() {
-	close(w.quit)
-	if w.first.Stop() {
-		return // it never started
+// arm starts watching the wait of span on s for req.
+func (w *watcher) arm(span *span, s *slot, req lockReq) {
+	poll := w.e.l.welcome.Poll
+	if poll <= 0 {
+		poll = lockmodel.DefaultPoll
 	}
-	<-w.done
+	w.mu.Lock()
+	w.gen++
+	w.span, w.s, w.req = span, s, req
+	w.mu.Unlock()
+	// A timer, not a goroutine started now: starting one here could wake another thread just
+	// as the lock call is made, stealing a core from a locker that fires at the same instant.
+	first := min(poll/10, 5*time.Millisecond)
+	if w.timer == nil {
+		w.timer = time.AfterFunc(first, w.looks)
+	} else {
+		w.timer.Reset(first)
+	}
 }
 
-// watch starts the watcher of a waiting attempt. Its first look comes shortly after the lock
-// call has had time to block, then one per poll interval.
-func (e *executor) watch(span *span, s *slot, req lockReq) *watcher {
-	w := &watcher{done: make(chan struct{}), quit: make(chan struct{})}
+// stop ends the watch of the wait armed last, and waits for its looks to end if they began.
+func (w *watcher) stop() {
+	w.timer.Stop()
+	w.mu.Lock()
+	w.stopped = w.gen
+	var quit, done chan struct{}
+	if w.running == w.gen {
+		quit, done = w.quit, w.done
+	}
+	w.span = nil
+	w.mu.Unlock()
+	if quit != nil {
+		close(quit)
+		<-done
+	}
+}
+
+// looks polls the owner of the wait armed last until it is stopped.
+func (w *watcher) looks() {
+	w.mu.Lock()
+	if w.stopped == w.gen || w.running == w.gen {
+		w.mu.Unlock()
+		return
+	}
+	w.running = w.gen
+	quit, done := make(chan struct{}), make(chan struct{})
+	w.quit, w.done = quit, done
+	span, s, req := w.span, w.s, w.req
+	w.mu.Unlock()
+	defer close(done)
+	e := w.e
 	poll := e.l.welcome.Poll
 	if poll <= 0 {
 		poll = lockmodel.DefaultPoll
 	}
-	// A timer, not a goroutine started now: starting one here could wake another thread just
-	// as the lock call is made, stealing a core from a locker that fires at the same instant.
-	first := min(poll/10, 5*time.Millisecond)
-	w.first = time.AfterFunc(first, func() {
-		defer close(w.done)
-		timer := time.NewTimer(0)
-		defer timer.Stop()
-		var last owner
-		var lastAt time.Time // zero: the first answer is recorded whatever it is
-		for {
-			select {
-			case <-w.quit:
-				return
-			case <-timer.C:
-			}
-			o := e.query(s, req)
-			// Changes are recorded at once; an unchanged answer again every repeatEvery, so that
-			// "still the same owner, long after it released" rests on a fresh answer, and a
-			// watcher stuck in a dead client shows as silence.
-			if !o.same(last) || time.Since(lastAt) >= repeatEvery {
-				select {
-				case <-w.quit: // granted meanwhile: the answer no longer describes a waiter
-					return
-				default:
-				}
-				e.addEvent(span, semconv.EventConflict, ownerAttrs(o))
-				last, lastAt = o, time.Now()
-			}
-			timer.Reset(poll)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var last owner
+	var lastAt time.Time // zero: the first answer is recorded whatever it is
+	for {
+		select {
+		case <-quit:
+			return
+		case <-timer.C:
 		}
-	})
-	return w
+		o := e.query(s, req)
+		// Changes are recorded at once; an unchanged answer again every repeatEvery, so that
+		// "still the same owner, long after it released" rests on a fresh answer, and a
+		// watcher stuck in a dead client shows as silence.
+		if !o.same(last) || time.Since(lastAt) >= repeatEvery {
+			select {
+			case <-quit: // granted meanwhile: the answer no longer describes a waiter
+				return
+			default:
+			}
+			e.addEvent(span, semconv.EventConflict, ownerAttrs(o))
+			last, lastAt = o, time.Now()
+		}
+		timer.Reset(poll)
+	}
+}
+
+// watch starts watching the wait of span: the executor's watcher, armed for it.
+func (e *executor) watch(span *span, s *slot, req lockReq) *watcher {
+	if e.watcher == nil {
+		e.watcher = &watcher{e: e}
+	}
+	e.watcher.arm(span, s, req)
+	return e.watcher
 }
