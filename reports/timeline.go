@@ -73,7 +73,27 @@ type span struct {
 	x0, x1 float64
 	class  string
 	title  string
+	// ref names what the span's title tells, which is written only for a span still drawn on
+	// its own (titled) at the end: a run of 10^6 attempts merges nearly all of them, and
+	// writing every title first was most of the report's time.
+	ref titleRef
 }
+
+// titleRef points at an attempt, one of its conflict answers, a hold or an observation.
+type titleRef struct {
+	kind refKind
+	i, j int32
+}
+
+type refKind uint8
+
+const (
+	refNone refKind = iota
+	refAttempt
+	refConflict
+	refHold
+	refObserved
+)
 
 func f1(x float64) string { return strconv.FormatFloat(math.Round(x*10)/10, 'f', -1, 64) }
 
@@ -133,10 +153,35 @@ func buildTimeline(v *View) timeline {
 	waits := make([][]span, len(heads))
 	holds := make([][]span, len(heads))
 	marks := make([][]span, len(heads))
-	for _, o := range v.Observations {
+	title := func(ref titleRef) string {
+		switch ref.kind {
+		case refObserved:
+			o := &v.Observations[ref.i]
+			return fmt.Sprintf("F_GETLK for %s at %s: %s", o.QueryMode, rel(o.At, t0), v.names.ownerText(o.Owner))
+		case refAttempt:
+			a := &v.Attempts[ref.i]
+			end := a.End
+			if end == 0 {
+				end = t1
+			}
+			return fmt.Sprintf("%s %s %s on %s of %s (%s): %s after %s", a.Kind, a.Mode, a.Style, rangeText(a.Start, a.Len), fileText(analysis.Lock{File: a.File, Path: a.Path}), a.CmdText, a.Outcome, dur(end-a.Begin))
+		case refConflict:
+			c := &v.Attempts[ref.i].Conflicts[ref.j]
+			return "F_GETLK at " + rel(c.At, t0) + ": " + v.names.ownerText(c.Owner)
+		case refHold:
+			h := &v.Holds[ref.i]
+			end := h.End
+			if end == 0 {
+				end = t1
+			}
+			return fmt.Sprintf("holds %s %s %s of %s for %s, ended by %s", h.Kind, h.Mode, rangeText(h.Start, h.Len), fileText(analysis.Lock{File: h.File, Path: h.Path}), dur(end-h.Begin), h.How)
+		}
+		return ""
+	}
+	for i, o := range v.Observations {
 		if r, ok := obsRow[o.Observer]; ok {
 			ox := x(o.At)
-			marks[r] = append(marks[r], span{ox - 0.75, ox + 0.75, "m-observed", fmt.Sprintf("F_GETLK for %s at %s: %s", o.QueryMode, rel(o.At, t0), v.names.ownerText(o.Owner))})
+			marks[r] = append(marks[r], span{x0: ox - 0.75, x1: ox + 0.75, class: "m-observed", ref: titleRef{kind: refObserved, i: int32(i)}})
 		}
 	}
 	for i := range v.Attempts {
@@ -149,24 +194,24 @@ func buildTimeline(v *View) timeline {
 		if end == 0 {
 			end = t1
 		}
-		title := fmt.Sprintf("%s %s %s on %s of %s (%s): %s after %s", a.Kind, a.Mode, a.Style, rangeText(a.Start, a.Len), fileText(analysis.Lock{File: a.File, Path: a.Path}), a.CmdText, a.Outcome, dur(end-a.Begin))
+		ref := titleRef{kind: refAttempt, i: int32(i)}
 		x0, x1 := x(a.Begin), x(end)
 		switch a.Outcome {
 		case semconv.OutcomeGranted:
 			if x1-x0 >= 0.5 {
-				waits[r] = append(waits[r], span{x0, x1, "w-granted", title})
+				waits[r] = append(waits[r], span{x0: x0, x1: x1, class: "w-granted", ref: ref})
 			}
 		case semconv.OutcomeBlocked, semconv.OutcomeWaiting:
-			waits[r] = append(waits[r], span{x0, max(x1, x0+2), "w-blocked", title})
+			waits[r] = append(waits[r], span{x0: x0, x1: max(x1, x0+2), class: "w-blocked", ref: ref})
 		default: // refused: would-block, deadlock, error
 			if x1-x0 >= 0.5 {
-				waits[r] = append(waits[r], span{x0, x1, "w-granted", title})
+				waits[r] = append(waits[r], span{x0: x0, x1: x1, class: "w-granted", ref: ref})
 			}
-			marks[r] = append(marks[r], span{x1 - 1.5, x1 + 1.5, "m-" + a.Outcome.String(), title})
+			marks[r] = append(marks[r], span{x0: x1 - 1.5, x1: x1 + 1.5, class: "m-" + a.Outcome.String(), ref: ref})
 		}
-		for _, c := range a.Conflicts {
+		for j, c := range a.Conflicts {
 			cx := x(max(c.At, a.Begin))
-			marks[r] = append(marks[r], span{cx - 0.75, cx + 0.75, "m-conflict", "F_GETLK at " + rel(c.At, t0) + ": " + v.names.ownerText(c.Owner)})
+			marks[r] = append(marks[r], span{x0: cx - 0.75, x1: cx + 0.75, class: "m-conflict", ref: titleRef{kind: refConflict, i: int32(i), j: int32(j)}})
 		}
 	}
 	for i := range v.Holds {
@@ -180,13 +225,12 @@ func buildTimeline(v *View) timeline {
 			end = t1
 		}
 		x0, x1 := x(h.Begin), x(end)
-		holds[r] = append(holds[r], span{x0, max(x1, x0+1), "h-" + h.Mode.String(),
-			fmt.Sprintf("holds %s %s %s of %s for %s, ended by %s", h.Kind, h.Mode, rangeText(h.Start, h.Len), fileText(analysis.Lock{File: h.File, Path: h.Path}), dur(end-h.Begin), h.How)})
+		holds[r] = append(holds[r], span{x0: x0, x1: max(x1, x0+1), class: holdClass(h.Mode), ref: titleRef{kind: refHold, i: int32(i)}})
 	}
 	for _, l := range v.Lockers {
 		if r, ok := rowOf[l.ID]; ok && l.ExitedNS > 0 {
 			ex := x(l.ExitedNS)
-			marks[r] = append(marks[r], span{ex - 1, ex + 1, "m-exit", "process ended at " + rel(l.ExitedNS, t0) + ": " + l.Exit})
+			marks[r] = append(marks[r], span{x0: ex - 1, x1: ex + 1, class: "m-exit", title: "process ended at " + rel(l.ExitedNS, t0) + ": " + l.Exit})
 		}
 	}
 	// Merge bars closer than gap pixels until the drawing fits the budget.
@@ -207,7 +251,7 @@ func buildTimeline(v *View) timeline {
 		for _, rows := range [][][]span{wm, hm} {
 			for _, r := range rows {
 				for i := range r {
-					r[i].title = ""
+					r[i].title, r[i].ref = "", titleRef{}
 				}
 			}
 		}
@@ -222,13 +266,13 @@ func buildTimeline(v *View) timeline {
 		row := tlRow{Y: f1(tlTop + float64(i)*rowH), BgW: f1(tlLeft + tlPlotW), H: f1(rowH), TextY: f1(rowH/2 + 4),
 			Label: hd.label, Sub: hd.sub, Hot: hd.hot, Bars: []tlBar{}, Marks: []tlBar{}}
 		for _, s := range wm[i] {
-			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: "2", W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: s.title})
+			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: "2", W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: s.title + title(s.ref)})
 		}
 		for _, s := range hm[i] {
-			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: f1(4 + bh), W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: s.title})
+			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: f1(4 + bh), W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: s.title + title(s.ref)})
 		}
 		for _, s := range mm[i] {
-			row.Marks = append(row.Marks, tlBar{X: f1(s.x0), Y: "0", W: f1(s.x1 - s.x0), H: f1(rowH), Class: s.class, Title: s.title})
+			row.Marks = append(row.Marks, tlBar{X: f1(s.x0), Y: "0", W: f1(s.x1 - s.x0), H: f1(rowH), Class: s.class, Title: s.title + title(s.ref)})
 		}
 		tl.Rows = append(tl.Rows, row)
 	}
@@ -327,7 +371,7 @@ func mergeSpans(in []span, gap float64) []span {
 		cur, n := list[0], 1
 		flush := func() {
 			if n > 1 {
-				cur.title = fmt.Sprintf("%d merged: zoom in or see the tables", n)
+				cur.title, cur.ref = fmt.Sprintf("%d merged: zoom in or see the tables", n), titleRef{}
 			}
 			out = append(out, cur)
 		}
@@ -343,6 +387,17 @@ func mergeSpans(in []span, gap float64) []span {
 		flush()
 	}
 	return out
+}
+
+// holdClass is a hold bar's class, by mode: made once, not per hold.
+func holdClass(m semconv.Mode) string {
+	switch m {
+	case semconv.ModeRead:
+		return "h-read"
+	case semconv.ModeWrite:
+		return "h-write"
+	}
+	return "h-" + m.String()
 }
 
 func count(rows [][]span) int {

@@ -144,22 +144,55 @@ type key struct {
 }
 
 type decoder struct {
-	kvs    map[string]Attr // a whole KeyValue message's decoding, by its encoding
-	strs   map[string]string
-	boxed  map[string]any
-	ints   map[int64]any
-	res    map[string]Attrs // a resource's attributes, by its encoding
-	scopes map[string]*Scope
-	traces map[[16]byte]string
-	parent map[[8]byte]string
-	// reuse, when set, is the record every span is decoded into, its slices (attributes, events
-	// and their attributes) reused from the record before: a reader that lets most records go
-	// at once (Stream) then allocates nothing for them. Whoever keeps such a record keeps a clone.
-	reuse *Span
+	kvs map[string]kvEntry // a whole KeyValue message's decoding, by its encoding
+	// spanPos and eventPos remember, per position in a span's or an event's attributes, the
+	// last two KeyValues decoded there: consecutive records of a trace repeat them in the same
+	// places, and comparing the bytes with those is cheaper than hashing them for kvs.
+	spanPos  [maxPos]kvPos
+	eventPos [maxPos]kvPos
+	strs     map[string]string
+	boxed    map[string]any
+	ints     map[int64]any
+	res      map[string]Attrs // a resource's attributes, by its encoding
+	scopes   map[string]*Scope
+	traces   map[[16]byte]string
+	parent   map[[8]byte]string
+	// recs, when set, is where records are decoded, their slices (attributes, events and their
+	// attributes) reused from the records decoded there before: a reader that lets most records
+	// go at once (Stream) then allocates nothing for them. Whoever keeps such a record keeps a
+	// clone.
+	recs *recArena
 }
 
+// recArena holds records for reuse.
+type recArena struct {
+	recs []*Span
+	n    int // in use
+}
+
+func (a *recArena) next() *Span {
+	if a.n == len(a.recs) {
+		a.recs = append(a.recs, &Span{})
+	}
+	rec := a.recs[a.n]
+	a.n++
+	*rec = Span{Attrs: rec.Attrs[:0], Events: rec.Events[:0], Records: 1}
+	return rec
+}
+
+// kvEntry is a KeyValue's decoding and its encoding (the map's key, shared).
+type kvEntry struct {
+	raw string
+	kv  Attr
+}
+
+// kvPos holds the two KeyValues last seen at one position, the latest first.
+type kvPos [2]kvEntry
+
+const maxPos = 24
+
 func newDecoder() *decoder {
-	return &decoder{kvs: map[string]Attr{}, strs: map[string]string{}, boxed: map[string]any{}, ints: map[int64]any{},
+	return &decoder{kvs: map[string]kvEntry{}, strs: map[string]string{}, boxed: map[string]any{}, ints: map[int64]any{},
 		res: map[string]Attrs{}, scopes: map[string]*Scope{}, traces: map[[16]byte]string{}, parent: map[[8]byte]string{}}
 }
 
@@ -180,6 +213,13 @@ type field struct {
 }
 
 func next(b []byte) (field, []byte, error) {
+	// The common case first: a one-byte tag of a length-delimited field shorter than 128 bytes
+	// (nearly every field of a span record).
+	if len(b) >= 2 && b[0] < 0x80 && b[0]&7 == byte(protowire.BytesType) && b[0]>>3 != 0 && b[1] < 0x80 {
+		if n := int(b[1]); n <= len(b)-2 {
+			return field{num: protowire.Number(b[0] >> 3), typ: protowire.BytesType, v: b[2 : 2+n]}, b[2+n:], nil
+		}
+	}
 	tag, k := varint(b)
 	if k < 0 {
 		return field{}, nil, errWire
@@ -360,7 +400,7 @@ func (d *decoder) resource(b []byte) (Attrs, error) {
 			if err := f.want(protowire.BytesType, "resource"); err != nil {
 				return nil, err
 			}
-			if err := d.keyValue(f.v, &a, 0); err != nil {
+			if err := d.keyValue(f.v, &a, 0, nil); err != nil {
 				return nil, err
 			}
 		}
@@ -498,11 +538,11 @@ func (d *decoder) parentID(id [8]byte) string {
 
 func (d *decoder) span(b []byte) (key, *Span, error) {
 	var k key
-	rec := d.reuse
-	if rec == nil {
+	var rec *Span
+	if d.recs == nil {
 		rec = &Span{Records: 1}
 	} else {
-		*rec = Span{Attrs: rec.Attrs[:0], Events: rec.Events[:0], Records: 1}
+		rec = d.recs.next()
 	}
 	var err error
 	for len(b) > 0 {
@@ -547,12 +587,12 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 				if rec.Attrs == nil {
 					rec.Attrs = make(Attrs, 0, 16)
 				}
-				err = d.keyValue(f.v, &rec.Attrs, 0)
+				err = d.keyValue(f.v, &rec.Attrs, 0, &d.spanPos)
 			}
 		case fSpanEvents:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
 				var e Event
-				if n := len(rec.Events); d.reuse != nil && n < cap(rec.Events) {
+				if n := len(rec.Events); d.recs != nil && n < cap(rec.Events) {
 					e.Attrs = rec.Events[:n+1][n].Attrs[:0] // the slot's earlier attributes' room
 				}
 				if err = d.event(f.v, &e); err == nil {
@@ -575,7 +615,7 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 			return k, nil, err
 		}
 	}
-	if d.reuse == nil && len(rec.Attrs) > 0 && cap(rec.Attrs) > len(rec.Attrs)+4 {
+	if d.recs == nil && len(rec.Attrs) > 0 && cap(rec.Attrs) > len(rec.Attrs)+4 {
 		rec.Attrs = append(Attrs(nil), rec.Attrs...) // the span keeps it: no spare room
 	}
 	return k, rec, nil
@@ -604,7 +644,7 @@ func (d *decoder) event(b []byte, e *Event) error {
 			if err := f.want(protowire.BytesType, "event"); err != nil {
 				return err
 			}
-			if err := d.keyValue(f.v, &e.Attrs, 0); err != nil {
+			if err := d.keyValue(f.v, &e.Attrs, 0, &d.eventPos); err != nil {
 				return err
 			}
 		}
@@ -641,7 +681,7 @@ func (d *decoder) link(b []byte) (Link, error) {
 			if err := f.want(protowire.BytesType, "link"); err != nil {
 				return l, err
 			}
-			if err := d.keyValue(f.v, &l.Attrs, 0); err != nil {
+			if err := d.keyValue(f.v, &l.Attrs, 0, nil); err != nil {
 				return l, err
 			}
 		}
@@ -679,11 +719,28 @@ const maxKVLen = 128
 // keyValue decodes one KeyValue into a; a repeated key keeps the last value, as pdata's map
 // does not (it keeps both) but every reader of one does. A KeyValue seen before byte for byte
 // is taken whole from d.kvs: one map look-up instead of walking two messages and interning
-// the key and the value (most of the time of reading a trace).
-func (d *decoder) keyValue(b []byte, a *Attrs, depth int) error {
+// the key and the value (most of the time of reading a trace). pos, when given, is where the
+// attributes of this kind of list (a span's, an event's) were seen by position.
+func (d *decoder) keyValue(b []byte, a *Attrs, depth int, pos *[maxPos]kvPos) error {
+	var at *kvPos
+	if pos != nil && len(*a) < maxPos {
+		at = &pos[len(*a)]
+		switch string(b) {
+		case at[0].raw:
+			a.Set(at[0].kv.Key, at[0].kv.Value)
+			return nil
+		case at[1].raw:
+			at[0], at[1] = at[1], at[0]
+			a.Set(at[0].kv.Key, at[0].kv.Value)
+			return nil
+		}
+	}
 	if len(b) <= maxKVLen {
-		if kv, ok := d.kvs[string(b)]; ok {
-			a.Set(kv.Key, kv.Value)
+		if e, ok := d.kvs[string(b)]; ok {
+			a.Set(e.kv.Key, e.kv.Value)
+			if at != nil {
+				at[0], at[1] = e, at[0]
+			}
 			return nil
 		}
 	}
@@ -715,7 +772,11 @@ func (d *decoder) keyValue(b []byte, a *Attrs, depth int) error {
 	if len(kb) <= maxKVLen && len(d.kvs) < maxInterned {
 		switch v.(type) {
 		case string, int64, bool, float64, nil: // shared values that nobody changes
-			d.kvs[string(kb)] = Attr{Key: k, Value: v}
+			e := kvEntry{raw: string(kb), kv: Attr{Key: k, Value: v}}
+			d.kvs[e.raw] = e
+			if at != nil {
+				at[0], at[1] = e, at[0]
+			}
 		}
 	}
 	return nil
@@ -801,7 +862,7 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 				if err := g.want(protowire.BytesType, "kvlist"); err != nil {
 					return nil, err
 				}
-				if err := d.keyValue(g.v, &kvs, depth+1); err != nil {
+				if err := d.keyValue(g.v, &kvs, depth+1, nil); err != nil {
 					return nil, err
 				}
 			}

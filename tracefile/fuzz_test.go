@@ -29,6 +29,7 @@ func FuzzRead(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tr, err := Read(bytes.NewReader(data))
+		sameStream(t, data, tr, err)
 		if err != nil {
 			return
 		}
@@ -49,6 +50,38 @@ func FuzzRead(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sameStream: Stream of the same bytes refuses what Read refused, and else hands over and keeps
+// the spans Read returns (unless a record came late, which sends the caller to Read).
+func sameStream(t *testing.T, data []byte, whole *Trace, werr error) {
+	t.Helper()
+	type id struct{ trace, span string }
+	got := map[id]*Span{}
+	tr, err := Stream(bytes.NewReader(data), StreamOptions{Release: lockSpan, Done: func(s *Span) { got[id{s.TraceID, s.SpanID}] = s.clone() }})
+	switch {
+	case errors.Is(err, ErrLate):
+		return
+	case werr != nil:
+		if err == nil {
+			t.Fatalf("Read refused the file (%v), Stream did not", werr)
+		}
+		return
+	case err != nil:
+		t.Fatalf("Stream: %v; Read took the file", err)
+	}
+	for _, s := range tr.Spans {
+		got[id{s.TraceID, s.SpanID}] = s
+	}
+	if len(got) != len(whole.Spans) || tr.Requests != whole.Requests || tr.Truncated != whole.Truncated {
+		t.Fatalf("Stream: %d spans of %d requests (truncated %v), Read %d of %d (%v)", len(got), tr.Requests, tr.Truncated,
+			len(whole.Spans), whole.Requests, whole.Truncated)
+	}
+	for _, s := range whole.Spans {
+		if g := got[id{s.TraceID, s.SpanID}]; !reflect.DeepEqual(g, s) {
+			t.Fatalf("Stream's span\n%+v\nRead's\n%+v", g, s)
+		}
+	}
 }
 
 // FuzzDecodeMatchesPdata holds the protowire decoder to the Collector's pdata: whatever bytes a

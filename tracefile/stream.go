@@ -35,64 +35,133 @@ type StreamOptions struct {
 // its final record instead of keeping it: the Trace it returns holds the other spans (and the
 // released ones that never ended), and Streamed counts the released ones. ErrLate when a
 // released span got a later record.
+//
+// It uses two goroutines: one decompresses and decodes the requests into batches of records
+// (most of the time of reading), the caller's merges them in file order and calls Done, which
+// builds the analysis's model. opts.Done runs on the caller's goroutine.
 func Stream(r io.Reader, opts StreamOptions) (*Trace, error) {
-	m := NewMerger()
-	m.dec.reuse = &Span{}
+	full := make(chan *batch, streamBatches)
+	free := make(chan *batch, streamBatches)
+	for range streamBatches {
+		free <- &batch{}
+	}
+	stop := make(chan struct{})
+	go decodeBatches(r, full, free, stop)
+	m := &Merger{byID: map[key]*Span{}}
 	var released keySet
 	t := &Trace{}
 	late := false
-	truncated, err := Requests(r, func(b []byte) error {
-		t.Requests++
-		err := m.dec.each(b, func(k key, rec *Span) {
-			if late {
+	// take merges one record in file order.
+	take := func(k key, rec *Span) {
+		s, ok := m.byID[k]
+		switch {
+		case ok:
+			s.merge(rec.clone(), true)
+		case rec.End != 0 && opts.Release(rec.Name):
+			if released.has(k) {
+				late = true
 				return
 			}
-			s, ok := m.byID[k]
-			switch {
-			case ok:
-				s.merge(rec.clone(), true)
-			case rec.End != 0 && opts.Release(rec.Name):
-				if released.has(k) {
-					late = true
-					return
-				}
-				// A first record that is final: handed over as decoded, never copied.
-				rec.SpanID = spanIDHex(k.span)
-				if !slices.IsSortedFunc(rec.Events, byTime) {
-					slices.SortStableFunc(rec.Events, byTime)
-				}
-				opts.Done(rec)
-				released.add(k)
-				t.Streamed++
+			// A first record that is final: handed over as decoded, never copied.
+			rec.SpanID = spanIDHex(k.span)
+			if !slices.IsSortedFunc(rec.Events, byTime) {
+				slices.SortStableFunc(rec.Events, byTime)
+			}
+			opts.Done(rec)
+			released.add(k)
+			t.Streamed++
+			return
+		default:
+			if released.has(k) {
+				late = true
 				return
-			default:
-				if released.has(k) {
-					late = true
-					return
-				}
-				s = m.add(k, rec.clone())
 			}
-			if s.End != 0 && opts.Release(s.Name) {
-				opts.Done(s)
-				delete(m.byID, k)
-				released.add(k)
-				t.Streamed++
+			s = m.add(k, rec.clone())
+		}
+		if s.End != 0 && opts.Release(s.Name) {
+			opts.Done(s)
+			delete(m.byID, k)
+			released.add(k)
+			t.Streamed++
+		}
+	}
+	for b := range full {
+		for i, k := range b.keys {
+			if take(k, b.recs.recs[i]); late {
+				break
 			}
-		})
-		if err != nil {
-			return fmt.Errorf("decode spans: %w", err)
 		}
 		if late {
-			return ErrLate
+			close(stop)
+			for range full { // the decoder's goroutine ends
+			}
+			return nil, ErrLate
+		}
+		if b.last {
+			if b.err != nil {
+				return nil, b.err
+			}
+			t.Requests, t.Truncated = b.requests, b.truncated
+			break
+		}
+		b.recs.n, b.keys = 0, b.keys[:0]
+		free <- b
+	}
+	t.Spans = m.Spans()
+	return t, nil
+}
+
+// batch is records decoded from consecutive requests, in record order; the last batch of a
+// file says how the file ended.
+type batch struct {
+	recs      recArena
+	keys      []key // keys[i] is recs.recs[i]'s
+	last      bool
+	err       error
+	requests  int
+	truncated bool
+}
+
+const (
+	streamBatches = 4   // batches in flight between the goroutines
+	batchRecords  = 512 // records per batch: a channel hand-over per batch costs nothing next to them
+)
+
+var errStopped = errors.New("stopped")
+
+// decodeBatches decodes the requests of r into batches taken from free and sends them on full,
+// the last one with how the file ended, then closes full. It stops early when stop is closed.
+func decodeBatches(r io.Reader, full chan<- *batch, free <-chan *batch, stop <-chan struct{}) {
+	defer close(full)
+	d := newDecoder()
+	b := <-free
+	requests := 0
+	truncated, err := Requests(r, func(raw []byte) error {
+		requests++
+		d.recs = &b.recs
+		if err := d.each(raw, func(k key, _ *Span) { b.keys = append(b.keys, k) }); err != nil {
+			return fmt.Errorf("decode spans: %w", err)
+		}
+		if len(b.keys) < batchRecords {
+			return nil
+		}
+		select {
+		case full <- b:
+		case <-stop:
+			return errStopped
+		}
+		select {
+		case b = <-free:
+		case <-stop:
+			return errStopped
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	b.last, b.err, b.requests, b.truncated = true, err, requests, truncated
+	select {
+	case full <- b:
+	case <-stop:
 	}
-	t.Truncated = truncated
-	t.Spans = m.Spans()
-	return t, nil
 }
 
 // StreamFile is Stream of the trace file at path (or of a run's output folder).
