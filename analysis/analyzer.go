@@ -115,12 +115,9 @@ type model struct {
 	lockers   []*Locker // role locker, sorted by id
 	observers []*Locker
 	byID      map[int64]*Locker
-	attempts  []*Attempt // sorted by begin, id; they point into attBlock
-	holds     []*Hold    // sorted by begin, id; they point into holdBlock
-	attBlock  []Attempt  // the attempts in one allocation, shared with the Result
-	holdBlock []Hold
-	// attChunks and holdChunks gather the attempts and holds while the model is built (index
-	// puts them into attBlock and holdBlock).
+	attempts  []*Attempt // sorted by begin, id; they point into attChunks, shared with the Result
+	holds     []*Hold    // sorted by begin, id; they point into holdChunks
+	// attChunks and holdChunks hold the attempts and holds, in the order they came.
 	attChunks  [][]Attempt
 	holdChunks [][]Hold
 	getlks     []*Getlk
@@ -236,16 +233,8 @@ func (m *model) index() {
 	m.kernel = kernelArbitrated(m.lockers)
 	m.sem = m.fs.lock()
 	sort.Slice(m.observers, func(i, j int) bool { return m.observers[i].ID > m.observers[j].ID })
-	m.attBlock, m.attChunks = gather(m.attChunks, attemptCmp), nil
-	m.holdBlock, m.holdChunks = gather(m.holdChunks, holdCmp), nil
-	m.attempts = make([]*Attempt, len(m.attBlock))
-	for i := range m.attBlock {
-		m.attempts[i] = &m.attBlock[i]
-	}
-	m.holds = make([]*Hold, len(m.holdBlock))
-	for i := range m.holdBlock {
-		m.holds[i] = &m.holdBlock[i]
-	}
+	m.attempts = gather(m.attChunks, attemptCmp)
+	m.holds = gather(m.holdChunks, holdCmp)
 	sort.Slice(m.getlks, func(i, j int) bool {
 		if m.getlks[i].At != m.getlks[j].At {
 			return m.getlks[i].At < m.getlks[j].At
@@ -309,10 +298,11 @@ func (m *model) index() {
 	}
 }
 
-// Attempts and holds are gathered in chunks as they come and put into one block each, sorted,
-// at the end (gather): appending to one growing block copied it again and again (growslice
-// was a tenth of `analyze` at 10^6 events), and streamed spans come in the order they ended,
-// which a stable sort of the block itself would move 240-byte values for.
+// Attempts and holds are kept in chunks as they come, and the model and the Result point into
+// them in order (gather): appending to one growing block copied it again and again (growslice
+// was a tenth of `analyze` at 10^6 events), and putting them into one block at the end held
+// both copies at once (the peak of its memory); streamed spans also come in the order they
+// ended, which a stable sort of the values would move 232-byte values for.
 
 // appendChunk appends v to the last chunk, starting a new one when it is full; chunks grow
 // from 64 to 8192 values, so that a small model (the live Check's) stays small.
@@ -329,28 +319,11 @@ func appendChunk[T any](chunks [][]T, v T) [][]T {
 	return chunks
 }
 
-// gather returns the chunks' values in one block, sorted stably by cmp. Chunks already in order
-// (a trace's spans mostly are) are let go as they are copied.
-func gather[T any](chunks [][]T, cmp func(x, y *T) int) []T {
+// gather returns pointers to the chunks' values, sorted stably by cmp.
+func gather[T any](chunks [][]T, cmp func(x, y *T) int) []*T {
 	n := 0
-	sorted := true
-	var prev *T
 	for _, c := range chunks {
 		n += len(c)
-		for i := range c {
-			if prev != nil && cmp(prev, &c[i]) > 0 {
-				sorted = false
-			}
-			prev = &c[i]
-		}
-	}
-	if sorted {
-		out := make([]T, 0, n)
-		for i, c := range chunks {
-			out = append(out, c...)
-			chunks[i] = nil
-		}
-		return out
 	}
 	ptrs := make([]*T, 0, n)
 	for _, c := range chunks {
@@ -361,11 +334,7 @@ func gather[T any](chunks [][]T, cmp func(x, y *T) int) []T {
 	if !slices.IsSortedFunc(ptrs, cmp) {
 		slices.SortStableFunc(ptrs, cmp)
 	}
-	out := make([]T, n)
-	for i, p := range ptrs {
-		out[i] = *p
-	}
-	return out
+	return ptrs
 }
 
 func attemptCmp(x, y *Attempt) int {

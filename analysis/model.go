@@ -43,13 +43,14 @@ type Locker struct {
 // Owner is what F_GETLK (or the observer, or /proc/locks) named as the holder of a lock.
 type Owner struct {
 	PID    int64
-	Mode   semconv.Mode
 	Start  int64
 	Len    int64
-	Locker int64 // -1 when it maps to no locker
-	Class  semconv.OwnerClass
+	Locker int64  // -1 when it maps to no locker
 	Source string // getlk | proc-locks | fdinfo | none
 	Node   string // the owner's node when known
+	// The small fields together: an attempt may hold thousands of conflicts.
+	Mode  semconv.Mode
+	Class semconv.OwnerClass
 	// Remote says the pid is no process of the node that answered: its holder runs on another
 	// node (a distributed file system names it by its pid there).
 	Remote bool
@@ -66,8 +67,12 @@ type Attempt struct {
 	ID     string
 	Locker int64
 	lockmodel.Request
-	Style     semconv.Style
-	Outcome   semconv.Outcome
+	Style   semconv.Style
+	Outcome semconv.Outcome
+	// Waited says the attempt had to wait: a conflicting hold of another locker was open when it
+	// began, or it recorded a conflict or a failed try, or it did not end granted (the rule of
+	// Stats.Waits). Set by Finalize. (Beside the other small fields: 10^6 attempts are a block.)
+	Waited    bool
 	Errno     string
 	Tries     int64
 	FD        int64
@@ -81,11 +86,7 @@ type Attempt struct {
 	CmdIndex  int64
 	Conflicts []Conflict
 	TryTimes  []int64
-	// Waited says the attempt had to wait: a conflicting hold of another locker was open when it
-	// began, or it recorded a conflict or a failed try, or it did not end granted (the rule of
-	// Stats.Waits). Set by Finalize.
-	Waited bool
-	idx    int // position in the model's sorted attempts
+	idx       int // position in the model's sorted attempts
 }
 
 // Hold is a lock held from its grant to its release.

@@ -143,8 +143,8 @@ type Result struct {
 	Summaries    []LockerSummary
 	Hosts        []HostFacts
 	Silences     []Silence // the nodes' silences (partitions), by start
-	Attempts     []Attempt
-	Holds        []Hold
+	Attempts     []*Attempt
+	Holds        []*Hold
 	Observations []Observation
 	Getlks       []Getlk
 	States       []ProcState

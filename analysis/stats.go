@@ -151,8 +151,8 @@ func (r *Result) fill(m *model) {
 		r.Observers = append(r.Observers, *l)
 	}
 	// The model's blocks, not copies: nothing changes them once the model is built.
-	r.Attempts = m.attBlock
-	r.Holds = m.holdBlock
+	r.Attempts = m.attempts
+	r.Holds = m.holds
 	r.Getlks = make([]Getlk, 0, len(m.getlks))
 	for _, g := range m.getlks {
 		r.Getlks = append(r.Getlks, *g)

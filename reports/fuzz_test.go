@@ -24,8 +24,10 @@ func FuzzHTMLEscaping(f *testing.F) {
 			res.Lockers[i].Node = s
 		}
 		res.Attempts = append(res.Attempts[:0:0], res.Attempts...)
-		for i := range res.Attempts {
-			res.Attempts[i].File, res.Attempts[i].CmdText = s, s
+		for i, a := range res.Attempts {
+			c := *a // the base result's attempts stay as they were
+			c.File, c.CmdText = s, s
+			res.Attempts[i] = &c
 		}
 		var buf bytes.Buffer
 		if err := HTML(&buf, &res, Options{Version: s, Killed: []string{s}}); err != nil {

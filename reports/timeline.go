@@ -1,11 +1,14 @@
 package reports
 
 import (
+	"cmp"
 	"fmt"
-	"github.com/lockprobe/lockprobe/analysis"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
+	"strings"
+
+	"github.com/lockprobe/lockprobe/analysis"
 
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -72,14 +75,15 @@ type tlLine struct {
 type span struct {
 	x0, x1 float64
 	class  string
-	title  string
+	n      int32 // the spans merged into this one; 0 stands for 1
 	// ref names what the span's title tells, which is written only for a span still drawn on
 	// its own (titled) at the end: a run of 10^6 attempts merges nearly all of them, and
 	// writing every title first was most of the report's time.
 	ref titleRef
 }
 
-// titleRef points at an attempt, one of its conflict answers, a hold or an observation.
+// titleRef points at an attempt, one of its conflict answers, a hold, an observation or a
+// locker's exit.
 type titleRef struct {
 	kind refKind
 	i, j int32
@@ -93,6 +97,7 @@ const (
 	refConflict
 	refHold
 	refObserved
+	refExit
 )
 
 func f1(x float64) string { return strconv.FormatFloat(math.Round(x*10)/10, 'f', -1, 64) }
@@ -159,7 +164,7 @@ func buildTimeline(v *View) timeline {
 			o := &v.Observations[ref.i]
 			return fmt.Sprintf("F_GETLK for %s at %s: %s", o.QueryMode, rel(o.At, t0), v.names.ownerText(o.Owner))
 		case refAttempt:
-			a := &v.Attempts[ref.i]
+			a := v.Attempts[ref.i]
 			end := a.End
 			if end == 0 {
 				end = t1
@@ -168,8 +173,11 @@ func buildTimeline(v *View) timeline {
 		case refConflict:
 			c := &v.Attempts[ref.i].Conflicts[ref.j]
 			return "F_GETLK at " + rel(c.At, t0) + ": " + v.names.ownerText(c.Owner)
+		case refExit:
+			l := &v.Lockers[ref.i]
+			return "process ended at " + rel(l.ExitedNS, t0) + ": " + l.Exit
 		case refHold:
-			h := &v.Holds[ref.i]
+			h := v.Holds[ref.i]
 			end := h.End
 			if end == 0 {
 				end = t1
@@ -185,7 +193,7 @@ func buildTimeline(v *View) timeline {
 		}
 	}
 	for i := range v.Attempts {
-		a := &v.Attempts[i]
+		a := v.Attempts[i]
 		r, ok := rowOf[a.Locker]
 		if !ok {
 			continue
@@ -207,7 +215,7 @@ func buildTimeline(v *View) timeline {
 			if x1-x0 >= 0.5 {
 				waits[r] = append(waits[r], span{x0: x0, x1: x1, class: "w-granted", ref: ref})
 			}
-			marks[r] = append(marks[r], span{x0: x1 - 1.5, x1: x1 + 1.5, class: "m-" + a.Outcome.String(), ref: ref})
+			marks[r] = append(marks[r], span{x0: x1 - 1.5, x1: x1 + 1.5, class: outcomeClass(a.Outcome), ref: ref})
 		}
 		for j, c := range a.Conflicts {
 			cx := x(max(c.At, a.Begin))
@@ -215,7 +223,7 @@ func buildTimeline(v *View) timeline {
 		}
 	}
 	for i := range v.Holds {
-		h := &v.Holds[i]
+		h := v.Holds[i]
 		r, ok := rowOf[h.Locker]
 		if !ok {
 			continue
@@ -227,18 +235,22 @@ func buildTimeline(v *View) timeline {
 		x0, x1 := x(h.Begin), x(end)
 		holds[r] = append(holds[r], span{x0: x0, x1: max(x1, x0+1), class: holdClass(h.Mode), ref: titleRef{kind: refHold, i: int32(i)}})
 	}
-	for _, l := range v.Lockers {
+	for i, l := range v.Lockers {
 		if r, ok := rowOf[l.ID]; ok && l.ExitedNS > 0 {
 			ex := x(l.ExitedNS)
-			marks[r] = append(marks[r], span{x0: ex - 1, x1: ex + 1, class: "m-exit", title: "process ended at " + rel(l.ExitedNS, t0) + ": " + l.Exit})
+			marks[r] = append(marks[r], span{x0: ex - 1, x1: ex + 1, class: "m-exit", ref: titleRef{kind: refExit, i: int32(i)}})
 		}
 	}
-	// Merge bars closer than gap pixels until the drawing fits the budget.
+	// Merge bars closer than gap pixels until the drawing fits the budget. Each row is sorted
+	// once; merging with a wider gap what a narrower one merged gives what merging the bars
+	// themselves with it does (a group of the narrower gap is never split by a wider one).
 	gap := 0.5
-	var wm, hm, mm [][]span
+	wm, hm, mm := sortRows(waits), sortRows(holds), sortRows(marks)
 	merged := false
 	for {
-		wm, hm, mm = mergeAll(waits, gap), mergeAll(holds, gap), mergeAll(marks, gap)
+		mergeRows(wm, gap)
+		mergeRows(hm, gap)
+		mergeRows(mm, gap)
 		if count(wm)+count(hm)+count(mm) <= tlMaxMarks || gap > 64 {
 			break
 		}
@@ -247,14 +259,17 @@ func buildTimeline(v *View) timeline {
 	}
 	// Hover titles are most of the bytes: a big run keeps them on the marks only.
 	untitled := count(wm)+count(hm)+count(mm) > tlMaxTitled
-	if untitled {
-		for _, rows := range [][][]span{wm, hm} {
-			for _, r := range rows {
-				for i := range r {
-					r[i].title, r[i].ref = "", titleRef{}
-				}
-			}
+	titleOf := func(s span) string {
+		if s.n > 1 {
+			return fmt.Sprintf("%d merged: zoom in or see the tables", s.n)
 		}
+		return title(s.ref)
+	}
+	barTitle := func(s span) string {
+		if untitled {
+			return ""
+		}
+		return titleOf(s)
 	}
 	tl := timeline{PlotX: f1(tlLeft), PlotW: f1(tlPlotW), Rows: make([]tlRow, 0, len(heads)), Merged: merged, Untitled: untitled}
 	plotH := rowH * float64(len(heads))
@@ -266,13 +281,13 @@ func buildTimeline(v *View) timeline {
 		row := tlRow{Y: f1(tlTop + float64(i)*rowH), BgW: f1(tlLeft + tlPlotW), H: f1(rowH), TextY: f1(rowH/2 + 4),
 			Label: hd.label, Sub: hd.sub, Hot: hd.hot, Bars: []tlBar{}, Marks: []tlBar{}}
 		for _, s := range wm[i] {
-			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: "2", W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: s.title + title(s.ref)})
+			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: "2", W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: barTitle(s)})
 		}
 		for _, s := range hm[i] {
-			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: f1(4 + bh), W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: s.title + title(s.ref)})
+			row.Bars = append(row.Bars, tlBar{X: f1(s.x0), Y: f1(4 + bh), W: f1(s.x1 - s.x0), H: f1(bh), Class: s.class, Title: barTitle(s)})
 		}
 		for _, s := range mm[i] {
-			row.Marks = append(row.Marks, tlBar{X: f1(s.x0), Y: "0", W: f1(s.x1 - s.x0), H: f1(rowH), Class: s.class, Title: s.title + title(s.ref)})
+			row.Marks = append(row.Marks, tlBar{X: f1(s.x0), Y: "0", W: f1(s.x1 - s.x0), H: f1(rowH), Class: s.class, Title: titleOf(s)})
 		}
 		tl.Rows = append(tl.Rows, row)
 	}
@@ -345,48 +360,47 @@ func niceStep(raw float64) float64 {
 	return 10 * p
 }
 
-// mergeAll merges, per row and class, spans that touch within gap pixels.
-func mergeAll(rows [][]span, gap float64) [][]span {
-	out := make([][]span, len(rows))
-	for i, r := range rows {
-		out[i] = mergeSpans(r, gap)
+// sortRows puts each row's spans in the order merging takes them: by class, then by start,
+// spans of one class and start in the order they were drawn.
+func sortRows(rows [][]span) [][]span {
+	for _, r := range rows {
+		slices.SortStableFunc(r, func(a, b span) int {
+			if c := strings.Compare(a.class, b.class); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.x0, b.x0)
+		})
 	}
-	return out
+	return rows
 }
 
-func mergeSpans(in []span, gap float64) []span {
-	byClass := map[string][]span{}
-	for _, s := range in {
-		byClass[s.class] = append(byClass[s.class], s)
-	}
-	classes := make([]string, 0, len(byClass))
-	for c := range byClass {
-		classes = append(classes, c)
-	}
-	sort.Strings(classes)
-	out := []span{}
-	for _, c := range classes {
-		list := byClass[c]
-		sort.SliceStable(list, func(i, j int) bool { return list[i].x0 < list[j].x0 })
-		cur, n := list[0], 1
-		flush := func() {
-			if n > 1 {
-				cur.title, cur.ref = fmt.Sprintf("%d merged: zoom in or see the tables", n), titleRef{}
-			}
-			out = append(out, cur)
-		}
-		for _, s := range list[1:] {
-			if s.x0 <= cur.x1+gap {
-				cur.x1 = max(cur.x1, s.x1)
-				n++
+// mergeRows merges, in place, the spans of a row's class that touch within gap pixels.
+func mergeRows(rows [][]span, gap float64) {
+	for i, r := range rows {
+		out := r[:0]
+		for _, s := range r {
+			if k := len(out) - 1; k >= 0 && out[k].class == s.class && s.x0 <= out[k].x1+gap {
+				out[k].x1 = max(out[k].x1, s.x1)
+				out[k].n = max(out[k].n, 1) + max(s.n, 1)
 				continue
 			}
-			flush()
-			cur, n = s, 1
+			out = append(out, s)
 		}
-		flush()
+		rows[i] = out
 	}
-	return out
+}
+
+// outcomeClass is a refused attempt's mark's class.
+func outcomeClass(o semconv.Outcome) string {
+	switch o {
+	case semconv.OutcomeWouldBlock:
+		return "m-would-block"
+	case semconv.OutcomeDeadlock:
+		return "m-deadlock"
+	case semconv.OutcomeError:
+		return "m-error"
+	}
+	return "m-" + o.String()
 }
 
 // holdClass is a hold bar's class, by mode: made once, not per hold.

@@ -30,8 +30,8 @@ type View struct {
 
 	// The page draws besides every attempt, hold and observer answer, which verdict.json
 	// leaves to trace.jsonl.
-	Attempts     []analysis.Attempt     `json:"-"`
-	Holds        []analysis.Hold        `json:"-"`
+	Attempts     []*analysis.Attempt    `json:"-"`
+	Holds        []*analysis.Hold       `json:"-"`
 	Observers    []analysis.Locker      `json:"-"`
 	Observations []analysis.Observation `json:"-"`
 	names        namer                  // the lockers' names, for the page's own words
