@@ -261,9 +261,9 @@ func (e *executor) recordCommand(start time.Time, attrs []attribute.KeyValue, er
 
 // recordRelease records the span of a release command that began at start and ends now, its
 // attributes made on the sender from src; a failed unlock's error goes the general way.
-func (e *executor) recordRelease(start time.Time, src *cmdSource, err error) {
+func (e *executor) recordRelease(start time.Time, cs *cmdSpan, err error) {
 	if err != nil {
-		e.recordCommand(start, src.appendOwn(src.shared()), err)
+		e.recordCommand(start, cs.src.appendOwn(cs.src.shared()), err)
 		return
 	}
 	e.mu.Lock()
@@ -272,7 +272,7 @@ func (e *executor) recordRelease(start time.Time, src *cmdSource, err error) {
 	if dead {
 		return
 	}
-	e.l.rec.done(semconv.SpanCommand, start, e.l.endClamp(e.l.clock.now(), start), src)
+	e.l.rec.done(cs, start, e.l.endClamp(e.l.clock.now(), start))
 }
 
 // allowed says whether path is one of the files this locker's command line allows, or one
@@ -322,6 +322,9 @@ type preparedLock struct {
 	src      lockSource
 	req      lockReq
 	inflight inflight // what a snapshot says of the call while it waits
+	// sp is the attempt's span, with room for what its end sets: one allocation per attempt.
+	sp   span
+	more [3]attribute.KeyValue
 }
 
 func (e *executor) prepareLock(index int, cmd *proto.Command) *preparedLock {
@@ -341,7 +344,9 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 	if e.haltedBy(begun) {
 		return // the run is over: a lock not yet asked for is not asked for
 	}
-	span := e.l.rec.startFrom(semconv.SpanAcquire, begun, &p.src)
+	span := &p.sp
+	span.more = p.more[:0]
+	e.l.rec.begin(span, semconv.SpanAcquire, begun, &p.src)
 	if s == nil {
 		span.setAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeError.String()), attribute.String(semconv.LockErrno, "EBADF"))
 		span.setError(fmt.Sprintf("no file open in slot %d", cmd.FD))
@@ -495,7 +500,7 @@ func (e *executor) release(index int, cmd *proto.Command, ifHeld bool) {
 		return
 	}
 	e.mu.Unlock()
-	src := &cmdSource{lockerID: e.l.opts.ID, index: index, cmd: cmd, scheduled: e.scheduled(cmd), held: held, kind: kind}
+	cs := &cmdSpan{src: cmdSource{lockerID: e.l.opts.ID, index: index, cmd: cmd, scheduled: e.scheduled(cmd), held: held, kind: kind}}
 	// The hold ends just before the unlock call is entered; its span is ended after the call,
 	// so that no span work delays the hand-off to the next waiter.
 	released := e.l.clock.now().UnixNano()
@@ -505,7 +510,7 @@ func (e *executor) release(index int, cmd *proto.Command, ifHeld bool) {
 		e.cut(match, cmd.Start, end, released, reason)
 	}
 	e.mu.Unlock()
-	e.recordRelease(start, src, err)
+	e.recordRelease(start, cs, err)
 }
 
 func (e *executor) closeSlot(index int, cmd *proto.Command) {

@@ -228,21 +228,14 @@ func (o *outbox) run() {
 		o.sleepQuiet()
 		batch = append(batch[:0], it)
 		end := false
-	gather:
-		for len(batch) < maxCoalesce {
-			n := len(batch)
-			if batch = o.q.take(batch, 1); len(batch) == n {
-				break // nothing more queued
-			}
-			switch more := batch[n]; {
-			case more.last:
+		var stop item
+		var stopped bool
+		batch, stop, stopped = o.q.takeSpans(batch, maxCoalesce-len(batch))
+		if stopped {
+			if stop.last {
 				end = true
-				batch = batch[:n]
-				break gather
-			case more.op == opNone:
-				pending = &more
-				batch = batch[:n]
-				break gather
+			} else {
+				pending = &stop
 			}
 		}
 		raw, _ := o.enc.request(batch)

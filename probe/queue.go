@@ -97,6 +97,38 @@ func (q *queue) take(dst []item, n int) []item {
 	return dst
 }
 
+// takeSpans moves up to n queued span items to dst, the oldest first, in one go: the sender
+// took a batch one item at a time, a lock and an unlock against the lock thread's pushes for
+// each of up to maxCoalesce items. It stops at the first item that is not a span item (a
+// message, or the end) and takes that one out too, as stop (ok false: none met).
+func (q *queue) takeSpans(dst []item, n int) (out []item, stop item, ok bool) {
+	q.mu.Lock()
+	i, end := q.head, min(q.head+n, len(q.items))
+	for i < end && q.items[i].op != opNone && !q.items[i].last {
+		i++
+	}
+	dst = append(dst, q.items[q.head:i]...)
+	if i < end { // stopped by an item that is not a span item
+		stop, ok = q.items[i], true
+		i++
+	}
+	k := i - q.head
+	clear(q.items[q.head:i]) // the spans may go
+	q.head = i
+	left := len(q.items) - q.head
+	if left == 0 {
+		q.items, q.head = q.items[:0], 0
+	}
+	q.mu.Unlock()
+	if k > 0 {
+		signal(q.room)
+	}
+	if left > 0 {
+		signal(q.avail)
+	}
+	return dst, stop, ok
+}
+
 // len is how many items are queued.
 func (q *queue) len() int {
 	q.mu.Lock()

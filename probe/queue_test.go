@@ -98,3 +98,33 @@ func TestQueueAvailSignalsEveryItem(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueTakeSpans: a batch takes the span items queued, in order, up to its bound, and stops
+// at the first message (or the end), which it takes out as the one to handle next; the rest
+// stays queued.
+func TestQueueTakeSpans(t *testing.T) {
+	q := newQueue(100)
+	op := func(n int64) item { return item{op: opEvent, ev: event{t: n}} }
+	for _, it := range []item{op(0), op(1), {msg: ping(7)}, op(2), {last: true}, op(3)} {
+		q.push(it)
+	}
+	got, stop, ok := q.takeSpans(nil, 10)
+	if len(got) != 2 || got[0].ev.t != 0 || got[1].ev.t != 1 || !ok || stop.msg == nil || stop.msg.Ping.T1 != 7 {
+		t.Fatalf("first batch %v, stop %+v %v: want items 0 and 1, then the message", got, stop, ok)
+	}
+	got, stop, ok = q.takeSpans(nil, 10)
+	if len(got) != 1 || got[0].ev.t != 2 || !ok || !stop.last {
+		t.Fatalf("second batch %v, stop %+v %v: want item 2, then the end", got, stop, ok)
+	}
+	got, _, ok = q.takeSpans(nil, 10)
+	if len(got) != 1 || got[0].ev.t != 3 || ok || q.len() != 0 {
+		t.Fatalf("third batch %v (stop %v), %d left: want item 3, no stop, nothing left", got, ok, q.len())
+	}
+	for i := range 5 {
+		q.push(op(int64(i)))
+	}
+	q.push(item{msg: ping(8)})
+	if got, _, ok = q.takeSpans(nil, 3); len(got) != 3 || ok || q.len() != 3 {
+		t.Fatalf("bounded batch %v (stop %v), %d left: want 3 items, no stop, 3 left", got, ok, q.len())
+	}
+}

@@ -106,24 +106,41 @@ func (r *recorder) startUnder(parent [8]byte, name string, t time.Time, attrs []
 	return s
 }
 
-// startFrom begins a span at t whose start attributes src makes on the sender.
-func (r *recorder) startFrom(name string, t time.Time, src attrSource) *span {
-	s := &span{id: r.newID(), parent: r.parent, name: name, start: t.UnixNano(), src: src}
+// begin begins s, a span the caller made (within a value of its own: a lock cycle's spans
+// are one allocation each with what their attributes are made from), at t; src makes its start
+// attributes on the sender.
+func (r *recorder) begin(s *span, name string, t time.Time, src attrSource) {
+	s.id, s.parent, s.name, s.start, s.src = r.newID(), r.parent, name, t.UnixNano(), src
 	r.put(item{op: opStart, span: s})
-	return s
+}
+
+// holdSpan is a hold's span with what its attributes are made from and room for its end's.
+type holdSpan struct {
+	sp   span
+	src  holdSource
+	more [1]attribute.KeyValue
 }
 
 // startHold begins the span of h at t; its attributes are the hold's.
 func (r *recorder) startHold(h *hold, lockerID int, t time.Time) *span {
-	return r.startFrom(semconv.SpanHold, t, &holdSource{h: h, lockerID: lockerID})
+	hs := &holdSpan{src: holdSource{h: h, lockerID: lockerID}}
+	hs.sp.more = hs.more[:0]
+	r.begin(&hs.sp, semconv.SpanHold, t, &hs.src)
+	return &hs.sp
 }
 
-// done records a span that began at start and has ended at end, with its start attributes
-// made by src, as one item: no partial record tells of a span already over.
-func (r *recorder) done(name string, start, end time.Time, src attrSource) *span {
-	s := &span{id: r.newID(), parent: r.parent, name: name, start: start.UnixNano(), src: src, end: max(end.UnixNano(), 1)}
+// cmdSpan is a command's span made on the sender, with what its attributes are made from.
+type cmdSpan struct {
+	sp  span
+	src cmdSource
+}
+
+// done records cs, a command that began at start and has ended at end, as one item: no partial
+// record tells of a span already over.
+func (r *recorder) done(cs *cmdSpan, start, end time.Time) {
+	s := &cs.sp
+	s.id, s.parent, s.name, s.start, s.src, s.end = r.newID(), r.parent, semconv.SpanCommand, start.UnixNano(), &cs.src, max(end.UnixNano(), 1)
 	r.put(item{op: opEnd, span: s})
-	return s
 }
 
 // setAttributes sets attributes of an open span; a key set again keeps its last value.

@@ -143,50 +143,65 @@ func (e *executor) addEvent(span *span, name string, attrs []attribute.KeyValue)
 const repeatEvery = 2 * time.Second
 
 // watcher polls the conflict owner while an attempt waits and records each change. One per
-// executor, armed for each wait: a timer made for every lock call (with its goroutine's
-// channels) was a good part of the lock thread's work per storm cycle, where nearly every wait
-// is granted long before the first look. Its first look comes shortly after the lock call has
-// had time to block, then one per poll interval, on the timer's goroutine.
+// executor: its first look comes shortly after a wait began (when the lock call has had time
+// to block), then one per poll interval, on the timer's goroutine. A timer set or reset for
+// every lock call was a good part of a storm cycle — setting a timer earlier than the one the
+// runtime's poller sleeps for wakes that thread, at every cycle — while nearly every storm
+// wait is granted long before the first look. So the timer is left running across waits: when
+// it fires, a wait younger than the first look's delay sets it again for the rest, no wait
+// lets it lapse, and a wait the delay old starts the looks. A storm's waits cost two stores
+// under a lock each, and the timer fires once per delay while waits come.
 type watcher struct {
 	e     *executor
-	timer *time.Timer // fires the first look of the wait armed last
+	timer *time.Timer
 
 	mu sync.Mutex
-	// gen counts the waits armed; stopped and running are the last one stopped and the one
-	// whose looks are under way, so that a look the timer began for an earlier wait (one whose
-	// stop found the timer fired) never takes a later wait for its own.
-	gen, stopped, running uint64
-	span                  *span
-	s                     *slot
-	req                   lockReq
-	quit, done            chan struct{} // made by the looks when they start
+	// gen counts the waits armed; waiting says the last one has not been stopped, since is
+	// when it began; set says the timer is set; running is the wait whose looks are under way.
+	gen, running uint64
+	waiting, set bool
+	since        time.Time
+	span         *span
+	s            *slot
+	req          lockReq
+	quit, done   chan struct{} // made by the looks when they start
+}
+
+// delays are how long a wait lasts before its first look, and the interval of the looks after.
+func (w *watcher) delays() (first, poll time.Duration) {
+	poll = w.e.l.welcome.Poll
+	if poll <= 0 {
+		poll = lockmodel.DefaultPoll
+	}
+	return min(poll/10, 5*time.Millisecond), poll
 }
 
 // arm starts watching the wait of span on s for req.
 func (w *watcher) arm(span *span, s *slot, req lockReq) {
-	poll := w.e.l.welcome.Poll
-	if poll <= 0 {
-		poll = lockmodel.DefaultPoll
-	}
 	w.mu.Lock()
 	w.gen++
+	w.waiting, w.since = true, time.Now()
 	w.span, w.s, w.req = span, s, req
+	start := !w.set
+	w.set = true
 	w.mu.Unlock()
-	// A timer, not a goroutine started now: starting one here could wake another thread just
-	// as the lock call is made, stealing a core from a locker that fires at the same instant.
-	first := min(poll/10, 5*time.Millisecond)
-	if w.timer == nil {
-		w.timer = time.AfterFunc(first, w.looks)
-	} else {
-		w.timer.Reset(first)
+	if start {
+		// A timer, not a goroutine started now: starting one here could wake another thread
+		// just as the lock call is made, stealing a core from a locker that fires at the same
+		// instant.
+		first, _ := w.delays()
+		if w.timer == nil {
+			w.timer = time.AfterFunc(first, w.fire)
+		} else {
+			w.timer.Reset(first)
+		}
 	}
 }
 
 // stop ends the watch of the wait armed last, and waits for its looks to end if they began.
 func (w *watcher) stop() {
-	w.timer.Stop()
 	w.mu.Lock()
-	w.stopped = w.gen
+	w.waiting = false
 	var quit, done chan struct{}
 	if w.running == w.gen {
 		quit, done = w.quit, w.done
@@ -199,24 +214,35 @@ func (w *watcher) stop() {
 	}
 }
 
-// looks polls the owner of the wait armed last until it is stopped.
-func (w *watcher) looks() {
+// fire runs when the timer does: it starts the looks of a wait old enough, or sets the timer
+// again for a younger one.
+func (w *watcher) fire() {
+	first, _ := w.delays()
 	w.mu.Lock()
-	if w.stopped == w.gen || w.running == w.gen {
+	if !w.waiting || w.running == w.gen {
+		w.set = false
 		w.mu.Unlock()
 		return
 	}
+	if d := first - time.Since(w.since); d > 0 {
+		w.timer.Reset(d)
+		w.mu.Unlock()
+		return
+	}
+	w.set = false
 	w.running = w.gen
 	quit, done := make(chan struct{}), make(chan struct{})
 	w.quit, w.done = quit, done
 	span, s, req := w.span, w.s, w.req
 	w.mu.Unlock()
+	w.looks(span, s, req, quit, done)
+}
+
+// looks polls the owner of one wait until quit is closed, then closes done.
+func (w *watcher) looks(span *span, s *slot, req lockReq, quit, done chan struct{}) {
 	defer close(done)
 	e := w.e
-	poll := e.l.welcome.Poll
-	if poll <= 0 {
-		poll = lockmodel.DefaultPoll
-	}
+	_, poll := w.delays()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var last owner
