@@ -343,7 +343,7 @@ func TestDeadMemberUnsentRecordsCounted(t *testing.T) {
 				return
 			}
 			s.seq += 2 // two messages lost on the way
-			s.send(&proto.Message{Kind: proto.KindSpans, Backlog: 5, Spans: lockerSpan(w.Welcome, spec.ID)})
+			s.send(&proto.Message{Kind: proto.KindSpans, Backlog: 5, SpansRaw: lockerSpan(t, w.Welcome, spec.ID)})
 			time.Sleep(200 * time.Millisecond) // let it arrive before the death is noticed
 		}()
 		return p, nil
@@ -383,16 +383,20 @@ func TestDeadMemberUnsentRecordsCounted(t *testing.T) {
 }
 
 // lockerSpan is the partial record of a member's own lockprobe.locker span.
-func lockerSpan(w *proto.Welcome, id int) *coltracepb.ExportTraceServiceRequest {
+func lockerSpan(t *testing.T, w *proto.Welcome, id int) []byte {
 	kv := func(k string, v int64) *commonpb.KeyValue {
 		return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}}
 	}
 	span := &tracepb.Span{TraceId: w.TraceID[:], SpanId: []byte{1, 2, 3, 4, 5, 6, 7, 8}, ParentSpanId: w.ParentSpanID[:],
 		Name: semconv.SpanLocker, StartTimeUnixNano: uint64(time.Now().UnixNano()), Attributes: []*commonpb.KeyValue{kv(semconv.LockerID, int64(id))}}
-	return &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
+	b, err := tracefile.Encode(&coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{{
 		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{kv(semconv.LockerID, int64(id))}},
 		ScopeSpans: []*tracepb.ScopeSpans{{Spans: []*tracepb.Span{span}}},
-	}}}
+	}}})
+	if err != nil {
+		t.Error(err)
+	}
+	return b
 }
 
 // TestStrangerRefusedOnce: a peer with the wrong token gets one refusal however many hellos it

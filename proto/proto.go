@@ -16,9 +16,7 @@ import (
 	"io"
 	"time"
 
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/encoding/protowire"
-	pb "google.golang.org/protobuf/proto"
 
 	"github.com/lockprobe/lockprobe/semconv"
 )
@@ -88,11 +86,11 @@ type Message struct {
 	Ready    *Ready
 	Commands *Commands
 	Ack      *Ack
-	Spans    *coltracepb.ExportTraceServiceRequest
-	// SpansRaw is a KindSpans payload as it travels: the request's OTLP protobuf encoding.
-	// Decode sets it, not Spans: the controller writes these bytes to the trace file as they are
-	// and decodes them once, into its own model (decoding them into Spans as well was a third of
-	// its work at 100 lockers). Encode sends Spans, or SpansRaw when Spans is nil.
+	// SpansRaw is a KindSpans payload as it travels: an OTLP ExportTraceServiceRequest's
+	// protobuf encoding. The controller writes these bytes to the trace file as they are and
+	// decodes them once, into its own model (decoding them into OTLP messages as well was a
+	// third of its work at 100 lockers). No generated OTLP type appears here: they would bring
+	// gRPC and the protobuf registry into every locker, whose start-up pays their package inits.
 	SpansRaw []byte
 	Idle     *Idle
 	SnapReq  *SnapReq
@@ -243,14 +241,10 @@ func Encode(m *Message) ([]byte, error) {
 	var err error
 	switch m.Kind {
 	case KindSpans:
-		switch {
-		case m.Spans != nil:
-			payload, err = pb.Marshal(m.Spans)
-		case m.SpansRaw != nil:
-			payload = m.SpansRaw
-		default:
+		if m.SpansRaw == nil {
 			return nil, errors.New("encode spans: nil payload")
 		}
+		payload = m.SpansRaw
 	default:
 		v := m.payload()
 		if v == nil {
@@ -428,18 +422,6 @@ func (m *Message) validate() error {
 		}
 	}
 	return nil
-}
-
-// SpanRequest returns a KindSpans payload as a message: Spans, or SpansRaw decoded.
-func (m *Message) SpanRequest() (*coltracepb.ExportTraceServiceRequest, error) {
-	if m.Spans != nil {
-		return m.Spans, nil
-	}
-	req := &coltracepb.ExportTraceServiceRequest{}
-	if err := pb.Unmarshal(m.SpansRaw, req); err != nil {
-		return nil, fmt.Errorf("decode spans: %w", err)
-	}
-	return req, nil
 }
 
 // validateSpansRaw checks what the controller relies on without decoding the whole request:

@@ -23,6 +23,22 @@ var (
 )
 
 // spansReq is a small but complete OTLP request: resource, scope, span with attributes and an event.
+// spansRaw is a KindSpans payload: one span's request, encoded.
+func spansRaw(traceID, spanID, parentID []byte) []byte {
+	return mustMarshal(spansReq(traceID, spanID, parentID))
+}
+
+func mustMarshal(req *coltracepb.ExportTraceServiceRequest) []byte {
+	b, err := pb.Marshal(req)
+	if err != nil {
+		panic(err)
+	}
+	if b == nil {
+		b = []byte{} // an empty request is a payload of no bytes, not none
+	}
+	return b
+}
+
 func spansReq(traceID, spanID, parentID []byte) *coltracepb.ExportTraceServiceRequest {
 	str := func(k, v string) *commonpb.KeyValue {
 		return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
@@ -65,9 +81,9 @@ func sampleMessages() []*Message {
 			},
 			Peers: []Peer{{LockerID: 1, Node: "a", PID: 10}, {LockerID: 2, Node: "b", PID: 11}}}},
 		{Kind: KindAck, Seq: 4, Ack: &Ack{Kind: KindCommands, Seq: 3}},
-		{Kind: KindSpans, Seq: 5, Backlog: 17, Spans: spansReq(testTraceID, testSpanID, testParent)},
-		{Kind: KindSpans, Seq: 5, Spans: spansReq(testTraceID, testSpanID, nil)},
-		{Kind: KindSpans, Seq: 5, Spans: &coltracepb.ExportTraceServiceRequest{}},
+		{Kind: KindSpans, Seq: 5, Backlog: 17, SpansRaw: spansRaw(testTraceID, testSpanID, testParent)},
+		{Kind: KindSpans, Seq: 5, SpansRaw: spansRaw(testTraceID, testSpanID, nil)},
+		{Kind: KindSpans, Seq: 5, SpansRaw: mustMarshal(&coltracepb.ExportTraceServiceRequest{})},
 		{Kind: KindIdle, Seq: 6, Idle: &Idle{Executed: 9}},
 		{Kind: KindSnapReq, Seq: 7, SnapReq: &SnapReq{Reason: "timeout", At: 1_700_000_000_500_000_000}},
 		{Kind: KindSnapshot, Seq: 8, Snapshot: &Snapshot{At: 1_700_000_000_000_000_000, PID: 4242, TID: 4243, State: "S",
@@ -80,18 +96,13 @@ func sampleMessages() []*Message {
 	}
 }
 
-// equalMessages compares two messages; spans are compared as protobuf messages.
+// equalMessages compares two messages; spans payloads byte for byte, as they travel.
 func equalMessages(a, b *Message) bool {
 	if a.Kind != b.Kind || a.Seq != b.Seq {
 		return false
 	}
 	if a.Kind == KindSpans {
-		if a.SpansRaw != nil && b.SpansRaw != nil {
-			return bytes.Equal(a.SpansRaw, b.SpansRaw) && a.Backlog == b.Backlog
-		}
-		x, errA := a.SpanRequest()
-		y, errB := b.SpanRequest()
-		return errA == nil && errB == nil && pb.Equal(x, y) && a.Backlog == b.Backlog
+		return bytes.Equal(a.SpansRaw, b.SpansRaw) && a.Backlog == b.Backlog
 	}
 	return reflect.DeepEqual(a, b)
 }
@@ -172,7 +183,7 @@ func TestDecodeRejects(t *testing.T) {
 	badMagic := bytes.Clone(good)
 	badMagic[0] = 'X'
 	spansFrame := func(traceID, spanID, parentID []byte) []byte {
-		return mustEncode(t, &Message{Kind: KindSpans, Spans: spansReq(traceID, spanID, parentID)})
+		return mustEncode(t, &Message{Kind: KindSpans, SpansRaw: spansRaw(traceID, spanID, parentID)})
 	}
 	tests := []struct {
 		name  string
@@ -278,7 +289,7 @@ func TestEncodeOversized(t *testing.T) {
 func TestDecodeDoesNotAliasFrame(t *testing.T) {
 	for _, m := range []*Message{
 		{Kind: KindStop, Stop: &Stop{Reason: "done"}},
-		{Kind: KindSpans, Spans: spansReq(testTraceID, testSpanID, testParent)},
+		{Kind: KindSpans, SpansRaw: spansRaw(testTraceID, testSpanID, testParent)},
 	} {
 		frame := mustEncode(t, m)
 		got, err := Decode(frame)
