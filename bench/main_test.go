@@ -15,9 +15,9 @@ import (
 	"github.com/lockprobe/lockprobe/tracefile"
 )
 
-// lockprobeBin and baselineBin are built once for the whole run: lockers must be real
-// processes, started the way users start them.
-var lockprobeBin, baselineBin string
+// lockprobeBin (with the locker build beside it), baselineBin and noopBin are built once for the
+// whole run: lockers must be real processes, started the way users start them.
+var lockprobeBin, baselineBin, noopBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "lockprobe-bench-")
@@ -25,8 +25,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if lockprobeBin, err = lptest.Build(dir, "lockprobe", lptest.Package); err == nil {
-		baselineBin, err = lptest.Build(dir, "baseline", "./baseline")
+	if lockprobeBin, err = lptest.BuildLockprobe(dir, lptest.Package); err == nil {
+		if baselineBin, err = lptest.Build(dir, "baseline", "./baseline"); err == nil {
+			noopBin, err = lptest.Build(dir, "noop", "./noop")
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -61,11 +61,20 @@ func BenchmarkStartup(b *testing.B) {
 		if procs > 100 && testing.Short() {
 			continue
 		}
-		b.Run(fmt.Sprintf("floor/procs=%d", procs), func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				b.ReportMetric(startFloor(b, procs).Seconds(), "ready-s")
-			}
-		})
+		// Three floors: the binary the lockers run (the locker build), the full lockprobe binary
+		// (what they ran before there was a locker build, and still run on other nodes), and
+		// the machine's own (a Go program that does nothing).
+		for _, f := range []struct{ name, bin string }{
+			{"floor", filepath.Join(filepath.Dir(lockprobeBin), lptest.LockerBinary)},
+			{"floor-lockprobe", lockprobeBin},
+			{"floor-go", noopBin},
+		} {
+			b.Run(fmt.Sprintf("%s/procs=%d", f.name, procs), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					b.ReportMetric(startFloor(b, f.bin, procs).Seconds(), "ready-s")
+				}
+			})
+		}
 		b.Run(fmt.Sprintf("procs=%d", procs), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				var best memSample
@@ -132,16 +141,16 @@ func BenchmarkStartup(b *testing.B) {
 	}
 }
 
-// startFloor starts procs processes of the lockprobe binary at once, each doing nothing
-// (`lockprobe version`), and returns the time until the last has exited: what starting that
-// many copies of the binary costs this machine, before any of them connects or locks. A
-// locker is this and then its connection, clock sync and tracing set-up.
-func startFloor(b *testing.B, procs int) time.Duration {
+// startFloor starts procs processes of bin at once, each doing next to nothing (`version`;
+// noop ignores it), and returns the time until the last has exited: what starting that many
+// copies of the binary costs this machine, before any of them connects or locks. A locker is
+// this and then its connection, clock sync and tracing set-up.
+func startFloor(b *testing.B, bin string, procs int) time.Duration {
 	b.Helper()
 	cmds := make([]*exec.Cmd, procs)
 	t0 := time.Now()
 	for i := range cmds {
-		cmds[i] = exec.Command(lockprobeBin, "version")
+		cmds[i] = exec.Command(bin, "version")
 		if err := cmds[i].Start(); err != nil {
 			b.Fatal(err)
 		}

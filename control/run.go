@@ -75,6 +75,8 @@ type run struct {
 	// controller's periodic work waits.
 	instants []time.Time
 	trail    time.Duration
+	// lockerLog takes the standard output and error of the members started here.
+	lockerLog *os.File
 }
 
 type fileFacts struct {
@@ -151,20 +153,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		r.finish("start-failed")
 		return nil, err
 	}
-	for _, m := range r.members {
-		if m.remote {
-			continue
-		}
-		if err := r.spawn(m, logFile); err != nil {
-			return startFailed(err)
-		}
-	}
 	if opts.Launch != nil {
 		if err := r.launch(ctx); err != nil {
 			return startFailed(err)
 		}
 	}
+	r.lockerLog = logFile
 	reason, loopErr := r.loop(ctx)
+	var se *spawnError
+	if errors.As(loopErr, &se) {
+		return startFailed(se.err)
+	}
 	r.endAt = time.Now()
 	if r.opts.Progress != nil {
 		r.opts.Progress(Status{})
@@ -237,6 +236,15 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// spawnError is a member that Options.Start could not start: the run did not take place.
+type spawnError struct{ err error }
+
+func (e *spawnError) Error() string { return e.err.Error() }
+
+// always is a channel that is always ready: a select case on it is taken whenever nothing else
+// is, and in turn with what else is ready.
+var always = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // spawn starts one member through Options.Start.
 func (r *run) spawn(m *member, log *os.File) error {
 	p, err := r.opts.Start(Spec{ID: m.id, Role: m.role.String(), Node: m.node, File: m.file, Endpoint: r.conn.LocalEndpoint(),
@@ -274,12 +282,32 @@ func (r *run) loop(ctx context.Context) (string, error) {
 	progress := time.NewTicker(500 * time.Millisecond)
 	defer progress.Stop()
 	started := false
+	// This host's members are started from the loop, one per turn, in turn with the messages
+	// that have arrived: started all before the first message was read, a thousand lockers
+	// waited for the last of them to be started before any was welcomed.
+	var toStart []*member
+	for _, m := range r.members {
+		if !m.remote {
+			toStart = append(toStart, m)
+		}
+	}
+	var startC <-chan struct{}
+	if len(toStart) > 0 {
+		startC = always
+	}
 	var deferred int               // periodic work waiting for an instant's window to end
 	var deferredC <-chan time.Time // that window's end
 	for {
 		select {
 		case <-ctx.Done():
 			return "interrupted", nil
+		case <-startC:
+			if err := r.spawn(toStart[0], r.lockerLog); err != nil {
+				return "start-failed", &spawnError{err}
+			}
+			if toStart = toStart[1:]; len(toStart) == 0 {
+				startC = nil
+			}
 		case in, ok := <-r.in:
 			if !r.receive(in, ok) {
 				return "interrupted", errors.New("controller socket closed")

@@ -180,6 +180,12 @@ func (l *Locker) hello(ctx context.Context) error {
 	}
 }
 
+// executable is this process's binary, "" when the kernel does not say.
+func executable() string {
+	exe, _ := os.Executable()
+	return exe
+}
+
 func hostName() string {
 	h, _ := os.Hostname()
 	return h
@@ -194,6 +200,7 @@ func (l *Locker) setupTracing() {
 		attribute.String(semconv.ServiceName, "lockprobe"),
 		attribute.String(semconv.HostName, hostName()),
 		attribute.Int(semconv.ProcessPID, l.pid),
+		attribute.String(semconv.ProcessExec, executable()),
 		attribute.Int(semconv.ProcTID, l.thread.tid),
 		attribute.Int(semconv.LockerID, l.opts.ID),
 		attribute.String(semconv.LockerRole, l.opts.Role),
@@ -222,12 +229,16 @@ func (l *Locker) setupTracing() {
 		attribute.Int64(semconv.ClockUncertainty, int64(l.clock.uncertainty)),
 	})
 	l.rec.parent = l.self.id
-	l.self.addEvent(l.rec, semconv.EventClock, l.clock.now(), []attribute.KeyValue{
+	clockAttrs := []attribute.KeyValue{
 		attribute.Int64(semconv.ClockOffset, int64(l.clock.offset)),
 		attribute.Int64(semconv.ClockUncertainty, int64(l.clock.uncertainty)),
-		attribute.Bool("clock.same_host", l.welcome.SameClock),
-		attribute.Int64("clock.measured_offset_ns", int64(l.measured.offset)),
-		attribute.Int64("clock.measured_uncertainty_ns", int64(l.measured.uncertainty))}, true)
+		attribute.Bool("clock.same_host", l.welcome.SameClock)}
+	if !l.welcome.SameClock {
+		clockAttrs = append(clockAttrs,
+			attribute.Int64("clock.measured_offset_ns", int64(l.measured.offset)),
+			attribute.Int64("clock.measured_uncertainty_ns", int64(l.measured.uncertainty)))
+	}
+	l.self.addEvent(l.rec, semconv.EventClock, l.clock.now(), clockAttrs, true)
 }
 
 // endClamp is the end of something that began at begin and would end at t: no later than the

@@ -22,11 +22,13 @@ const (
 	SilenceLockers = "silence.lockers" // []int: the ids of the node's lockers
 )
 
-// Resource attributes (besides the OTel standard service.name, host.name, process.pid).
+// Resource attributes (besides the OTel standard service.name, host.name, process.pid,
+// process.executable.path).
 const (
 	ServiceName = "service.name"
 	HostName    = "host.name"
 	ProcessPID  = "process.pid"
+	ProcessExec = "process.executable.path" // the binary a member runs: lockprobe, or its locker build
 
 	LockerID   = "locker.id"   // int, run-unique 0..N-1; observers use -1-k
 	LockerRole = "locker.role" // "locker" | "observer" | "controller"

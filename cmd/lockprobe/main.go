@@ -87,22 +87,21 @@ type command struct {
 	summary string
 }
 
-var commands = map[string]command{
-	"run":       {runCmd, "start lockers on a file, drive a scenario, analyse and report"},
-	"locker":    {lockerCmd, "run one locker or observer (started by run, or by hand on a remote node)"},
-	"analyze":   {analyzeCmd, "analyse a saved run: DIR or its trace file → verdict and reports"},
-	"export":    {exportCmd, "send a saved run's spans to an OTLP collector, or write them as OTLP JSON"},
-	"scenarios": {scenariosCmd, "list the built-in scenarios"},
-	"simfs":     {simfsCmd, "serve a FUSE lock file system with Lustre's lock semantics and faults, through K mounts"},
-	"version":   {versionCmd, "print the version"},
-	"exec":      {execCmd, "run a program (N copies) and record its every lock call: verdict and reports"},
-	"watch":     {watchCmd, "watch running processes that share files, without stopping them: verdict and reports"},
-	"who":       {whoCmd, "who holds and who waits for the locks of a file, on this node"},
-}
+// commands are the subcommands of this build: what a locker process needs (locker, version)
+// and, in the full build, the rest (commands.go). The locker build (`go build -tags
+// lockeronly`, installed as lockprobe-locker beside lockprobe) leaves out everything else and
+// so the package inits of gRPC, pdata, go-fuse, cilium/ebpf and the rest, which every locker of
+// a run used to pay at start-up (locker.go says how run picks it).
+var commands = withOthers(map[string]command{
+	"locker":  {lockerCmd, "run one locker or observer (started by run, or by hand on a remote node)"},
+	"version": {versionCmd, "print the version"},
+}, otherCommands)
 
-// hidden commands: started by lockprobe itself, not listed.
-var hidden = map[string]command{
-	"exec-child": {execChildCmd, ""},
+func withOthers(base, others map[string]command) map[string]command {
+	for name, c := range others {
+		base[name] = c
+	}
+	return base
 }
 
 func main() {
@@ -160,13 +159,17 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "\nlockprobe COMMAND -h shows the flags of a command.")
 }
 
+// versionLine is what `lockprobe version` prints first: run compares it with the locker build's
+// (lockerbin.go).
+func versionLine() string { return "lockprobe " + version }
+
 func versionCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	sum := fs.Bool("sum", false, "also print the SHA-256 of this binary (how a launcher tells that a node's copy is this build)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "lockprobe %s\n", version)
+	fmt.Fprintln(stdout, versionLine())
 	if *sum {
 		exe, err := os.Executable()
 		if err != nil {

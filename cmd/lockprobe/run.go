@@ -1,3 +1,5 @@
+//go:build !lockeronly
+
 package main
 
 import (
@@ -118,6 +120,9 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	if opts.Executable, err = lockerExecutable(opts.Log); err != nil {
+		return fmt.Errorf("find the locker binary: %w", err)
+	}
 	var cluster *clusterRun
 	if f.cluster.launcher != launch.Local {
 		if cluster, err = f.setUpCluster(ctx, &opts, f.sc, f.nprocs, opts.Log); err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockprobe/lockprobe/internal/lptest"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
 )
@@ -468,6 +469,18 @@ func TestRemoteLocker(t *testing.T) {
 	}
 	if len(granted) != 3 || granted[2] != "far-node" {
 		t.Errorf("granted lockers and their nodes: %v; want 0, 1 and 2 on far-node", granted)
+	}
+	// This host's lockers started from the locker build beside lockprobe; the remote one, started
+	// by hand, from the full binary, which has the locker command too.
+	light := filepath.Join(filepath.Dir(binary), lptest.LockerBinary)
+	for _, l := range spansNamed(tr, semconv.SpanLocker) {
+		want := light
+		if l.Attrs.IntOr(semconv.LockerID, -1) == 2 {
+			want = binary
+		}
+		if got := l.Resource.Str(semconv.ProcessExec); got != want {
+			t.Errorf("locker %d ran %q, want %q", l.Attrs.IntOr(semconv.LockerID, -1), got, want)
+		}
 	}
 	// The remote locker measured its offset: overlaps within its uncertainty prove nothing.
 	var slack int64

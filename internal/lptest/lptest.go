@@ -19,15 +19,36 @@ import (
 const Package = "github.com/lockprobe/lockprobe/cmd/lockprobe"
 
 // Build builds pkg (an import path or a relative directory) into dir/name and returns the
-// binary's path. It gives up after five minutes.
-func Build(dir, name, pkg string) (string, error) {
+// binary's path; tags are build tags. Binaries are static, as `make build` makes them. It
+// gives up after five minutes.
+func Build(dir, name, pkg string, tags ...string) (string, error) {
 	out := filepath.Join(dir, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if msg, err := exec.CommandContext(ctx, "go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+	args := []string{"build", "-o", out}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w: %s", pkg, err, msg)
 	}
 	return out, nil
+}
+
+// LockerBinary is the locker build's name beside lockprobe (cmd/lockprobe/lockerbin.go's
+// lockerBinary; a test package cannot import a command).
+const LockerBinary = "lockprobe-locker"
+
+// BuildLockprobe builds lockprobe as `make build` does — dir/lockprobe and beside it the locker
+// build, dir/lockprobe-locker, which run starts this host's lockers from — and returns the
+// path of lockprobe. pkg is lockprobe's package (Package, or "." from its own folder).
+func BuildLockprobe(dir, pkg string) (string, error) {
+	if _, err := Build(dir, LockerBinary, pkg, "lockeronly"); err != nil {
+		return "", err
+	}
+	return Build(dir, "lockprobe", pkg)
 }
 
 // Process is a running locker or observer of a binary.
@@ -36,8 +57,10 @@ type Process struct {
 	Observer bool
 }
 
-// Lockers returns the live (not zombie) `locker` processes of binary, observers included.
+// Lockers returns the live (not zombie) `locker` processes of binary and of the locker build
+// beside it, observers included.
 func Lockers(binary string) []Process {
+	light := filepath.Join(filepath.Dir(binary), LockerBinary) // what run starts this host's lockers from
 	entries, _ := os.ReadDir("/proc")
 	var out []Process
 	for _, e := range entries {
@@ -50,7 +73,7 @@ func Lockers(binary string) []Process {
 			continue
 		}
 		args := strings.Split(string(cmdline), "\x00")
-		if len(args) < 2 || args[0] != binary || args[1] != "locker" {
+		if len(args) < 2 || args[0] != binary && args[0] != light || args[1] != "locker" {
 			continue
 		}
 		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err != nil || zombie(string(stat)) {

@@ -22,7 +22,7 @@ func TestDeadlockRunReport(t *testing.T) {
 	}
 	bin := chromium(t)
 	tmp := t.TempDir()
-	lp, err := lptest.Build(tmp, "lockprobe", lptest.Package)
+	lp, err := lptest.BuildLockprobe(tmp, lptest.Package)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func lockprobeBinary(t *testing.T) string {
 		if lpDir, lpErr = os.MkdirTemp("", "lockprobe-cluster-bin-"); lpErr != nil {
 			return
 		}
-		lpPath, lpErr = lptest.Build(lpDir, "lockprobe", lptest.Package)
+		lpPath, lpErr = lptest.BuildLockprobe(lpDir, lptest.Package)
 	})
 	if lpErr != nil {
 		t.Fatal(lpErr)

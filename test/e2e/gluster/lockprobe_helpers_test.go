@@ -50,7 +50,7 @@ func lockprobeBinary(t *testing.T, d *Daemon) string {
 			lpErr = err
 			return
 		}
-		lpPath, lpErr = lptest.Build(dir, "lockprobe", lptest.Package)
+		lpPath, lpErr = lptest.BuildLockprobe(dir, lptest.Package)
 	})
 	if lpErr != nil {
 		t.Fatal(lpErr)

@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	lockprobeBin, err = lptest.Build(dir, "lockprobe", lptest.Package)
+	lockprobeBin, err = lptest.BuildLockprobe(dir, lptest.Package)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)

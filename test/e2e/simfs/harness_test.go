@@ -75,7 +75,7 @@ func prepare(dir string) string {
 		}
 	}
 	var err error
-	if bin, err = lptest.Build(dir, "lockprobe", lptest.Package); err != nil {
+	if bin, err = lptest.BuildLockprobe(dir, lptest.Package); err != nil {
 		return err.Error()
 	}
 	return ""
