@@ -1,5 +1,3 @@
-//go:build !lockeronly
-
 package main
 
 import (
