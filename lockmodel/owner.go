@@ -24,8 +24,25 @@ func (p *Process) on(node string) bool {
 
 // Processes is the table reported pids are looked up in. The zero value is an empty table.
 type Processes struct {
-	list []Process
-	byID map[int64][]int // pid or thread id → indexes into list
+	list  []Process
+	byID  map[int64][]int // pid or thread id → indexes into list
+	byKey map[procKey]int // what Add matches on → index into list
+}
+
+// procKey is what makes a process the same one for Add: its locker id, or for one that is no
+// locker its node and pid. (Add looked it up by scanning the list: a thousand lockers each
+// building the peer table of a thousand paid half a million comparisons.)
+type procKey struct {
+	locker int64
+	node   string
+	pid    int64
+}
+
+func keyOf(p Process) procKey {
+	if p.Locker >= 0 {
+		return procKey{locker: p.Locker}
+	}
+	return procKey{locker: p.Locker, node: p.Node, pid: p.PID}
 }
 
 // NewProcesses returns a table of ps.
@@ -41,13 +58,13 @@ func NewProcesses(ps ...Process) *Processes {
 // no locker, the same node and pid) gains the new thread ids instead.
 func (t *Processes) Add(p Process) {
 	if t.byID == nil {
-		t.byID = map[int64][]int{}
+		t.byID, t.byKey = map[int64][]int{}, map[procKey]int{}
 	}
-	i := slices.IndexFunc(t.list, func(q Process) bool {
-		return q.Locker == p.Locker && (p.Locker >= 0 || q.Node == p.Node && q.PID == p.PID)
-	})
-	if i < 0 {
+	k := keyOf(p)
+	i, ok := t.byKey[k]
+	if !ok {
 		i = len(t.list)
+		t.byKey[k] = i
 		t.list = append(t.list, Process{Locker: p.Locker, Node: p.Node, Host: p.Host, PID: p.PID, Command: p.Command})
 		t.index(p.PID, i)
 	}
