@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 )
 
 // Reading a whole trace into merged Spans before analysing it held every span at once: at 10^6
@@ -36,17 +37,13 @@ type StreamOptions struct {
 // released ones that never ended), and Streamed counts the released ones. ErrLate when a
 // released span got a later record.
 //
-// It uses two goroutines: one decompresses and decodes the requests into batches of records
-// (most of the time of reading), the caller's merges them in file order and calls Done, which
-// builds the analysis's model. opts.Done runs on the caller's goroutine.
+// Decoding is most of the time of reading, and is spread over the cores (decodeAll): one
+// goroutine decompresses and cuts the file into batches of requests, decoders turn the batches
+// into records, and the caller's goroutine merges the records in file order and calls Done
+// (which builds the analysis's model). opts.Done runs on the caller's goroutine.
 func Stream(r io.Reader, opts StreamOptions) (*Trace, error) {
-	full := make(chan *batch, streamBatches)
-	free := make(chan *batch, streamBatches)
-	for range streamBatches {
-		free <- &batch{}
-	}
-	stop := make(chan struct{})
-	go decodeBatches(r, full, free, stop)
+	p := startPipeline(r)
+	defer p.close()
 	m := &Merger{byID: map[key]*Span{}}
 	var released keySet
 	t := &Trace{}
@@ -85,35 +82,33 @@ func Stream(r io.Reader, opts StreamOptions) (*Trace, error) {
 			t.Streamed++
 		}
 	}
-	for b := range full {
+	for {
+		b := p.next()
+		if b.err != nil {
+			return nil, b.err
+		}
 		for i, k := range b.keys {
 			if take(k, b.recs.recs[i]); late {
-				break
+				return nil, ErrLate
 			}
-		}
-		if late {
-			close(stop)
-			for range full { // the decoder's goroutine ends
-			}
-			return nil, ErrLate
 		}
 		if b.last {
-			if b.err != nil {
-				return nil, b.err
-			}
 			t.Requests, t.Truncated = b.requests, b.truncated
 			break
 		}
-		b.recs.n, b.keys = 0, b.keys[:0]
-		free <- b
+		p.recycle(b)
 	}
 	t.Spans = m.Spans()
 	return t, nil
 }
 
-// batch is records decoded from consecutive requests, in record order; the last batch of a
-// file says how the file ended.
+// batch is consecutive requests of a file (raw, each ends[i] bytes in) and, once decoded, their
+// records in record order; the last batch of a file says how the file ended.
 type batch struct {
+	seq       int    // its place in the file: batches are merged in this order
+	first     int    // the number of its first request in the file (from 1)
+	raw       []byte // the requests, one after the other
+	ends      []int
 	recs      recArena
 	keys      []key // keys[i] is recs.recs[i]'s
 	last      bool
@@ -123,46 +118,137 @@ type batch struct {
 }
 
 const (
-	streamBatches = 4   // batches in flight between the goroutines
-	batchRecords  = 512 // records per batch: a channel hand-over per batch costs nothing next to them
+	streamDecoders = 2         // decoding goroutines: this machine's cores, the framer and the merge share them
+	streamBatches  = 8         // batches in flight
+	batchBytes     = 256 << 10 // raw bytes per batch: a hand-over per batch costs nothing next to decoding it
 )
 
-var errStopped = errors.New("stopped")
+// pipeline runs the goroutines of one Stream: the framer, which cuts the file into batches
+// and hands batch i to decoder i mod streamDecoders, and the decoders, each passing its batches
+// on in the order it got them; next takes them back in file order.
+type pipeline struct {
+	free  chan *batch
+	toDec [streamDecoders]chan *batch
+	out   [streamDecoders]chan *batch
+	stop  chan struct{}
+	done  sync.WaitGroup
+	seq   int
+}
 
-// decodeBatches decodes the requests of r into batches taken from free and sends them on full,
-// the last one with how the file ended, then closes full. It stops early when stop is closed.
-func decodeBatches(r io.Reader, full chan<- *batch, free <-chan *batch, stop <-chan struct{}) {
-	defer close(full)
-	d := newDecoder()
-	b := <-free
-	requests := 0
+func startPipeline(r io.Reader) *pipeline {
+	p := &pipeline{free: make(chan *batch, streamBatches), stop: make(chan struct{})}
+	for range streamBatches {
+		p.free <- &batch{}
+	}
+	for i := range p.toDec {
+		p.toDec[i] = make(chan *batch, streamBatches)
+		p.out[i] = make(chan *batch, streamBatches)
+	}
+	p.done.Add(1 + streamDecoders)
+	go p.frame(r)
+	for i := range streamDecoders {
+		go p.decode(p.toDec[i], p.out[i])
+	}
+	return p
+}
+
+// next returns the next batch in file order, decoded; the last one has last or err set.
+func (p *pipeline) next() *batch {
+	b := <-p.out[p.seq%streamDecoders]
+	p.seq++
+	return b
+}
+
+// recycle gives a batch back for the framer to fill again.
+func (p *pipeline) recycle(b *batch) {
+	b.raw, b.ends, b.keys, b.recs.n = b.raw[:0], b.ends[:0], b.keys[:0], 0
+	p.free <- b
+}
+
+// close stops the goroutines (when the caller stopped early) and waits for them.
+func (p *pipeline) close() {
+	close(p.stop)
+	p.done.Wait()
+}
+
+// frame reads the requests of r into batches.
+func (p *pipeline) frame(r io.Reader) {
+	defer p.done.Done()
+	var b *batch
+	seq, requests := 0, 0
+	send := func() bool {
+		b.seq = seq
+		select {
+		case p.toDec[seq%streamDecoders] <- b:
+			seq++
+			return true
+		case <-p.stop:
+			return false
+		}
+	}
+	take := func() bool {
+		select {
+		case b = <-p.free:
+			b.first = requests + 1
+			return true
+		case <-p.stop:
+			return false
+		}
+	}
+	if !take() {
+		return
+	}
 	truncated, err := Requests(r, func(raw []byte) error {
 		requests++
-		d.recs = &b.recs
-		if err := d.each(raw, func(k key, _ *Span) { b.keys = append(b.keys, k) }); err != nil {
-			return fmt.Errorf("decode spans: %w", err)
-		}
-		if len(b.keys) < batchRecords {
+		b.raw = append(b.raw, raw...)
+		b.ends = append(b.ends, len(b.raw))
+		if len(b.raw) < batchBytes {
 			return nil
 		}
-		select {
-		case full <- b:
-		case <-stop:
-			return errStopped
-		}
-		select {
-		case b = <-free:
-		case <-stop:
+		if !send() || !take() {
 			return errStopped
 		}
 		return nil
 	})
+	if errors.Is(err, errStopped) {
+		return
+	}
 	b.last, b.err, b.requests, b.truncated = true, err, requests, truncated
-	select {
-	case full <- b:
-	case <-stop:
+	send()
+}
+
+// decode decodes the batches it gets and passes them on, in order.
+func (p *pipeline) decode(in <-chan *batch, out chan<- *batch) {
+	defer p.done.Done()
+	d := newDecoder()
+	for {
+		var b *batch
+		select {
+		case b = <-in:
+		case <-p.stop:
+			return
+		}
+		d.recs = &b.recs
+		start := 0
+		for i, end := range b.ends {
+			if err := d.each(b.raw[start:end], func(k key, _ *Span) { b.keys = append(b.keys, k) }); err != nil {
+				b.err = fmt.Errorf("request %d: decode spans: %w", b.first+i, err)
+				break
+			}
+			start = end
+		}
+		select {
+		case out <- b:
+		case <-p.stop:
+			return
+		}
+		if b.last || b.err != nil {
+			return
+		}
 	}
 }
+
+var errStopped = errors.New("stopped")
 
 // StreamFile is Stream of the trace file at path (or of a run's output folder).
 func StreamFile(path string, opts StreamOptions) (*Trace, error) {
