@@ -23,6 +23,32 @@ var update = flag.Bool("update", false, "rewrite the -- expect -- sections of te
 // TestGolden turns every fixture into a real trace file, reads it back, analyses it and compares
 // the verdict, findings and evidence with the fixture's expect section.
 func TestGolden(t *testing.T) {
+	eachFixture(t, func(t *testing.T, path string, ar *txtar.Archive) {
+		trace := section(ar, "trace")
+		if trace == nil {
+			t.Fatal("no -- trace -- section")
+		}
+		res, tr := analyzeFixture(t, trace)
+		got := expectText(res)
+		if errs := analysis.Validate(tr); len(errs) > 0 && !strings.Contains(string(trace), "# invalid") {
+			t.Errorf("trace breaks invariants: %v", errs)
+		}
+		if *update {
+			setSection(ar, "expect", []byte(got))
+			if err := os.WriteFile(path, txtar.Format(ar), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		want := section(ar, "expect")
+		if string(want) != got {
+			t.Errorf("expect differs (run with -update to accept)\n--- got\n%s--- want\n%s", got, want)
+		}
+	})
+}
+
+// eachFixture runs fn as a subtest for every golden fixture, parsed.
+func eachFixture(t *testing.T, fn func(t *testing.T, path string, ar *txtar.Archive)) {
 	files, err := filepath.Glob("testdata/*.txtar")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no fixtures: %v", err)
@@ -33,26 +59,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			trace := section(ar, "trace")
-			if trace == nil {
-				t.Fatal("no -- trace -- section")
-			}
-			res, tr := analyzeFixture(t, trace)
-			got := expectText(res)
-			if errs := analysis.Validate(tr); len(errs) > 0 && !strings.Contains(string(trace), "# invalid") {
-				t.Errorf("trace breaks invariants: %v", errs)
-			}
-			if *update {
-				setSection(ar, "expect", []byte(got))
-				if err := os.WriteFile(path, txtar.Format(ar), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want := section(ar, "expect")
-			if string(want) != got {
-				t.Errorf("expect differs (run with -update to accept)\n--- got\n%s--- want\n%s", got, want)
-			}
+			fn(t, path, ar)
 		})
 	}
 }

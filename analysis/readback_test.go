@@ -17,46 +17,36 @@ import (
 // lines, and reads them back: the spans are those the records merge into in memory (the live
 // controller's path), field for field. The fixtures live here, so the test of the file does too.
 func TestTraceFileRoundTrip(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txtar")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no fixtures: %v", err)
-	}
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			ar, err := txtar.ParseFile(path)
+	eachFixture(t, func(t *testing.T, _ string, ar *txtar.Archive) {
+		fx, err := fixture.Parse(section(ar, "trace"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fx.Trace()
+		file := writeFixture(t, fx)
+		got, err := tracefile.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, "trace file", got, want)
+		var js bytes.Buffer
+		for _, r := range fx.Requests {
+			l, err := tracefile.MarshalJSON(r)
 			if err != nil {
 				t.Fatal(err)
 			}
-			fx, err := fixture.Parse(section(ar, "trace"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := fx.Trace()
-			file := writeFixture(t, fx)
-			got, err := tracefile.Open(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			same(t, "trace file", got, want)
-			var js bytes.Buffer
-			for _, r := range fx.Requests {
-				l, err := tracefile.MarshalJSON(r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				js.Write(append(l, '\n'))
-			}
-			legacy := filepath.Join(t.TempDir(), tracefile.LegacyFileName)
-			if err := os.WriteFile(legacy, js.Bytes(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			got, err = tracefile.Open(legacy)
-			if err != nil {
-				t.Fatal(err)
-			}
-			same(t, "JSON lines", got, want)
-		})
-	}
+			js.Write(append(l, '\n'))
+		}
+		legacy := filepath.Join(t.TempDir(), tracefile.LegacyFileName)
+		if err := os.WriteFile(legacy, js.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err = tracefile.Open(legacy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, "JSON lines", got, want)
+	})
 }
 
 func same(t *testing.T, what string, got, want *tracefile.Trace) {

@@ -116,7 +116,10 @@ func Find(path string) (string, error) {
 }
 
 // Open reads a trace file; path may be the file or a run's output folder.
-func Open(path string) (*Trace, error) {
+func Open(path string) (*Trace, error) { return readFile(path, Read) }
+
+// readFile reads the trace file at path (or of a run's output folder) with read.
+func readFile(path string, read func(io.Reader) (*Trace, error)) (*Trace, error) {
 	p, err := Find(path)
 	if err != nil {
 		return nil, err
@@ -126,7 +129,7 @@ func Open(path string) (*Trace, error) {
 		return nil, fmt.Errorf("open trace: %w", err)
 	}
 	defer f.Close()
-	t, err := Read(f)
+	t, err := read(f)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sync"
 )
@@ -252,20 +251,7 @@ var errStopped = errors.New("stopped")
 
 // StreamFile is Stream of the trace file at path (or of a run's output folder).
 func StreamFile(path string, opts StreamOptions) (*Trace, error) {
-	p, err := Find(path)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("open trace: %w", err)
-	}
-	defer f.Close()
-	t, err := Stream(f, opts)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
-	}
-	return t, nil
+	return readFile(path, func(r io.Reader) (*Trace, error) { return Stream(r, opts) })
 }
 
 // keySet remembers the released spans by a 64-bit hash of their key, in an open-addressing

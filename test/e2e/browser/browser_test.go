@@ -108,11 +108,13 @@ func TestMillionAttemptReport(t *testing.T) {
 	if err := lptest.SynthTrace(path, 3_000_000, 10); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := tracefile.Open(path)
+	// Read as `lockprobe analyze` reads it: streamed into the model.
+	b := analysis.NewBuilder(analysis.Options{})
+	tr, err := tracefile.StreamFile(path, tracefile.StreamOptions{Release: analysis.Streamed, Done: b.Add})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := analysis.Consume(tr, analysis.Options{})
+	res := b.Finish(tr)
 	if len(res.Attempts) < 1_000_000 {
 		t.Fatalf("%d attempts in the synthetic run, want 10^6", len(res.Attempts))
 	}
