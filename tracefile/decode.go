@@ -145,18 +145,21 @@ type key struct {
 
 type decoder struct {
 	kvs map[string]kvEntry // a whole KeyValue message's decoding, by its encoding
-	// spanPos and eventPos remember, per position in a span's or an event's attributes, the
-	// last two KeyValues decoded there: consecutive records of a trace repeat them in the same
-	// places, and comparing the bytes with those is cheaper than hashing them for kvs.
-	spanPos  [maxPos]kvPos
+	// spanPos (per span name) and eventPos remember, per position in a span's or an event's
+	// attributes, the last two KeyValues decoded there: consecutive records of a trace repeat
+	// them in the same places, and comparing the bytes with those is cheaper than hashing them
+	// for kvs.
+	spanPos  []namedPos
 	eventPos [maxPos]kvPos
-	strs     map[string]string
-	boxed    map[string]any
-	ints     map[int64]any
-	res      map[string]Attrs // a resource's attributes, by its encoding
-	scopes   map[string]*Scope
-	traces   map[[16]byte]string
-	parent   map[[8]byte]string
+	// plain: the value being decoded is not interned (its place holds a new value each time).
+	plain  bool
+	strs   map[string]string
+	boxed  map[string]any
+	ints   map[int64]any
+	res    map[string]Attrs // a resource's attributes, by its encoding
+	scopes map[string]*Scope
+	traces map[[16]byte]string
+	parent map[[8]byte]string
 	// recs, when set, is where records are decoded, their slices (attributes, events and their
 	// attributes) reused from the records decoded there before: a reader that lets most records
 	// go at once (Stream) then allocates nothing for them. Whoever keeps such a record keeps a
@@ -186,8 +189,38 @@ type kvEntry struct {
 	kv  Attr
 }
 
-// kvPos holds the two KeyValues last seen at one position, the latest first.
-type kvPos [2]kvEntry
+// kvPos holds the two KeyValues last seen at one position, the latest first, and how many
+// KeyValues in a row were new there. A place whose values are new every time (a hold's
+// acquire id, a command's index) is decoded without looking its KeyValue up and without
+// interning its value, which would only fill the tables; every 64th is looked up again.
+type kvPos struct {
+	e      [2]kvEntry
+	misses uint8
+}
+
+// uniqueAfter is how many new KeyValues in a row make a place one of new values.
+const uniqueAfter = 8
+
+// namedPos is the positions of the attributes of the spans of one name.
+type namedPos struct {
+	name string
+	pos  *[maxPos]kvPos
+}
+
+// spanPosOf returns the positions of the attributes of spans of that name.
+func (d *decoder) spanPosOf(name string) *[maxPos]kvPos {
+	for _, p := range d.spanPos {
+		if p.name == name {
+			return p.pos
+		}
+	}
+	if len(d.spanPos) >= 16 { // a trace has a handful of span names; more share the last
+		return d.spanPos[len(d.spanPos)-1].pos
+	}
+	p := namedPos{name: name, pos: &[maxPos]kvPos{}}
+	d.spanPos = append(d.spanPos, p)
+	return p.pos
+}
 
 const maxPos = 24
 
@@ -587,7 +620,7 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 				if rec.Attrs == nil {
 					rec.Attrs = make(Attrs, 0, 16)
 				}
-				err = d.keyValue(f.v, &rec.Attrs, 0, &d.spanPos)
+				err = d.keyValue(f.v, &rec.Attrs, 0, d.spanPosOf(rec.Name))
 			}
 		case fSpanEvents:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
@@ -723,23 +756,36 @@ const maxKVLen = 128
 // attributes of this kind of list (a span's, an event's) were seen by position.
 func (d *decoder) keyValue(b []byte, a *Attrs, depth int, pos *[maxPos]kvPos) error {
 	var at *kvPos
+	lookUp := len(b) <= maxKVLen
 	if pos != nil && len(*a) < maxPos {
 		at = &pos[len(*a)]
 		switch string(b) {
-		case at[0].raw:
-			a.Set(at[0].kv.Key, at[0].kv.Value)
+		case at.e[0].raw:
+			at.misses = 0
+			a.Set(at.e[0].kv.Key, at.e[0].kv.Value)
 			return nil
-		case at[1].raw:
-			at[0], at[1] = at[1], at[0]
-			a.Set(at[0].kv.Key, at[0].kv.Value)
+		case at.e[1].raw:
+			at.misses = 0
+			at.e[0], at.e[1] = at.e[1], at.e[0]
+			a.Set(at.e[0].kv.Key, at.e[0].kv.Value)
 			return nil
 		}
+		if at.misses < 255 {
+			at.misses++
+		} else {
+			at.misses = uniqueAfter
+		}
+		if at.misses > uniqueAfter && at.misses%64 != 0 {
+			lookUp = false
+			d.plain = true
+			defer func() { d.plain = false }()
+		}
 	}
-	if len(b) <= maxKVLen {
+	if lookUp {
 		if e, ok := d.kvs[string(b)]; ok {
 			a.Set(e.kv.Key, e.kv.Value)
 			if at != nil {
-				at[0], at[1] = e, at[0]
+				at.e[0], at.e[1], at.misses = e, at.e[0], 0
 			}
 			return nil
 		}
@@ -769,13 +815,13 @@ func (d *decoder) keyValue(b []byte, a *Attrs, depth int, pos *[maxPos]kvPos) er
 		}
 	}
 	a.Set(k, v) // a repeated key (which OTLP forbids, but a file may hold) keeps its last value
-	if len(kb) <= maxKVLen && len(d.kvs) < maxInterned {
+	if lookUp && len(d.kvs) < maxInterned {
 		switch v.(type) {
 		case string, int64, bool, float64, nil: // shared values that nobody changes
 			e := kvEntry{raw: string(kb), kv: Attr{Key: k, Value: v}}
 			d.kvs[e.raw] = e
 			if at != nil {
-				at[0], at[1] = e, at[0]
+				at.e[0], at.e[1] = e, at.e[0]
 			}
 		}
 	}
@@ -800,7 +846,11 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 			if err := f.want(protowire.BytesType, "value"); err != nil {
 				return nil, err
 			}
-			v = d.boxStr(f.v)
+			if d.plain {
+				v = string(f.v)
+			} else {
+				v = d.boxStr(f.v)
+			}
 		case fAnyBool:
 			if err := f.want(protowire.VarintType, "value"); err != nil {
 				return nil, err
@@ -810,7 +860,11 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 			if err := f.want(protowire.VarintType, "value"); err != nil {
 				return nil, err
 			}
-			v = d.boxInt(int64(f.n))
+			if d.plain {
+				v = int64(f.n)
+			} else {
+				v = d.boxInt(int64(f.n))
+			}
 		case fAnyDouble:
 			if err := f.want(protowire.Fixed64Type, "value"); err != nil {
 				return nil, err

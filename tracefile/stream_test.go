@@ -3,7 +3,9 @@ package tracefile
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
+	"strconv"
 	"testing"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -112,6 +114,59 @@ func TestKeySet(t *testing.T) {
 	for i := 0; i < 5000; i++ {
 		if got := s.has(k(i)); got != (i%2 == 0) {
 			t.Fatalf("has(%d) = %v", i, got)
+		}
+	}
+}
+
+// TestNewValuesEveryTime: a place whose values are new in every record (a hold's acquire id)
+// is decoded without the tables after a few records; every record still reads its own values,
+// and a place that repeats again is read right.
+func TestNewValuesEveryTime(t *testing.T) {
+	var lines [][]rec
+	for i := range 300 {
+		v := strconv.Itoa(i)
+		if i >= 200 {
+			v = "again" // new values stop: the place repeats
+		}
+		lines = append(lines, []rec{{span: fmt.Sprintf("%016x", i+1), name: "lock.hold", start: uint64(t0 + i), end: uint64(t0 + i + 1),
+			attrs: []*commonpb.KeyValue{strKV("lock.acquire_id", "id-"+v), intKV("n", int64(1000+i)), strKV("lock.mode", "write")}}})
+	}
+	data, _ := traceFile(t, lines...)
+	for name, read := range map[string]func() ([]*Span, error){
+		"Read": func() ([]*Span, error) {
+			tr, err := Read(bytes.NewReader(data))
+			if err != nil {
+				return nil, err
+			}
+			return tr.Spans, nil
+		},
+		"Stream": func() ([]*Span, error) {
+			var got []*Span
+			_, err := Stream(bytes.NewReader(data), StreamOptions{Release: lockSpan, Done: func(s *Span) { got = append(got, s.clone()) }})
+			return got, err
+		},
+	} {
+		spans, err := read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(spans) != 300 {
+			t.Fatalf("%s: %d spans", name, len(spans))
+		}
+		for i, s := range spans {
+			v := strconv.Itoa(i)
+			if i >= 200 {
+				v = "again"
+			}
+			if got := s.Attrs.Str("lock.acquire_id"); got != "id-"+v {
+				t.Errorf("%s: span %d: acquire id %q, want %q", name, i, got, "id-"+v)
+			}
+			if got, _ := s.Attrs.Int("n"); got != int64(1000+i) {
+				t.Errorf("%s: span %d: n = %d", name, i, got)
+			}
+			if got := s.Attrs.Str("lock.mode"); got != "write" {
+				t.Errorf("%s: span %d: mode %q", name, i, got)
+			}
 		}
 	}
 }
