@@ -14,7 +14,10 @@ import (
 // leaves only what it knows (the prepared command, the hold, the slot) and the sender makes the
 // attributes: those that every span of the same command line, range and file share are
 // encoded once and kept as bytes (encoder.sharedBytes); the span's own (its command index, the
-// acquire id) are encoded per record.
+// acquire id) are encoded per record. The three kinds begin with the attributes they share, in
+// the same places (locker, kind, descriptor, then the range and the file that attempt and hold
+// share): the controller's decoder takes a KeyValue repeated at the same place of consecutive
+// records by comparing bytes, and a cycle's records come attempt, hold, release.
 
 // attrSource makes a span's start attributes on the sender. What it reads does not change once
 // the span has begun. The start attributes are shared, then the span's own, then open: the ones
@@ -73,20 +76,20 @@ func (l *lockSource) shared() []attribute.KeyValue {
 	c := l.cmd
 	attrs := []attribute.KeyValue{
 		attribute.Int(semconv.LockerID, l.lockerID),
-		attribute.Int(semconv.LockCmdLine, c.Line),
-		attribute.String(semconv.LockCmdText, c.Text),
-		attribute.Int(semconv.LockFD, c.FD),
 		attribute.String(semconv.LockKind, l.kind.String()),
+		attribute.Int(semconv.LockFD, c.FD),
 		attribute.String(semconv.LockMode, c.Mode.String()),
 		attribute.Int64(semconv.LockStart, c.Start),
 		attribute.Int64(semconv.LockLen, c.Len),
-		attribute.String(semconv.LockStyle, l.style.String()),
 	}
 	if s := l.s; s != nil {
 		attrs = append(attrs, attribute.String(semconv.FilePath, s.path), attribute.String(semconv.FileLogical, s.logical),
 			attribute.String(semconv.FileDev, devString(s.file)), attribute.Int64(semconv.FileInode, int64(s.file.Inode)))
 	}
-	return attrs
+	return append(attrs,
+		attribute.Int(semconv.LockCmdLine, c.Line),
+		attribute.String(semconv.LockCmdText, c.Text),
+		attribute.String(semconv.LockStyle, l.style.String()))
 }
 
 func (l *lockSource) appendOwn(kvs []attribute.KeyValue) []attribute.KeyValue {
@@ -118,11 +121,11 @@ func (c *cmdSource) key() sharedKey {
 func (c *cmdSource) shared() []attribute.KeyValue {
 	return []attribute.KeyValue{
 		attribute.Int(semconv.LockerID, c.lockerID),
+		attribute.String(semconv.LockKind, c.kind.String()),
+		attribute.Int(semconv.LockFD, c.cmd.FD),
 		attribute.Int(semconv.LockCmdLine, c.cmd.Line),
 		attribute.String(semconv.LockCmdText, c.cmd.Text),
-		attribute.Int(semconv.LockFD, c.cmd.FD),
 		attribute.Bool("lock.held", c.held),
-		attribute.String(semconv.LockKind, c.kind.String()),
 		attribute.String("lock.op", c.cmd.Op.String()),
 	}
 }
@@ -151,7 +154,7 @@ func (s *holdSource) key() sharedKey {
 }
 
 func (s *holdSource) shared() []attribute.KeyValue {
-	return append(s.h.attrs(), attribute.Int(semconv.LockerID, s.lockerID))
+	return append([]attribute.KeyValue{attribute.Int(semconv.LockerID, s.lockerID)}, s.h.attrs()...)
 }
 
 func (s *holdSource) appendOwn(kvs []attribute.KeyValue) []attribute.KeyValue {

@@ -70,10 +70,10 @@ func (h *hold) overlaps(start, end int64) bool {
 func (h *hold) attrs() []attribute.KeyValue {
 	return []attribute.KeyValue{
 		attribute.String(semconv.LockKind, h.kind.String()),
+		attribute.Int(semconv.LockFD, h.slot),
 		attribute.String(semconv.LockMode, h.mode.String()),
 		attribute.Int64(semconv.LockStart, h.start),
 		attribute.Int64(semconv.LockLen, rangeLen(h.start, h.end)),
-		attribute.Int(semconv.LockFD, h.slot),
 		attribute.String(semconv.FilePath, h.path),
 		attribute.String(semconv.FileLogical, h.logical),
 		attribute.String(semconv.FileDev, devString(h.file)),
