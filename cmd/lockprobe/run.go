@@ -131,6 +131,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		defer cluster.close()
 	}
 
+	controllerGC()
 	aopts := analysis.Options{StuckAfter: f.stuckAfter, Settle: f.poll}
 	hw := &hangWatch{analyzer: analysis.New(aopts), stop: f.onHang == "stop", log: opts.Log}
 	opts.Watch = hw.analyzer.Observe
