@@ -99,25 +99,6 @@ func TestStreamLateRecord(t *testing.T) {
 	}
 }
 
-// TestKeySet: every key added is found, none other, across the table's growth.
-func TestKeySet(t *testing.T) {
-	var s keySet
-	k := func(i int) key {
-		var x key
-		x.trace[0] = 0x42
-		x.span[0], x.span[1], x.span[2] = byte(i>>16), byte(i>>8), byte(i) // counting in the high bytes
-		return x
-	}
-	for i := 0; i < 5000; i += 2 {
-		s.add(k(i))
-	}
-	for i := 0; i < 5000; i++ {
-		if got := s.has(k(i)); got != (i%2 == 0) {
-			t.Fatalf("has(%d) = %v", i, got)
-		}
-	}
-}
-
 // TestNewValuesEveryTime: a place whose values are new in every record (a hold's acquire id)
 // is decoded without the tables after a few records; every record still reads its own values,
 // and a place that repeats again is read right.
