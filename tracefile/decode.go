@@ -137,6 +137,12 @@ func nextIn(b []byte, known *fieldTypes, msg string) (field, []byte, error) {
 	return f, rest, nil
 }
 
+// The tags of a span's and an event's attributes (length-delimited fields 9 and 3).
+const (
+	attrTag      = fSpanAttrs<<3 | byte(protowire.BytesType)
+	eventAttrTag = fEventAttrs<<3 | byte(protowire.BytesType)
+)
+
 // key identifies a span across its records.
 type key struct {
 	trace [16]byte
@@ -578,7 +584,24 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 		rec = d.recs.next()
 	}
 	var err error
+	var pos *[maxPos]kvPos
 	for len(b) > 0 {
+		// An attribute shorter than 128 bytes, most of a record's fields, taken without the
+		// general field reader.
+		if len(b) >= 2 && b[0] == attrTag && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
+			n := int(b[1])
+			if rec.Attrs == nil {
+				rec.Attrs = make(Attrs, 0, 16)
+			}
+			if pos == nil {
+				pos = d.spanPosOf(rec.Name)
+			}
+			if err = d.keyValue(b[2:2+n], &rec.Attrs, 0, pos); err != nil {
+				return k, nil, err
+			}
+			b = b[2+n:]
+			continue
+		}
 		var f field
 		if f, b, err = nextIn(b, &spanFields, "span"); err != nil {
 			return k, nil, err
@@ -620,7 +643,10 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 				if rec.Attrs == nil {
 					rec.Attrs = make(Attrs, 0, 16)
 				}
-				err = d.keyValue(f.v, &rec.Attrs, 0, d.spanPosOf(rec.Name))
+				if pos == nil {
+					pos = d.spanPosOf(rec.Name)
+				}
+				err = d.keyValue(f.v, &rec.Attrs, 0, pos)
 			}
 		case fSpanEvents:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
@@ -657,6 +683,14 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 // event decodes an Event into e, appending its attributes to e.Attrs.
 func (d *decoder) event(b []byte, e *Event) error {
 	for len(b) > 0 {
+		if len(b) >= 2 && b[0] == eventAttrTag && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
+			n := int(b[1])
+			if err := d.keyValue(b[2:2+n], &e.Attrs, 0, &d.eventPos); err != nil {
+				return err
+			}
+			b = b[2+n:]
+			continue
+		}
 		f, rest, err := nextIn(b, &eventFields, "event")
 		if err != nil {
 			return err
