@@ -11,13 +11,13 @@ import (
 
 // Reading a whole trace into merged Spans before analysing it held every span at once: at 10^6
 // events 1.2 GiB, most of it attempts and holds that the analysis turns into small values of
-// its own anyway, and the collector's time went with it. Stream hands such spans over as soon as
+// its own anyway, and the garbage collector's time went with it. Stream hands such spans over as soon as
 // their final record is merged and forgets them, so that only the spans still open are held;
 // the few others (the run, the processes, snapshots) are returned merged, as Read returns them.
 
 // ErrLate says that a span Stream had handed over got a record after its final one: what it
 // handed over was not the span the whole file merges to. lockprobe's writers never write such a
-// record for an attempt or a hold (a span's records leave in order, its final one last; the
+// record for an attempt, a hold or a command (a span's records leave in order, its final one last; the
 // controller ends only the spans nobody ended); the caller reads the file with Open instead.
 var ErrLate = errors.New("a span's record came after its final one")
 
@@ -36,7 +36,7 @@ type StreamOptions struct {
 // released ones that never ended), and Streamed counts the released ones. ErrLate when a
 // released span got a later record.
 //
-// Decoding is most of the time of reading, and is spread over the cores (decodeAll): one
+// Decoding is most of the time of reading, and is spread over the cores (pipeline): one
 // goroutine decompresses and cuts the file into batches of requests, decoders turn the batches
 // into records, and the caller's goroutine merges the records in file order and calls Done
 // (which builds the analysis's model). opts.Done runs on the caller's goroutine.
@@ -103,7 +103,6 @@ func Stream(r io.Reader, opts StreamOptions) (*Trace, error) {
 // batch is consecutive requests of a file (raw, each ends[i] bytes in) and, once decoded, their
 // records in record order; the last batch of a file says how the file ended.
 type batch struct {
-	seq       int    // its place in the file: batches are merged in this order
 	first     int    // the number of its first request in the file (from 1)
 	raw       []byte // the requests, one after the other
 	ends      []int
@@ -175,7 +174,6 @@ func (p *pipeline) frame(r io.Reader) {
 	var b *batch
 	seq, requests := 0, 0
 	send := func() bool {
-		b.seq = seq
 		select {
 		case p.toDec[seq%streamDecoders] <- b:
 			seq++
