@@ -129,7 +129,7 @@ type pipeline struct {
 	out   [streamDecoders]chan *batch
 	stop  chan struct{}
 	done  sync.WaitGroup
-	seq   int
+	seq   int // the place in the file of the batch next returns
 }
 
 func startPipeline(r io.Reader) *pipeline {
