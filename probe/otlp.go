@@ -270,7 +270,7 @@ func sizeValue(v attribute.Value) int {
 	case attribute.STRINGSLICE, attribute.INT64SLICE:
 		return protowire.SizeTag(fAnyArray) + protowire.SizeBytes(arrayLen(v))
 	}
-	return protowire.SizeTag(fAnyString) + protowire.SizeBytes(len(v.Emit()))
+	return protowire.SizeTag(fAnyString) + protowire.SizeBytes(len(v.String()))
 }
 
 func appendValue(b []byte, v attribute.Value) []byte {
@@ -306,7 +306,7 @@ func appendValue(b []byte, v attribute.Value) []byte {
 		return b
 	}
 	b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
-	return protowire.AppendString(b, v.Emit())
+	return protowire.AppendString(b, v.String())
 }
 
 // arrayLen is the size of the ArrayValue message of a slice value.

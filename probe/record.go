@@ -218,13 +218,6 @@ func (s *span) endAt(r *recorder, t time.Time) {
 // startTime is the span's start.
 func (s *span) startTime() time.Time { return time.Unix(0, s.start) }
 
-// ended says whether the span has ended.
-func (s *span) ended() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.end != 0
-}
-
 // startAttrs are the attributes the span began with.
 func (s *span) startAttrs() []attribute.KeyValue {
 	if s.src != nil {

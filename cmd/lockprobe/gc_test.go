@@ -1,3 +1,5 @@
+//go:build !lockeronly
+
 package main
 
 import (
