@@ -93,9 +93,15 @@ func (l *lockSource) shared() []attribute.KeyValue {
 }
 
 func (l *lockSource) appendOwn(kvs []attribute.KeyValue) []attribute.KeyValue {
-	kvs = append(kvs, attribute.Int(semconv.LockCmdIndex, l.index))
-	if l.scheduled != 0 {
-		kvs = append(kvs, attribute.Int64(semconv.LockScheduled, l.scheduled))
+	return appendCommand(kvs, l.index, l.scheduled)
+}
+
+// appendCommand appends a command's own attributes: its index in the queue and its instant
+// (none: 0).
+func appendCommand(kvs []attribute.KeyValue, index int, scheduled int64) []attribute.KeyValue {
+	kvs = append(kvs, attribute.Int(semconv.LockCmdIndex, index))
+	if scheduled != 0 {
+		kvs = append(kvs, attribute.Int64(semconv.LockScheduled, scheduled))
 	}
 	return kvs
 }
@@ -131,11 +137,7 @@ func (c *cmdSource) shared() []attribute.KeyValue {
 }
 
 func (c *cmdSource) appendOwn(kvs []attribute.KeyValue) []attribute.KeyValue {
-	kvs = append(kvs, attribute.Int(semconv.LockCmdIndex, c.index))
-	if c.scheduled != 0 {
-		kvs = append(kvs, attribute.Int64(semconv.LockScheduled, c.scheduled))
-	}
-	return kvs
+	return appendCommand(kvs, c.index, c.scheduled)
 }
 
 func (c *cmdSource) open() []attribute.KeyValue { return nil }

@@ -208,15 +208,11 @@ func (e *executor) cmdAttrs(index int, cmd *proto.Command, spare int) []attribut
 	attrs := make([]attribute.KeyValue, 0, 6+spare)
 	attrs = append(attrs,
 		attribute.Int(semconv.LockerID, e.l.opts.ID),
-		attribute.Int(semconv.LockCmdIndex, index),
 		attribute.Int(semconv.LockCmdLine, cmd.Line),
 		attribute.String(semconv.LockCmdText, cmd.Text),
 		attribute.Int(semconv.LockFD, cmd.FD),
 	)
-	if at := e.scheduled(cmd); at != 0 {
-		attrs = append(attrs, attribute.Int64(semconv.LockScheduled, at))
-	}
-	return attrs
+	return appendCommand(attrs, index, e.scheduled(cmd))
 }
 
 // scheduled is the command's instant, unix ns on the controller's clock; 0 when it has none.

@@ -81,8 +81,16 @@ func (q *queue) take(dst []item, n int) []item {
 	q.mu.Lock()
 	k := min(n, len(q.items)-q.head)
 	dst = append(dst, q.items[q.head:q.head+k]...)
-	clear(q.items[q.head : q.head+k]) // the spans may go
-	q.head += k
+	q.dropTo(q.head + k)
+	return dst
+}
+
+// dropTo lets the items before index i go, releases q.mu (held by the caller) and passes the
+// tokens on: room to a writer, the rest to the reader.
+func (q *queue) dropTo(i int) {
+	k := i - q.head
+	clear(q.items[q.head:i]) // the spans may go
+	q.head = i
 	left := len(q.items) - q.head
 	if left == 0 {
 		q.items, q.head = q.items[:0], 0
@@ -94,7 +102,6 @@ func (q *queue) take(dst []item, n int) []item {
 	if left > 0 {
 		signal(q.avail)
 	}
-	return dst
 }
 
 // takeSpans moves up to n queued span items to dst, the oldest first, in one go: the sender
@@ -112,20 +119,7 @@ func (q *queue) takeSpans(dst []item, n int) (out []item, stop item, ok bool) {
 		stop, ok = q.items[i], true
 		i++
 	}
-	k := i - q.head
-	clear(q.items[q.head:i]) // the spans may go
-	q.head = i
-	left := len(q.items) - q.head
-	if left == 0 {
-		q.items, q.head = q.items[:0], 0
-	}
-	q.mu.Unlock()
-	if k > 0 {
-		signal(q.room)
-	}
-	if left > 0 {
-		signal(q.avail)
-	}
+	q.dropTo(i)
 	return dst, stop, ok
 }
 
