@@ -20,41 +20,20 @@ func TestLatePongIsAskedAgain(t *testing.T) {
 		t.Skip("waits out one pong wait")
 	}
 	ctl, done, stop := startBareLocker(t)
-	defer stop()
+	defer func() { stop(); <-done }()
 	pings := 0
 	start := time.Now()
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("the locker ended before it was ready: %v", err)
-		case in := <-ctl.In():
-			if in.Err != nil {
-				t.Fatal(in.Err)
-			}
-			switch in.Msg.Kind {
-			case proto.KindHello:
-				_ = ctl.SendTo(in.From, &proto.Message{Kind: proto.KindWelcome, Welcome: &proto.Welcome{Heartbeat: time.Second}})
-				ctl.Trust(in.From)
-			case proto.KindPing:
-				pings++
-				if pings == 1 {
-					continue // this one is answered too late: never
-				}
-				_ = ctl.SendTo(in.From, &proto.Message{Kind: proto.KindPong, Pong: &proto.Pong{T1: in.Msg.Ping.T1, TC: time.Now().UnixNano()}})
-			case proto.KindReady:
-				if waited := time.Since(start); waited < pongWait {
-					t.Errorf("ready after %s, before the unanswered ping's wait of %s", waited, pongWait)
-				}
-				if pings < 2 {
-					t.Errorf("ready after %d pings; the unanswered one must have been asked again", pings)
-				}
-				stop()
-				<-done
-				return
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("no ready")
+	untilReady(t, ctl, done, &proto.Welcome{Heartbeat: time.Second}, func(in wire.Incoming) {
+		if pings++; pings == 1 {
+			return // this one is answered too late: never
 		}
+		_ = ctl.SendTo(in.From, &proto.Message{Kind: proto.KindPong, Pong: &proto.Pong{T1: in.Msg.Ping.T1, TC: time.Now().UnixNano()}})
+	})
+	if waited := time.Since(start); waited < pongWait {
+		t.Errorf("ready after %s, before the unanswered ping's wait of %s", waited, pongWait)
+	}
+	if pings < 2 {
+		t.Errorf("ready after %d pings; the unanswered one must have been asked again", pings)
 	}
 }
 
@@ -64,6 +43,17 @@ func TestLatePongIsAskedAgain(t *testing.T) {
 func TestSameClockReadyWithoutPings(t *testing.T) {
 	ctl, done, stop := startBareLocker(t)
 	defer func() { stop(); <-done }()
+	r := untilReady(t, ctl, done, &proto.Welcome{SameClock: true, Heartbeat: time.Second}, func(wire.Incoming) {
+		t.Fatal("a member sharing the controller's clock pinged before it was ready")
+	})
+	if r.Offset != 0 || r.Uncertainty != 0 {
+		t.Errorf("ready with offset %d, uncertainty %d; want 0, 0", r.Offset, r.Uncertainty)
+	}
+}
+
+// untilReady answers the locker's hello with w and each ping with ping, and returns its ready.
+func untilReady(t *testing.T, ctl *wire.Conn, done <-chan error, w *proto.Welcome, ping func(wire.Incoming)) *proto.Ready {
+	t.Helper()
 	for {
 		select {
 		case err := <-done:
@@ -74,15 +64,12 @@ func TestSameClockReadyWithoutPings(t *testing.T) {
 			}
 			switch in.Msg.Kind {
 			case proto.KindHello:
-				_ = ctl.SendTo(in.From, &proto.Message{Kind: proto.KindWelcome, Welcome: &proto.Welcome{SameClock: true, Heartbeat: time.Second}})
+				_ = ctl.SendTo(in.From, &proto.Message{Kind: proto.KindWelcome, Welcome: w})
 				ctl.Trust(in.From)
 			case proto.KindPing:
-				t.Fatal("a member sharing the controller's clock pinged before it was ready")
+				ping(in)
 			case proto.KindReady:
-				if r := in.Msg.Ready; r.Offset != 0 || r.Uncertainty != 0 {
-					t.Errorf("ready with offset %d, uncertainty %d; want 0, 0", r.Offset, r.Uncertainty)
-				}
-				return
+				return in.Msg.Ready
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatal("no ready")

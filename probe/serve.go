@@ -56,6 +56,10 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 				if l.exec != nil || obs != nil {
 					continue // a resend after a lost ack
 				}
+				// Started with one P (control's Spec.Env: a thousand runtimes starting on two
+				// cores spun their idle threads), the member runs its queue with the runtime's
+				// default: the lock thread must not wait for a P another goroutine holds.
+				runtime.SetDefaultGOMAXPROCS()
 				peers := l.peerTable(m.Commands.Peers)
 				local := 0
 				for _, p := range m.Commands.Peers {
