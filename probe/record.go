@@ -164,17 +164,7 @@ func (s *span) setError(msg string) {
 // addEvent adds an event at t; with send, it is queued at once as a partial record, so that the
 // controller sees it before the span ends (a watcher's answer about a waiter).
 func (s *span) addEvent(r *recorder, name string, t time.Time, attrs []attribute.KeyValue, send bool) {
-	ev := event{t: t.UnixNano(), name: name, attrs: attrs}
-	s.mu.Lock()
-	if s.end != 0 {
-		s.mu.Unlock()
-		return
-	}
-	s.events = append(s.events, ev)
-	s.mu.Unlock()
-	if send {
-		r.put(item{op: opEvent, span: s, ev: ev})
-	}
+	s.addEventNow(r, name, func() time.Time { return t }, attrs, send)
 }
 
 // stamp takes the instant now() as the span's coming end: from it on no event is recorded
