@@ -5,57 +5,15 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/lockprobe/lockprobe/internal/otlpfield"
 )
 
 // The sender's OTLP encoder: a batch of span items becomes one ExportTraceServiceRequest in
-// protobuf, written with protowire by the field numbers of the OTLP messages (stable:
+// protobuf, written with protowire by the field numbers of the OTLP messages (internal/otlpfield; stable:
 // opentelemetry/proto trace/v1, common/v1, resource/v1), the locker's resource and scope
 // encoded once. What google.golang.org/protobuf's Marshal of the generated messages would write
 // for the same spans is what this writes (TestEncodeMatchesOTLP).
-
-// OTLP field numbers.
-const (
-	fReqResourceSpans = 1
-
-	fRSResource   = 1
-	fRSScopeSpans = 2
-
-	fResAttributes = 1
-
-	fSSScope = 1
-	fSSSpans = 2
-
-	fScopeName = 1
-
-	fSpanTraceID  = 1
-	fSpanSpanID   = 2
-	fSpanParentID = 4
-	fSpanName     = 5
-	fSpanKind     = 6
-	fSpanStart    = 7
-	fSpanEnd      = 8
-	fSpanAttrs    = 9
-	fSpanEvents   = 11
-	fSpanStatus   = 15
-
-	fEventTime  = 1
-	fEventName  = 2
-	fEventAttrs = 3
-
-	fStatusMessage = 2
-	fStatusCode    = 3
-
-	fKVKey   = 1
-	fKVValue = 2
-
-	fAnyString = 1
-	fAnyBool   = 2
-	fAnyInt    = 3
-	fAnyDouble = 4
-	fAnyArray  = 5
-
-	fListValues = 1
-)
 
 // encoder renders batches of one locker's span items.
 type encoder struct {
@@ -83,7 +41,7 @@ func (e *encoder) sharedBytes(src attrSource) []byte {
 	}
 	var b []byte
 	for _, kv := range src.shared() {
-		b = appendKV(b, fSpanAttrs, kv)
+		b = appendKV(b, otlpfield.SpanAttrs, kv)
 	}
 	if len(e.sharedEnc) >= maxShared {
 		clear(e.sharedEnc)
@@ -103,9 +61,9 @@ type batchRecord struct {
 func newEncoder(traceID [16]byte, resource []attribute.KeyValue, scope string) *encoder {
 	e := &encoder{traceID: traceID, index: map[*span]int{}, sharedEnc: map[sharedKey][]byte{}}
 	for _, kv := range resource {
-		e.resource = appendKV(e.resource, fResAttributes, kv)
+		e.resource = appendKV(e.resource, otlpfield.ResAttributes, kv)
 	}
-	e.scope = protowire.AppendTag(e.scope, fScopeName, protowire.BytesType)
+	e.scope = protowire.AppendTag(e.scope, otlpfield.ScopeName, protowire.BytesType)
 	e.scope = protowire.AppendString(e.scope, scope)
 	return e
 }
@@ -135,19 +93,19 @@ func (e *encoder) request(items []item) ([]byte, int) {
 	e.spans = e.spans[:0]
 	for i := range e.recs {
 		e.one = e.appendSpan(e.one[:0], &e.recs[i])
-		e.spans = protowire.AppendTag(e.spans, fSSSpans, protowire.BytesType)
+		e.spans = protowire.AppendTag(e.spans, otlpfield.SSSpans, protowire.BytesType)
 		e.spans = protowire.AppendBytes(e.spans, e.one)
 	}
-	ssLen := protowire.SizeTag(fSSScope) + protowire.SizeBytes(len(e.scope)) + len(e.spans)
-	rsLen := protowire.SizeTag(fRSResource) + protowire.SizeBytes(len(e.resource)) + protowire.SizeTag(fRSScopeSpans) + protowire.SizeBytes(ssLen)
-	out := make([]byte, 0, protowire.SizeTag(fReqResourceSpans)+protowire.SizeBytes(rsLen))
-	out = protowire.AppendTag(out, fReqResourceSpans, protowire.BytesType)
+	ssLen := protowire.SizeTag(otlpfield.SSScope) + protowire.SizeBytes(len(e.scope)) + len(e.spans)
+	rsLen := protowire.SizeTag(otlpfield.RSResource) + protowire.SizeBytes(len(e.resource)) + protowire.SizeTag(otlpfield.RSScopeSpans) + protowire.SizeBytes(ssLen)
+	out := make([]byte, 0, protowire.SizeTag(otlpfield.ReqResourceSpans)+protowire.SizeBytes(rsLen))
+	out = protowire.AppendTag(out, otlpfield.ReqResourceSpans, protowire.BytesType)
 	out = protowire.AppendVarint(out, uint64(rsLen))
-	out = protowire.AppendTag(out, fRSResource, protowire.BytesType)
+	out = protowire.AppendTag(out, otlpfield.RSResource, protowire.BytesType)
 	out = protowire.AppendBytes(out, e.resource)
-	out = protowire.AppendTag(out, fRSScopeSpans, protowire.BytesType)
+	out = protowire.AppendTag(out, otlpfield.RSScopeSpans, protowire.BytesType)
 	out = protowire.AppendVarint(out, uint64(ssLen))
-	out = protowire.AppendTag(out, fSSScope, protowire.BytesType)
+	out = protowire.AppendTag(out, otlpfield.SSScope, protowire.BytesType)
 	out = protowire.AppendBytes(out, e.scope)
 	out = append(out, e.spans...)
 	n := len(e.recs)
@@ -161,19 +119,19 @@ func (e *encoder) request(items []item) ([]byte, int) {
 // 0) with the start attributes if it began in this batch and the events queued in it.
 func (e *encoder) appendSpan(b []byte, r *batchRecord) []byte {
 	s := r.s
-	b = protowire.AppendTag(b, fSpanTraceID, protowire.BytesType)
+	b = protowire.AppendTag(b, otlpfield.SpanTraceID, protowire.BytesType)
 	b = protowire.AppendBytes(b, e.traceID[:])
-	b = protowire.AppendTag(b, fSpanSpanID, protowire.BytesType)
+	b = protowire.AppendTag(b, otlpfield.SpanSpanID, protowire.BytesType)
 	b = protowire.AppendBytes(b, s.id[:])
 	if s.parent != ([8]byte{}) {
-		b = protowire.AppendTag(b, fSpanParentID, protowire.BytesType)
+		b = protowire.AppendTag(b, otlpfield.SpanParentID, protowire.BytesType)
 		b = protowire.AppendBytes(b, s.parent[:])
 	}
-	b = protowire.AppendTag(b, fSpanName, protowire.BytesType)
+	b = protowire.AppendTag(b, otlpfield.SpanName, protowire.BytesType)
 	b = protowire.AppendString(b, s.name)
-	b = protowire.AppendTag(b, fSpanKind, protowire.VarintType)
+	b = protowire.AppendTag(b, otlpfield.SpanKind, protowire.VarintType)
 	b = protowire.AppendVarint(b, spanKindInternal)
-	b = protowire.AppendTag(b, fSpanStart, protowire.Fixed64Type)
+	b = protowire.AppendTag(b, otlpfield.SpanStart, protowire.Fixed64Type)
 	b = protowire.AppendFixed64(b, uint64(s.start))
 	var more []attribute.KeyValue
 	events := r.events
@@ -182,7 +140,7 @@ func (e *encoder) appendSpan(b []byte, r *batchRecord) []byte {
 	if r.ended {
 		var end int64
 		more, events, code, msg, end = s.later()
-		b = protowire.AppendTag(b, fSpanEnd, protowire.Fixed64Type)
+		b = protowire.AppendTag(b, otlpfield.SpanEnd, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, uint64(end))
 	}
 	if r.ended || r.begun {
@@ -197,37 +155,37 @@ func (e *encoder) appendSpan(b []byte, r *batchRecord) []byte {
 		}
 		e.kvs = appendSet(e.kvs, more)
 		for _, kv := range e.kvs {
-			b = appendKV(b, fSpanAttrs, kv)
+			b = appendKV(b, otlpfield.SpanAttrs, kv)
 		}
 		clear(e.kvs) // let the values go
 	}
 	for _, ev := range events {
-		b = protowire.AppendTag(b, fSpanEvents, protowire.BytesType)
+		b = protowire.AppendTag(b, otlpfield.SpanEvents, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(sizeEvent(ev)))
-		b = protowire.AppendTag(b, fEventTime, protowire.Fixed64Type)
+		b = protowire.AppendTag(b, otlpfield.EventTime, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, uint64(ev.t))
-		b = protowire.AppendTag(b, fEventName, protowire.BytesType)
+		b = protowire.AppendTag(b, otlpfield.EventName, protowire.BytesType)
 		b = protowire.AppendString(b, ev.name)
 		for _, kv := range ev.attrs {
-			b = appendKV(b, fEventAttrs, kv)
+			b = appendKV(b, otlpfield.EventAttrs, kv)
 		}
 	}
 	if code != 0 || msg != "" {
 		n := 0
 		if msg != "" {
-			n += protowire.SizeTag(fStatusMessage) + protowire.SizeBytes(len(msg))
+			n += protowire.SizeTag(otlpfield.StatusMessage) + protowire.SizeBytes(len(msg))
 		}
 		if code != 0 {
-			n += protowire.SizeTag(fStatusCode) + protowire.SizeVarint(uint64(code))
+			n += protowire.SizeTag(otlpfield.StatusCode) + protowire.SizeVarint(uint64(code))
 		}
-		b = protowire.AppendTag(b, fSpanStatus, protowire.BytesType)
+		b = protowire.AppendTag(b, otlpfield.SpanStatus, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(n))
 		if msg != "" {
-			b = protowire.AppendTag(b, fStatusMessage, protowire.BytesType)
+			b = protowire.AppendTag(b, otlpfield.StatusMessage, protowire.BytesType)
 			b = protowire.AppendString(b, msg)
 		}
 		if code != 0 {
-			b = protowire.AppendTag(b, fStatusCode, protowire.VarintType)
+			b = protowire.AppendTag(b, otlpfield.StatusCode, protowire.VarintType)
 			b = protowire.AppendVarint(b, uint64(code))
 		}
 	}
@@ -235,9 +193,9 @@ func (e *encoder) appendSpan(b []byte, r *batchRecord) []byte {
 }
 
 func sizeEvent(ev event) int {
-	n := protowire.SizeTag(fEventTime) + 8 + protowire.SizeTag(fEventName) + protowire.SizeBytes(len(ev.name))
+	n := protowire.SizeTag(otlpfield.EventTime) + 8 + protowire.SizeTag(otlpfield.EventName) + protowire.SizeBytes(len(ev.name))
 	for _, kv := range ev.attrs {
-		n += protowire.SizeTag(fEventAttrs) + protowire.SizeBytes(sizeKV(kv))
+		n += protowire.SizeTag(otlpfield.EventAttrs) + protowire.SizeBytes(sizeKV(kv))
 	}
 	return n
 }
@@ -246,15 +204,15 @@ func sizeEvent(ev event) int {
 func appendKV(b []byte, f protowire.Number, kv attribute.KeyValue) []byte {
 	b = protowire.AppendTag(b, f, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(sizeKV(kv)))
-	b = protowire.AppendTag(b, fKVKey, protowire.BytesType)
+	b = protowire.AppendTag(b, otlpfield.KVKey, protowire.BytesType)
 	b = protowire.AppendString(b, string(kv.Key))
-	b = protowire.AppendTag(b, fKVValue, protowire.BytesType)
+	b = protowire.AppendTag(b, otlpfield.KVValue, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(sizeValue(kv.Value)))
 	return appendValue(b, kv.Value)
 }
 
 func sizeKV(kv attribute.KeyValue) int {
-	return protowire.SizeTag(fKVKey) + protowire.SizeBytes(len(kv.Key)) + protowire.SizeTag(fKVValue) + protowire.SizeBytes(sizeValue(kv.Value))
+	return protowire.SizeTag(otlpfield.KVKey) + protowire.SizeBytes(len(kv.Key)) + protowire.SizeTag(otlpfield.KVValue) + protowire.SizeBytes(sizeValue(kv.Value))
 }
 
 // sizeValue is the size of the AnyValue message of v (without its tag and length). The kinds
@@ -262,50 +220,50 @@ func sizeKV(kv attribute.KeyValue) int {
 func sizeValue(v attribute.Value) int {
 	switch v.Type() {
 	case attribute.BOOL:
-		return protowire.SizeTag(fAnyBool) + 1
+		return protowire.SizeTag(otlpfield.AnyBool) + 1
 	case attribute.INT64:
-		return protowire.SizeTag(fAnyInt) + protowire.SizeVarint(uint64(v.AsInt64()))
+		return protowire.SizeTag(otlpfield.AnyInt) + protowire.SizeVarint(uint64(v.AsInt64()))
 	case attribute.FLOAT64:
-		return protowire.SizeTag(fAnyDouble) + 8
+		return protowire.SizeTag(otlpfield.AnyDouble) + 8
 	case attribute.STRINGSLICE, attribute.INT64SLICE:
-		return protowire.SizeTag(fAnyArray) + protowire.SizeBytes(arrayLen(v))
+		return protowire.SizeTag(otlpfield.AnyArray) + protowire.SizeBytes(arrayLen(v))
 	}
-	return protowire.SizeTag(fAnyString) + protowire.SizeBytes(len(v.String()))
+	return protowire.SizeTag(otlpfield.AnyString) + protowire.SizeBytes(len(v.String()))
 }
 
 func appendValue(b []byte, v attribute.Value) []byte {
 	switch v.Type() {
 	case attribute.BOOL:
-		b = protowire.AppendTag(b, fAnyBool, protowire.VarintType)
+		b = protowire.AppendTag(b, otlpfield.AnyBool, protowire.VarintType)
 		return protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
 	case attribute.INT64:
-		b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
+		b = protowire.AppendTag(b, otlpfield.AnyInt, protowire.VarintType)
 		return protowire.AppendVarint(b, uint64(v.AsInt64()))
 	case attribute.FLOAT64:
-		b = protowire.AppendTag(b, fAnyDouble, protowire.Fixed64Type)
+		b = protowire.AppendTag(b, otlpfield.AnyDouble, protowire.Fixed64Type)
 		return protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
 	case attribute.STRINGSLICE:
-		b = protowire.AppendTag(b, fAnyArray, protowire.BytesType)
+		b = protowire.AppendTag(b, otlpfield.AnyArray, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(arrayLen(v)))
 		for _, s := range v.AsStringSlice() {
-			b = protowire.AppendTag(b, fListValues, protowire.BytesType)
-			b = protowire.AppendVarint(b, uint64(protowire.SizeTag(fAnyString)+protowire.SizeBytes(len(s))))
-			b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
+			b = protowire.AppendTag(b, otlpfield.ListValues, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(protowire.SizeTag(otlpfield.AnyString)+protowire.SizeBytes(len(s))))
+			b = protowire.AppendTag(b, otlpfield.AnyString, protowire.BytesType)
 			b = protowire.AppendString(b, s)
 		}
 		return b
 	case attribute.INT64SLICE:
-		b = protowire.AppendTag(b, fAnyArray, protowire.BytesType)
+		b = protowire.AppendTag(b, otlpfield.AnyArray, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(arrayLen(v)))
 		for _, i := range v.AsInt64Slice() {
-			b = protowire.AppendTag(b, fListValues, protowire.BytesType)
-			b = protowire.AppendVarint(b, uint64(protowire.SizeTag(fAnyInt)+protowire.SizeVarint(uint64(i))))
-			b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
+			b = protowire.AppendTag(b, otlpfield.ListValues, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(protowire.SizeTag(otlpfield.AnyInt)+protowire.SizeVarint(uint64(i))))
+			b = protowire.AppendTag(b, otlpfield.AnyInt, protowire.VarintType)
 			b = protowire.AppendVarint(b, uint64(i))
 		}
 		return b
 	}
-	b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
+	b = protowire.AppendTag(b, otlpfield.AnyString, protowire.BytesType)
 	return protowire.AppendString(b, v.String())
 }
 
@@ -315,11 +273,11 @@ func arrayLen(v attribute.Value) int {
 	switch v.Type() {
 	case attribute.STRINGSLICE:
 		for _, s := range v.AsStringSlice() {
-			n += protowire.SizeTag(fListValues) + protowire.SizeBytes(protowire.SizeTag(fAnyString)+protowire.SizeBytes(len(s)))
+			n += protowire.SizeTag(otlpfield.ListValues) + protowire.SizeBytes(protowire.SizeTag(otlpfield.AnyString)+protowire.SizeBytes(len(s)))
 		}
 	case attribute.INT64SLICE:
 		for _, i := range v.AsInt64Slice() {
-			n += protowire.SizeTag(fListValues) + protowire.SizeBytes(protowire.SizeTag(fAnyInt)+protowire.SizeVarint(uint64(i)))
+			n += protowire.SizeTag(otlpfield.ListValues) + protowire.SizeBytes(protowire.SizeTag(otlpfield.AnyInt)+protowire.SizeVarint(uint64(i)))
 		}
 	}
 	return n

@@ -7,13 +7,15 @@ import (
 	"math"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/lockprobe/lockprobe/internal/otlpfield"
 )
 
 // Reading a trace decodes every record of it, and at 10^6 events that is the cost of `analyze`:
 // decoding with pdata first (its generated code builds the whole message, which is then copied
 // into Spans) spent most of its time allocating and collecting that intermediate, 29 s of CPU
 // for 10^6 events. So records are decoded straight into Spans with protowire, the protobuf
-// library's wire-format reader, walking the OTLP messages by their field numbers
+// library's wire-format reader, walking the OTLP messages by their field numbers (internal/otlpfield, the sender's too)
 // (opentelemetry/proto/trace/v1/trace.proto, common/v1/common.proto, resource/v1/resource.proto,
 // all stable). pdata stays the reference: FuzzDecodeMatchesPdata holds this decoder to it.
 //
@@ -26,56 +28,6 @@ const (
 	maxInternLen = 256     // longer strings are not worth a table slot
 	maxResources = 1 << 12 // distinct resources and scopes kept for reuse
 	maxDepth     = 32      // nesting of array and kvlist values
-)
-
-// OTLP field numbers.
-const (
-	fReqResourceSpans = 1
-
-	fRSResource             = 1
-	fRSScopeSpans           = 2
-	fRSDeprecatedScopeSpans = 1000
-
-	fResAttributes = 1
-
-	fSSScope = 1
-	fSSSpans = 2
-
-	fScopeName    = 1
-	fScopeVersion = 2
-
-	fSpanTraceID   = 1
-	fSpanSpanID    = 2
-	fSpanParentID  = 4
-	fSpanName      = 5
-	fSpanKind      = 6
-	fSpanStart     = 7
-	fSpanEnd       = 8
-	fSpanAttrs     = 9
-	fSpanEvents    = 11
-	fSpanLinks     = 13
-	fSpanStatus    = 15
-	fEventTime     = 1
-	fEventName     = 2
-	fEventAttrs    = 3
-	fLinkTraceID   = 1
-	fLinkSpanID    = 2
-	fLinkAttrs     = 4
-	fStatusMessage = 2
-	fStatusCode    = 3
-
-	fKVKey   = 1
-	fKVValue = 2
-
-	fAnyString = 1
-	fAnyBool   = 2
-	fAnyInt    = 3
-	fAnyDouble = 4
-	fAnyArray  = 5
-	fAnyKVList = 6
-	fAnyBytes  = 7
-
-	fListValues = 1
 )
 
 // The wire type of every field of the messages read, known or not used: a field with another wire
@@ -128,7 +80,7 @@ func nextIn(b []byte, known *fieldTypes, msg string) (field, []byte, error) {
 	t := noType
 	if f.num < protowire.Number(len(known)) {
 		t = known[f.num]
-	} else if f.num == fRSDeprecatedScopeSpans && known == &rsFields {
+	} else if f.num == otlpfield.RSDeprecatedScopeSpans && known == &rsFields {
 		t = tB
 	}
 	if t != noType && t != f.typ {
@@ -139,8 +91,8 @@ func nextIn(b []byte, known *fieldTypes, msg string) (field, []byte, error) {
 
 // The tags of a span's and an event's attributes (length-delimited fields 9 and 3).
 const (
-	attrTag      = fSpanAttrs<<3 | byte(protowire.BytesType)
-	eventAttrTag = fEventAttrs<<3 | byte(protowire.BytesType)
+	attrTag      = otlpfield.SpanAttrs<<3 | byte(protowire.BytesType)
+	eventAttrTag = otlpfield.EventAttrs<<3 | byte(protowire.BytesType)
 )
 
 // key identifies a span across its records.
@@ -365,7 +317,7 @@ func (d *decoder) each(b []byte, fn func(key, *Span)) error {
 			return err
 		}
 		b = rest
-		if f.num != fReqResourceSpans {
+		if f.num != otlpfield.ReqResourceSpans {
 			continue
 		}
 		if err := f.want(protowire.BytesType, "request"); err != nil {
@@ -389,19 +341,19 @@ func (d *decoder) resourceSpans(b []byte, fn func(key, *Span)) error {
 		}
 		b = rest
 		switch f.num {
-		case fRSResource:
+		case otlpfield.RSResource:
 			if err := f.want(protowire.BytesType, "resource spans"); err != nil {
 				return err
 			}
 			if res, err = d.resource(f.v); err != nil {
 				return err
 			}
-		case fRSScopeSpans:
+		case otlpfield.RSScopeSpans:
 			if err := f.want(protowire.BytesType, "resource spans"); err != nil {
 				return err
 			}
 			scopes = append(scopes, f.v)
-		case fRSDeprecatedScopeSpans:
+		case otlpfield.RSDeprecatedScopeSpans:
 			deprecated = append(deprecated, f.v)
 		}
 	}
@@ -435,7 +387,7 @@ func (d *decoder) resource(b []byte) (Attrs, error) {
 			return nil, err
 		}
 		r = rest
-		if f.num == fResAttributes {
+		if f.num == otlpfield.ResAttributes {
 			if err := f.want(protowire.BytesType, "resource"); err != nil {
 				return nil, err
 			}
@@ -460,14 +412,14 @@ func (d *decoder) scopeSpans(b []byte, res Attrs, fn func(key, *Span)) error {
 		}
 		b = rest
 		switch f.num {
-		case fSSScope:
+		case otlpfield.SSScope:
 			if err := f.want(protowire.BytesType, "scope spans"); err != nil {
 				return err
 			}
 			if scope, err = d.scope(f.v); err != nil {
 				return err
 			}
-		case fSSSpans:
+		case otlpfield.SSSpans:
 			if err := f.want(protowire.BytesType, "scope spans"); err != nil {
 				return err
 			}
@@ -503,11 +455,11 @@ func (d *decoder) scope(b []byte) (*Scope, error) {
 		}
 		r = rest
 		switch f.num {
-		case fScopeName, fScopeVersion:
+		case otlpfield.ScopeName, otlpfield.ScopeVersion:
 			if err := f.want(protowire.BytesType, "scope"); err != nil {
 				return nil, err
 			}
-			if f.num == fScopeName {
+			if f.num == otlpfield.ScopeName {
 				s.Name = d.str(f.v)
 			} else {
 				s.Version = d.str(f.v)
@@ -607,38 +559,38 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 			return k, nil, err
 		}
 		switch f.num {
-		case fSpanTraceID:
+		case otlpfield.SpanTraceID:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
 				rec.TraceID, k.trace, err = d.traceID(f.v)
 			}
-		case fSpanSpanID:
+		case otlpfield.SpanSpanID:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
 				k.span, err = spanIDOfBytes(f.v)
 			}
-		case fSpanParentID:
+		case otlpfield.SpanParentID:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
 				var p [8]byte
 				if p, err = spanIDOfBytes(f.v); err == nil {
 					rec.ParentID = d.parentID(p)
 				}
 			}
-		case fSpanName:
+		case otlpfield.SpanName:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
 				rec.Name = d.str(f.v)
 			}
-		case fSpanKind:
+		case otlpfield.SpanKind:
 			if err = f.want(protowire.VarintType, "span"); err == nil {
 				rec.Kind = int32(f.n)
 			}
-		case fSpanStart, fSpanEnd:
+		case otlpfield.SpanStart, otlpfield.SpanEnd:
 			if err = f.want(protowire.Fixed64Type, "span"); err == nil {
-				if f.num == fSpanStart {
+				if f.num == otlpfield.SpanStart {
 					rec.Start = int64(f.n)
 				} else {
 					rec.End = int64(f.n)
 				}
 			}
-		case fSpanAttrs:
+		case otlpfield.SpanAttrs:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
 				if rec.Attrs == nil {
 					rec.Attrs = make(Attrs, 0, 16)
@@ -648,7 +600,7 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 				}
 				err = d.keyValue(f.v, &rec.Attrs, 0, pos)
 			}
-		case fSpanEvents:
+		case otlpfield.SpanEvents:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
 				var e Event
 				if n := len(rec.Events); d.recs != nil && n < cap(rec.Events) {
@@ -658,14 +610,14 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 					rec.Events = append(rec.Events, e)
 				}
 			}
-		case fSpanLinks:
+		case otlpfield.SpanLinks:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
 				var l Link
 				if l, err = d.link(f.v); err == nil {
 					rec.Links = append(rec.Links, l)
 				}
 			}
-		case fSpanStatus:
+		case otlpfield.SpanStatus:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
 				err = d.status(f.v, rec)
 			}
@@ -697,17 +649,17 @@ func (d *decoder) event(b []byte, e *Event) error {
 		}
 		b = rest
 		switch f.num {
-		case fEventTime:
+		case otlpfield.EventTime:
 			if err := f.want(protowire.Fixed64Type, "event"); err != nil {
 				return err
 			}
 			e.Time = int64(f.n)
-		case fEventName:
+		case otlpfield.EventName:
 			if err := f.want(protowire.BytesType, "event"); err != nil {
 				return err
 			}
 			e.Name = d.str(f.v)
-		case fEventAttrs:
+		case otlpfield.EventAttrs:
 			if err := f.want(protowire.BytesType, "event"); err != nil {
 				return err
 			}
@@ -728,14 +680,14 @@ func (d *decoder) link(b []byte) (Link, error) {
 		}
 		b = rest
 		switch f.num {
-		case fLinkTraceID:
+		case otlpfield.LinkTraceID:
 			if err := f.want(protowire.BytesType, "link"); err != nil {
 				return l, err
 			}
 			if l.TraceID, _, err = d.traceID(f.v); err != nil {
 				return l, err
 			}
-		case fLinkSpanID:
+		case otlpfield.LinkSpanID:
 			if err := f.want(protowire.BytesType, "link"); err != nil {
 				return l, err
 			}
@@ -744,7 +696,7 @@ func (d *decoder) link(b []byte) (Link, error) {
 				return l, err
 			}
 			l.SpanID = spanIDHex(id)
-		case fLinkAttrs:
+		case otlpfield.LinkAttrs:
 			if err := f.want(protowire.BytesType, "link"); err != nil {
 				return l, err
 			}
@@ -764,12 +716,12 @@ func (d *decoder) status(b []byte, rec *Span) error {
 		}
 		b = rest
 		switch f.num {
-		case fStatusMessage:
+		case otlpfield.StatusMessage:
 			if err := f.want(protowire.BytesType, "status"); err != nil {
 				return err
 			}
 			rec.StatusMsg = d.str(f.v)
-		case fStatusCode:
+		case otlpfield.StatusCode:
 			if err := f.want(protowire.VarintType, "status"); err != nil {
 				return err
 			}
@@ -834,12 +786,12 @@ func (d *decoder) keyValue(b []byte, a *Attrs, depth int, pos *[maxPos]kvPos) er
 		}
 		b = rest
 		switch f.num {
-		case fKVKey:
+		case otlpfield.KVKey:
 			if err := f.want(protowire.BytesType, "key-value"); err != nil {
 				return err
 			}
 			k = d.str(f.v)
-		case fKVValue:
+		case otlpfield.KVValue:
 			if err := f.want(protowire.BytesType, "key-value"); err != nil {
 				return err
 			}
@@ -876,7 +828,7 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 		}
 		b = rest
 		switch f.num {
-		case fAnyString:
+		case otlpfield.AnyString:
 			if err := f.want(protowire.BytesType, "value"); err != nil {
 				return nil, err
 			}
@@ -885,12 +837,12 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 			} else {
 				v = d.boxStr(f.v)
 			}
-		case fAnyBool:
+		case otlpfield.AnyBool:
 			if err := f.want(protowire.VarintType, "value"); err != nil {
 				return nil, err
 			}
 			v = f.n != 0
-		case fAnyInt:
+		case otlpfield.AnyInt:
 			if err := f.want(protowire.VarintType, "value"); err != nil {
 				return nil, err
 			}
@@ -899,17 +851,17 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 			} else {
 				v = d.boxInt(int64(f.n))
 			}
-		case fAnyDouble:
+		case otlpfield.AnyDouble:
 			if err := f.want(protowire.Fixed64Type, "value"); err != nil {
 				return nil, err
 			}
 			v = math.Float64frombits(f.n)
-		case fAnyBytes:
+		case otlpfield.AnyBytes:
 			if err := f.want(protowire.BytesType, "value"); err != nil {
 				return nil, err
 			}
 			v = hex.EncodeToString(f.v)
-		case fAnyArray:
+		case otlpfield.AnyArray:
 			if err := f.want(protowire.BytesType, "value"); err != nil {
 				return nil, err
 			}
@@ -920,7 +872,7 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 					return nil, err
 				}
 				r = rest
-				if g.num != fListValues {
+				if g.num != otlpfield.ListValues {
 					continue
 				}
 				if err := g.want(protowire.BytesType, "array"); err != nil {
@@ -933,7 +885,7 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 				arr = append(arr, e)
 			}
 			v = arr
-		case fAnyKVList:
+		case otlpfield.AnyKVList:
 			if err := f.want(protowire.BytesType, "value"); err != nil {
 				return nil, err
 			}
@@ -944,7 +896,7 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 					return nil, err
 				}
 				r = rest
-				if g.num != fListValues {
+				if g.num != otlpfield.ListValues {
 					continue
 				}
 				if err := g.want(protowire.BytesType, "kvlist"); err != nil {
