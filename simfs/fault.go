@@ -191,7 +191,9 @@ func (f Fault) String() string {
 	if f.On != TriggerNone {
 		kv = append(kv, "on="+f.On.String())
 	}
-	if f.After > 0 {
+	// An evict without a trigger fires at After, so after=0 (at the first lock request) is its
+	// meaning, not a default to leave out.
+	if f.After > 0 || (f.Kind == FaultEvict && f.On == TriggerNone) {
 		kv = append(kv, "after="+f.After.String())
 	}
 	if f.Delay > 0 {

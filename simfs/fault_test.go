@@ -15,6 +15,7 @@ func TestParseFault(t *testing.T) {
 		{spec: "drop-grant:node=1", want: Fault{Kind: FaultDropGrant, Node: 1}},
 		{spec: "drop-grant", want: Fault{Kind: FaultDropGrant, Node: AnyNode}},
 		{spec: "evict:node=0,after=3s", want: Fault{Kind: FaultEvict, Node: 0, After: 3 * time.Second}},
+		{spec: "evict:node=0,after=0", want: Fault{Kind: FaultEvict, Node: 0}},
 		{spec: "evict:node=2,on=block,after=500ms", want: Fault{Kind: FaultEvict, Node: 2, On: TriggerBlock, After: 500 * time.Millisecond}},
 		{spec: "delay-grant:d=2s", want: Fault{Kind: FaultDelayGrant, Node: AnyNode, Delay: 2 * time.Second}},
 		{spec: "delay-grant=2s", want: Fault{Kind: FaultDelayGrant, Node: AnyNode, Delay: 2 * time.Second}},
