@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/lockprobe/lockprobe/proto"
 )
 
 // Spec is what one member process is started with.
@@ -31,12 +34,22 @@ func (s Spec) Args() []string {
 		"-allow", s.File, "-startup-timeout", s.StartupTimeout.String()}
 }
 
-// Env is what the member needs in its environment beyond the controller's own. A member
-// started on this host starts its Go runtime with one P (GOMAXPROCS=1) and takes the runtime's
-// default once its queue has come (probe's serve): a thousand members starting on two cores
-// spent about a fifth of their CPU in the scheduler and its spinning threads (findRunnable,
-// wakep, new Ms), and 1000 lockers were ready in ~2.7 s instead of ~3.5–5.6 s.
-func (s Spec) Env() []string { return []string{"LOCKPROBE_TOKEN=" + s.Token, "GOMAXPROCS=1"} }
+// Env is what the member needs in its environment beyond the controller's own, environ. A
+// member started on this host starts its Go runtime with one P (GOMAXPROCS=1) and takes the
+// runtime's default once its queue has come (probe's serve, told by proto.EnvStartGOMAXPROCS):
+// a thousand members starting on two cores spent about a fifth of their CPU in the scheduler
+// and its spinning threads (findRunnable, wakep, new Ms), and 1000 lockers were ready in ~2.7 s
+// instead of ~3.5–5.6 s. A GOMAXPROCS set in environ is the user's: the member keeps it
+// throughout.
+func (s Spec) Env(environ []string) []string {
+	env := []string{"LOCKPROBE_TOKEN=" + s.Token}
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "GOMAXPROCS=") {
+			return env
+		}
+	}
+	return append(env, "GOMAXPROCS=1", proto.EnvStartGOMAXPROCS+"=1")
+}
 
 // Process is a started member.
 type Process interface {
@@ -61,7 +74,8 @@ type Exit struct {
 func startChild(exe string) func(Spec) (Process, error) {
 	return func(s Spec) (Process, error) {
 		cmd := exec.Command(exe, s.Args()...)
-		cmd.Env = append(os.Environ(), s.Env()...)
+		environ := os.Environ()
+		cmd.Env = append(environ, s.Env(environ)...)
 		cmd.Stdout, cmd.Stderr = s.Log, s.Log
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {

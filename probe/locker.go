@@ -38,6 +38,10 @@ type Options struct {
 	StartupTimeout time.Duration
 	Version        string
 	Log            *slog.Logger
+	// DefaultGOMAXPROCS says the locker was started with one P for start-up only (control's
+	// Spec.Env): it takes the runtime's default once its queue has come. Optional: false keeps
+	// the GOMAXPROCS it was started with.
+	DefaultGOMAXPROCS bool
 }
 
 // DefaultStartupTimeout is Options.StartupTimeout when zero.

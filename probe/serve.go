@@ -58,8 +58,12 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 				}
 				// Started with one P (control's Spec.Env: a thousand runtimes starting on two
 				// cores spun their idle threads), the member runs its queue with the runtime's
-				// default: the lock thread must not wait for a P another goroutine holds.
-				runtime.SetDefaultGOMAXPROCS()
+				// default: the lock thread must not wait for a P another goroutine holds. A
+				// GOMAXPROCS the user chose stays.
+				if l.opts.DefaultGOMAXPROCS {
+					runtime.SetDefaultGOMAXPROCS()
+				}
+				l.self.setAttributes(attribute.Int(semconv.GOMAXPROCS, runtime.GOMAXPROCS(0)))
 				peers := l.peerTable(m.Commands.Peers)
 				local := 0
 				for _, p := range m.Commands.Peers {

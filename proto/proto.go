@@ -501,3 +501,8 @@ func eachField(b []byte, fn func(protowire.Number, []byte) error) error {
 	}
 	return nil
 }
+
+// EnvStartGOMAXPROCS, set in a member's environment, says that its controller started it with
+// one P (GOMAXPROCS=1) for start-up only: the member takes the runtime's default once its queue
+// has come. Without it the member keeps the GOMAXPROCS it was started with (the user's own).
+const EnvStartGOMAXPROCS = "LOCKPROBE_START_GOMAXPROCS"

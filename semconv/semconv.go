@@ -46,6 +46,10 @@ const (
 	ToolVersion   = "lockprobe.version"
 )
 
+// GOMAXPROCS is an attribute of a member's span: the Ps its Go runtime ran the queue with
+// (int), set when the queue came.
+const GOMAXPROCS = "process.runtime.go.gomaxprocs"
+
 // Attributes of the root span.
 const (
 	RunCommand    = "lockprobe.command"  // the command line

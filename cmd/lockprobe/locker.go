@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockprobe/lockprobe/probe"
+	"github.com/lockprobe/lockprobe/proto"
 )
 
 // lockerCmd is the child (or remote agent) side. The shared secret comes from LOCKPROBE_TOKEN,
@@ -59,7 +60,8 @@ func lockerCmd(args []string, stdout, stderr io.Writer) error {
 		token = strings.TrimSpace(line)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l, err := probe.New(probe.Options{Endpoint: *connect, ID: *id, Role: *role, Node: *node, Token: token, Allow: allow, StartupTimeout: *startup, Version: version, Log: log})
+	l, err := probe.New(probe.Options{Endpoint: *connect, ID: *id, Role: *role, Node: *node, Token: token, Allow: allow, StartupTimeout: *startup, Version: version, Log: log,
+		DefaultGOMAXPROCS: os.Getenv(proto.EnvStartGOMAXPROCS) != ""})
 	if err != nil {
 		return usagef("%v", err)
 	}
