@@ -82,7 +82,8 @@ func children(pid int) []int {
 // BenchmarkStartup runs the hold built-in (locker 0 holds, the others wait) with 10, 100 and
 // 1000 lockers and reports the time from the root span's start to the latest locker span's start
 // (a locker starts its span once connected, welcomed and clock-synced, just before it says
-// ready), and the resident memory per locker while they wait.
+// ready), the run's whole wall time and the messages it lost, and the resident memory per
+// locker while they wait.
 func BenchmarkStartup(b *testing.B) {
 	for _, procs := range []int{10, 100, 1000} {
 		if procs > 100 && testing.Short() {
@@ -172,6 +173,10 @@ func BenchmarkStartup(b *testing.B) {
 				}
 				b.ReportMetric(float64(latest-root.Start)/1e9, "ready-s")
 				b.ReportMetric(res.wall.Seconds(), "run-wall-s")
+				// What run-wall-s cost in evidence: at 1000 lockers the controller's loop, blocked
+				// writing to lockers that did not read, sent no beat for over 5 s, and the lockers
+				// left without their goodbye (bench/FINDINGS.md).
+				b.ReportMetric(float64(root.Attrs.IntOr(semconv.RunLost, -1)), "messages-lost")
 				mu.Lock()
 				if best.n > 0 {
 					b.ReportMetric(float64(best.rssKB)/float64(best.n)/1024, "rss-MiB/locker")
