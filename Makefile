@@ -69,11 +69,19 @@ FUZZ := proto:FuzzDecode wire:FuzzStream scenario:FuzzParse tracefile:FuzzRead t
 	analysis:FuzzFixture reports:FuzzHTMLEscaping
 FUZZTIME ?= 3s
 
+# Go 1.26's fuzz coordinator can fail a target with a bare "context deadline exceeded" when
+# -fuzztime ends while a worker is mid-call (golang/go#75804, fixed in Go 1.27; seen here on a
+# loaded machine with nothing found). Such a run, with no failing input written, is run once
+# more; a second one, or any other failure, fails.
 fuzz-short:
 	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t#*:}; \
-		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		out=$$($(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -test.fuzzcachedir=$(CURDIR)/$$pkg/testdata/fuzz 2>&1) \
-			|| { echo "$$out"; exit 1; }; echo "$$out" | grep 'new interesting' | tail -1; \
+		for try in 1 2; do \
+			echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+			if out=$$($(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -test.fuzzcachedir=$(CURDIR)/$$pkg/testdata/fuzz 2>&1); then break; fi; \
+			if [ $$try = 1 ] && echo "$$out" | grep -q '^    context deadline exceeded$$' && ! echo "$$out" | grep -q 'Failing input written'; then \
+				echo "$$out" | tail -3; echo "fuzz $$pkg $$fn: the coordinator's deadline race (golang/go#75804), once more"; continue; fi; \
+			echo "$$out"; exit 1; \
+		done; echo "$$out" | grep 'new interesting' | tail -1; \
 	done
 
 fuzz:
