@@ -102,28 +102,8 @@ func BenchmarkSpanPipeline(b *testing.B) {
 		if len(reqs) == 0 {
 			b.Skip("no trace from the storm run")
 		}
-		records := 0
 		t0 := time.Now()
-		for i := 0; i < b.N; i++ {
-			w, err := tracefile.Create(filepath.Join(b.TempDir(), tracefile.FileName))
-			if err != nil {
-				b.Fatal(err)
-			}
-			m := tracefile.NewMerger()
-			for _, req := range reqs {
-				if err := w.WriteEncoded(req); err != nil {
-					b.Fatal(err)
-				}
-				touched, err := m.AddEncoded(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				records += len(touched)
-			}
-			if err := w.Close(); err != nil {
-				b.Fatal(err)
-			}
-		}
+		records := replayRequests(b, reqs, nil)
 		b.ReportMetric(float64(records)/time.Since(t0).Seconds(), "records/s")
 	})
 	// The live path: the write path and the live analyzer's Observe of every touched span, as
@@ -132,32 +112,47 @@ func BenchmarkSpanPipeline(b *testing.B) {
 		if len(reqs) == 0 {
 			b.Skip("no trace from the storm run")
 		}
-		records := 0
 		c0 := cpuTime()
-		for i := 0; i < b.N; i++ {
-			w, err := tracefile.Create(filepath.Join(b.TempDir(), tracefile.FileName))
+		records := replayRequests(b, reqs, func() func(*tracefile.Span) {
+			return analysis.New(analysis.Options{}).Observe
+		})
+		b.ReportMetric(float64(records)/(cpuTime()-c0).Seconds(), "records/cpu-s")
+	})
+}
+
+// replayRequests runs the controller's write path b.N times over the storm's requests: each
+// written to a new trace file and merged, and every touched span handed to the observer that
+// newObserver makes for that round (none when nil). It returns the records merged.
+func replayRequests(b *testing.B, reqs [][]byte, newObserver func() func(*tracefile.Span)) int {
+	records := 0
+	for i := 0; i < b.N; i++ {
+		w, err := tracefile.Create(filepath.Join(b.TempDir(), tracefile.FileName))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := tracefile.NewMerger()
+		var observe func(*tracefile.Span)
+		if newObserver != nil {
+			observe = newObserver()
+		}
+		for _, req := range reqs {
+			if err := w.WriteEncoded(req); err != nil {
+				b.Fatal(err)
+			}
+			touched, err := m.AddEncoded(req)
 			if err != nil {
 				b.Fatal(err)
 			}
-			m := tracefile.NewMerger()
-			a := analysis.New(analysis.Options{})
-			for _, req := range reqs {
-				if err := w.WriteEncoded(req); err != nil {
-					b.Fatal(err)
-				}
-				touched, err := m.AddEncoded(req)
-				if err != nil {
-					b.Fatal(err)
-				}
+			if observe != nil {
 				for _, s := range touched {
-					a.Observe(s)
+					observe(s)
 				}
-				records += len(touched)
 			}
-			if err := w.Close(); err != nil {
-				b.Fatal(err)
-			}
+			records += len(touched)
 		}
-		b.ReportMetric(float64(records)/(cpuTime()-c0).Seconds(), "records/cpu-s")
-	})
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return records
 }
