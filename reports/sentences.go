@@ -175,7 +175,13 @@ func Summary(res *analysis.Result) string { return newNamer(res.Lockers).verdict
 // is none.
 func (n namer) verdictSummary(res *analysis.Result) string {
 	if f := verdictFinding(res); f != nil {
-		return n.summary(f)
+		sum := n.summary(f)
+		// A finding is read from what arrived: a release that never came reads as a hold that
+		// never ended, so the reader must know the finding's ground is partial.
+		if gap := evidenceGap(res); gap != "" {
+			sum += "; but " + gap + ": this finding may rest on records that never arrived"
+		}
+		return sum
 	}
 	switch res.Verdict.Unjudged {
 	case analysis.EmptyTrace:

@@ -82,3 +82,23 @@ func TestHealthyOverAPartialTrace(t *testing.T) {
 		})
 	}
 }
+
+// TestFindingOverAPartialTrace: a finding read from a trace with records missing says so, and
+// one from a whole trace does not: a release that never arrived reads as a hold that never
+// ended (a 1000-locker run whose messages were lost was called a stale holder).
+func TestFindingOverAPartialTrace(t *testing.T) {
+	f := analysis.Finding{Detail: analysis.NobodyHolds{Waiter: 0, Waited: 2e9}}
+	lockers := []analysis.Locker{{ID: 0, Exited: true, Goodbye: true}}
+	whole := analysis.Result{Lockers: lockers, Findings: []analysis.Finding{f}}
+	plain := Summary(&whole)
+	if strings.Contains(plain, "but") {
+		t.Fatalf("a finding over a whole trace has a caveat: %s", plain)
+	}
+	partial := whole
+	partial.MessagesLost = 7
+	partial.Lockers = []analysis.Locker{{ID: 0, Exited: true}}
+	want := plain + "; but 1 locker ended without its goodbye and 7 messages were lost: this finding may rest on records that never arrived"
+	if got := Summary(&partial); got != want {
+		t.Errorf("Summary = %q\nwant      %q", got, want)
+	}
+}
