@@ -39,13 +39,14 @@ func cyclesOfTrace(tr *tracefile.Trace) []cycle {
 	return out
 }
 
-// runBaseline runs the bare fcntl program and parses its lines.
-func runBaseline(b *testing.B, procs, cycles int, hold, pause time.Duration) []cycle {
+// runBaseline runs the bare fcntl program (with extra flags, if any) and parses its lines.
+func runBaseline(b *testing.B, procs, cycles int, hold, pause time.Duration, extra ...string) []cycle {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, baselineBin, "-file", filepath.Join(b.TempDir(), "lock-file"), "-procs", fmt.Sprint(procs),
-		"-cycles", fmt.Sprint(cycles), "-hold", hold.String(), "-pause", pause.String())
+	args := []string{"-file", filepath.Join(b.TempDir(), "lock-file"), "-procs", fmt.Sprint(procs),
+		"-cycles", fmt.Sprint(cycles), "-hold", hold.String(), "-pause", pause.String()}
+	cmd := exec.CommandContext(ctx, baselineBin, append(args, extra...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -2,12 +2,14 @@
 // work costs with nothing but the lock calls — no tracing, no messages, no watcher. The benchmark
 // computes the same figures from their output as from a lockprobe trace, in the same run.
 //
-//	baseline -file F -procs N -cycles C [-hold D] [-pause D] [-start UNIXNS]
+//	baseline -file F -procs N -cycles C [-own] [-hold D] [-pause D] [-start UNIXNS]
 //	baseline -spread -file F -procs N -instants K [-every D] [-start UNIXNS]
 //
 // The first (cycles) is N processes taking and releasing a POSIX write lock on one file with
 // plain fcntl F_SETLKW, F_UNLCK in a loop; it prints one line per cycle: "locker attempt grant
-// release". The second (-spread) is the floor of firing at one instant: N processes, each on a
+// release". With -own each process locks a byte of its own (byte K for process K) instead of the
+// whole file, so that nobody waits: the bare pace of lockers that make records as fast as they
+// can, the source of the span pipeline's flood. The second (-spread) is the floor of firing at one instant: N processes, each on a
 // locked OS thread with 1 ns timer slack, wake at K shared instants with an absolute
 // clock_nanosleep, stamp, take F_SETLK on their own byte, unlock and go straight back to sleep;
 // it prints one line per instant and process: "locker instant stamp". Instants are unix ns,
@@ -38,6 +40,7 @@ type config struct {
 	hold, pause    time.Duration
 	start          int64
 	spread         bool
+	own            bool
 	instants       int
 	every          time.Duration
 	child          int
@@ -60,6 +63,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.DurationVar(&c.hold, "hold", 0, "how long each grant is held")
 	fs.DurationVar(&c.pause, "pause", 0, "pause after each release")
 	fs.Int64Var(&c.start, "start", 0, "unix ns instant all processes start at (default: now + 100ms, + 1ms per process with -spread)")
+	fs.BoolVar(&c.own, "own", false, "lock byte K (process K) instead of the whole file: no contention")
 	fs.BoolVar(&c.spread, "spread", false, "the fire-spread floor: wake at shared instants, F_SETLK own byte, unlock, sleep")
 	fs.IntVar(&c.instants, "instants", 50, "with -spread: number of shared instants")
 	fs.DurationVar(&c.every, "every", 100*time.Millisecond, "with -spread: time between the instants")
@@ -88,6 +92,9 @@ func run(args []string, stdout io.Writer) error {
 		"-instants", strconv.Itoa(c.instants), "-every", c.every.String()}
 	if c.spread {
 		c.childArguments = append(c.childArguments, "-spread")
+	}
+	if c.own {
+		c.childArguments = append(c.childArguments, "-own")
 	}
 	return parent(c, stdout)
 }
@@ -146,6 +153,9 @@ func locker(k int, c config, stdout io.Writer) error {
 	}
 	wr := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
 	un := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0}
+	if c.own {
+		wr.Start, wr.Len, un.Start, un.Len = int64(k), 1, int64(k), 1
+	}
 	for i := range rec {
 		rec[i].attempt = time.Now().UnixNano()
 		for {
