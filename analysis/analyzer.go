@@ -373,7 +373,15 @@ func (m *model) cutAtExit() {
 		}
 		death := l.ExitAt
 		if m.kernel {
-			if g, ok := m.firstConflictingGrant(h, max(h.Begin, l.lastSeen)); ok && g < death {
+			// Only a grant before the hold's own end (or the death) can cut it: looking no
+			// further keeps this linear in the holds, where a search to the next conflicting
+			// grant of every hold was quadratic when there is none (lockers on bytes of their
+			// own: 10^5 holds, 6 s).
+			until := death
+			if h.End != 0 && h.End < until {
+				until = h.End
+			}
+			if g, ok := m.firstConflictingGrant(h, max(h.Begin, l.lastSeen), until); ok && g < death {
 				death = g
 			}
 		}
@@ -384,11 +392,14 @@ func (m *model) cutAtExit() {
 	}
 }
 
-// firstConflictingGrant is the first instant at or after from at which another locker was
+// firstConflictingGrant is the first instant in [from, until) at which another locker was
 // granted a lock that conflicts with h.
-func (m *model) firstConflictingGrant(h *Hold, from int64) (int64, bool) {
+func (m *model) firstConflictingGrant(h *Hold, from, until int64) (int64, bool) {
 	i := sort.Search(len(m.holds), func(i int) bool { return m.holds[i].Begin >= from })
 	for _, x := range m.holds[i:] {
+		if x.Begin >= until {
+			break
+		}
 		if x.Locker != h.Locker && x.File == h.File && m.sem.Conflict(h.Request, x.Request) {
 			return x.Begin, true
 		}
