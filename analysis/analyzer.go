@@ -12,7 +12,11 @@ import (
 	"github.com/lockprobe/lockprobe/tracefile"
 )
 
-type spanKey struct{ trace, span string }
+// spanKey is how the Analyzer knows a span: by the merged span itself. Keyed by trace and span
+// id, the live path's maps hashed and compared two strings per record, a tenth of the
+// controller's CPU per record (bench/FINDINGS.md); the merger gives every record of a span the
+// same *Span anyway.
+type spanKey = *tracefile.Span
 
 // Options tune the detectors. The zero value gives the defaults.
 type Options struct {
@@ -36,8 +40,8 @@ const DefaultStuckAfter = 5 * time.Second
 // Analyzer gathers merged spans and runs the detectors on them. It is not safe for concurrent use.
 type Analyzer struct {
 	opts      Options
-	spans     map[spanKey]int   // → index in order
-	order     []*tracefile.Span // in the order first observed: a trace's order, offline
+	spans     map[spanKey]struct{} // the spans in order
+	order     []*tracefile.Span    // in the order first observed: a trace's order, offline
 	dirty     bool
 	truncated bool
 	m         *model
@@ -49,21 +53,20 @@ func New(opts Options) *Analyzer {
 	if opts.StuckAfter <= 0 {
 		opts.StuckAfter = DefaultStuckAfter
 	}
-	return &Analyzer{opts: opts, spans: map[spanKey]int{}, live: newLiveSet()}
+	return &Analyzer{opts: opts, spans: map[spanKey]struct{}{}, live: newLiveSet()}
 }
 
 // Observe records the span as known now. The same span may be observed many times as its records
-// arrive; the latest wins. The Analyzer keeps the pointer: the caller must not change the span
-// except by merging later records into it (as tracefile.Merger does).
+// arrive, merged into the same *Span each time (as tracefile.Merger does): the Analyzer knows a
+// span by that pointer and keeps it, so the caller must not change the span except by merging
+// later records into it.
 func (a *Analyzer) Observe(s *tracefile.Span) {
 	if s == nil {
 		return
 	}
-	k := spanKey{s.TraceID, s.SpanID}
-	if i, ok := a.spans[k]; ok {
-		a.order[i] = s
-	} else {
-		a.spans[k] = len(a.order)
+	k := spanKey(s)
+	if _, ok := a.spans[k]; !ok {
+		a.spans[k] = struct{}{}
 		a.order = append(a.order, s)
 	}
 	a.dirty = true

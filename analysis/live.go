@@ -78,7 +78,7 @@ func (l *liveSet) model(now, settle int64) *model {
 		if s.End >= horizon {
 			kept = append(kept, s)
 		} else {
-			delete(l.endedK, spanKey{s.TraceID, s.SpanID})
+			delete(l.endedK, spanKey(s))
 		}
 	}
 	clear(l.ended[len(kept):])

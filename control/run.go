@@ -44,7 +44,8 @@ func (e *ListenError) Unwrap() error { return e.Err }
 type run struct {
 	opts    Options
 	conn    *wire.Conn
-	in      <-chan wire.Incoming // the socket's messages; nil once it has closed
+	in      <-chan incoming // the socket's messages, span records decoded; nil once it has closed
+	ingest  *ingest
 	token   string
 	traceID [16]byte
 	rootID  [8]byte
@@ -116,8 +117,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, &ListenError{err}
 	}
-	r.conn, r.in = conn, conn.In()
+	r.conn, r.ingest = conn, startIngest(conn.In())
+	r.in = r.ingest.out
 	defer conn.Close()
+	defer r.ingest.close()
 	if err := os.MkdirAll(opts.OutDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create output folder: %w", err)
 	}
@@ -127,6 +130,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// zstd and the write leave the loop: it only queues the requests, in its order.
+	w.Background(ingestDepth)
 	r.writer = w
 	defer w.Close()
 	r.writeRoot(false)
@@ -261,11 +266,12 @@ func (r *run) spawn(m *member, log *os.File) error {
 // receive takes the next message from the socket; ok is false once the socket has closed, and
 // from then on r.in is nil, so that a select on it waits for its other cases instead of
 // spinning on a closed channel.
-func (r *run) receive(in wire.Incoming, ok bool) bool {
+func (r *run) receive(in incoming, ok bool) bool {
 	if !ok {
 		r.in = nil
 		return false
 	}
+	r.ingest.taken()
 	r.handle(in)
 	return true
 }
@@ -403,7 +409,7 @@ func (r *run) pollWork(started bool) string {
 	r.resendCommands()
 	// A cycle seen while messages still wait to be read may be made of one locker's old state
 	// and another's new one: judge only a drained queue.
-	if started && r.opts.Hang != nil && r.conn.Backlog() == 0 {
+	if started && r.opts.Hang != nil && r.conn.Backlog()+r.ingest.backlog() == 0 {
 		if why := r.opts.Hang(time.Now().UnixNano()); why != "" {
 			r.opts.Log.Info("run ends on a hang", "why", why)
 			return "hang"
@@ -462,7 +468,7 @@ func (r *run) send(m *member, msg *proto.Message) {
 }
 
 // handle processes one incoming message.
-func (r *run) handle(in wire.Incoming) {
+func (r *run) handle(in incoming) {
 	if in.Err != nil {
 		r.opts.Log.Warn("bad message", "from", in.From, "err", in.Err)
 		return
@@ -492,7 +498,7 @@ func (r *run) handle(in wire.Incoming) {
 			m.queue.acked = true
 		}
 	case proto.KindSpans:
-		r.spans(m, msg.SpansRaw, nil)
+		r.lockerSpans(m, msg.SpansRaw, in.spans, in.decodeErr)
 	case proto.KindIdle:
 		m.to(phaseIdle)
 	case proto.KindSnapshot:
@@ -673,22 +679,38 @@ func (r *run) sendQueue(m *member) {
 	r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: r.peers, End: r.runEnd, Instants: r.instants}})
 }
 
-// spans writes a batch to the trace file at once, then shares it with the watchers: b is the
-// request as it arrived (OTLP protobuf), which goes to the file and the merger as it is; req is
-// the same request decoded, when the caller has it. from is the member that sent it, nil for the
-// controller's own records.
-func (r *run) spans(from *member, b []byte, req *coltracepb.ExportTraceServiceRequest) {
-	who := "controller"
-	if from != nil {
-		who = from.label()
+// lockerSpans takes in a batch a member sent: b is the request as it arrived (OTLP protobuf),
+// which goes to the trace file as it is; dec is the same request decoded by the ingest stage
+// (nil and err when it did not decode).
+func (r *run) lockerSpans(from *member, b []byte, dec *tracefile.Decoded, err error) {
+	r.write(b)
+	if err != nil {
+		r.opts.Log.Error("spans not decodable", "from", from.label(), "err", err)
+		return
 	}
+	r.share(from, r.merger.AddDecoded(dec), b, nil)
+}
+
+// spans writes a batch of the controller's own to the trace file at once, then shares it with
+// the watchers: b is the request encoded, req the same decoded.
+func (r *run) spans(b []byte, req *coltracepb.ExportTraceServiceRequest) {
+	r.write(b)
+	touched, err := r.merger.AddEncoded(b)
+	if err != nil {
+		r.opts.Log.Error("spans not decodable", "from", "controller", "err", err)
+	}
+	r.share(nil, touched, b, req)
+}
+
+func (r *run) write(b []byte) {
 	if err := r.writer.WriteEncoded(b); err != nil {
 		r.opts.Log.Error("trace file", "err", err)
 	}
-	touched, err := r.merger.AddEncoded(b)
-	if err != nil {
-		r.opts.Log.Error("spans not decodable", "from", who, "err", err)
-	}
+}
+
+// share hands the merged spans a batch touched to the watchers, and the batch to the collector;
+// from is the member that sent it, nil for the controller's own records.
+func (r *run) share(from *member, touched []*tracefile.Span, b []byte, req *coltracepb.ExportTraceServiceRequest) {
 	for _, s := range touched {
 		r.live.observe(s)
 		if from != nil && (s.Name == semconv.SpanLocker || s.Name == semconv.SpanObserver) {
@@ -700,6 +722,7 @@ func (r *run) spans(from *member, b []byte, req *coltracepb.ExportTraceServiceRe
 	}
 	if r.opts.Forward != nil {
 		if req == nil {
+			var err error
 			if req, err = tracefile.Decode(b); err != nil {
 				return
 			}
@@ -716,7 +739,7 @@ func (r *run) writeRecord(rs *tracepb.ResourceSpans) {
 		r.opts.Log.Error("spans not encodable", "err", err)
 		return
 	}
-	r.spans(nil, b, req)
+	r.spans(b, req)
 }
 
 func (r *run) exited(note exitNote) {

@@ -44,6 +44,44 @@ func (m *Merger) AddEncoded(b []byte) ([]*Span, error) {
 	return out, nil
 }
 
+// Decoded is the span records of one request, decoded by a Decoder and not yet merged.
+type Decoded struct {
+	keys []key
+	recs []*Span
+}
+
+// Len returns the number of records.
+func (d *Decoded) Len() int { return len(d.recs) }
+
+// Decoder decodes requests for a Merger on a goroutine of its own. Decoding is most of what
+// merging a request costs; the live controller decodes on a goroutine beside its loop, which
+// then only merges (AddDecoded). A Decoder is not safe for concurrent use.
+type Decoder struct{ d *decoder }
+
+// NewDecoder returns a Decoder.
+func NewDecoder() *Decoder { return &Decoder{d: newDecoder()} }
+
+// Decode decodes the records of one OTLP protobuf ExportTraceServiceRequest. The records are
+// the Decoded's own: hand it to one Merger once.
+func (d *Decoder) Decode(b []byte) (*Decoded, error) {
+	out := &Decoded{}
+	if err := d.d.each(b, func(k key, rec *Span) { out.keys, out.recs = append(out.keys, k), append(out.recs, rec) }); err != nil {
+		return nil, fmt.Errorf("decode spans: %w", err)
+	}
+	return out, nil
+}
+
+// AddDecoded merges the records of a Decoded and returns the merged spans they touched, in
+// record order, as AddEncoded does. The Decoded is used up: its records are the merger's now.
+func (m *Merger) AddDecoded(d *Decoded) []*Span {
+	out := make([]*Span, len(d.recs))
+	for i, rec := range d.recs {
+		out[i] = m.add(d.keys[i], rec)
+	}
+	d.keys, d.recs = nil, nil
+	return out
+}
+
 // Add merges records the caller made itself (the controller's own spans) and returns the merged
 // spans they touched.
 func (m *Merger) Add(rss []*tracepb.ResourceSpans) []*Span {

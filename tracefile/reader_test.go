@@ -335,3 +335,54 @@ func TestAttrsAccessors(t *testing.T) {
 		t.Errorf("Set: %v", a)
 	}
 }
+
+// Records decoded by a Decoder on another goroutine merge as AddEncoded merges the same
+// requests: the same touched spans, in the same order, and the same merged result.
+func TestAddDecodedIsAddEncoded(t *testing.T) {
+	var reqs [][]byte
+	for _, l := range append(attemptRecords(), []rec{fullRecord()}) {
+		b, err := Encode(reqOf(t, l...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, b)
+	}
+	enc, dec := NewMerger(), NewMerger()
+	decoded := make(chan *Decoded)
+	go func() {
+		defer close(decoded)
+		d := NewDecoder()
+		for _, b := range reqs {
+			x, err := d.Decode(b)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			decoded <- x
+		}
+	}()
+	i := 0
+	for x := range decoded {
+		n := x.Len()
+		a, err := enc.AddEncoded(reqs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := dec.AddDecoded(x)
+		if len(a) != n || len(b) != n {
+			t.Fatalf("request %d: %d records decoded, AddEncoded touched %d, AddDecoded %d", i, n, len(a), len(b))
+		}
+		for j := range a {
+			if !reflect.DeepEqual(a[j], b[j]) {
+				t.Errorf("request %d record %d:\n%+v\nwant\n%+v", i, j, b[j], a[j])
+			}
+		}
+		i++
+	}
+	if !reflect.DeepEqual(enc.Spans(), dec.Spans()) {
+		t.Error("the merged spans differ")
+	}
+	if _, err := NewDecoder().Decode([]byte{0xff, 0xff}); err == nil {
+		t.Error("Decode accepted garbage")
+	}
+}

@@ -6,7 +6,8 @@
 // JSON lines (an older run's trace.jsonl) and the uncompressed framing.
 //
 // The file is append-only and written as spans arrive; every request is flushed to the
-// operating system at once, so a crash loses at most the request being written. A span may
+// operating system at once, so a crash loses at most the request being written (with
+// Background, the few requests queued for the writer's goroutine). A span may
 // appear more than once: first as a partial record (end time 0: it has started, perhaps gathered
 // events, but not ended), later as the final record. Reading merges the records of one span
 // (Span.Merge); a span whose final record never came is still open at the end of the file.
@@ -38,6 +39,10 @@ type Writer struct {
 	hdr      [4]byte
 	requests int
 	err      error
+	// Background: the requests WriteEncoded queued for the goroutine that writes them.
+	qmu   sync.Mutex
+	queue chan []byte
+	done  chan struct{}
 }
 
 // Create creates (or truncates) the trace file at path.
@@ -72,6 +77,27 @@ func newWriter(f *os.File) (*Writer, error) {
 	return &Writer{f: f, zw: zw}, nil
 }
 
+// Background makes the Writer compress and write on a goroutine of its own: WriteEncoded then
+// queues the request (waiting only when depth requests are queued already) and returns; they
+// are written in the order queued, and Close writes what is queued before it closes. The
+// controller's loop spent a third of its time per record in zstd and the write, the machine's
+// other core idle (bench/FINDINGS.md). A queued request's bytes must not change. An error of
+// the goroutine's is returned by the next WriteEncoded and by Close.
+func (w *Writer) Background(depth int) {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	if w.queue != nil {
+		return
+	}
+	w.queue, w.done = make(chan []byte, depth), make(chan struct{})
+	go func(queue <-chan []byte, done chan<- struct{}) {
+		defer close(done)
+		for b := range queue {
+			_ = w.write(b) // kept in w.err
+		}
+	}(w.queue, w.done)
+}
+
 // Write appends one request.
 func (w *Writer) Write(req *coltracepb.ExportTraceServiceRequest) error {
 	b, err := Encode(req)
@@ -87,8 +113,24 @@ func (w *Writer) WriteSpans(rss ...*tracepb.ResourceSpans) error {
 }
 
 // WriteEncoded appends one request already in OTLP protobuf (as a locker sent it) and flushes it
-// to the operating system.
+// to the operating system (with Background, queues it for that).
 func (w *Writer) WriteEncoded(b []byte) error {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	if w.queue == nil {
+		return w.write(b)
+	}
+	w.mu.Lock()
+	err := w.err
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	w.queue <- b
+	return nil
+}
+
+func (w *Writer) write(b []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
@@ -114,15 +156,22 @@ func (w *Writer) WriteEncoded(b []byte) error {
 	return nil
 }
 
-// Requests returns how many requests were written.
+// Requests returns how many requests were written (not those still queued).
 func (w *Writer) Requests() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.requests
 }
 
-// Close ends the zstd frame, syncs and closes the file.
+// Close writes the queued requests, ends the zstd frame, syncs and closes the file.
 func (w *Writer) Close() error {
+	w.qmu.Lock()
+	if w.queue != nil {
+		close(w.queue)
+		<-w.done
+		w.queue = nil
+	}
+	w.qmu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {

@@ -2,6 +2,7 @@ package tracefile
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -150,5 +151,61 @@ func TestCreateAndAppendErrors(t *testing.T) {
 	}
 	if _, err := Create(filepath.Join(dir, "no", "such", "dir", FileName)); err == nil {
 		t.Error("Create in a missing folder succeeded")
+	}
+}
+
+// A Background writer writes the same requests in the same order as one that writes on the
+// caller's goroutine, the queued ones included at Close, and counts them once written.
+func TestBackgroundWritesInOrder(t *testing.T) {
+	var reqs [][]byte
+	for i := range 200 {
+		r := fullRecord()
+		r.start += uint64(i)
+		b, err := Encode(reqOf(t, append(attemptRecords()[i%len(attemptRecords())], r)...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, b)
+	}
+	files := map[bool][]byte{}
+	for _, background := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), FileName)
+		w, err := Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if background {
+			w.Background(4) // fewer than the requests: WriteEncoded waits for room
+		}
+		for _, b := range reqs {
+			if err := w.WriteEncoded(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.Requests(); got != len(reqs) {
+			t.Errorf("background %v: %d requests written, want %d", background, got, len(reqs))
+		}
+		if err := w.WriteEncoded(reqs[0]); err == nil {
+			t.Errorf("background %v: a write after Close succeeded", background)
+		}
+		var got [][]byte
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Requests(f, func(raw []byte) error { got = append(got, bytes.Clone(raw)); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if !reflect.DeepEqual(got, reqs) {
+			t.Errorf("background %v: the file's %d requests are not the %d written, in order", background, len(got), len(reqs))
+		}
+		files[background], _ = os.ReadFile(path)
+	}
+	if !bytes.Equal(files[false], files[true]) {
+		t.Error("the background writer's file differs from the other's")
 	}
 }
