@@ -319,16 +319,17 @@ type preparedLock struct {
 	req      lockReq
 	inflight inflight // what a snapshot says of the call while it waits
 	// sp is the attempt's span, with room for what its end sets: one allocation per attempt.
-	sp   span
-	more [3]attribute.KeyValue
+	sp     span
+	more   [3]attribute.KeyValue
+	values *cycleValues
 }
 
 func (e *executor) prepareLock(index int, cmd *proto.Command) *preparedLock {
 	kind, style := e.kindOf(cmd), e.styleOf(cmd)
-	p := &preparedLock{
-		src: lockSource{lockerID: e.l.opts.ID, index: index, cmd: cmd, kind: kind, style: style, s: e.slots[cmd.FD], scheduled: e.scheduled(cmd)},
-		req: lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len, wait: style == semconv.StyleWait},
-	}
+	p := e.l.rec.values.locks.get()
+	p.src = lockSource{lockerID: e.l.opts.ID, index: index, cmd: cmd, kind: kind, style: style, s: e.slots[cmd.FD], scheduled: e.scheduled(cmd)}
+	p.req = lockReq{kind: kind, mode: cmd.Mode, start: cmd.Start, len: cmd.Len, wait: style == semconv.StyleWait}
+	p.values = &e.l.rec.values
 	p.inflight.lock = &p.src
 	return p
 }
@@ -342,6 +343,7 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 	}
 	span := &p.sp
 	span.more = p.more[:0]
+	span.box = p
 	e.l.rec.begin(span, semconv.SpanAcquire, begun, &p.src)
 	if s == nil {
 		span.setAttributes(attribute.String(semconv.LockOutcome, semconv.OutcomeError.String()), attribute.String(semconv.LockErrno, "EBADF"))
@@ -418,7 +420,8 @@ func (e *executor) lock(p *preparedLock, cmd *proto.Command) {
 	// A grant replaces the owner's own locks over the range (an upgrade converts a read hold).
 	end := rangeEnd(cmd.Start, cmd.Len)
 	e.cut(func(h *hold) bool { return h.sameOwner(kind, cmd.FD, s.file) }, cmd.Start, end, granted.UnixNano(), semconv.HoldConverted)
-	h := &hold{kind: kind, mode: cmd.Mode, start: cmd.Start, end: end, slot: cmd.FD, file: s.file, path: s.path, logical: s.logical, acquireID: span.id, begin: granted.UnixNano()}
+	h := e.l.rec.newHold()
+	*h = hold{kind: kind, mode: cmd.Mode, start: cmd.Start, end: end, slot: cmd.FD, file: s.file, path: s.path, logical: s.logical, acquireID: span.id, begin: granted.UnixNano(), box: h.box}
 	if kind == semconv.KindFlock {
 		h.start, h.end = 0, math.MaxInt64
 	}
@@ -496,7 +499,8 @@ func (e *executor) release(index int, cmd *proto.Command, ifHeld bool) {
 		return
 	}
 	e.mu.Unlock()
-	cs := &cmdSpan{src: cmdSource{lockerID: e.l.opts.ID, index: index, cmd: cmd, scheduled: e.scheduled(cmd), held: held, kind: kind}}
+	cs := e.l.rec.newCmdSpan()
+	cs.src = cmdSource{lockerID: e.l.opts.ID, index: index, cmd: cmd, scheduled: e.scheduled(cmd), held: held, kind: kind}
 	// The hold ends just before the unlock call is entered; its span is ended after the call,
 	// so that no span work delays the hand-off to the next waiter.
 	released := e.l.clock.now().UnixNano()

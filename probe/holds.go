@@ -31,6 +31,7 @@ type hold struct {
 	acquireID  [8]byte // the span id of the attempt that was granted it
 	begin      int64   // unix ns (controller clock)
 	span       *span
+	box        *holdSpan // the value this hold lies in, when made by recorder.newHold
 }
 
 func rangeEnd(start, length int64) int64 {
@@ -124,12 +125,12 @@ func (e *executor) cut(match func(*hold) bool, start, end int64, now int64, reas
 		}
 		if h.start < start {
 			left := *h
-			left.end = start
+			left.end, left.box = start, nil
 			pieces = append(pieces, &left)
 		}
 		if end < h.end {
 			right := *h
-			right.start = end
+			right.start, right.box = end, nil
 			pieces = append(pieces, &right)
 		}
 	}

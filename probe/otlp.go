@@ -1,7 +1,9 @@
 package probe
 
 import (
+	"encoding/binary"
 	"math"
+	"slices"
 
 	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -20,7 +22,7 @@ type encoder struct {
 	traceID  [16]byte
 	resource []byte // the encoded Resource message
 	scope    []byte // the encoded InstrumentationScope message
-	spans    []byte // scratch: the ScopeSpans' spans
+	head     []byte // scratch: a request's header
 	one      []byte // scratch: one span
 	recs     []batchRecord
 	index    map[*span]int
@@ -71,6 +73,17 @@ func newEncoder(traceID [16]byte, resource []attribute.KeyValue, scope string) *
 // request renders the span items of a batch, in the order of each span's first item, as one
 // request; it returns how many records it holds.
 func (e *encoder) request(items []item) ([]byte, int) {
+	req, _, n := e.requestIn(nil, items)
+	return req, n
+}
+
+// requestIn is request rendered in buf's memory, grown as needed (grown: to keep for the
+// next). The sender renders every batch in the same buffer (the wire copies it into its
+// frame), and the spans are written in place after room for the request's header, which is
+// written last, just before them: a new buffer per batch, and the spans written to a scratch
+// buffer and copied after the header, were fresh memory every time, faulted in page by page on
+// the storm's cores (reuse.go).
+func (e *encoder) requestIn(buf []byte, items []item) (req, grown []byte, n int) {
 	e.recs = e.recs[:0]
 	clear(e.index)
 	for _, it := range items {
@@ -85,34 +98,41 @@ func (e *encoder) request(items []item) ([]byte, int) {
 		case opStart:
 			r.begun = true
 		case opEvent:
-			r.events = append(r.events, it.ev)
+			r.events = append(r.events, *it.ev)
 		case opEnd:
 			r.ended = true
 		}
 	}
-	e.spans = e.spans[:0]
+	// The header's room: its tags, the resource and the scope, and two lengths of at most
+	// ten bytes each.
+	room := 4*protowire.SizeTag(otlpfield.ReqResourceSpans) + protowire.SizeBytes(len(e.resource)) + protowire.SizeBytes(len(e.scope)) + 2*binary.MaxVarintLen64
+	out := buf[:0]
+	out = slices.Grow(out, room)[:room]
 	for i := range e.recs {
 		e.one = e.appendSpan(e.one[:0], &e.recs[i])
-		e.spans = protowire.AppendTag(e.spans, otlpfield.SSSpans, protowire.BytesType)
-		e.spans = protowire.AppendBytes(e.spans, e.one)
+		out = protowire.AppendTag(out, otlpfield.SSSpans, protowire.BytesType)
+		out = protowire.AppendBytes(out, e.one)
 	}
-	ssLen := protowire.SizeTag(otlpfield.SSScope) + protowire.SizeBytes(len(e.scope)) + len(e.spans)
+	spans := len(out) - room
+	ssLen := protowire.SizeTag(otlpfield.SSScope) + protowire.SizeBytes(len(e.scope)) + spans
 	rsLen := protowire.SizeTag(otlpfield.RSResource) + protowire.SizeBytes(len(e.resource)) + protowire.SizeTag(otlpfield.RSScopeSpans) + protowire.SizeBytes(ssLen)
-	out := make([]byte, 0, protowire.SizeTag(otlpfield.ReqResourceSpans)+protowire.SizeBytes(rsLen))
-	out = protowire.AppendTag(out, otlpfield.ReqResourceSpans, protowire.BytesType)
-	out = protowire.AppendVarint(out, uint64(rsLen))
-	out = protowire.AppendTag(out, otlpfield.RSResource, protowire.BytesType)
-	out = protowire.AppendBytes(out, e.resource)
-	out = protowire.AppendTag(out, otlpfield.RSScopeSpans, protowire.BytesType)
-	out = protowire.AppendVarint(out, uint64(ssLen))
-	out = protowire.AppendTag(out, otlpfield.SSScope, protowire.BytesType)
-	out = protowire.AppendBytes(out, e.scope)
-	out = append(out, e.spans...)
-	n := len(e.recs)
+	h := e.head[:0]
+	h = protowire.AppendTag(h, otlpfield.ReqResourceSpans, protowire.BytesType)
+	h = protowire.AppendVarint(h, uint64(rsLen))
+	h = protowire.AppendTag(h, otlpfield.RSResource, protowire.BytesType)
+	h = protowire.AppendBytes(h, e.resource)
+	h = protowire.AppendTag(h, otlpfield.RSScopeSpans, protowire.BytesType)
+	h = protowire.AppendVarint(h, uint64(ssLen))
+	h = protowire.AppendTag(h, otlpfield.SSScope, protowire.BytesType)
+	h = protowire.AppendBytes(h, e.scope)
+	e.head = h
+	start := room - len(h)
+	copy(out[start:], h)
+	n = len(e.recs)
 	for i := range e.recs {
 		e.recs[i] = batchRecord{} // let the spans go
 	}
-	return out, n
+	return out[start:], out, n
 }
 
 // appendSpan writes one span record: the final one if the span ended, else a partial one (end

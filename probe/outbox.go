@@ -34,6 +34,7 @@ type outbox struct {
 	trail                 atomic.Int64            // the window's length after an instant, ns (setTrail)
 	instants              atomic.Pointer[[]int64] // the run's instants, local clock (setInstants)
 	enc                   *encoder                // set before the first span item is queued
+	buf                   []byte                  // the sender's: where each batch is rendered (encoder.requestIn)
 }
 
 // quietLead is how long before an instant the sender stops: enough for a burst it is sending
@@ -65,9 +66,9 @@ func newOutbox(conn *wire.Conn, log *slog.Logger) *outbox {
 // queues it. last marks the end of the queue (drain).
 type item struct {
 	msg  *proto.Message
-	op   opKind
 	span *span
-	ev   event // opEvent's
+	ev   *event // opEvent's (rare: a pointer keeps every other item at 32 bytes, not 80)
+	op   opKind
 	last bool
 }
 
@@ -238,7 +239,9 @@ func (o *outbox) run() {
 				pending = &stop
 			}
 		}
-		raw, _ := o.enc.request(batch)
+		raw, grown, _ := o.enc.requestIn(o.buf, batch)
+		o.buf = grown
+		recycleEnded(batch)
 		clear(batch) // the spans may go
 		extra := uint32(0)
 		if pending != nil {

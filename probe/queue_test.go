@@ -10,11 +10,11 @@ import (
 func TestQueueOrderAndBound(t *testing.T) {
 	q := newQueue(3)
 	for i := range 3 {
-		if !q.push(item{ev: event{t: int64(i)}}) {
+		if !q.push(item{ev: &event{t: int64(i)}}) {
 			t.Fatalf("push %d refused below the bound", i)
 		}
 	}
-	if q.push(item{ev: event{t: 3}}) {
+	if q.push(item{ev: &event{t: 3}}) {
 		t.Fatal("a full queue took a fourth item")
 	}
 	got := q.take(nil, 2)
@@ -22,7 +22,7 @@ func TestQueueOrderAndBound(t *testing.T) {
 		t.Fatalf("take 2 = %v, want items 0 and 1", got)
 	}
 	for i := 3; i < 5; i++ {
-		if !q.push(item{ev: event{t: int64(i)}}) {
+		if !q.push(item{ev: &event{t: int64(i)}}) {
 			t.Fatalf("push %d refused with room", i)
 		}
 	}
@@ -104,7 +104,7 @@ func TestQueueAvailSignalsEveryItem(t *testing.T) {
 // stays queued.
 func TestQueueTakeSpans(t *testing.T) {
 	q := newQueue(100)
-	op := func(n int64) item { return item{op: opEvent, ev: event{t: n}} }
+	op := func(n int64) item { return item{op: opEvent, ev: &event{t: n}} }
 	for _, it := range []item{op(0), op(1), {msg: ping(7)}, op(2), {last: true}, op(3)} {
 		q.push(it)
 	}

@@ -60,6 +60,9 @@ type span struct {
 	// from what the lock thread left (an attempt's prepared lock, a hold, a release), which
 	// does not change once the span has begun (attrsource.go).
 	src attrSource
+	// box, when set, is the value holding the span, reused once its final record is rendered
+	// (reuse.go).
+	box recycler
 
 	mu     sync.Mutex
 	more   []attribute.KeyValue // set after the start; a key set again replaces its value
@@ -76,6 +79,7 @@ type recorder struct {
 	parent [8]byte    // the spans' parent unless told otherwise: the locker span
 	base   uint64     // span ids are base + a counter: unique across a run's lockers
 	next   atomic.Uint64
+	values cycleValues // the lock cycle's values handed back by the sender
 }
 
 func newRecorder(put func(item)) *recorder {
@@ -114,25 +118,52 @@ func (r *recorder) begin(s *span, name string, t time.Time, src attrSource) {
 	r.put(item{op: opStart, span: s})
 }
 
-// holdSpan is a hold's span with what its attributes are made from and room for its end's.
+// holdSpan is a hold's span with what its attributes are made from and room for its end's;
+// own is room for the hold itself (newHold).
 type holdSpan struct {
-	sp   span
-	src  holdSource
-	more [1]attribute.KeyValue
+	sp     span
+	src    holdSource
+	more   [1]attribute.KeyValue
+	own    hold
+	values *cycleValues
 }
 
-// startHold begins the span of h at t; its attributes are the hold's.
+// newHold returns a zero hold within the holdSpan its span will begin in (startHold): one
+// value per hold, reused (reuse.go).
+func (r *recorder) newHold() *hold {
+	hs := r.values.holds.get()
+	hs.values = &r.values
+	hs.own.box = hs
+	return &hs.own
+}
+
+// startHold begins the span of h at t; its attributes are the hold's. A hold made by newHold
+// has its span's value already.
 func (r *recorder) startHold(h *hold, lockerID int, t time.Time) *span {
-	hs := &holdSpan{src: holdSource{h: h, lockerID: lockerID}}
+	hs := h.box
+	if hs == nil {
+		hs = r.values.holds.get()
+		hs.values = &r.values
+	}
+	hs.src = holdSource{h: h, lockerID: lockerID}
 	hs.sp.more = hs.more[:0]
+	hs.sp.box = hs
 	r.begin(&hs.sp, semconv.SpanHold, t, &hs.src)
 	return &hs.sp
 }
 
 // cmdSpan is a command's span made on the sender, with what its attributes are made from.
 type cmdSpan struct {
-	sp  span
-	src cmdSource
+	sp     span
+	src    cmdSource
+	values *cycleValues
+}
+
+// newCmdSpan returns a zero cmdSpan, one handed back if there is one (reuse.go).
+func (r *recorder) newCmdSpan() *cmdSpan {
+	cs := r.values.cmds.get()
+	cs.values = &r.values
+	return cs
 }
 
 // done records cs, a command that began at start and has ended at end, as one item: no partial
@@ -140,6 +171,9 @@ type cmdSpan struct {
 func (r *recorder) done(cs *cmdSpan, start, end time.Time) {
 	s := &cs.sp
 	s.id, s.parent, s.name, s.start, s.src, s.end = r.newID(), r.parent, semconv.SpanCommand, start.UnixNano(), &cs.src, max(end.UnixNano(), 1)
+	if cs.values != nil {
+		s.box = cs
+	}
 	r.put(item{op: opEnd, span: s})
 }
 
@@ -189,7 +223,7 @@ func (s *span) addEventNow(r *recorder, name string, now func() time.Time, attrs
 	s.events = append(s.events, ev)
 	s.mu.Unlock()
 	if send {
-		r.put(item{op: opEvent, span: s, ev: ev})
+		r.put(item{op: opEvent, span: s, ev: &ev})
 	}
 }
 
