@@ -98,6 +98,10 @@ type member struct {
 
 	exitPhase phase // its phase when it exited
 
+	// undelivered counts the messages the controller could not queue for the member: its
+	// outbox was full, it was not reading (wire.ErrNotReading).
+	undelivered int
+
 	lastSeq, received, lost uint64
 	backlog                 uint32 // what its latest message said it still had queued
 	lockerSpanID, traceID   string // hex ids of its lockprobe.locker (or observer) span
@@ -106,8 +110,9 @@ type member struct {
 
 // delivery tracks a message that is resent until acked.
 type delivery struct {
+	frame  []byte // the message, encoded once for every send
 	sentAt time.Time
-	sends  int
+	sends  int // times it was queued for the member
 	acked  bool
 }
 

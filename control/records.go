@@ -124,7 +124,8 @@ func (r *run) recordExit(m *member) {
 		Events: []*tracepb.Span_Event{{TimeUnixNano: uint64(m.exit.At.UnixNano()), Name: semconv.EventExit,
 			Attributes: []*commonpb.KeyValue{str(semconv.ExitStatus, m.exit.Status), str(semconv.ExitSignal, m.exit.Signal),
 				num(semconv.ProcessPID, int64(m.pid)), num(semconv.LockerID, int64(m.id)),
-				boolean(semconv.ExitGoodbye, m.saidBye()), num(semconv.ExitUnsent, int64(m.unsent()))}}}}
+				boolean(semconv.ExitGoodbye, m.saidBye()), num(semconv.ExitUnsent, int64(m.unsent())),
+				num(semconv.ExitUndelivered, int64(m.undelivered))}}}}
 	r.writeRecord(resourceSpans(controllerResource(r.opts.Version), span))
 }
 

@@ -29,7 +29,7 @@ type Result struct {
 	EndReason    string // done | timeout | hang | interrupted | start-failed
 	Start, End   time.Time
 	Killed       []string // members that had to be killed
-	Unresponsive []string // members that did not answer the snapshot request
+	Unresponsive []string // members that did not answer the snapshot request, or did not read what they were sent
 	RootSpanID   string
 	TraceID      string
 }
@@ -191,6 +191,10 @@ func (r *run) finish(reason string) error {
 	for _, m := range r.members {
 		if m.phase == phaseExited && !m.saidBye() && m.proc != nil {
 			r.opts.Log.Warn("member exited without goodbye", "member", m.label(), "pid", m.pid, "status", m.exit.Status)
+		}
+		if m.undelivered > 0 {
+			r.res.Unresponsive = append(r.res.Unresponsive, fmt.Sprintf("%s (pid %d on %s): not reading, %d messages to it not delivered",
+				m.label(), m.pid, m.node, m.undelivered))
 		}
 	}
 	return r.writer.Close()
@@ -458,13 +462,41 @@ func (r *run) allGone() bool {
 	return true
 }
 
-func (r *run) send(m *member, msg *proto.Message) {
+// send queues msg for m; it never waits for m to read (wire's outbox). It says whether the
+// message was queued.
+func (r *run) send(m *member, msg *proto.Message) bool {
+	frame, err := proto.Encode(msg)
+	if err != nil {
+		r.opts.Log.Error("message not encodable", "to", m.label(), "kind", msg.Kind, "err", err)
+		return false
+	}
+	return r.sendFrame(m, frame)
+}
+
+// sendFrame queues an encoded message for m. One that cannot be queued because m is not reading
+// is counted (its exit event and the run's unresponsive members name it); a beat waiting
+// already stands for the next (proto.Kind.Coalesces), so beats never fill an outbox.
+func (r *run) sendFrame(m *member, frame []byte) bool {
 	if m.identity == "" {
-		return
+		return false
 	}
-	if err := r.conn.SendTo(m.identity, msg); err != nil {
-		r.opts.Log.Warn("send failed", "to", m.label(), "kind", msg.Kind, "err", err)
+	err := r.conn.SendFrameTo(m.identity, frame)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, wire.ErrNotReading):
+		if m.undelivered == 0 {
+			r.opts.Log.Warn("member not reading: messages to it are not delivered", "member", m.label(), "pid", m.pid,
+				"queued_bytes", r.conn.Queued(m.identity))
+		}
+		m.undelivered++
+	case errors.Is(err, wire.ErrNoPeer):
+		// Its connection has gone: its exit, or its silence, tells the run.
+		r.opts.Log.Debug("send to a member no longer connected", "to", m.label(), "err", err)
+	default:
+		r.opts.Log.Warn("send failed", "to", m.label(), "err", err)
 	}
+	return false
 }
 
 // handle processes one incoming message.
@@ -658,25 +690,38 @@ func (r *run) quietEnd(now time.Time) time.Time {
 }
 
 // resendCommands repeats a queue whose ack has not come within a second (app-level ack: a
-// message the transport lost must not leave a locker without work).
+// message the transport lost must not leave a locker without work), or that could not be
+// queued at all. A copy still waiting to be written to the member is not lost: another one
+// would only add to what a slow reader has to read.
 func (r *run) resendCommands() {
 	for _, m := range r.members {
 		q := &m.queue
-		if m.phase >= phaseRunning && m.connected() && !q.acked && q.sends < 5 && time.Since(q.sentAt) > time.Second {
+		if m.phase >= phaseRunning && m.connected() && !q.acked && q.sends < 5 && time.Since(q.sentAt) > time.Second &&
+			r.conn.Queued(m.identity) == 0 {
 			r.sendQueue(m)
 		}
 	}
 }
 
-// sendQueue sends m its queue (observers get none) with the scenario start and the peer table.
+// sendQueue sends m its queue (observers get none) with the scenario start and the peer table,
+// encoded once for all its sends.
 func (r *run) sendQueue(m *member) {
-	var q []proto.Command
-	if m.role == roleLocker {
-		q = r.opts.Queues[m.id]
+	if m.queue.frame == nil {
+		var q []proto.Command
+		if m.role == roleLocker {
+			q = r.opts.Queues[m.id]
+		}
+		frame, err := proto.Encode(&proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: r.peers, End: r.runEnd, Instants: r.instants}})
+		if err != nil {
+			r.opts.Log.Error("queue not encodable", "to", m.label(), "err", err)
+			return
+		}
+		m.queue.frame = frame
 	}
-	m.queue.sentAt = time.Now()
-	m.queue.sends++
-	r.send(m, &proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: r.peers, End: r.runEnd, Instants: r.instants}})
+	if r.sendFrame(m, m.queue.frame) {
+		m.queue.sentAt = time.Now()
+		m.queue.sends++
+	}
 }
 
 // lockerSpans takes in a batch a member sent: b is the request as it arrived (OTLP protobuf),

@@ -71,6 +71,18 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
+// Coalesces says two messages of the kind, both still waiting to be sent, say no more than one:
+// a beat only says the controller is there. A sender may keep one of them waiting.
+func (k Kind) Coalesces() bool { return k == KindBeat }
+
+// FrameKind is the kind in an encoded frame's header, or 0 for a frame too short to have one.
+func FrameKind(frame []byte) Kind {
+	if len(frame) < HeaderSize {
+		return 0
+	}
+	return Kind(frame[3])
+}
+
 // Message is a decoded frame. Exactly one payload field is set, the one Kind names.
 type Message struct {
 	Kind Kind

@@ -126,6 +126,9 @@ const (
 	// locker died, or the run ended first): its end is the controller's instant, not the locker's.
 	ClosedBy   = "lockprobe.closed_by"
 	ExitUnsent = "locker.exit.unsent" // int: records it still had queued, never delivered (at least)
+	// ExitUndelivered counts the controller's messages to the member that could not even be
+	// queued: it was not reading (wire.ErrNotReading).
+	ExitUndelivered = "locker.exit.undelivered" // int
 
 	ProcCommandLine = "process.command_line" // a real program's argv, joined by spaces (OTel's name)
 	ProcParentPID   = "process.parent_pid"   // int: the process that forked it

@@ -28,9 +28,14 @@ type GateOptions struct {
 	// a flood of idle connections delays a real locker by no more than its own handshake.
 	// Optional: 1024.
 	MaxPending int
-	// WriteTimeout bounds each write to a peer: one that stops reading cannot stall the
-	// controller's sends for longer. Optional: 10s.
+	// WriteTimeout bounds each write to a peer; a write cut short by it closes the connection
+	// (the rest of the frame cannot follow later). A peer's writes are its outbox's, on a
+	// goroutine of their own (outbox.go): no other peer waits for them. Optional: 10s.
 	WriteTimeout time.Duration
+	// MaxQueued bounds the bytes waiting in one peer's outbox; past it SendTo returns
+	// ErrNotReading. A lone message of any size is always taken. Optional: 1 MiB (a queue with a
+	// 1000-locker peer table is 56 KB; what a member is sent in a second is well under 1 KB).
+	MaxQueued int
 }
 
 func (o *GateOptions) defaults() {
@@ -45,6 +50,9 @@ func (o *GateOptions) defaults() {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
+	}
+	if o.MaxQueued <= 0 {
+		o.MaxQueued = 1 << 20
 	}
 }
 
@@ -115,6 +123,7 @@ func (g *gate) admit(c *gatedConn) {
 		if _, dup := g.byID[c.s.identity]; dup {
 			ok = false
 		} else {
+			c.out = newOutbox(c, g.opts.WriteTimeout, g.opts.MaxQueued)
 			g.byID[c.s.identity] = c
 			c.onClose = g.forget
 		}
@@ -168,6 +177,25 @@ func (g *gate) conn(identity string) *gatedConn {
 	return g.byID[identity]
 }
 
+// flush waits until every admitted connection's outbox is empty, or deadline.
+func (g *gate) flush(deadline time.Time) {
+	g.mu.Lock()
+	var waits []<-chan struct{}
+	for _, c := range g.byID {
+		waits = append(waits, c.out.flushed())
+	}
+	g.mu.Unlock()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-timer.C:
+			return
+		}
+	}
+}
+
 func (g *gate) Accept() (net.Conn, error) {
 	select {
 	case c := <-g.ready:
@@ -210,6 +238,9 @@ type gatedConn struct {
 	handshakeOpen  bool // a dialled connection: the deadline stands until the handshake is checked
 	onClose        func(*gatedConn)
 	closeOnce      sync.Once
+	// writeMu orders zmq4's writes (its handshake) and the outbox's.
+	writeMu sync.Mutex
+	out     *outbox // the ROUTER's writes to this peer; nil on a DEALER's connection
 }
 
 func newGatedConn(c net.Conn, s *stream, writeTimeout time.Duration, server bool) *gatedConn {
@@ -284,9 +315,20 @@ func (c *gatedConn) Write(p []byte) (int, error) {
 			return skipped, nil
 		}
 	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	n, err := c.Conn.Write(p)
 	return skipped + n, err
+}
+
+// writeBuffers writes bufs to the network (one writev) within timeout.
+func (c *gatedConn) writeBuffers(bufs *net.Buffers, timeout time.Duration) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := bufs.WriteTo(c.Conn)
+	return err
 }
 
 func (c *gatedConn) Close() error {
@@ -296,6 +338,9 @@ func (c *gatedConn) Close() error {
 			c.trustTimer.Stop()
 		}
 		err = c.Conn.Close()
+		if c.out != nil {
+			close(c.out.done)
+		}
 		if c.onClose != nil {
 			c.onClose(c)
 		}

@@ -34,7 +34,7 @@ type Incoming struct {
 	At   time.Time // when the reader took it off the socket
 }
 
-// Conn is a socket with a reader goroutine.
+// Conn is a socket with a reader goroutine. A ROUTER's writes are wire's own (outbox.go).
 type Conn struct {
 	sock   zmq4.Socket
 	router bool
@@ -254,33 +254,63 @@ func (c *Conn) read(ctx context.Context) {
 
 // Send sends one message (DEALER side).
 func (c *Conn) Send(m *proto.Message) error {
-	return c.SendTo("", m)
+	frame, err := proto.Encode(m)
+	if err != nil {
+		return err
+	}
+	if c.router {
+		return errors.New("send: a ROUTER sends to an identity (SendTo)")
+	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if err := c.sock.Send(zmq4.NewMsg(frame)); err != nil {
+		return fmt.Errorf("send %s: %w", m.Kind, err)
+	}
+	return nil
 }
 
-// SendTo sends one message to the DEALER with identity to (ROUTER side).
+// SendTo queues one message for the DEALER with identity to (ROUTER side) and returns at once:
+// the peer's connection writes it (outbox.go). It fails with ErrNoPeer when no connection has
+// that identity, and with ErrNotReading when the peer's outbox is full.
 func (c *Conn) SendTo(to string, m *proto.Message) error {
 	frame, err := proto.Encode(m)
 	if err != nil {
 		return err
 	}
-	var msg zmq4.Msg
-	if c.router {
-		msg = zmq4.NewMsgFrom([]byte(to), frame)
-	} else {
-		msg = zmq4.NewMsg(frame)
+	return c.SendFrameTo(to, frame)
+}
+
+// SendFrameTo is SendTo of a message encoded already (proto.Encode): one that goes out more
+// than once (a queue resent) is encoded once. The frame must not change afterwards.
+func (c *Conn) SendFrameTo(to string, frame []byte) error {
+	kind := proto.FrameKind(frame)
+	if !c.router {
+		return fmt.Errorf("send %s: a DEALER sends to its ROUTER (Send)", kind)
 	}
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	if c.router {
-		err = c.sock.SendMulti(msg)
-	} else {
-		err = c.sock.Send(msg)
+	gc := c.gate.conn(to)
+	if gc == nil {
+		return fmt.Errorf("send %s to %q: %w", kind, to, ErrNoPeer)
 	}
-	if err != nil {
-		return fmt.Errorf("send %s: %w", m.Kind, err)
+	if err := gc.out.put(kind, frame); err != nil {
+		return fmt.Errorf("send %s to %q: %w", kind, to, err)
 	}
 	return nil
 }
+
+// Queued is how many bytes sent to identity have not been written to its connection yet.
+func (c *Conn) Queued(identity string) int {
+	if c.gate == nil {
+		return 0
+	}
+	if gc := c.gate.conn(identity); gc != nil {
+		return gc.out.queued()
+	}
+	return 0
+}
+
+// closeFlush bounds how long Close waits for what was queued to reach the peers: a member's
+// last ack (of its goodbye) must not be lost to the controller's closing right after it.
+const closeFlush = time.Second
 
 // Close closes the socket and waits (briefly) for the reader to stop. Closing again does nothing.
 func (c *Conn) Close() error {
@@ -289,6 +319,9 @@ func (c *Conn) Close() error {
 }
 
 func (c *Conn) close() error {
+	if c.gate != nil {
+		c.gate.flush(time.Now().Add(closeFlush))
+	}
 	err := c.sock.Close()
 	// A peer that left first had its connection closed by zmq4, which removes it only later:
 	// closing it again reports net.ErrClosed, which is no failure of ours.

@@ -1,7 +1,7 @@
 package wire
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -183,13 +183,10 @@ func TestMalformedFrameArrivesAsError(t *testing.T) {
 	}
 }
 
-// zmq4's ROUTER write goes to every connection whose identity matches and returns nil when
-// none does: a message to an identity that has not connected (yet, or any more) is dropped with
-// no error. Before the ROUTER has any connection at all, the write first waits for one up to
-// the socket timeout (5 s here), then drops the message, still with no error. libzmq's ROUTER
-// drops too (unless ROUTER_MANDATORY). That is why the protocol never sends to a locker
-// before its hello has arrived: the hello proves the identity is connected.
-func TestRouterDropsUnknownIdentity(t *testing.T) {
+// A message to an identity that has not connected (yet, or any more) is refused with ErrNoPeer
+// at once (zmq4's ROUTER dropped it silently, after waiting up to its socket timeout for a
+// first connection). The protocol still never sends to a locker before its hello has arrived.
+func TestRouterRefusesUnknownIdentity(t *testing.T) {
 	r := listen(t)
 	d := dial(t, r, "locker-1")
 	if err := d.Send(hello(1)); err != nil {
@@ -197,19 +194,9 @@ func TestRouterDropsUnknownIdentity(t *testing.T) {
 	}
 	recvMsg(t, r)
 
-	ctx, cancel := context.WithTimeout(t.Context(), wait)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		errc <- r.SendTo("nobody", &proto.Message{Kind: proto.KindStop, Seq: 1, Stop: &proto.Stop{Reason: "lost"}})
-	}()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Errorf("SendTo an unknown identity: %v, want nil (zmq4 drops silently)", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("SendTo an unknown identity did not return")
+	err := r.SendTo("nobody", &proto.Message{Kind: proto.KindStop, Seq: 1, Stop: &proto.Stop{Reason: "lost"}})
+	if !errors.Is(err, ErrNoPeer) {
+		t.Errorf("SendTo an unknown identity: %v, want ErrNoPeer", err)
 	}
 
 	// The known dealer gets only what was sent to it.
