@@ -26,7 +26,8 @@ func TestQuietWindows(t *testing.T) {
 			t.Fatalf("instants %v, want %v", got, want)
 		}
 	}
-	r := &run{instants: got, trail: 10 * time.Millisecond}
+	r := &run{}
+	r.quiet.Store(&quietWindows{instants: got, trail: 10 * time.Millisecond})
 	at := start.Add(time.Second)
 	for _, c := range []struct {
 		now  time.Time

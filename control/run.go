@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -61,8 +62,10 @@ type run struct {
 	snap    *snapshot
 	live    live
 	host    string
-	endAt   time.Time    // when the run was decided to be over
-	peers   []proto.Peer // the lockers' table, fixed when the queues go out
+	endAt   time.Time // when the run was decided to be over
+	// queues encodes the members' Commands: all but the queue (the peer table, fixed when the
+	// queues go out) is encoded once.
+	queues *proto.CommandsEncoder
 	// group is what Options.Launch started; groupDone its end, nil once handled.
 	group     Group
 	groupDone <-chan struct{}
@@ -72,10 +75,9 @@ type run struct {
 	// files holds each file's identity and file-system facts, taken once at the start: at the
 	// end a client may be stopped or dead, and a stat(2) through it would never return.
 	files []fileFacts
-	// instants are the run's scheduled instants (sendCommands); trail how long after each the
-	// controller's periodic work waits.
-	instants []time.Time
-	trail    time.Duration
+	// quiet holds the run's scheduled instants once the queues go out (sendCommands), and how
+	// long after each the controller's periodic work waits; the beat goroutine reads it too.
+	quiet atomic.Pointer[quietWindows]
 	// lockerLog takes the standard output and error of the members started here.
 	lockerLog *os.File
 }
@@ -164,6 +166,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	r.lockerLog = logFile
+	stopBeats := r.beat()
+	defer stopBeats()
 	reason, loopErr := r.loop(ctx)
 	var se *spawnError
 	if errors.As(loopErr, &se) {
@@ -287,7 +291,7 @@ func (r *run) loop(ctx context.Context) (string, error) {
 	var timeout <-chan time.Time
 	poll := time.NewTicker(r.opts.Poll)
 	defer poll.Stop()
-	beat := time.NewTicker(time.Second)
+	beat := time.NewTicker(beatEvery)
 	defer beat.Stop()
 	progress := time.NewTicker(500 * time.Millisecond)
 	defer progress.Stop()
@@ -422,14 +426,48 @@ func (r *run) pollWork(started bool) string {
 	return ""
 }
 
-// beatWork tells every member the controller is there and notes the nodes gone silent.
+// beatWork notes the nodes gone silent.
 func (r *run) beatWork() {
-	for _, m := range r.members {
-		if m.connected() {
-			r.send(m, &proto.Message{Kind: proto.KindBeat, Beat: &proto.Beat{}})
-		}
-	}
 	r.checkSilence(time.Now())
+}
+
+// beatEvery is the controller's heartbeat: a locker that hears nothing for five of them leaves.
+const beatEvery = time.Second
+
+// beat starts telling every accepted member, once a second, that the controller is there, and
+// returns what stops it. The beats go from a goroutine of their own, not from the loop: a loop
+// that encoded a thousand queues, read /proc for a snapshot, or waited for a core on a host its
+// lockers kept busy sent no beat for seconds, and the lockers, hearing nothing for 5 s, left
+// without their goodbye. A member goes without beats only when the controller's process is
+// gone or stopped. They keep out of the windows around the run's instants, as the loop's own
+// periodic work does.
+func (r *run) beat() (stop func()) {
+	frame, err := proto.Encode(&proto.Message{Kind: proto.KindBeat, Beat: &proto.Beat{}})
+	if err != nil {
+		panic(err) // a constant message
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(beatEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if end := r.quietEnd(time.Now()); !end.IsZero() {
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Until(end)):
+				}
+			}
+			r.conn.Broadcast(frame)
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 func (r *run) allReady() bool {
@@ -625,20 +663,26 @@ func (r *run) sendCommands() {
 	lead := 100*time.Millisecond + time.Duration(len(r.members))*time.Millisecond
 	r.scenAt = time.Now().Add(lead)
 	r.runEnd = time.Now().Add(r.opts.Timeout)
-	r.peers = make([]proto.Peer, 0, len(r.members))
+	peers := make([]proto.Peer, 0, len(r.members))
 	for _, m := range r.members {
 		if m.role == roleLocker {
-			r.peers = append(r.peers, proto.Peer{LockerID: m.id, Node: m.node, PID: m.pid, TID: m.tid})
+			peers = append(peers, proto.Peer{LockerID: m.id, Node: m.node, PID: m.pid, TID: m.tid})
 		}
 	}
-	r.instants = instantsOf(r.opts.Queues, r.scenAt)
+	instants := instantsOf(r.opts.Queues, r.scenAt)
+	enc, err := proto.NewCommandsEncoder(proto.Commands{Start: r.scenAt, Peers: peers, End: r.runEnd, Instants: instants})
+	if err != nil {
+		r.opts.Log.Error("queues not encodable", "err", err) // a time or a table: cannot happen
+	}
+	r.queues = enc
 	local := 0
 	for _, m := range r.members {
 		if !m.remote && m.role == roleLocker {
 			local++
 		}
 	}
-	r.trail = max(2*time.Millisecond, time.Duration(local)*500*time.Microsecond/time.Duration(runtime.NumCPU()))
+	r.quiet.Store(&quietWindows{instants: instants,
+		trail: max(2*time.Millisecond, time.Duration(local)*500*time.Microsecond/time.Duration(runtime.NumCPU()))})
 	for _, m := range r.members {
 		if m.to(phaseRunning) {
 			r.sendQueue(m)
@@ -680,11 +724,21 @@ func instantsOf(queues [][]proto.Command, start time.Time) []time.Time {
 // floor's, without).
 const quietLead = 5 * time.Millisecond
 
+// quietWindows are the run's instants and the trail after each.
+type quietWindows struct {
+	instants []time.Time
+	trail    time.Duration
+}
+
 // quietEnd returns the end of the window around an instant that now lies in, or the zero time.
 func (r *run) quietEnd(now time.Time) time.Time {
-	i, _ := slices.BinarySearchFunc(r.instants, now.Add(-r.trail), func(t, x time.Time) int { return t.Compare(x) })
-	if i < len(r.instants) && !now.Before(r.instants[i].Add(-quietLead)) {
-		return r.instants[i].Add(r.trail)
+	q := r.quiet.Load()
+	if q == nil {
+		return time.Time{}
+	}
+	i, _ := slices.BinarySearchFunc(q.instants, now.Add(-q.trail), func(t, x time.Time) int { return t.Compare(x) })
+	if i < len(q.instants) && !now.Before(q.instants[i].Add(-quietLead)) {
+		return q.instants[i].Add(q.trail)
 	}
 	return time.Time{}
 }
@@ -707,11 +761,14 @@ func (r *run) resendCommands() {
 // encoded once for all its sends.
 func (r *run) sendQueue(m *member) {
 	if m.queue.frame == nil {
+		if r.queues == nil {
+			return
+		}
 		var q []proto.Command
 		if m.role == roleLocker {
 			q = r.opts.Queues[m.id]
 		}
-		frame, err := proto.Encode(&proto.Message{Kind: proto.KindCommands, Commands: &proto.Commands{Start: r.scenAt, Queue: q, Peers: r.peers, End: r.runEnd, Instants: r.instants}})
+		frame, err := r.queues.Encode(q)
 		if err != nil {
 			r.opts.Log.Error("queue not encodable", "to", m.label(), "err", err)
 			return

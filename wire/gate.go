@@ -133,11 +133,11 @@ func (g *gate) admit(c *gatedConn) {
 		c.Conn.Close()
 		return
 	}
-	c.trustTimer = time.AfterFunc(g.opts.Trust, func() {
+	c.trustTimer.Store(time.AfterFunc(g.opts.Trust, func() {
 		if !c.trusted.Load() {
 			c.Close()
 		}
-	})
+	}))
 	select {
 	case g.ready <- c:
 	case <-g.closed:
@@ -175,6 +175,19 @@ func (g *gate) conn(identity string) *gatedConn {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.byID[identity]
+}
+
+// trusted returns the admitted connections whose peer the controller has trusted.
+func (g *gate) trusted() []*gatedConn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]*gatedConn, 0, len(g.byID))
+	for _, c := range g.byID {
+		if c.trusted.Load() {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // flush waits until every admitted connection's outbox is empty, or deadline.
@@ -234,8 +247,8 @@ type gatedConn struct {
 	err            error
 	swallow        int // bytes of zmq4's own greeting still to drop from its writes
 	trusted        atomic.Bool
-	trustTimer     *time.Timer
-	handshakeOpen  bool // a dialled connection: the deadline stands until the handshake is checked
+	trustTimer     atomic.Pointer[time.Timer] // its own func may close the connection: no lock orders them
+	handshakeOpen  bool                       // a dialled connection: the deadline stands until the handshake is checked
 	onClose        func(*gatedConn)
 	closeOnce      sync.Once
 	// writeMu orders zmq4's writes (its handshake) and the outbox's.
@@ -334,8 +347,8 @@ func (c *gatedConn) writeBuffers(bufs *net.Buffers, timeout time.Duration) error
 func (c *gatedConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
-		if c.trustTimer != nil {
-			c.trustTimer.Stop()
+		if t := c.trustTimer.Load(); t != nil {
+			t.Stop()
 		}
 		err = c.Conn.Close()
 		if c.out != nil {

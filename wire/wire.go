@@ -297,6 +297,19 @@ func (c *Conn) SendFrameTo(to string, frame []byte) error {
 	return nil
 }
 
+// Broadcast queues frame (proto.Encode) for every peer the controller has trusted (Trust): its
+// accepted members still connected. A peer that is not reading does not get it; that is no error
+// here (a beat to it says nothing its other messages would not).
+func (c *Conn) Broadcast(frame []byte) {
+	if c.gate == nil {
+		return
+	}
+	kind := proto.FrameKind(frame)
+	for _, gc := range c.gate.trusted() {
+		_ = gc.out.put(kind, frame)
+	}
+}
+
 // Queued is how many bytes sent to identity have not been written to its connection yet.
 func (c *Conn) Queued(identity string) int {
 	if c.gate == nil {
