@@ -18,6 +18,16 @@ import (
 // same *Span anyway.
 type spanKey = *tracefile.Span
 
+// The marks an Analyzer leaves in a span it observed (tracefile.Span.Marks): whether it is in
+// the Analyzer's order and in its live set's open and ended spans. A table of every span
+// observed (a map from the span to its place) cost the controller's loop as much as merging
+// the record did: a cache miss per record in a table of 10^5 spans, and its growth.
+const (
+	markOrdered uint8 = 1 << iota
+	markOpen
+	markEnded
+)
+
 // Options tune the detectors. The zero value gives the defaults.
 type Options struct {
 	// StuckAfter is how long a waiter must stay blocked under the same suspicious evidence
@@ -40,8 +50,7 @@ const DefaultStuckAfter = 5 * time.Second
 // Analyzer gathers merged spans and runs the detectors on them. It is not safe for concurrent use.
 type Analyzer struct {
 	opts      Options
-	spans     map[spanKey]struct{} // the spans in order
-	order     []*tracefile.Span    // in the order first observed: a trace's order, offline
+	order     []*tracefile.Span // in the order first observed: a trace's order, offline
 	dirty     bool
 	truncated bool
 	m         *model
@@ -53,20 +62,20 @@ func New(opts Options) *Analyzer {
 	if opts.StuckAfter <= 0 {
 		opts.StuckAfter = DefaultStuckAfter
 	}
-	return &Analyzer{opts: opts, spans: map[spanKey]struct{}{}, live: newLiveSet()}
+	return &Analyzer{opts: opts, live: newLiveSet()}
 }
 
 // Observe records the span as known now. The same span may be observed many times as its records
 // arrive, merged into the same *Span each time (as tracefile.Merger does): the Analyzer knows a
 // span by that pointer and keeps it, so the caller must not change the span except by merging
-// later records into it.
+// later records into it. It marks the span (Span.Marks), so a span is observed by one Analyzer.
 func (a *Analyzer) Observe(s *tracefile.Span) {
 	if s == nil {
 		return
 	}
 	k := spanKey(s)
-	if _, ok := a.spans[k]; !ok {
-		a.spans[k] = struct{}{}
+	if s.Marks&markOrdered == 0 {
+		s.Marks |= markOrdered
 		a.order = append(a.order, s)
 	}
 	a.dirty = true

@@ -19,9 +19,8 @@ import (
 
 // liveSet is what Check needs of the observed spans.
 type liveSet struct {
-	open    map[spanKey]*tracefile.Span // attempts and holds not ended
-	ended   []*tracefile.Span           // attempts, holds and getlks that ended, in the order they did
-	endedK  map[spanKey]bool            // the spans in ended
+	open    map[spanKey]*tracefile.Span // attempts and holds not ended (marked markOpen)
+	ended   []*tracefile.Span           // attempts, holds and getlks that ended, in the order they did (marked markEnded)
 	last    map[int64]*tracefile.Span   // each locker's hold that ended last, kept past the horizon
 	procs   map[spanKey]*tracefile.Span // the run, lockers, observers, snapshots, silences
 	cursors map[spanKey]*observerCursor
@@ -30,7 +29,7 @@ type liveSet struct {
 }
 
 func newLiveSet() liveSet {
-	return liveSet{open: map[spanKey]*tracefile.Span{}, endedK: map[spanKey]bool{}, last: map[int64]*tracefile.Span{},
+	return liveSet{open: map[spanKey]*tracefile.Span{}, last: map[int64]*tracefile.Span{},
 		procs: map[spanKey]*tracefile.Span{}, cursors: map[spanKey]*observerCursor{}}
 }
 
@@ -40,12 +39,16 @@ func (l *liveSet) observe(k spanKey, s *tracefile.Span) {
 	switch s.Name {
 	case semconv.SpanAcquire, semconv.SpanHold, semconv.SpanGetlk:
 		if s.Open() && s.Name != semconv.SpanGetlk {
+			s.Marks |= markOpen
 			l.open[k] = s
 			return
 		}
-		delete(l.open, k)
-		if !l.endedK[k] {
-			l.endedK[k] = true
+		if s.Marks&markOpen != 0 {
+			s.Marks &^= markOpen
+			delete(l.open, k)
+		}
+		if s.Marks&markEnded == 0 {
+			s.Marks |= markEnded
 			l.ended = append(l.ended, s)
 		}
 		if s.Name == semconv.SpanHold {
@@ -78,7 +81,7 @@ func (l *liveSet) model(now, settle int64) *model {
 		if s.End >= horizon {
 			kept = append(kept, s)
 		} else {
-			delete(l.endedK, spanKey(s))
+			s.Marks &^= markEnded
 		}
 	}
 	clear(l.ended[len(kept):])

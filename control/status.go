@@ -7,10 +7,11 @@ import (
 	"github.com/lockprobe/lockprobe/tracefile"
 )
 
-// live is what the status line shows: attempts waiting and holds held right now.
+// live is what the status line shows: attempts waiting and holds held right now, by merged span
+// (the merger gives every record of a span the same one: no ids to hash per record).
 type live struct {
-	waiting map[string]waiter // open attempt span id → who, since when
-	holding map[string]bool   // open hold span ids
+	waiting map[*tracefile.Span]waiter // open attempt → who, since when
+	holding map[*tracefile.Span]bool   // open holds
 }
 
 type waiter struct {
@@ -20,20 +21,20 @@ type waiter struct {
 
 func (l *live) observe(s *tracefile.Span) {
 	if l.waiting == nil {
-		l.waiting, l.holding = map[string]waiter{}, map[string]bool{}
+		l.waiting, l.holding = map[*tracefile.Span]waiter{}, map[*tracefile.Span]bool{}
 	}
 	switch s.Name {
 	case semconv.SpanAcquire:
 		if s.Open() {
-			l.waiting[s.SpanID] = waiter{start: s.Start, locker: s.Attrs.IntOr(semconv.LockerID, -1)}
+			l.waiting[s] = waiter{start: s.Start, locker: s.Attrs.IntOr(semconv.LockerID, -1)}
 		} else {
-			delete(l.waiting, s.SpanID)
+			delete(l.waiting, s)
 		}
 	case semconv.SpanHold:
 		if s.Open() {
-			l.holding[s.SpanID] = true
+			l.holding[s] = true
 		} else {
-			delete(l.holding, s.SpanID)
+			delete(l.holding, s)
 		}
 	}
 }

@@ -117,6 +117,10 @@ type Span struct {
 	Resource   Attrs  // shared by the spans of one process: do not change it
 	Scope      *Scope // the instrumentation scope, shared likewise
 	Records    int    // how many records were merged
+	// Marks belongs to the live analyzer (analysis.Analyzer.Observe): what it has done with
+	// the span already, kept in the merged span itself so that it needs no table of spans of
+	// its own beside the merger's. Nothing in tracefile reads or sets it.
+	Marks uint8
 }
 
 // Scope is the instrumentation scope a span's first record came with.
