@@ -140,8 +140,8 @@ func (r *run) closeOpenSpans() {
 		}
 	}
 	end := r.res.End
-	for _, s := range r.merger.Spans() {
-		if !s.Open() || s.Name == semconv.SpanRun {
+	for _, s := range r.merger.OpenSpans() {
+		if s.Name == semconv.SpanRun {
 			continue
 		}
 		id := s.Resource.IntOr(semconv.LockerID, -1000)

@@ -118,6 +118,7 @@ type decoder struct {
 	scopes map[string]*Scope
 	traces map[[16]byte]string
 	parent map[[8]byte]string
+	spans  [][]byte // scopeSpans' room for the spans of a scope, reused
 	// recs, when set, is where records are decoded, their slices (attributes, events and their
 	// attributes) reused from the records decoded there before: a reader that lets most records
 	// go at once (Stream) then allocates nothing for them. Whoever keeps such a record keeps a
@@ -412,7 +413,8 @@ func (d *decoder) resource(b []byte) (Attrs, error) {
 
 func (d *decoder) scopeSpans(b []byte, res Attrs, fn func(key, *Span)) error {
 	var scope *Scope
-	var spans [][]byte
+	spans := d.spans[:0] // the room of the scope spans before: a request holds hundreds
+	defer func() { clear(spans); d.spans = spans[:0] }()
 	for len(b) > 0 {
 		f, rest, err := nextIn(b, &ssFields, "scope spans")
 		if err != nil {

@@ -56,7 +56,10 @@ func (d *Decoded) Len() int { return len(d.recs) }
 // Decoder decodes requests for a Merger on a goroutine of its own. Decoding is most of what
 // merging a request costs; the live controller decodes on a goroutine beside its loop, which
 // then only merges (AddDecoded). A Decoder is not safe for concurrent use.
-type Decoder struct{ d *decoder }
+type Decoder struct {
+	d    *decoder
+	room int // records of the last request: the next one's room
+}
 
 // NewDecoder returns a Decoder.
 func NewDecoder() *Decoder { return &Decoder{d: newDecoder()} }
@@ -64,7 +67,8 @@ func NewDecoder() *Decoder { return &Decoder{d: newDecoder()} }
 // Decode decodes the records of one OTLP protobuf ExportTraceServiceRequest. The records are
 // the Decoded's own: hand it to one Merger once.
 func (d *Decoder) Decode(b []byte) (*Decoded, error) {
-	out := &Decoded{}
+	out := &Decoded{keys: make([]key, 0, d.room), recs: make([]*Span, 0, d.room)}
+	defer func() { d.room = len(out.recs) }()
 	if err := d.d.each(b, func(k key, rec *Span) { out.keys, out.recs = append(out.keys, k), append(out.recs, rec) }); err != nil {
 		return nil, fmt.Errorf("decode spans: %w", err)
 	}
@@ -125,6 +129,22 @@ func (m *Merger) Spans() []*Span {
 	for _, s := range m.byID {
 		out = append(out, s)
 	}
+	return sortSpans(out)
+}
+
+// OpenSpans returns the merged spans that never ended, sorted as Spans sorts them: what the
+// controller ends at the run's end, without sorting the run's every span for it.
+func (m *Merger) OpenSpans() []*Span {
+	var out []*Span
+	for _, s := range m.byID {
+		if s.Open() {
+			out = append(out, s)
+		}
+	}
+	return sortSpans(out)
+}
+
+func sortSpans(out []*Span) []*Span {
 	slices.SortFunc(out, func(x, y *Span) int {
 		if c := cmp.Compare(x.Start, y.Start); c != 0 {
 			return c

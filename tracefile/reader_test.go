@@ -291,7 +291,13 @@ func TestMergerAddReturnsTouched(t *testing.T) {
 	m := NewMerger()
 	recs := attemptRecords()
 	first := m.Add(reqOf(t, recs[0]...).ResourceSpans)
+	if open := m.OpenSpans(); len(open) != 1 || open[0] != first[0] {
+		t.Errorf("OpenSpans() after a partial record = %v, want the span", open)
+	}
 	second := m.Add(reqOf(t, recs[2]...).ResourceSpans)
+	if open := m.OpenSpans(); len(open) != 0 {
+		t.Errorf("OpenSpans() after the final record = %v, want none", open)
+	}
 	if len(first) != 1 || len(second) != 1 || first[0] != second[0] {
 		t.Fatalf("Add did not return the same merged span: %v %v", first, second)
 	}
