@@ -449,3 +449,66 @@ func TestStrangerRefusedOnce(t *testing.T) {
 		t.Errorf("the run: %v", err)
 	}
 }
+
+// TestGoodbyeTakenAfterTheExitIsNoticed: a member's process can end before the controller has
+// taken its goodbye from the socket (the bye is acked, or unacked after 2 s, and the process
+// exits). Here the exit is noticed first by construction: the member's process ends, and only
+// then do its last records and its goodbye arrive, before its connection closes. The member
+// said goodbye; nothing is lost. Judged at the exit, it was one that ended without its goodbye
+// and the 5 records its last message said were queued were counted lost.
+func TestGoodbyeTakenAfterTheExitIsNoticed(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	o := baseOptions(t, queues(t, "all: file@{file}\nall: stop\n", 1, file), file)
+	o.Start = func(spec control.Spec) (control.Process, error) {
+		p := newFake()
+		go func() {
+			c, err := wire.Dial(context.Background(), spec.Endpoint, "late-bye")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			s := &speaker{t: t, c: c}
+			host, _ := os.Hostname()
+			w, _ := s.join(spec, p.PID(), host, "")
+			if w == nil {
+				return
+			}
+			s.send(&proto.Message{Kind: proto.KindSpans, Backlog: 5, SpansRaw: lockerSpan(t, w.Welcome, spec.ID)})
+			p.Kill() // its process ends: the controller hears of it at once
+			time.Sleep(300 * time.Millisecond)
+			s.send(&proto.Message{Kind: proto.KindSpans, SpansRaw: lockerSpan(t, w.Welcome, spec.ID)})
+			s.send(&proto.Message{Kind: proto.KindBye, Bye: &proto.Bye{}})
+			time.Sleep(100 * time.Millisecond)
+		}()
+		return p, nil
+	}
+	res, err := control.Run(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := readTrace(t, res)
+	var lost int64 = -1
+	var exit *tracefile.Event
+	for _, s := range tr.Spans {
+		switch s.Name {
+		case semconv.SpanRun:
+			lost = s.Attrs.IntOr(semconv.RunLost, -1)
+		case semconv.SpanLocker:
+			for i := range s.Events {
+				if s.Events[i].Name == semconv.EventExit {
+					exit = &s.Events[i]
+				}
+			}
+		}
+	}
+	if lost != 0 {
+		t.Errorf("messages lost %d, want 0", lost)
+	}
+	if exit == nil {
+		t.Fatal("no locker.exit event")
+	}
+	if g, _ := exit.Attrs.Get(semconv.ExitGoodbye); g != true {
+		t.Errorf("exit event says goodbye %v, want true", g)
+	}
+}

@@ -153,6 +153,7 @@ func (r *run) shutdown(reason string) {
 		}
 	}
 	if !r.await(r.graceAfterHeal()) {
+		r.settleExits(true) // what has ended is not killed
 		r.stopGroup(false)
 		r.killAll()
 		return
@@ -167,6 +168,10 @@ func (r *run) await(d time.Duration) bool {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for !r.allGone() {
+		var settle <-chan time.Time // exits waiting for their member's last messages
+		if len(r.settling) > 0 {
+			settle = time.After(20 * time.Millisecond)
+		}
 		select {
 		case in, ok := <-r.in:
 			r.receive(in, ok)
@@ -174,6 +179,8 @@ func (r *run) await(d time.Duration) bool {
 			r.exited(note)
 		case <-r.groupDone:
 			_ = r.groupExited()
+		case <-settle:
+			r.settleExits(false)
 		case <-deadline.C:
 			return false
 		}

@@ -310,6 +310,12 @@ func (c *Conn) Broadcast(frame []byte) {
 	}
 }
 
+// Connected says a connection with identity is open: its reader has not met the end of its
+// stream yet.
+func (c *Conn) Connected(identity string) bool {
+	return c.gate != nil && c.gate.conn(identity) != nil
+}
+
 // Queued is how many bytes sent to identity have not been written to its connection yet.
 func (c *Conn) Queued(identity string) int {
 	if c.gate == nil {
