@@ -231,6 +231,7 @@ func (l *Locker) setupTracing() {
 		attribute.Int(semconv.LockerID, l.opts.ID),
 		attribute.Int64(semconv.ClockOffset, int64(l.clock.offset)),
 		attribute.Int64(semconv.ClockUncertainty, int64(l.clock.uncertainty)),
+		attribute.Int(semconv.LockThreadNice, l.thread.nice),
 	})
 	l.rec.parent = l.self.id
 	clockAttrs := []attribute.KeyValue{

@@ -50,6 +50,10 @@ const (
 // (int), set when the queue came.
 const GOMAXPROCS = "process.runtime.go.gomaxprocs"
 
+// LockThreadNice is an attribute of a locker's span: the nice value its lock thread ran with
+// (int; probe asks for -10, which needs CAP_SYS_NICE).
+const LockThreadNice = "lockprobe.lock_thread.nice"
+
 // Attributes of the root span.
 const (
 	RunCommand    = "lockprobe.command"  // the command line
