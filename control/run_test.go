@@ -352,7 +352,25 @@ func TestDeadMemberUnsentRecordsCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := readTrace(t, res)
+	lost, exit := lostAndExit(readTrace(t, res))
+	if lost != 7 {
+		t.Errorf("messages lost %d, want 7 (a gap of 2, and 5 never sent)", lost)
+	}
+	if exit == nil {
+		t.Fatal("no locker.exit event")
+	}
+	gv, _ := exit.Attrs.Get(semconv.ExitGoodbye)
+	if g, ok := gv.(bool); !ok || g {
+		t.Errorf("exit event says goodbye %v (%v), want false", gv, ok)
+	}
+	if n := exit.Attrs.IntOr(semconv.ExitUnsent, -1); n != 5 {
+		t.Errorf("exit event says %d unsent, want 5", n)
+	}
+}
+
+// lostAndExit reads a one-member run's trace: the messages lost (root span) and the member's
+// locker.exit event, nil when there is none.
+func lostAndExit(tr *tracefile.Trace) (int64, *tracefile.Event) {
 	var lost int64 = -1
 	var exit *tracefile.Event
 	for _, s := range tr.Spans {
@@ -367,19 +385,7 @@ func TestDeadMemberUnsentRecordsCounted(t *testing.T) {
 			}
 		}
 	}
-	if lost != 7 {
-		t.Errorf("messages lost %d, want 7 (a gap of 2, and 5 never sent)", lost)
-	}
-	if exit == nil {
-		t.Fatal("no locker.exit event")
-	}
-	gv, _ := exit.Attrs.Get(semconv.ExitGoodbye)
-	if g, ok := gv.(bool); !ok || g {
-		t.Errorf("exit event says goodbye %v (%v), want false", gv, ok)
-	}
-	if n := exit.Attrs.IntOr(semconv.ExitUnsent, -1); n != 5 {
-		t.Errorf("exit event says %d unsent, want 5", n)
-	}
+	return lost, exit
 }
 
 // lockerSpan is the partial record of a member's own lockprobe.locker span.
@@ -487,21 +493,7 @@ func TestGoodbyeTakenAfterTheExitIsNoticed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := readTrace(t, res)
-	var lost int64 = -1
-	var exit *tracefile.Event
-	for _, s := range tr.Spans {
-		switch s.Name {
-		case semconv.SpanRun:
-			lost = s.Attrs.IntOr(semconv.RunLost, -1)
-		case semconv.SpanLocker:
-			for i := range s.Events {
-				if s.Events[i].Name == semconv.EventExit {
-					exit = &s.Events[i]
-				}
-			}
-		}
-	}
+	lost, exit := lostAndExit(readTrace(t, res))
 	if lost != 0 {
 		t.Errorf("messages lost %d, want 0", lost)
 	}
