@@ -134,7 +134,7 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 				_ = l.out.put(ctx, &proto.Message{Kind: proto.KindPing, Ping: &proto.Ping{T1: t1}})
 			}
 		case <-tick.C:
-			if time.Since(lastHeard) > 5*beat && l.controllerGone() {
+			if silent(lastHeard, time.Now(), beat, l.conn.Backlog()) && l.controllerGone() {
 				l.log.Warn("controller silent: releasing and exiting", "silent", time.Since(lastHeard).Round(time.Millisecond))
 				if l.exec != nil {
 					l.exec.halt()
@@ -143,6 +143,14 @@ func (l *Locker) serve(ctx context.Context) (end, error) {
 			}
 		}
 	}
+}
+
+// silent says whether the controller has said nothing for five beats. Messages already taken
+// off the socket and waiting for this loop were heard: select picks a ready tick as readily as a
+// ready message, and on a host busy with a thousand lockers the loop found the tick first with
+// the controller's messages queued behind it, and left a controller that was talking.
+func silent(lastHeard, now time.Time, beat time.Duration, waiting int) bool {
+	return waiting == 0 && now.Sub(lastHeard) > 5*beat
 }
 
 // leaveAfterEnd is how long past the run's end a locker that hears nothing from its controller
