@@ -104,13 +104,13 @@ func Terminal(w io.Writer, res *analysis.Result, opts Options) error {
 	fmt.Fprintln(bw, lost)
 	writeNodes(bw, v)
 	if len(v.Run.NoGoodbye) > 0 {
-		fmt.Fprintf(bw, "%s %s\n", paint(ansiYellow, "ended without goodbye (its last records may be missing):"), clean(strings.Join(v.Run.NoGoodbye, ", ")))
+		fmt.Fprintf(bw, "%s %s\n", paint(ansiYellow, "ended without goodbye (its last records may be missing):"), clean(someOf(v.Run.NoGoodbye)))
 	}
 	if len(v.Run.Killed) > 0 {
-		fmt.Fprintf(bw, "killed: %s\n", clean(strings.Join(v.Run.Killed, ", ")))
+		fmt.Fprintf(bw, "killed: %s\n", clean(someOf(v.Run.Killed)))
 	}
 	if len(v.Run.Unresponsive) > 0 {
-		fmt.Fprintf(bw, "unresponsive: %s\n", clean(strings.Join(v.Run.Unresponsive, ", ")))
+		fmt.Fprintf(bw, "unresponsive: %s\n", clean(someOf(v.Run.Unresponsive)))
 	}
 	if opts.OutDir != "" {
 		fmt.Fprintf(bw, "report: %s (%s, %s beside it)\n", paint(ansiBold, clean(filepath.Join(opts.OutDir, HTMLFile))), VerdictFile, DOTFile)
@@ -155,6 +155,16 @@ func slicesAny[T any](s []T, f func(T) bool) bool {
 		}
 	}
 	return false
+}
+
+// someOf joins the first maxTerminalRows names of a list: a run of a thousand lockers that all
+// ended without their goodbye wrote a line of 35 KB, which buries the verdict above it; the
+// report and verdict.json keep the whole list.
+func someOf(names []string) string {
+	if len(names) <= maxTerminalRows {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s … and %d more in the report", strings.Join(names[:maxTerminalRows], ", "), len(names)-maxTerminalRows)
 }
 
 // terminalRows picks the lockers of the verdict first, then the others, up to the cap, in id order.
