@@ -862,6 +862,12 @@ func (r *run) writeRecord(rs *tracepb.ResourceSpans) {
 // (at 1000 lockers, 761 exits said so of lockers whose final records were all in the trace).
 const exitSettle = 3 * time.Second
 
+// exitSettleMax bounds the wait while messages are still being taken in: exitSettle counts only
+// once the input is drained, since a dead member sends nothing more and what it sent is in the
+// backlog being read (at 1000 lockers on 2 cores the controller read its input for seconds
+// after the exits, and 426 goodbyes still queued were judged missing at exitSettle).
+const exitSettleMax = 30 * time.Second
+
 // exited notes that m's process has ended. While m's connection is still open (its reader has
 // not met the end of the stream yet) and m has not said goodbye, the exit waits (settleExits):
 // what m sent before it ended is taken first.
@@ -890,8 +896,9 @@ type settling struct {
 	since time.Time
 }
 
-// settleExits takes the exits whose member's connection has closed once every message taken
-// from the socket has been handled, or that have waited exitSettle; all of them with force.
+// settleExits takes the exits whose member said goodbye, or, once every message taken from the
+// socket has been handled, whose connection has closed or that have waited exitSettle; those
+// that have waited exitSettleMax whatever the input; all of them with force.
 func (r *run) settleExits(force bool) {
 	if len(r.settling) == 0 {
 		return
@@ -900,7 +907,8 @@ func (r *run) settleExits(force bool) {
 	kept := r.settling[:0]
 	for _, s := range r.settling {
 		m := s.note.m
-		if force || m.saidBye() || time.Since(s.since) > exitSettle || drained && !r.conn.Connected(m.identity) {
+		waited := time.Since(s.since)
+		if force || m.saidBye() || drained && (waited > exitSettle || !r.conn.Connected(m.identity)) || waited > exitSettleMax {
 			r.exitNow(s.note)
 			continue
 		}

@@ -153,7 +153,9 @@ func (r *run) shutdown(reason string) {
 		}
 	}
 	if !r.await(r.graceAfterHeal()) {
-		r.settleExits(true) // what has ended is not killed
+		// What has ended is not killed; what it sent is taken before its end is judged.
+		r.drainFor(exitSettle)
+		r.settleExits(true)
 		r.stopGroup(false)
 		r.killAll()
 		return
@@ -217,15 +219,26 @@ func (r *run) killAll() {
 }
 
 // drain takes the messages that are still queued after every member has gone.
-func (r *run) drain() {
+func (r *run) drain() { r.drainFor(drainMax) }
+
+// drainMax bounds drain: members that are gone send nothing more, but a member the run could
+// not kill may.
+const drainMax = 30 * time.Second
+
+// drainFor takes queued messages until none has come for 50 ms, or for at most d.
+func (r *run) drainFor(d time.Duration) {
 	idle := time.NewTimer(50 * time.Millisecond)
 	defer idle.Stop()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
 	for r.in != nil {
 		select {
 		case in, ok := <-r.in:
 			r.receive(in, ok)
 			idle.Reset(50 * time.Millisecond)
 		case <-idle.C:
+			return
+		case <-deadline.C:
 			return
 		}
 	}

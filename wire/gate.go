@@ -344,6 +344,17 @@ func (c *gatedConn) writeBuffers(bufs *net.Buffers, timeout time.Duration) error
 	return err
 }
 
+// closeWrite ends the writing half only, so that the reader still gets what the peer sent; a
+// connection without halves is closed.
+func (c *gatedConn) closeWrite() {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	c.Close()
+}
+
 func (c *gatedConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -29,8 +30,8 @@ import (
 // taken what was sent to it for a while. The message was not queued.
 var ErrNotReading = errors.New("peer not reading: its outbox is full")
 
-// ErrNoPeer says no connection has the identity (it never connected, or it has gone). zmq4's
-// ROUTER dropped such a message silently.
+// ErrNoPeer says no connection has the identity (it never connected, or it has gone: also when
+// writing to it failed because it closed its end). zmq4's ROUTER dropped such a message silently.
 var ErrNoPeer = errors.New("no connection with that identity")
 
 // outFrame is one proto frame waiting to be written.
@@ -133,8 +134,17 @@ func (o *outbox) write() {
 		}
 		if err := o.c.writeBuffers(&bufs, o.timeout); err != nil {
 			// A frame cut short cannot be finished later: the stream is broken.
-			o.stop(fmt.Errorf("write to %q: %w", o.c.s.identity, err))
-			o.c.Close()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				o.stop(fmt.Errorf("write to %q: %w", o.c.s.identity, err))
+				o.c.Close() // a peer that does not read
+				return
+			}
+			o.stop(fmt.Errorf("write to %q: %w (%v)", o.c.s.identity, ErrNoPeer, err))
+			// The peer is gone (EPIPE, ECONNRESET) but what it sent before it went may still
+			// wait unread: its goodbye and last records. Closing the whole connection threw
+			// them away (at 1000 lockers, hundreds of goodbyes); the reader takes them and
+			// closes at the end of the stream.
+			o.c.closeWrite()
 			return
 		}
 		o.mu.Lock()

@@ -227,3 +227,58 @@ func TestOutboxWriteTimeoutClosesTheConnection(t *testing.T) {
 		t.Error("a flush would wait for an outbox whose connection is closed")
 	}
 }
+
+// TestGonePeerIsReadToTheEnd: a peer sends, closes its end and goes while what it sent still
+// waits unread on the ROUTER's side; a write to it then fails (EPIPE). What it sent must still
+// be read: its goodbye and last records are there. Closing the whole connection on that write
+// error threw them away (a 1000-locker run lost hundreds of goodbyes).
+func TestGonePeerIsReadToTheEnd(t *testing.T) {
+	r := listen(t)
+	d, err := Dial(t.Context(), r.LocalEndpoint(), "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Send until the ROUTER's queues and the socket are full (nobody reads r yet), so that the
+	// last messages sit in the kernel when the peer goes.
+	sent := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i <= 20000; i++ {
+			m := hello(1)
+			m.Seq = uint64(i)
+			if d.Send(m) != nil {
+				return
+			}
+			sent = i
+		}
+	}()
+	select {
+	case <-done:
+		t.Fatal("20000 messages went through with nobody reading: the test cannot leave any unread")
+	case <-time.After(time.Second):
+	}
+	d.Close() // the blocked Send fails, the end is closed
+	<-done
+	deadline := time.Now().Add(wait)
+	for r.SendTo("gone", pong(1)) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("sends to a peer that closed its end never failed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := 0
+	for got < sent {
+		select {
+		case in, ok := <-r.In():
+			if !ok {
+				t.Fatalf("In() closed after %d of %d messages", got, sent)
+			}
+			if in.Err == nil && in.From == "gone" && in.Msg.Kind == proto.KindHello {
+				got++
+			}
+		case <-time.After(wait):
+			t.Fatalf("%d of the %d messages sent by the gone peer were read", got, sent)
+		}
+	}
+}
