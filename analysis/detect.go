@@ -148,7 +148,10 @@ func (d *detector) staleOwner(a *Attempt, r ownerRun, ev Evidence, base Finding,
 		if h.File != a.File || !d.m.sem.Conflict(a.Request, h.Request) {
 			continue
 		}
-		if holdOpen(h, r.to-1) || (h.End == 0) {
+		// A hold ended by the run's end was still held then: its record stops at the end
+		// instant, the lock goes when the locker takes the stop (seconds later on a host
+		// slowed by a thousand lockers), so an answer naming it after the end is no stale one.
+		if holdOpen(h, r.to-1) || h.End == 0 || h.How == semconv.HoldRunEnd {
 			return // the owner holds it: a plain wait
 		}
 		if h.End > lastEnd {
