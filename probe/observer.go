@@ -62,6 +62,12 @@ func (o *observer) run(peers *lockmodel.Processes) {
 		l.out.sleepQuiet()
 		for _, q := range observerQueries {
 			var ow owner
+			// The answer is stamped when the question was put: it describes some instant of
+			// the call, no earlier than this. On two cores shared with a thousand lockers the
+			// process could wait seconds for a core between the call and a stamp taken after
+			// it, and an answer given while the holder lived was dated after its death — a
+			// stale holder that never was.
+			asked := l.clock.now()
 			if q.kind == semconv.KindFlock {
 				// flock has no query call: /proc/locks names its holders where the kernel
 				// arbitrates (local file systems).
@@ -74,8 +80,7 @@ func (o *observer) run(peers *lockmodel.Processes) {
 			}
 			last[q.name] = ow
 			attrs := append(ownerAttrs(ow), attribute.String(semconv.QueryMode, q.name), attribute.String(semconv.FileLogical, "{file}"), attribute.String(semconv.FilePath, path))
-			now := l.clock.now()
-			l.self.addEvent(l.rec, semconv.EventObserved, now, attrs, true)
+			l.self.addEvent(l.rec, semconv.EventObserved, asked, attrs, true)
 		}
 		select {
 		case <-o.quit:

@@ -253,6 +253,9 @@ func (w *watcher) looks(span *span, s *slot, req lockReq, quit, done chan struct
 			return
 		case <-timer.C:
 		}
+		// Stamped when asked, as the observer's answers are: no earlier than the instant it
+		// describes, however long the process then waited for a core.
+		asked := e.l.clock.now()
 		o := e.query(s, req)
 		// Changes are recorded at once; an unchanged answer again every repeatEvery, so that
 		// "still the same owner, long after it released" rests on a fresh answer, and a
@@ -263,7 +266,7 @@ func (w *watcher) looks(span *span, s *slot, req lockReq, quit, done chan struct
 				return
 			default:
 			}
-			e.addEvent(span, semconv.EventConflict, ownerAttrs(o))
+			span.addEvent(e.l.rec, semconv.EventConflict, asked, ownerAttrs(o), true)
 			last, lastAt = o, time.Now()
 		}
 		timer.Reset(poll)
