@@ -17,7 +17,7 @@ const healthySummary = "healthy: every lock attempt ended and no signature of a 
 
 // healthyBlocked is the healthy verdict of a run that ended while attempts still waited (the
 // timeout came first, and they waited less than -stuck-after under no suspicious evidence).
-const healthyBlocked = "healthy: no signature of a file-system locking bug was found; %d attempts were still waiting when the run ended"
+const healthyBlocked = "healthy: no signature of a file-system locking bug was found; %s still waiting when the run ended"
 
 // namer names the lockers of one result by id.
 type namer map[int64]*analysis.Locker
@@ -203,7 +203,11 @@ func (n namer) verdictSummary(res *analysis.Result) string {
 	}
 	sum := healthySummary
 	if blocked > 0 {
-		sum = fmt.Sprintf(healthyBlocked, blocked)
+		still := "1 attempt was"
+		if blocked != 1 {
+			still = fmt.Sprintf("%d attempts were", blocked)
+		}
+		sum = fmt.Sprintf(healthyBlocked, still)
 	}
 	if gap := evidenceGap(res); gap != "" {
 		sum += "; but " + gap + ": the verdict rests only on what arrived"
