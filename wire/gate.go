@@ -123,7 +123,7 @@ func (g *gate) admit(c *gatedConn) {
 		if _, dup := g.byID[c.s.identity]; dup {
 			ok = false
 		} else {
-			c.out = newOutbox(c, g.opts.WriteTimeout, g.opts.MaxQueued)
+			c.out = newOutbox(c, g.opts.MaxQueued)
 			g.byID[c.s.identity] = c
 			c.onClose = g.forget
 		}
@@ -335,11 +335,11 @@ func (c *gatedConn) Write(p []byte) (int, error) {
 	return skipped + n, err
 }
 
-// writeBuffers writes bufs to the network (one writev) within timeout.
-func (c *gatedConn) writeBuffers(bufs *net.Buffers, timeout time.Duration) error {
+// writeBuffers writes bufs to the network (one writev) within the write timeout.
+func (c *gatedConn) writeBuffers(bufs *net.Buffers) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	_, err := bufs.WriteTo(c.Conn)
 	return err
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/lockprobe/lockprobe/proto"
 )
@@ -42,9 +41,8 @@ type outFrame struct {
 
 // outbox is the queue of frames for one peer and the goroutine that writes them.
 type outbox struct {
-	c       *gatedConn
-	timeout time.Duration // bounds one write; a write cut short closes the connection
-	limit   int           // bytes that may wait (a lone frame of any size is always taken)
+	c     *gatedConn // its writeTimeout bounds one write; a write cut short closes the connection
+	limit int        // bytes that may wait (a lone frame of any size is always taken)
 
 	mu      sync.Mutex
 	waiting []outFrame
@@ -55,8 +53,8 @@ type outbox struct {
 	done    chan struct{} // closed when the connection closes
 }
 
-func newOutbox(c *gatedConn, timeout time.Duration, limit int) *outbox {
-	o := &outbox{c: c, timeout: timeout, limit: limit, drained: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newOutbox(c *gatedConn, limit int) *outbox {
+	o := &outbox{c: c, limit: limit, drained: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	close(o.drained)
 	go o.write()
 	return o
@@ -132,7 +130,7 @@ func (o *outbox) write() {
 			bufs = append(bufs, hdrs[start:len(hdrs):len(hdrs)], f.frame)
 			n += len(f.frame)
 		}
-		if err := o.c.writeBuffers(&bufs, o.timeout); err != nil {
+		if err := o.c.writeBuffers(&bufs); err != nil {
 			// A frame cut short cannot be finished later: the stream is broken.
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				o.stop(fmt.Errorf("write to %q: %w", o.c.s.identity, err))

@@ -142,7 +142,7 @@ func pipePeer(t *testing.T, timeout time.Duration, limit int) (*outbox, net.Conn
 	t.Helper()
 	ours, theirs := net.Pipe()
 	gc := newGatedConn(ours, &stream{identity: "p"}, timeout, true)
-	gc.out = newOutbox(gc, timeout, limit)
+	gc.out = newOutbox(gc, limit)
 	t.Cleanup(func() { gc.Close(); theirs.Close() })
 	return gc.out, theirs
 }
