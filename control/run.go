@@ -428,7 +428,7 @@ func (r *run) pollWork(started bool) string {
 	r.resendCommands()
 	// A cycle seen while messages still wait to be read may be made of one locker's old state
 	// and another's new one: judge only a drained queue.
-	if started && r.opts.Hang != nil && r.conn.Backlog()+r.ingest.backlog() == 0 {
+	if started && r.opts.Hang != nil && r.drained() {
 		if why := r.opts.Hang(time.Now().UnixNano()); why != "" {
 			r.opts.Log.Info("run ends on a hang", "why", why)
 			return "hang"
@@ -436,6 +436,10 @@ func (r *run) pollWork(started bool) string {
 	}
 	return ""
 }
+
+// drained says no message waits between the socket and the loop (the socket's queue, the
+// ingest stage).
+func (r *run) drained() bool { return r.conn.Backlog()+r.ingest.backlog() == 0 }
 
 // beatWork notes the nodes gone silent.
 func (r *run) beatWork() {
@@ -855,11 +859,12 @@ func (r *run) writeRecord(rs *tracepb.ResourceSpans) {
 	r.spans(b, req)
 }
 
-// exitSettle bounds how long a member's end waits for its messages still on their way. Its
-// process may end (its goodbye acked, or unacked after 2 s) while its goodbye and last records
-// still wait in the controller's socket and queues: judged at once, the member was one that
-// ended without its goodbye, and the backlog its previous message reported was counted lost
-// (at 1000 lockers, 761 exits said so of lockers whose final records were all in the trace).
+// exitSettle bounds how long a member's end waits, once the input is drained, for its messages
+// still on their way (exitSettleMax bounds the wait whatever the input). Its process may end
+// (its goodbye acked, or unacked after 2 s) while its goodbye and last records still wait in
+// the controller's socket and queues: judged at once, the member was one that ended without
+// its goodbye, and the backlog its previous message reported was counted lost (at 1000
+// lockers, 761 exits said so of lockers whose final records were all in the trace).
 const exitSettle = 3 * time.Second
 
 // exitSettleMax bounds the wait while messages are still being taken in: exitSettle counts only
@@ -903,7 +908,7 @@ func (r *run) settleExits(force bool) {
 	if len(r.settling) == 0 {
 		return
 	}
-	drained := r.conn.Backlog()+r.ingest.backlog() == 0
+	drained := r.drained()
 	kept := r.settling[:0]
 	for _, s := range r.settling {
 		m := s.note.m
