@@ -1,6 +1,7 @@
 package analysis_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -241,6 +242,61 @@ observer O0 node=g2 pid=902
 		}
 		if stale != tt.stale {
 			t.Errorf("%s: stale-holder %v, want %v (verdict %s)", tt.name, stale, tt.stale, res.Verdict.Class)
+		}
+	}
+}
+
+// TestWaitedAtTheFirstInstant: lockers that fire together each begin before any is granted, so
+// no hold is open at their beginnings; one granted after another's hold, before its watcher
+// looked, waited all the same. A hold that began only after an attempt's grant, a hold of the
+// attempt's own locker and a shared hold beside a read do not make it wait.
+func TestWaitedAtTheFirstInstant(t *testing.T) {
+	const head = "run scenario=contend procs=3 timeout=30s poll=100ms kind=posix node=n0\n" +
+		"locker L0 node=n0 pid=4711\nlocker L1 node=n0 pid=4712\nlocker L2 node=n0 pid=4713\n"
+	tests := []struct {
+		name, body string
+		want       []bool // per attempt, in the order they began
+	}{
+		{"fired together", `@0s L0 acquire a1 mode=write range=0:EOF
+@1us L1 acquire a2 mode=write range=0:EOF
+@2us L2 acquire a3 mode=write range=0:EOF
+@10us L0 grant a1 h1
+@50us L0 release h1
+@60us L2 grant a3 h3
+@90us L2 release h3
+@100us L1 grant a2 h2
+@130us L1 release h2
+@1s C end reason=done`, []bool{false, true, true}},
+		{"one after another", `@0s L0 acquire a1 mode=write range=0:EOF
+@10us L0 grant a1 h1
+@50us L0 release h1
+@1ms L1 acquire a2 mode=write range=0:EOF
+@1010us L1 grant a2 h2
+@1050us L1 release h2
+@1s C end reason=done`, []bool{false, false}},
+		{"readers together", `@0s L0 acquire a1 mode=read range=0:EOF
+@1us L1 acquire a2 mode=read range=0:EOF
+@10us L0 grant a1 h1
+@20us L0 release h1
+@30us L1 grant a2 h2
+@40us L1 release h2
+@1s C end reason=done`, []bool{false, false}},
+	}
+	for _, tt := range tests {
+		fx, err := fixture.Parse([]byte(head + tt.body + "\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		res := analysis.Analyze(fx.Trace(), analysis.Options{})
+		var got []bool
+		for _, a := range res.Attempts {
+			got = append(got, a.Waited)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%s: waited %v, want %v", tt.name, got, tt.want)
+		}
+		if n := strings.Count(fmt.Sprint(tt.want), "true"); res.Stats.Waits != n {
+			t.Errorf("%s: stats count %d waits, want %d", tt.name, res.Stats.Waits, n)
 		}
 	}
 }

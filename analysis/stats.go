@@ -111,7 +111,14 @@ func percentiles(v []int64) Percentiles {
 }
 
 // waited tells which attempts had to wait: a conflicting hold of another locker was open when
-// the attempt began, or it recorded a conflict or a failed try, or it did not end granted.
+// the attempt began, or one began and ended while a waiting call was in the kernel (the attempt
+// was granted after it, so that hold went first), or it recorded a conflict or a failed try, or
+// it did not end granted.
+//
+// The second case is a contention's first instant: lockers that fire together each begin before
+// any of them is granted, so no hold is open at their beginnings, and a waiter granted sooner
+// than its watcher's first look (5 ms) recorded no conflict either; those hand-offs were counted
+// as attempts that did not wait, by chance of the scheduling.
 func (m *model) waited(end int64) []bool {
 	out := make([]bool, len(m.attempts))
 	open := map[string][]*Hold{}
@@ -137,8 +144,26 @@ func (m *model) waited(end int64) []bool {
 			}
 		}
 		open[a.File] = kept
+		if !out[a.idx] && a.Style == semconv.StyleWait {
+			out[a.idx] = m.wentFirst(a, hi)
+		}
 	}
 	return out
+}
+
+// wentFirst says a conflicting hold of another locker began after the granted attempt a did and
+// ended before its grant; the holds from index from on began after a. Holds are sorted by their
+// beginning, so the scan stops at a's grant: it looks at the holds of a's wait only.
+func (m *model) wentFirst(a *Attempt, from int) bool {
+	for _, h := range m.holds[from:] {
+		if h.Begin >= a.End {
+			return false
+		}
+		if h.File == a.File && h.Locker != a.Locker && h.End != 0 && h.End <= a.End && m.sem.Conflict(a.Request, h.Request) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Result) fill(m *model) {
