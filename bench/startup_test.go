@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/internal/lptest"
 
 	"github.com/lockprobe/lockprobe/semconv"
@@ -56,27 +57,10 @@ func sampleLockers() memSample {
 // controller has started. /proc/PID/task/TID/children lists what each thread forked.
 func grandchildren() int {
 	n := 0
-	for _, c := range children(os.Getpid()) {
-		n += len(children(c))
+	for _, c := range host.Children(os.Getpid()) {
+		n += len(host.Children(c))
 	}
 	return n
-}
-
-func children(pid int) []int {
-	tasks, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
-	var out []int
-	for _, t := range tasks {
-		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "task", t.Name(), "children"))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
 }
 
 // BenchmarkStartup runs the hold built-in (locker 0 holds, the others wait) with 10, 100 and

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lockprobe/lockprobe/host"
 	"github.com/lockprobe/lockprobe/internal/lptest"
 )
 
@@ -226,16 +227,10 @@ func (n *Node) stop() error {
 
 // firstChild returns the first child of pid, or 0.
 func firstChild(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return 0
+	if c := host.Children(pid); len(c) > 0 {
+		return c[0]
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	child, _ := strconv.Atoi(f[0])
-	return child
+	return 0
 }
 
 // shq quotes s for sh.
