@@ -40,6 +40,9 @@ type Options struct {
 	// Poll is the watcher's and observer's interval and the online detector's period. Optional:
 	// lockmodel.DefaultPoll.
 	Poll time.Duration
+	// KeepPriority tells the lockers' lock threads to keep the priority they start with rather
+	// than ask for nice -10 where the host allows it (probe's lockThreadNice). Optional: false.
+	KeepPriority bool
 	// NoObservers starts no observer processes. Optional: false, one observer per file (node).
 	NoObservers bool
 	// OutDir is where the trace file and reports go. Required.

@@ -668,7 +668,7 @@ func (r *run) hello(from string, msg *proto.Message) {
 		TraceID: r.traceID, ParentSpanID: r.rootID, Poll: r.opts.Poll, Heartbeat: time.Second,
 		Kind: r.opts.Kind, Style: r.opts.Style, Tries: r.opts.Tries, Interval: r.opts.Interval,
 		SameClock: !m.remote && h.Host == r.host,
-		Spin:      r.spin(),
+		Spin:      r.spin(), KeepPriority: r.opts.KeepPriority,
 	}})
 }
 

@@ -138,17 +138,21 @@ type lockThread struct {
 // thread works only between its waits, in short stretches, so ranking it above the rest of the
 // instrument takes nothing from them but the moments it needs. Raising a priority needs
 // CAP_SYS_NICE (or RLIMIT_NICE); without it the thread keeps its nice value, and the locker
-// span says which it ran with (semconv.LockThreadNice).
+// span says which it ran with (semconv.LockThreadNice). A run told to keep the lockers'
+// priority (Welcome.KeepPriority: other work on the node must not rank below ours) asks nothing.
 const lockThreadNice = -10
 
-func startLockThread() *lockThread {
+// startLockThread starts the lock thread; raise asks for lockThreadNice.
+func startLockThread(raise bool) *lockThread {
 	t := &lockThread{work: make(chan func())}
 	ready := make(chan int)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the process
 		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
 		tid := unix.Gettid()
-		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, lockThreadNice)
+		if raise {
+			_ = unix.Setpriority(unix.PRIO_PROCESS, tid, lockThreadNice)
+		}
 		if p, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err == nil {
 			t.nice = 20 - p // the system call's value: 20 - nice
 		}

@@ -131,7 +131,7 @@ func (l *Locker) Run(ctx context.Context) error {
 	if err := l.syncClock(startCtx); err != nil {
 		return err
 	}
-	l.thread = startLockThread()
+	l.thread = startLockThread(!l.welcome.KeepPriority)
 	l.setupTracing()
 	if err := l.out.put(startCtx, &proto.Message{Kind: proto.KindReady, Ready: &proto.Ready{Offset: int64(l.clock.offset), Uncertainty: int64(l.clock.uncertainty), TID: l.thread.tid}}); err != nil {
 		return err

@@ -13,20 +13,27 @@ import (
 
 // TestLockThreadNice: the lock thread runs above the rest of the locker when the host allows it
 // (as root: lockThreadNice), and what it says it runs with is what the kernel says of that
-// thread — not of the process, whose other threads (the sender, the watcher) keep theirs.
+// thread — not of the process, whose other threads (the sender, the watcher) keep theirs. Told
+// to keep its priority (run -keep-priority), it runs with the process's.
 func TestLockThreadNice(t *testing.T) {
-	before := otherThreadNice(t)
-	lt := startLockThread()
-	defer close(lt.work)
-	got := threadNice(t, lt.tid)
-	if lt.nice != got {
-		t.Errorf("lock thread says nice %d, the kernel %d", lt.nice, got)
-	}
-	if os.Geteuid() == 0 && got != lockThreadNice {
-		t.Errorf("as root the lock thread runs at nice %d, want %d", got, lockThreadNice)
-	}
-	if after := otherThreadNice(t); after != before {
-		t.Errorf("another thread's nice went from %d to %d with the lock thread's", before, after)
+	for _, raise := range []bool{true, false} {
+		before := otherThreadNice(t)
+		lt := startLockThread(raise)
+		got := threadNice(t, lt.tid)
+		close(lt.work)
+		if lt.nice != got {
+			t.Errorf("raise %v: lock thread says nice %d, the kernel %d", raise, lt.nice, got)
+		}
+		want := before
+		if raise && os.Geteuid() == 0 {
+			want = lockThreadNice
+		}
+		if got != want {
+			t.Errorf("raise %v (euid %d): the lock thread runs at nice %d, want %d", raise, os.Geteuid(), got, want)
+		}
+		if after := otherThreadNice(t); after != before {
+			t.Errorf("raise %v: another thread's nice went from %d to %d with the lock thread's", raise, before, after)
+		}
 	}
 }
 

@@ -142,6 +142,9 @@ type Welcome struct {
 	// sets 0 when its host has more lockers than cores: spinners would hold the cores that the
 	// other lockers need to wake up.
 	Spin time.Duration `json:"spin"`
+	// KeepPriority says the lock thread keeps the process's priority instead of asking for a
+	// higher one (run -keep-priority: a node whose other work must not be ranked below ours).
+	KeepPriority bool `json:"keep_priority,omitempty"`
 }
 
 // Ping is a clock probe; T1 is the locker's send instant (unix ns, its own clock).

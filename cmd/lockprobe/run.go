@@ -33,28 +33,29 @@ import (
 const maxProcs = 10000
 
 type runFlags struct {
-	files       stringList
-	procs       string
-	timeout     time.Duration
-	timeoutSet  bool // -timeout was given (0 is then an error, not "the default")
-	scenario    string
-	lock        semconv.Kind
-	style       semconv.Style
-	tries       int
-	interval    time.Duration
-	poll        time.Duration
-	out         string
-	observers   bool
-	onHang      string
-	stuckAfter  time.Duration
-	otlp        string
-	verbose     bool
-	glusterSock string
-	remote      int
-	listen      string
-	token       string
-	startup     time.Duration
-	cluster     clusterFlags
+	files        stringList
+	procs        string
+	timeout      time.Duration
+	timeoutSet   bool // -timeout was given (0 is then an error, not "the default")
+	scenario     string
+	lock         semconv.Kind
+	style        semconv.Style
+	tries        int
+	interval     time.Duration
+	poll         time.Duration
+	out          string
+	observers    bool
+	onHang       string
+	stuckAfter   time.Duration
+	otlp         string
+	verbose      bool
+	glusterSock  string
+	remote       int
+	keepPriority bool
+	listen       string
+	token        string
+	startup      time.Duration
+	cluster      clusterFlags
 	// sc and nprocs are the scenario and the number of lockers options found, for a launcher's
 	// queues, which wait for the nodes.
 	sc     *scenario.Scenario
@@ -74,6 +75,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.interval, "interval", 0, fmt.Sprintf("default interval between tries for style poll (default: the scenario's, else %s)", lockmodel.DefaultInterval))
 	fs.DurationVar(&f.poll, "poll", lockmodel.DefaultPoll, "how often waiters and observers ask F_GETLK, and the online detector runs")
 	fs.StringVar(&f.out, "out", "", "output folder (default: a new lockprobe-out-TIMESTAMP folder here)")
+	fs.BoolVar(&f.keepPriority, "keep-priority", false, "lockers' lock threads keep the priority they start with (by default, where allowed, they run at nice -10 so that the instrument's own threads do not delay lock hand-offs)")
 	fs.BoolVar(&f.observers, "observers", true, "start one observer process per file (never locks; F_GETLK witness)")
 	fs.StringVar(&f.onHang, "on-hang", "stop", "when a deadlock forms: stop (snapshot and end) or wait (watch until -timeout)")
 	fs.DurationVar(&f.stuckAfter, "stuck-after", analysis.DefaultStuckAfter, "a waiter blocked this long under suspicious evidence is reported stuck")
@@ -315,6 +317,7 @@ func (f *runFlags) options(cmdLine string) (control.Options, error) {
 		Interval:       pick(f.interval, sc.Header.Interval.Value),
 		Poll:           f.poll,
 		NoObservers:    !f.observers,
+		KeepPriority:   f.keepPriority,
 		OutDir:         out,
 		CommandLine:    cmdLine,
 		ScenarioName:   sc.Name,

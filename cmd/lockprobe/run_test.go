@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lockprobe/lockprobe/internal/lptest"
 	"github.com/lockprobe/lockprobe/semconv"
 	"github.com/lockprobe/lockprobe/tracefile"
@@ -505,4 +507,36 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestKeepPriority: by default a locker's lock thread asks for nice -10 (granted as root) and its
+// locker span says what it ran with; with -keep-priority it keeps the process's priority.
+func TestKeepPriority(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root may raise a thread's priority: both runs would keep it")
+	}
+	p, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := int64(20 - p) // the lockers start with this process's nice value (the system call says 20 - nice)
+	const text = "procs 2\nall: file@{file}\nall: write@+0s\nall: releaseif\nall: stop\n"
+	for _, tt := range []struct {
+		args []string
+		want int64
+	}{{nil, -10}, {[]string{"-keep-priority"}, own}} {
+		res := runScenario(t, text, tt.args...)
+		if res.code != 0 {
+			t.Fatalf("%v: exit %d\n%s\n%s", tt.args, res.code, res.stdout, res.stderr)
+		}
+		lockers := spansNamed(res.trace, semconv.SpanLocker)
+		if len(lockers) != 2 {
+			t.Fatalf("%v: %d locker spans, want 2", tt.args, len(lockers))
+		}
+		for _, l := range lockers {
+			if got, ok := l.Attrs.Int(semconv.LockThreadNice); !ok || got != tt.want {
+				t.Errorf("%v: locker %d's lock thread ran at nice %d (recorded: %v), want %d", tt.args, l.Attrs.IntOr(semconv.LockerID, -1), got, ok, tt.want)
+			}
+		}
+	}
 }
