@@ -46,10 +46,22 @@ func stateEvent(m *member, at int64, pid, tid int, state, wchan string, stack []
 	}}
 }
 
-// takeSnapshot asks the members still running for their state, waits up to a second, and
-// reads /proc for those that did not answer: a locker stuck in a file system call still has
-// a reader goroutine, but a process in D state or a stopped client may answer nothing. The
-// request also tells each locker that the run is over: it starts no further command.
+// snapshotWait is how long the members have to answer the snapshot request once the controller
+// has taken in everything that reached it: the answers queue behind what the members sent
+// before them, and a thousand lockers' last records on two cores took seconds to take in, so
+// that a fixed second after the request named every one of them unresponsive (they had all
+// answered; the answers were still in the queue). snapshotWaitMax bounds the wait whatever the
+// input.
+const (
+	snapshotWait    = time.Second
+	snapshotWaitMax = 30 * time.Second
+)
+
+// takeSnapshot asks the members still running for their state, waits for their answers
+// (snapshotWait), and reads /proc for those that did not answer: a locker stuck in a file
+// system call still has a reader goroutine, but a process in D state or a stopped client may
+// answer nothing. The request also tells each locker that the run is over: it starts no
+// further command.
 func (r *run) takeSnapshot() {
 	r.snap = &snapshot{at: time.Now()}
 	awaited := map[*member]bool{}
@@ -59,8 +71,10 @@ func (r *run) takeSnapshot() {
 			awaited[m] = true
 		}
 	}
-	deadline := time.NewTimer(time.Second)
+	deadline := time.NewTimer(snapshotWait)
 	defer deadline.Stop()
+	longest := time.NewTimer(snapshotWaitMax)
+	defer longest.Stop()
 	for len(awaited) > 0 {
 		select {
 		case in, ok := <-r.in:
@@ -71,6 +85,13 @@ func (r *run) takeSnapshot() {
 			r.exited(note)
 			delete(awaited, note.m)
 		case <-deadline.C:
+			if !r.drained() {
+				// Messages wait between the socket and the loop: the answers may be among them.
+				deadline.Reset(snapshotWait / 10)
+				continue
+			}
+			clear(awaited)
+		case <-longest.C:
 			clear(awaited)
 		}
 	}
