@@ -77,7 +77,12 @@ func parse[S valueSet](s string) (Value[S], error) {
 		}
 	}
 	last := len(valid) - 1
-	return 0, fmt.Errorf("%s %q is not %s or %s", what, s, strings.Join(valid[:last], ", "), valid[last])
+	choices := strings.Join(valid[:last], ", ") + " or " + valid[last]
+	if len(s) > maxQuoted {
+		// A value this long is none of the names; quoting it made a 4 KB "one-line" error.
+		return 0, fmt.Errorf("%s of %d bytes is not %s", what, len(s), choices)
+	}
+	return 0, fmt.Errorf("%s %q is not %s", what, s, choices)
 }
 
 // Kind is a lock kind: which call takes the lock and who owns it.
@@ -215,3 +220,6 @@ const (
 	OwnerFromNone      = "none"         // nothing that counts as evidence was asked
 	OwnerFromError     = "getlk-error:" // the query failed; the errno's name follows
 )
+
+// maxQuoted is the longest value a parse error quotes back; every name is far shorter.
+const maxQuoted = 64
