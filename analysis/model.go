@@ -71,7 +71,8 @@ type Attempt struct {
 	Outcome semconv.Outcome
 	// Waited says the attempt had to wait: a conflicting hold of another locker was open when it
 	// began or went first during its wait, or it recorded a conflict or a failed try, or it did
-	// not end granted (the rule of Stats.Waits, model.waited). Set by Finalize. (Beside the other small fields: 10^6 attempts are a block.)
+	// not end granted (the rule of Stats.Waits, model.waited). Set by Finalize. (Beside the
+	// other small fields: 10^6 attempts are a block.)
 	Waited    bool
 	Errno     string
 	Tries     int64

@@ -6,25 +6,17 @@ import (
 	"runtime"
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestChildren: a child forked from a thread other than the main one is listed too (a Go
-// process forks from whichever thread runs the goroutine), and an ended child is not.
+// process forks from whichever thread runs the goroutine; the main thread's children file
+// alone does not list it), and an ended child is not.
 func TestChildren(t *testing.T) {
-	done := make(chan *exec.Cmd)
-	go func() {
-		runtime.LockOSThread() // a thread of its own, not the main one
-		defer runtime.UnlockOSThread()
-		c := exec.Command("sleep", "30")
-		if err := c.Start(); err != nil {
-			t.Error(err)
-			c = nil
-		}
-		done <- c
-	}()
-	c := <-done
-	if c == nil {
-		return
+	c, err := startOffMain("sleep", "30")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if got := Children(os.Getpid()); !slices.Contains(got, c.Process.Pid) {
 		t.Errorf("Children(self) = %v, want %d among them", got, c.Process.Pid)
@@ -37,4 +29,30 @@ func TestChildren(t *testing.T) {
 	if got := Children(1 << 30); got != nil {
 		t.Errorf("Children of no process = %v, want none", got)
 	}
+}
+
+// startOffMain starts a command from a thread that is not the process's main one: a locked
+// goroutine that finds itself on the main thread keeps it and asks again from another.
+func startOffMain(name string, args ...string) (*exec.Cmd, error) {
+	type started struct {
+		c   *exec.Cmd
+		err error
+	}
+	done := make(chan started)
+	var try func()
+	try = func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if unix.Gettid() == os.Getpid() {
+			inner := make(chan struct{})
+			go func() { try(); close(inner) }()
+			<-inner // hold the main thread until the other has forked
+			return
+		}
+		c := exec.Command(name, args...)
+		done <- started{c, c.Start()}
+	}
+	go try()
+	s := <-done
+	return s.c, s.err
 }

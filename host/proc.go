@@ -92,6 +92,29 @@ func ReadThreads(pid int) ([]ProcState, error) {
 	return out, nil
 }
 
+// Children lists the processes pid forked that are still its children, in the order the kernel
+// lists them: /proc/PID/task/TID/children holds what each thread forked (a process's threads
+// fork apart), read for every thread. A process that is gone has none.
+func Children(pid int) []int {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended since the directory was read
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
 // parseStat parses "pid (comm) S ppid ...". comm is taken up to the last
 // ')' because it may itself contain ") ".
 func parseStat(s string, ps *ProcState) error {

@@ -61,29 +61,6 @@ func ProcessExists(pid int) bool {
 	return err == nil
 }
 
-// Children lists the processes pid forked that are still its children, in the order the kernel
-// lists them: /proc/PID/task/TID/children holds what each thread forked (a process's threads
-// fork apart), read for every thread. A process that is gone has none.
-func Children(pid int) []int {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
-		if err != nil {
-			continue // the thread ended since the directory was read
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
-}
-
 // ReadMem reads n bytes at addr of process pid through /proc/PID/mem, which needs ptrace
 // access to the process (same user without yama restrictions, or CAP_SYS_PTRACE) but does not
 // stop it.
