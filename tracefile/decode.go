@@ -119,6 +119,9 @@ type decoder struct {
 	traces map[[16]byte]string
 	parent map[[8]byte]string
 	spans  [][]byte // scopeSpans' room for the spans of a scope, reused
+	// keyBits gives each of the first 64 attribute keys a trace uses a bit of its own, which
+	// a list's seen mask (put) sets as the key is added; once given, a key keeps its bit.
+	keyBits map[string]uint64
 	// recs, when set, is where records are decoded, their slices (attributes, events and their
 	// attributes) reused from the records decoded there before: a reader that lets most records
 	// go at once (Stream) then allocates nothing for them. Whoever keeps such a record keeps a
@@ -146,6 +149,7 @@ func (a *recArena) next() *Span {
 type kvEntry struct {
 	raw string
 	kv  Attr
+	bit uint64 // the key's bit (keyBits), or 0
 }
 
 // kvPos holds the two KeyValues last seen at one position, the latest first, and how many
@@ -193,7 +197,8 @@ const (
 
 func newDecoder() *decoder {
 	return &decoder{kvs: map[string]kvEntry{}, strs: map[string]string{}, boxed: map[string]any{}, ints: map[int64]any{},
-		res: map[string]Attrs{}, scopes: map[string]*Scope{}, traces: map[[16]byte]string{}, parent: map[[8]byte]string{}}
+		res: map[string]Attrs{}, scopes: map[string]*Scope{}, traces: map[[16]byte]string{}, parent: map[[8]byte]string{},
+		keyBits: map[string]uint64{}}
 }
 
 var (
@@ -400,7 +405,7 @@ func (d *decoder) resource(b []byte) (Attrs, error) {
 			if err := f.want(protowire.BytesType, "resource"); err != nil {
 				return nil, err
 			}
-			if err := d.keyValue(f.v, &a, 0, nil); err != nil {
+			if err := d.keyValue(f.v, &a, 0, nil, nil); err != nil {
 				return nil, err
 			}
 		}
@@ -547,6 +552,7 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 	}
 	var err error
 	var np *namedPos
+	var seen uint64 // the keys of rec.Attrs that have a bit (put)
 	// attrs returns the positions of the record's attributes, and makes their room.
 	attrs := func() *[maxPos]kvPos {
 		if np == nil {
@@ -566,7 +572,7 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 		// general field reader.
 		if len(b) >= 2 && b[0] == attrTag && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
 			n := int(b[1])
-			if err = d.keyValue(b[2:2+n], &rec.Attrs, 0, attrs()); err != nil {
+			if err = d.keyValue(b[2:2+n], &rec.Attrs, 0, attrs(), &seen); err != nil {
 				return k, nil, err
 			}
 			b = b[2+n:]
@@ -610,7 +616,7 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 			}
 		case otlpfield.SpanAttrs:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
-				err = d.keyValue(f.v, &rec.Attrs, 0, attrs())
+				err = d.keyValue(f.v, &rec.Attrs, 0, attrs(), &seen)
 			}
 		case otlpfield.SpanEvents:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
@@ -649,10 +655,11 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 
 // event decodes an Event into e, appending its attributes to e.Attrs.
 func (d *decoder) event(b []byte, e *Event) error {
+	var seen uint64 // the keys of e.Attrs that have a bit (put)
 	for len(b) > 0 {
 		if len(b) >= 2 && b[0] == eventAttrTag && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
 			n := int(b[1])
-			if err := d.keyValue(b[2:2+n], &e.Attrs, 0, &d.eventPos); err != nil {
+			if err := d.keyValue(b[2:2+n], &e.Attrs, 0, &d.eventPos, &seen); err != nil {
 				return err
 			}
 			b = b[2+n:]
@@ -678,7 +685,7 @@ func (d *decoder) event(b []byte, e *Event) error {
 			if err := f.want(protowire.BytesType, "event"); err != nil {
 				return err
 			}
-			if err := d.keyValue(f.v, &e.Attrs, 0, &d.eventPos); err != nil {
+			if err := d.keyValue(f.v, &e.Attrs, 0, &d.eventPos, &seen); err != nil {
 				return err
 			}
 		}
@@ -715,7 +722,7 @@ func (d *decoder) link(b []byte) (Link, error) {
 			if err := f.want(protowire.BytesType, "link"); err != nil {
 				return l, err
 			}
-			if err := d.keyValue(f.v, &l.Attrs, 0, nil); err != nil {
+			if err := d.keyValue(f.v, &l.Attrs, 0, nil, nil); err != nil {
 				return l, err
 			}
 		}
@@ -755,20 +762,22 @@ const maxKVLen = 128
 // is taken whole from d.kvs: one map look-up instead of walking two messages and interning
 // the key and the value (most of the time of reading a trace). pos, when given, is where the
 // attributes of this kind of list (a span's, an event's) were seen by position.
-func (d *decoder) keyValue(b []byte, a *Attrs, depth int, pos *[maxPos]kvPos) error {
+func (d *decoder) keyValue(b []byte, a *Attrs, depth int, pos *[maxPos]kvPos, seen *uint64) error {
 	var at *kvPos
 	lookUp := len(b) <= maxKVLen
 	if pos != nil && len(*a) < maxPos {
 		at = &pos[len(*a)]
-		switch string(b) {
-		case at.e[0].raw:
+		// Comparisons, not a switch on string(b): a switch with cases that are not constants
+		// made the string, an allocation per attribute (a tenth of decoding a record).
+		if e := &at.e[0]; string(b) == e.raw {
 			at.misses = 0
-			a.Set(at.e[0].kv.Key, at.e[0].kv.Value)
+			put(a, e.kv, e.bit, seen)
 			return nil
-		case at.e[1].raw:
+		}
+		if string(b) == at.e[1].raw {
 			at.misses = 0
 			at.e[0], at.e[1] = at.e[1], at.e[0]
-			a.Set(at.e[0].kv.Key, at.e[0].kv.Value)
+			put(a, at.e[0].kv, at.e[0].bit, seen)
 			return nil
 		}
 		if at.misses < 255 {
@@ -784,7 +793,7 @@ func (d *decoder) keyValue(b []byte, a *Attrs, depth int, pos *[maxPos]kvPos) er
 	}
 	if lookUp {
 		if e, ok := d.kvs[string(b)]; ok {
-			a.Set(e.kv.Key, e.kv.Value)
+			put(a, e.kv, e.bit, seen)
 			if at != nil {
 				at.e[0], at.e[1], at.misses = e, at.e[0], 0
 			}
@@ -815,11 +824,13 @@ func (d *decoder) keyValue(b []byte, a *Attrs, depth int, pos *[maxPos]kvPos) er
 			}
 		}
 	}
-	a.Set(k, v) // a repeated key (which OTLP forbids, but a file may hold) keeps its last value
+	bit := d.keyBit(k)
+	kv := Attr{Key: k, Value: v}
+	put(a, kv, bit, seen) // a repeated key (which OTLP forbids, but a file may hold) keeps its last value
 	if lookUp && len(d.kvs) < maxInterned {
 		switch v.(type) {
 		case string, int64, bool, float64, nil: // shared values that nobody changes
-			e := kvEntry{raw: string(kb), kv: Attr{Key: k, Value: v}}
+			e := kvEntry{raw: string(kb), kv: kv, bit: bit}
 			d.kvs[e.raw] = e
 			if at != nil {
 				at.e[0], at.e[1] = e, at.e[0]
@@ -827,6 +838,33 @@ func (d *decoder) keyValue(b []byte, a *Attrs, depth int, pos *[maxPos]kvPos) er
 		}
 	}
 	return nil
+}
+
+// keyBit returns k's bit, giving it one if it has none and one is left.
+func (d *decoder) keyBit(k string) uint64 {
+	if bit, ok := d.keyBits[k]; ok {
+		return bit
+	}
+	if len(d.keyBits) >= 64 {
+		return 0
+	}
+	bit := uint64(1) << len(d.keyBits)
+	d.keyBits[k] = bit
+	return bit
+}
+
+// put adds kv to a, replacing an earlier value of its key. seen, when given, has the bits
+// (keyBit) of the keys a holds: a key with a bit not in it is appended without looking through
+// a, where Attrs.Set's scan of a record's attributes for each of them was an eighth of
+// decoding it. That holds because a key keeps its bit from the first time the decoder meets
+// it: every earlier addition of it to a set its bit.
+func put(a *Attrs, kv Attr, bit uint64, seen *uint64) {
+	if seen != nil && bit != 0 && *seen&bit == 0 {
+		*seen |= bit
+		*a = append(*a, kv)
+		return
+	}
+	a.Set(kv.Key, kv.Value)
 }
 
 // anyValue decodes an AnyValue; of several set members the last wins, as protobuf's oneof
@@ -917,7 +955,7 @@ func (d *decoder) anyValue(b []byte, depth int) (any, error) {
 				if err := g.want(protowire.BytesType, "kvlist"); err != nil {
 					return nil, err
 				}
-				if err := d.keyValue(g.v, &kvs, depth+1, nil); err != nil {
+				if err := d.keyValue(g.v, &kvs, depth+1, nil, nil); err != nil {
 					return nil, err
 				}
 			}

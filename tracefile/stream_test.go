@@ -151,3 +151,73 @@ func TestNewValuesEveryTime(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatedKeys: a key given twice in one list (which OTLP forbids, but a file may hold)
+// keeps its last value and appears once, whichever way each of the two was decoded (from a
+// position's memory, from the table of whole KeyValues, or walked), and also for keys beyond
+// the first 64 of a trace (which have no bit of their own).
+func TestRepeatedKeys(t *testing.T) {
+	var many []*commonpb.KeyValue
+	for i := range 70 {
+		many = append(many, intKV(fmt.Sprintf("k%02d", i), int64(i)))
+	}
+	var lines [][]rec
+	for i := range 40 {
+		v := strconv.Itoa(i)
+		attrs := []*commonpb.KeyValue{strKV("lock.mode", "read"), strKV("id", "id-"+v), strKV("lock.mode", "write")}
+		switch i % 4 {
+		case 1: // the repeat is new every time
+			attrs = append(attrs, strKV("lock.mode", "m-"+v))
+		case 2: // the first is new every time, the repeat is known
+			attrs = []*commonpb.KeyValue{strKV("lock.mode", "m-"+v), strKV("lock.mode", "write")}
+		case 3: // past the 64 keys with bits
+			attrs = append(append([]*commonpb.KeyValue{}, many...), intKV("k68", -1), intKV("k02", -2))
+		}
+		ev := &tracepb.Span_Event{TimeUnixNano: uint64(t0 + i), Name: "e",
+			Attributes: []*commonpb.KeyValue{strKV("a", "x"), strKV("a", "y-"+v), strKV("b", "z"), strKV("a", "y")}}
+		lines = append(lines, []rec{{span: fmt.Sprintf("%016x", i+1), name: "lock.hold", start: uint64(t0 + i), end: uint64(t0 + i + 1),
+			attrs: attrs, events: []*tracepb.Span_Event{ev}}})
+	}
+	data, _ := traceFile(t, lines...)
+	tr, err := Read(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streamed []*Span
+	if _, err := Stream(bytes.NewReader(data), StreamOptions{Release: lockSpan, Done: func(s *Span) { streamed = append(streamed, s.clone()) }}); err != nil {
+		t.Fatal(err)
+	}
+	for name, spans := range map[string][]*Span{"Read": tr.Spans, "Stream": streamed} {
+		if len(spans) != 40 {
+			t.Fatalf("%s: %d spans", name, len(spans))
+		}
+		for i, s := range spans {
+			v := strconv.Itoa(i)
+			count := map[string]int{}
+			for _, a := range s.Attrs {
+				count[a.Key]++
+			}
+			for k, n := range count {
+				if n != 1 {
+					t.Errorf("%s: span %d: key %q %d times", name, i, k, n)
+				}
+			}
+			want := map[int]string{0: "write", 1: "m-" + v, 2: "write"}[i%4]
+			if i%4 == 3 {
+				if len(s.Attrs) != 70 {
+					t.Errorf("%s: span %d: %d attributes, want 70", name, i, len(s.Attrs))
+				}
+				for k, w := range map[string]int64{"k68": -1, "k02": -2, "k03": 3, "k69": 69} {
+					if got, _ := s.Attrs.Int(k); got != w {
+						t.Errorf("%s: span %d: %s = %d, want %d", name, i, k, got, w)
+					}
+				}
+			} else if got := s.Attrs.Str("lock.mode"); got != want {
+				t.Errorf("%s: span %d: lock.mode %q, want %q", name, i, got, want)
+			}
+			if len(s.Events) != 1 || len(s.Events[0].Attrs) != 2 || s.Events[0].Attrs.Str("a") != "y" || s.Events[0].Attrs.Str("b") != "z" {
+				t.Errorf("%s: span %d: event attributes %v, want a=y b=z", name, i, s.Events)
+			}
+		}
+	}
+}
