@@ -42,6 +42,15 @@ func (a *Analyzer) check(m *model, now int64) []Finding {
 // the statistics.
 func (a *Analyzer) Finalize(end int64) *Result {
 	m := a.model()
+	// The statistics read the finished model as the detectors do and change nothing of it:
+	// on a second core they take none of the time from the end of the input to the result
+	// (a third of it at 10^6 events).
+	var st figures
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st = m.figures(end)
+	}()
 	stuck := a.stuck()
 	d := &detector{m: m, stuck: stuck, settle: a.settle(m), seen: map[string]int{}}
 	gEnd := m.buildGraph(end)
@@ -77,7 +86,8 @@ func (a *Analyzer) Finalize(end int64) *Result {
 	if len(fs) > 0 && len(gEnd.Edges) == 0 && fs[0].FormedAt > 0 {
 		r.Graph = m.buildGraph(fs[0].FormedAt + fs[0].Duration - 1)
 	}
-	r.fill(m)
+	<-done
+	r.fill(m, st)
 	return r
 }
 

@@ -166,7 +166,20 @@ func (m *model) wentFirst(a *Attempt, from int) bool {
 	return false
 }
 
-func (r *Result) fill(m *model) {
+// figures are the statistics of a run that ended at end.
+type figures struct {
+	waited    []bool // by attempt index
+	stats     Stats
+	summaries []LockerSummary
+}
+
+// figures computes them; it changes nothing in m, so it may run beside the detectors.
+func (m *model) figures(end int64) figures {
+	waited := m.waited(end)
+	return figures{waited: waited, stats: m.stats(end, waited), summaries: m.summaries(end, waited)}
+}
+
+func (r *Result) fill(m *model, st figures) {
 	r.Lockers = make([]Locker, 0, len(m.lockers))
 	for _, l := range m.lockers {
 		r.Lockers = append(r.Lockers, *l)
@@ -185,12 +198,11 @@ func (r *Result) fill(m *model) {
 	r.Observations = m.obs
 	r.States = m.states
 	r.ProcLocks = m.plocks
-	waited := m.waited(r.End)
 	for _, a := range m.attempts {
-		a.Waited = waited[a.idx]
+		a.Waited = st.waited[a.idx]
 	}
-	r.Stats = m.stats(r.End, waited)
-	r.Summaries = m.summaries(r.End, waited)
+	r.Stats = st.stats
+	r.Summaries = st.summaries
 	r.Hosts = m.hosts()
 	r.Silences = nonNilSilences(m.silences)
 }
