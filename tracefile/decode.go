@@ -107,8 +107,9 @@ type decoder struct {
 	// attributes, the last two KeyValues decoded there: consecutive records of a trace repeat
 	// them in the same places, and comparing the bytes with those is cheaper than hashing them
 	// for kvs.
-	spanPos  []*namedPos
-	eventPos [maxPos]kvPos
+	spanPos    []*namedPos
+	eventPos   [maxPos]kvPos
+	eventNames []string // the first event names met (eventName)
 	// plain: the value being decoded is not interned (its place holds a new value each time).
 	plain  bool
 	strs   map[string]string
@@ -173,6 +174,40 @@ type namedPos struct {
 	name  string
 	pos   [maxPos]kvPos
 	attrs int
+}
+
+// spanName returns the span name b, and sets *np to its positions if it has none yet: the
+// names a trace's spans have are a handful, and comparing with those is cheaper than the
+// look-up of d.str.
+func (d *decoder) spanName(b []byte, np **namedPos) string {
+	for _, p := range d.spanPos {
+		if string(b) == p.name {
+			if *np == nil {
+				*np = p
+			}
+			return p.name
+		}
+	}
+	name := d.str(b)
+	if *np == nil {
+		*np = d.spanPosOf(name)
+	}
+	return name
+}
+
+// eventName returns the event name b; as for span names, the few a trace has are compared
+// before d.str looks one up.
+func (d *decoder) eventName(b []byte) string {
+	for _, n := range d.eventNames {
+		if string(b) == n {
+			return n
+		}
+	}
+	name := d.str(b)
+	if len(d.eventNames) < 16 {
+		d.eventNames = append(d.eventNames, name)
+	}
+	return name
 }
 
 // spanPosOf returns the positions of the attributes of spans of that name.
@@ -600,7 +635,7 @@ func (d *decoder) span(b []byte) (key, *Span, error) {
 			}
 		case otlpfield.SpanName:
 			if err = f.want(protowire.BytesType, "span"); err == nil {
-				rec.Name = d.str(f.v)
+				rec.Name = d.spanName(f.v, &np)
 			}
 		case otlpfield.SpanKind:
 			if err = f.want(protowire.VarintType, "span"); err == nil {
@@ -680,7 +715,7 @@ func (d *decoder) event(b []byte, e *Event) error {
 			if err := f.want(protowire.BytesType, "event"); err != nil {
 				return err
 			}
-			e.Name = d.str(f.v)
+			e.Name = d.eventName(f.v)
 		case otlpfield.EventAttrs:
 			if err := f.want(protowire.BytesType, "event"); err != nil {
 				return err

@@ -46,8 +46,9 @@ func Stream(r io.Reader, opts StreamOptions) (*Trace, error) {
 	m := &Merger{byID: map[key]*Span{}}
 	// Every record that starts a span here (none merged before it) leaves the hash of its key:
 	// a key that starts a span twice got a record after its span was handed over. Looking each
-	// up in a set as it came cost a fifth of the merge (a cache miss each); sorting the list
-	// once at the end costs a tenth of that, and a late record is rare enough to be found late.
+	// up in a set as it came cost a fifth of the merge (a cache miss each); looking for a
+	// duplicate in the list once at the end (hasDuplicate) costs a tenth of that, and a late
+	// record is rare enough to be found late.
 	var firsts []uint64
 	t := &Trace{}
 	// take merges one record in file order.
@@ -90,11 +91,8 @@ func Stream(r io.Reader, opts StreamOptions) (*Trace, error) {
 		}
 		p.recycle(b)
 	}
-	slices.Sort(firsts)
-	for i := 1; i < len(firsts); i++ {
-		if firsts[i] == firsts[i-1] {
-			return nil, ErrLate
-		}
+	if hasDuplicate(firsts) {
+		return nil, ErrLate
 	}
 	t.Spans = m.Spans()
 	return t, nil
@@ -253,6 +251,51 @@ func StreamFile(path string, opts StreamOptions) (*Trace, error) {
 
 // keyHash is a 64-bit hash of a span's key. Two keys of one hash only send Stream's caller to
 // the whole-file reading, never to a wrong result.
+// hasDuplicate reports whether hs holds a value twice; it reorders hs. A radix sort (eight
+// passes of a byte each, their counts taken in one pass before) and a walk: slices.Sort of the
+// 10^6 values of 10^6 events was a tenth of a second at the end of reading, when nothing else
+// is left to run beside it; the radix sort is a fifth of that.
+func hasDuplicate(hs []uint64) bool {
+	if len(hs) < 1<<12 {
+		slices.Sort(hs)
+		return sortedDuplicate(hs)
+	}
+	var counts [8][256]int
+	for _, h := range hs {
+		for d := range 8 {
+			counts[d][byte(h>>(8*d))]++
+		}
+	}
+	from, to := hs, make([]uint64, len(hs))
+	for d := range 8 {
+		c := &counts[d]
+		if c[byte(from[0]>>(8*d))] == len(from) {
+			continue // every value has this byte: the pass would change nothing
+		}
+		at := 0
+		for i, n := range c {
+			c[i] = at
+			at += n
+		}
+		for _, h := range from {
+			b := byte(h >> (8 * d))
+			to[c[b]] = h
+			c[b]++
+		}
+		from, to = to, from
+	}
+	return sortedDuplicate(from)
+}
+
+func sortedDuplicate(hs []uint64) bool {
+	for i := 1; i < len(hs); i++ {
+		if hs[i] == hs[i-1] {
+			return true
+		}
+	}
+	return false
+}
+
 func keyHash(k key) uint64 {
 	a := binary.LittleEndian.Uint64(k.trace[:8])
 	b := binary.LittleEndian.Uint64(k.trace[8:])

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -220,4 +221,57 @@ func TestRepeatedKeys(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestHasDuplicate: a value given twice is found wherever it lies, among few values and among
+// many (dealt into buckets), also when many values share their top bits.
+func TestHasDuplicate(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 100, 1 << 14, 1<<17 + 3} {
+		for _, spread := range []bool{true, false} {
+			hs := make([]uint64, n)
+			for i := range hs {
+				hs[i] = uint64(i+1) * 0x9e3779b97f4a7c15
+				if !spread {
+					hs[i] = uint64(i + 1) // all in the first bucket
+				}
+			}
+			if hasDuplicate(slices.Clone(hs)) {
+				t.Fatalf("n=%d spread=%v: a duplicate among distinct values", n, spread)
+			}
+			if n < 2 {
+				continue
+			}
+			for _, at := range [][2]int{{0, n - 1}, {n / 2, n/2 - 1}, {n - 2, 1}} {
+				c := slices.Clone(hs)
+				c[at[0]] = c[at[1]]
+				if !hasDuplicate(c) {
+					t.Errorf("n=%d spread=%v: hs[%d] = hs[%d] not found", n, spread, at[0], at[1])
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkHasDuplicate(b *testing.B) {
+	hs := make([]uint64, 1_000_000)
+	for i := range hs {
+		hs[i] = keyHash(key{span: [8]byte{byte(i), byte(i >> 8), byte(i >> 16)}})
+	}
+	b.Run("buckets", func(b *testing.B) {
+		for b.Loop() {
+			hasDuplicate(slices.Clone(hs))
+		}
+	})
+	b.Run("clone", func(b *testing.B) {
+		for b.Loop() {
+			_ = slices.Clone(hs)
+		}
+	})
+	b.Run("sort", func(b *testing.B) {
+		for b.Loop() {
+			c := slices.Clone(hs)
+			slices.Sort(c)
+			sortedDuplicate(c)
+		}
+	})
 }
