@@ -115,16 +115,13 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s:%d:%d: %s", printable(e.Name), e.Line, e.Col, printable(e.Msg))
 }
 
-// maxErrorText bounds what an error quotes of the input: a 900 KB word once made a 900 KB
-// "one-line" error.
-const maxErrorText = 64
-
-// cut shortens a piece of the input for an error message, on a character boundary.
+// cut shortens a piece of the input for an error message to semconv.MaxQuoted bytes, on a
+// character boundary: a 900 KB word once made a 900 KB "one-line" error.
 func cut(s string) string {
-	if len(s) <= maxErrorText {
+	if len(s) <= semconv.MaxQuoted {
 		return s
 	}
-	i := maxErrorText
+	i := semconv.MaxQuoted
 	for i > 0 && !utf8.RuneStart(s[i]) {
 		i--
 	}

@@ -78,7 +78,7 @@ func parse[S valueSet](s string) (Value[S], error) {
 	}
 	last := len(valid) - 1
 	choices := strings.Join(valid[:last], ", ") + " or " + valid[last]
-	if len(s) > maxQuoted {
+	if len(s) > MaxQuoted {
 		// A value this long is none of the names; quoting it made a 4 KB "one-line" error.
 		return 0, fmt.Errorf("%s of %d bytes is not %s", what, len(s), choices)
 	}
@@ -221,5 +221,6 @@ const (
 	OwnerFromError     = "getlk-error:" // the query failed; the errno's name follows
 )
 
-// maxQuoted is the longest value a parse error quotes back; every name is far shorter.
-const maxQuoted = 64
+// MaxQuoted is the longest piece of input an error quotes back, here and in the scenario
+// parser: a 4 KB value once made a 4 KB "one-line" error. Every name is far shorter.
+const MaxQuoted = 64
